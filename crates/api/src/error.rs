@@ -1,0 +1,136 @@
+//! Errors on the wire: `{"error": {"code": "...", "message": "..."}}` with a stable code.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error code the client API can return. The code is stable; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body or query is not valid JSON or misses a field.
+    BadRequest,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
+    InvalidPhone,
+    InvalidCode,
+    CodeExpired,
+    TooManyAttempts,
+    RateLimited,
+    PinRequired,
+    InvalidPin,
+    /// No valid session token was given.
+    Unauthorized,
+    /// The user may not do this (privacy settings, a block, not a member).
+    Forbidden,
+    Blocked,
+    PrivacyRestricted,
+    NotFound,
+    UsernameTaken,
+    InvalidUsername,
+    InvalidProfile,
+    InvalidContent,
+    /// A send reused a client id for different content.
+    IdempotencyConflict,
+    /// The update cursor is older than what the server keeps: fetch state again.
+    ResyncRequired,
+    /// The server could not store the request; retrying with the same client id is safe.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest
+            | Self::InvalidPhone
+            | Self::InvalidUsername
+            | Self::InvalidProfile
+            | Self::InvalidContent => 400,
+            Self::InvalidCode | Self::CodeExpired | Self::InvalidPin | Self::PinRequired => 401,
+            Self::Unauthorized => 401,
+            Self::Forbidden | Self::Blocked | Self::PrivacyRestricted => 403,
+            Self::NotFound => 404,
+            Self::UsernameTaken | Self::IdempotencyConflict => 409,
+            Self::ResyncRequired => 410,
+            Self::PayloadTooLarge => 413,
+            Self::MethodNotAllowed => 405,
+            Self::TooManyAttempts | Self::RateLimited => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::InvalidPhone => "invalid_phone",
+            Self::InvalidCode => "invalid_code",
+            Self::CodeExpired => "code_expired",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::RateLimited => "rate_limited",
+            Self::PinRequired => "pin_required",
+            Self::InvalidPin => "invalid_pin",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Blocked => "blocked",
+            Self::PrivacyRestricted => "privacy_restricted",
+            Self::NotFound => "not_found",
+            Self::UsernameTaken => "username_taken",
+            Self::InvalidUsername => "invalid_username",
+            Self::InvalidProfile => "invalid_profile",
+            Self::InvalidContent => "invalid_content",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::ResyncRequired => "resync_required",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+/// An error: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Seconds to wait before trying again, for `rate_limited` and `too_many_attempts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after: None }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde() {
+        for code in [ErrorCode::BadRequest, ErrorCode::ResyncRequired, ErrorCode::IdempotencyConflict] {
+            let json = serde_json::to_value(code).expect("serialises");
+            assert_eq!(json.as_str(), Some(code.as_str()));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The things the API talks about: people, devices, settings, chats and messages.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The signed-in person's own account, as only they see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: i64,
+    /// E.164, e.g. `+989121234567`.
+    pub phone: String,
+    pub display_name: String,
+    pub username: Option<String>,
+    pub bio: String,
+    pub has_pin: bool,
+    pub created_at: Millis,
+}
+
+/// Another person as the viewer is allowed to see them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserProfile {
+    pub id: i64,
+    pub display_name: String,
+    pub username: Option<String>,
+    pub bio: String,
+    /// Shown only when the person's settings let the viewer find them by phone number.
+    pub phone: Option<String>,
+    /// Shown only when the person's last-seen setting lets the viewer see it.
+    pub presence: Option<Presence>,
+    /// Whether the viewer has this person in their contacts.
+    pub is_contact: bool,
+    /// Whether the viewer has blocked this person.
+    pub blocked: bool,
+    /// The account was deleted: only its id remains.
+    pub deleted: bool,
+}
+
+/// Online now, or when last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Presence {
+    pub online: bool,
+    pub last_seen: Option<Millis>,
+}
+
+/// A signed-in device (one session token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    pub id: i64,
+    pub name: String,
+    pub created_at: Millis,
+    pub last_active: Millis,
+    /// The device that made this request.
+    pub current: bool,
+}
+
+/// Who may do something to or see something of a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    #[default]
+    Everybody,
+    Contacts,
+    Nobody,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everybody => "everybody",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "everybody" => Some(Self::Everybody),
+            "contacts" => Some(Self::Contacts),
+            "nobody" => Some(Self::Nobody),
+            _ => None,
+        }
+    }
+
+    /// Whether a viewer passes: `is_contact` says whether the owner has the viewer in their
+    /// contacts.
+    pub fn allows(self, is_contact: bool) -> bool {
+        match self {
+            Self::Everybody => true,
+            Self::Contacts => is_contact,
+            Self::Nobody => false,
+        }
+    }
+}
+
+/// A person's privacy settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrivacySettings {
+    /// Who sees when I was last online.
+    pub last_seen: Audience,
+    /// Who can find me by my phone number (contact import, lookup) and see it on my profile.
+    pub phone_discovery: Audience,
+    /// Who can start a chat with me and send me messages (`nobody` is treated as `contacts`).
+    pub messages: Audience,
+    /// Who can add me to groups.
+    pub group_invites: Audience,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            last_seen: Audience::Everybody,
+            phone_discovery: Audience::Contacts,
+            messages: Audience::Everybody,
+            group_invites: Audience::Everybody,
+        }
+    }
+}
+
+/// The body of a message. Tagged so that media and end-to-end encrypted bodies can be added
+/// without changing the shape of [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    Text { text: String },
+    /// What remains of a message deleted for everyone.
+    Deleted,
+}
+
+impl Content {
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text { text } => Some(text),
+            Self::Deleted => None,
+        }
+    }
+}
+
+/// Where a forwarded message came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ForwardedFrom {
+    /// The original author.
+    pub user_id: i64,
+    pub sent_at: Millis,
+}
+
+/// One person's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reaction {
+    pub user_id: i64,
+    pub emoji: String,
+}
+
+/// A message in a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub chat_id: i64,
+    /// The message's id within its chat: 1, 2, 3, ...
+    pub seq: i64,
+    pub sender_id: i64,
+    /// The id the sending client gave the message (for idempotent retries).
+    pub client_id: String,
+    pub content: Content,
+    pub reply_to: Option<i64>,
+    pub forwarded_from: Option<ForwardedFrom>,
+    pub sent_at: Millis,
+    pub edited_at: Option<Millis>,
+    pub reactions: Vec<Reaction>,
+}
+
+/// The kind of a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    Direct,
+}
+
+/// A chat as it appears in the chat list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Chat {
+    pub id: i64,
+    pub kind: ChatKind,
+    /// The other person, for a direct chat.
+    pub peer: Option<UserProfile>,
+    pub last_message: Option<Message>,
+    /// Messages from others after what I have read.
+    pub unread: i64,
+    /// The last seq I have read.
+    pub read_up_to: i64,
+    /// The last seq of mine that the other person's devices have received.
+    pub peer_delivered_up_to: i64,
+    /// The last seq of mine that the other person has read.
+    pub peer_read_up_to: i64,
+    /// When the chat last had activity; the list is sorted by this, newest first.
+    pub updated_at: Millis,
+}
+
+/// A message found by search, with its chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub chat_id: i64,
+    pub message: Message,
+}

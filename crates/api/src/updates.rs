@@ -1,0 +1,65 @@
+//! The update stream: everything that happens to a person's account, in order, with a cursor.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{Message, Millis, Presence, Reaction};
+
+/// One update. Durable updates have a `cursor`, strictly increasing per person; ephemeral ones
+/// (typing, presence) have none and are not replayed after a reconnect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Update {
+    pub cursor: Option<i64>,
+    pub at: Millis,
+    pub event: Event,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message in a chat of mine (sent by anyone, including my other devices).
+    MessageNew { message: Message },
+    /// A message was edited.
+    MessageEdited { message: Message },
+    /// Messages were deleted: for everyone, or for me on another of my devices.
+    MessagesDeleted { chat_id: i64, seqs: Vec<i64>, for_everyone: bool },
+    /// The reactions on a message changed.
+    ReactionsChanged { chat_id: i64, seq: i64, reactions: Vec<Reaction> },
+    /// The other person's devices received my messages up to `up_to`.
+    Delivered { chat_id: i64, user_id: i64, up_to: i64 },
+    /// The other person read my messages up to `up_to`.
+    Read { chat_id: i64, user_id: i64, up_to: i64 },
+    /// I read a chat up to `up_to` on one of my devices: every device shows it as read.
+    ReadByMe { chat_id: i64, up_to: i64, unread: i64 },
+    /// Someone is typing in a chat (ephemeral).
+    Typing { chat_id: i64, user_id: i64 },
+    /// Someone's presence changed, as their settings let me see it (ephemeral).
+    Presence { user_id: i64, presence: Presence },
+}
+
+/// A page of updates from the long-poll endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UpdatesPage {
+    pub updates: Vec<Update>,
+    /// Where to resume: pass it as `after` next time.
+    pub cursor: i64,
+}
+
+/// A frame the server sends on the WebSocket stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum StreamFrame {
+    /// Sent once after connecting: the stream is now live from `cursor`.
+    Ready { cursor: i64 },
+    Update { update: Update },
+    /// The cursor is too old: fetch chats again and resume from `cursor`.
+    ResyncRequired { cursor: i64 },
+}
+
+/// The latest cursor and server time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SyncState {
+    pub cursor: i64,
+    pub now: Millis,
+}

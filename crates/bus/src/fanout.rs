@@ -1,0 +1,129 @@
+//! Per-person broadcast channels on one node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use peyvand_api::Update;
+use tokio::sync::broadcast;
+
+const SHARDS: usize = 64;
+/// Small on purpose: an idle connection must cost little memory, and a receiver that falls
+/// this far behind catches up from the store instead.
+const CHANNEL_CAPACITY: usize = 16;
+
+type Shard = Mutex<HashMap<i64, broadcast::Sender<Arc<Update>>>>;
+
+/// The subscribers of one node, by person.
+#[derive(Debug)]
+pub struct LocalFanout {
+    shards: Arc<Vec<Shard>>,
+}
+
+impl Default for LocalFanout {
+    fn default() -> Self {
+        Self { shards: Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()) }
+    }
+}
+
+fn lock(shards: &[Shard], user_id: i64) -> MutexGuard<'_, HashMap<i64, broadcast::Sender<Arc<Update>>>> {
+    let shard = &shards[user_id.rem_euclid(SHARDS as i64) as usize];
+    // A panic while holding the lock leaves a map that is still consistent: keep using it.
+    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LocalFanout {
+    /// Hands the update to the person's subscribers on this node; nobody listening is fine.
+    pub fn deliver(&self, user_id: i64, update: Arc<Update>) {
+        if let Some(sender) = lock(&self.shards, user_id).get(&user_id) {
+            let _ = sender.send(update);
+        }
+    }
+
+    pub fn subscribe(&self, user_id: i64) -> Subscription {
+        let receiver = lock(&self.shards, user_id)
+            .entry(user_id)
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe();
+        Subscription { user_id, receiver, shards: self.shards.clone() }
+    }
+
+    /// Whether anyone on this node listens for the person.
+    pub fn has_subscribers(&self, user_id: i64) -> bool {
+        lock(&self.shards, user_id).get(&user_id).is_some_and(|s| s.receiver_count() > 0)
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug)]
+pub enum Received {
+    Update(Arc<Update>),
+    /// Some updates were dropped because this subscriber fell behind: read the store.
+    Lagged,
+}
+
+/// One subscriber's receiving end; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    user_id: i64,
+    receiver: broadcast::Receiver<Arc<Update>>,
+    shards: Arc<Vec<Shard>>,
+}
+
+impl Subscription {
+    /// The next update, `Lagged` after a gap, or `None` if the bus shut down.
+    pub async fn recv(&mut self) -> Option<Received> {
+        match self.receiver.recv().await {
+            Ok(update) => Some(Received::Update(update)),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Received::Lagged),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut shard = lock(&self.shards, self.user_id);
+        // This receiver still counts until it is dropped after this body, hence `<= 1`.
+        if shard.get(&self.user_id).is_some_and(|s| s.receiver_count() <= 1) {
+            shard.remove(&self.user_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peyvand_api::{Event, Update};
+
+    fn typing(chat_id: i64) -> Arc<Update> {
+        Arc::new(Update { cursor: None, at: 0, event: Event::Typing { chat_id, user_id: 1 } })
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_of_a_person_receives_and_others_do_not() {
+        let fanout = LocalFanout::default();
+        let mut a1 = fanout.subscribe(1);
+        let mut a2 = fanout.subscribe(1);
+        let mut b = fanout.subscribe(2);
+        fanout.deliver(1, typing(7));
+        for sub in [&mut a1, &mut a2] {
+            assert!(matches!(sub.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 7, user_id: 1 }));
+        }
+        fanout.deliver(2, typing(8));
+        assert!(matches!(b.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 8, user_id: 1 }));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_subscription_frees_the_channel_and_lag_is_reported() {
+        let fanout = LocalFanout::default();
+        let mut sub = fanout.subscribe(5);
+        assert!(fanout.has_subscribers(5));
+        for i in 0..(CHANNEL_CAPACITY as i64 + 3) {
+            fanout.deliver(5, typing(i));
+        }
+        assert!(matches!(sub.recv().await, Some(Received::Lagged)));
+        drop(sub);
+        assert!(!fanout.has_subscribers(5));
+        assert!(lock(&fanout.shards, 5).get(&5).is_none());
+    }
+}

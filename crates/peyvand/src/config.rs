@@ -1,0 +1,170 @@
+//! The server's configuration: defaults, then a TOML file, then `PEYVAND_*` environment
+//! variables, then command-line flags, each overriding the one before.
+//!
+//! Any key can be set from the environment: `PEYVAND_LISTEN` sets `listen`, and nested keys
+//! use a double underscore, so `PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR=10` sets
+//! `[service.limits] codes_per_number_per_hour`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use peyvand_service::ServiceConfig;
+use serde::Deserialize;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: String,
+    /// Where the embedded storage keeps its files.
+    pub data: PathBuf,
+    /// `text` or `json` logs, on standard error.
+    pub log_format: LogFormat,
+    pub sms: SmsConfig,
+    pub service: ServiceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data: PathBuf::from("data"),
+            log_format: LogFormat::Text,
+            sms: SmsConfig::default(),
+            service: ServiceConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How sign-in codes reach people.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `console` (print `OTP <number> <code>` on standard output) or `http`.
+    pub gateway: SmsGateway,
+    /// For `http`: the gateway's URL, which receives a JSON POST per code.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsGateway {
+    #[default]
+    Console,
+    Http,
+}
+
+/// The top-level keys, which are the only `PEYVAND_*` variables read as configuration (others,
+/// like `PEYVAND_SERVER`, belong to the client).
+const TOP_LEVEL_KEYS: &[&str] = &["listen", "data", "log_format", "sms", "service"];
+
+/// Reads a scalar the way TOML would (number, boolean), else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn overlay_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix("PEYVAND_") else { continue };
+        let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if !path.first().is_some_and(|k| TOP_LEVEL_KEYS.contains(&k.as_str())) {
+            continue;
+        }
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(next) = entry else {
+                bail!("environment variable {name}: {part} is not a section");
+            };
+            node = next;
+        }
+        if let Some(last) = path.last() {
+            node.insert(last.clone(), env_value(&value));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads the configuration from an optional file and the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, std::env::vars())?;
+        let config: Config = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.sms.gateway == SmsGateway::Http && self.sms.url.as_deref().is_none_or(str::is_empty) {
+            bail!("sms.gateway = \"http\" needs sms.url");
+        }
+        let s = &self.service;
+        if !(4..=8).contains(&s.code_length) {
+            bail!("service.code_length must be 4 to 8");
+        }
+        if s.code_ttl_secs == 0 || s.code_max_attempts == 0 {
+            bail!("service.code_ttl_secs and service.code_max_attempts must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_from(toml_text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut table: toml::Table = toml_text.parse()?;
+        overlay_env(&mut table, env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))?;
+        let config: Config = toml::Value::Table(table).try_into()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let config = load_from("listen = \"0.0.0.0:9000\"\n[service.limits]\ncodes_per_number_per_hour = 3\n", &[
+            ("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR", "7"),
+            ("PEYVAND_DATA", "/var/lib/peyvand"),
+            ("PEYVAND_SERVER", "http://ignored"),
+            ("PEYVAND_HOME", "/ignored"),
+        ])
+        .expect("valid");
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.data, PathBuf::from("/var/lib/peyvand"));
+        assert_eq!(config.service.limits.codes_per_number_per_hour, 7);
+        assert_eq!(config.service.code_length, 5);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(load_from("lisen = \"x\"", &[]).is_err());
+        assert!(load_from("[service]\ncode_length = 2", &[]).is_err());
+        assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
+        assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
+    }
+}

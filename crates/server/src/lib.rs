@@ -1,0 +1,49 @@
+//! The messenger server's HTTP and WebSocket front end.
+//!
+//! Handlers live in [`routes`], one module per area; each handler's doc comment starts with
+//! its route. Handlers only translate HTTP to calls on [`peyvand_service::Service`] and back.
+//! The OpenAPI document is generated from the handlers' annotations ([`openapi`]).
+
+mod extract;
+mod metrics;
+pub mod openapi;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use peyvand_service::Service;
+
+pub use metrics::Metrics;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler receives.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub service: Service,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole client API.
+pub fn router(service: Service) -> Router {
+    let state = AppState { service, metrics: Arc::new(Metrics::default()) };
+    routes::router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,80 @@
+//! Prometheus metrics at `/metrics`, in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::AppState;
+
+/// Upper bounds of the request-duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// HTTP-level counters; the service's own counters are read at scrape time.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    responses_by_class: [AtomicU64; 5],
+    duration_buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_micros_sum: AtomicU64,
+    pub websockets_open: AtomicU64,
+    pub websocket_frames_sent: AtomicU64,
+}
+
+/// Middleware: counts every response by status class and times it.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = &state.metrics;
+    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    metrics.responses_by_class[class].fetch_add(1, Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    for (bucket, bound) in metrics.duration_buckets.iter().zip(BUCKETS) {
+        if secs <= bound {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    metrics.duration_count.fetch_add(1, Ordering::Relaxed);
+    metrics.duration_micros_sum.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    response
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+/// Renders every metric.
+pub fn render(state: &AppState) -> String {
+    let m = &state.metrics;
+    let c = state.service.counters();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::with_capacity(2048);
+    let _ = writeln!(out, "# HELP peyvand_http_responses_total HTTP responses by status class.\n# TYPE peyvand_http_responses_total counter");
+    for (i, n) in m.responses_by_class.iter().enumerate() {
+        let _ = writeln!(out, "peyvand_http_responses_total{{class=\"{}xx\"}} {}", i + 1, load(n));
+    }
+    let _ = writeln!(out, "# HELP peyvand_http_request_duration_seconds Time to answer HTTP requests.\n# TYPE peyvand_http_request_duration_seconds histogram");
+    for (bucket, bound) in m.duration_buckets.iter().zip(BUCKETS) {
+        let _ = writeln!(out, "peyvand_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}", load(bucket));
+    }
+    let count = load(&m.duration_count);
+    let _ = writeln!(out, "peyvand_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "peyvand_http_request_duration_seconds_sum {}", load(&m.duration_micros_sum) as f64 / 1e6);
+    let _ = writeln!(out, "peyvand_http_request_duration_seconds_count {count}");
+    gauge(&mut out, "peyvand_websockets_open", "Open WebSocket update streams.", load(&m.websockets_open));
+    counter(&mut out, "peyvand_websocket_frames_sent_total", "Frames sent on update streams.", load(&m.websocket_frames_sent));
+    gauge(&mut out, "peyvand_users_online", "People with at least one open update stream on this node.", state.service.presences().online_count() as u64);
+    counter(&mut out, "peyvand_codes_sent_total", "Sign-in codes sent.", load(&c.codes_sent));
+    counter(&mut out, "peyvand_sign_ins_total", "Successful sign-ins.", load(&c.sign_ins));
+    counter(&mut out, "peyvand_sign_ups_total", "Accounts created.", load(&c.sign_ups));
+    counter(&mut out, "peyvand_messages_sent_total", "Messages stored.", load(&c.messages_sent));
+    counter(&mut out, "peyvand_updates_published_total", "Durable updates published to the bus.", load(&c.updates_published));
+    out
+}

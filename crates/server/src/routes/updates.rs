@@ -1,0 +1,144 @@
+//! The update stream: long poll, WebSocket, and the current cursor.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use peyvand_api::{ApiError, ErrorBody, ErrorCode, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
+use peyvand_service::{Session, UpdateFeed};
+
+use crate::AppState;
+use crate::extract::{ApiResult, Authed, Failure, Json, Query, bearer};
+
+/// The longest a long poll waits.
+const MAX_POLL: Duration = Duration::from_secs(60);
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Small buffers: most connections are idle, and their count is what must scale.
+const WS_BUFFER: usize = 4 * 1024;
+const WS_MAX_INCOMING: usize = 16 * 1024;
+
+/// `GET /v1/state`: my newest cursor.
+#[utoipa::path(get, path = "/v1/state", tag = "updates", security(("bearer" = [])), responses((status = 200, body = SyncState)))]
+pub async fn sync_state(State(s): State<AppState>, Authed(session): Authed) -> ApiResult<Json<SyncState>> {
+    Ok(Json(s.service.sync_state(session).await?))
+}
+
+/// `GET /v1/updates?after=&timeout=`: the update stream by long poll.
+#[utoipa::path(get, path = "/v1/updates", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
+    responses((status = 200, body = UpdatesPage), (status = 410, description = "resync_required", body = ErrorBody)))]
+pub async fn poll_updates(State(s): State<AppState>, Authed(session): Authed, Query(q): Query<UpdatesQuery>) -> ApiResult<Json<UpdatesPage>> {
+    let timeout = Duration::from_secs(q.timeout.unwrap_or(25)).min(MAX_POLL);
+    let (updates, cursor) = s.service.poll_updates(session, q.after.unwrap_or(0).max(0), timeout).await?;
+    Ok(Json(UpdatesPage { updates, cursor }))
+}
+
+/// The session of a WebSocket request: the Authorization header, or `?token=` for browsers.
+pub struct StreamAuth(Session);
+
+impl FromRequestParts<AppState> for StreamAuth {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(str::to_owned)
+        });
+        let token = bearer(parts).map(str::to_owned).or(from_query).unwrap_or_default();
+        Ok(Self(state.service.authenticate(&token).await?))
+    }
+}
+
+/// `GET /v1/updates/ws?after=`: the update stream over a WebSocket. The server sends
+/// `StreamFrame`s as JSON text: the backlog after `after`, then `ready`, then live updates.
+#[utoipa::path(get, path = "/v1/updates/ws", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
+    responses((status = 101, description = "WebSocket of StreamFrame JSON text frames", body = StreamFrame),
+               (status = 401, body = ErrorBody)))]
+pub async fn updates_ws(State(s): State<AppState>, StreamAuth(session): StreamAuth, Query(q): Query<UpdatesQuery>, ws: WebSocketUpgrade) -> Response {
+    let after = q.after.unwrap_or(0).max(0);
+    ws.read_buffer_size(WS_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(WS_MAX_INCOMING)
+        .max_frame_size(WS_MAX_INCOMING)
+        .on_upgrade(move |socket| stream(s, session, after, socket))
+}
+
+async fn send(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
+    let Ok(text) = serde_json::to_string(frame) else { return false };
+    state.metrics.websocket_frames_sent.fetch_add(1, Ordering::Relaxed);
+    socket.send(WsMessage::Text(text.into())).await.is_ok()
+}
+
+async fn send_updates(socket: &mut WebSocket, state: &AppState, updates: Vec<Update>) -> bool {
+    for update in updates {
+        if !send(socket, state, &StreamFrame::Update { update }).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn stream(state: AppState, session: Session, after: i64, mut socket: WebSocket) {
+    let feed = match state.service.open_feed(session, after).await {
+        Ok(feed) => feed,
+        Err(e) => {
+            refuse(&mut socket, &state, session, e).await;
+            return;
+        }
+    };
+    state.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);
+    let feed = pump(&state, session, feed, &mut socket).await;
+    state.metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
+    feed.close().await;
+}
+
+async fn refuse(socket: &mut WebSocket, state: &AppState, session: Session, e: ApiError) {
+    if e.code == ErrorCode::ResyncRequired {
+        let cursor = state.service.sync_state(session).await.map_or(0, |s| s.cursor);
+        send(socket, state, &StreamFrame::ResyncRequired { cursor }).await;
+    }
+    let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+/// Moves updates from the feed to the socket until either side ends.
+async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: &mut WebSocket) -> UpdateFeed {
+    let mut announced = false;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    loop {
+        tokio::select! {
+            next = feed.next() => match next {
+                Ok(Some(updates)) if updates.is_empty() => {
+                    if !announced {
+                        announced = true;
+                        if !send(socket, state, &StreamFrame::Ready { cursor: feed.cursor() }).await {
+                            return feed;
+                        }
+                    }
+                }
+                Ok(Some(updates)) => {
+                    if !send_updates(socket, state, updates).await {
+                        return feed;
+                    }
+                }
+                Ok(None) => return feed,
+                Err(e) => {
+                    refuse(socket, state, session, e).await;
+                    return feed;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return feed,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    return feed;
+                }
+            }
+        }
+    }
+}
+

@@ -1,0 +1,299 @@
+//! Direct chats: opening one, sending, history, edits, deletes, reactions, receipts, typing
+//! and search, with the privacy rules that decide who may write to whom.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use peyvand_api::{
+    ApiError, Chat, ChatKind, Content, ErrorCode, Event, ForwardedFrom, Message, Reaction, SearchHit, SearchResults,
+    SendMessage, Update,
+};
+use peyvand_core::content::validate_text;
+use peyvand_core::text::fold_for_search;
+use peyvand_store::{ChatView, MemberRecord, NewMessage, Page};
+
+use crate::{Service, Session, err, now_millis, store_error};
+
+const DAY_MS: i64 = 86_400_000;
+const MAX_PAGE: u32 = 200;
+
+fn no_chat() -> ApiError {
+    err(ErrorCode::NotFound, "no such chat")
+}
+
+fn validate_content(content: &Content) -> Result<String, ApiError> {
+    match content {
+        Content::Text { text } => {
+            validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))?;
+            Ok(fold_for_search(text))
+        }
+        Content::Deleted => Err(err(ErrorCode::InvalidContent, "a message cannot be sent as deleted")),
+    }
+}
+
+fn validate_client_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(ErrorCode::BadRequest, "client_id must be 1 to 64 printable ASCII characters"));
+    }
+    Ok(())
+}
+
+fn validate_emoji(emoji: &str) -> Result<(), ApiError> {
+    let n = emoji.chars().count();
+    if !(1..=8).contains(&n) || emoji.chars().any(|c| c.is_ascii() || c.is_control() || c.is_whitespace()) {
+        return Err(err(ErrorCode::InvalidContent, "a reaction is one emoji"));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// The members of a chat, if `user_id` is one of them.
+    async fn members_if_member(&self, user_id: i64, chat_id: i64) -> Result<Vec<MemberRecord>, ApiError> {
+        let members = self.store.members(chat_id).await.map_err(store_error)?;
+        if members.iter().any(|m| m.user_id == user_id) { Ok(members) } else { Err(no_chat()) }
+    }
+
+    async fn publish(&self, updates: Vec<(i64, Update)>) {
+        for (user_id, update) in updates {
+            self.metrics.updates_published.fetch_add(1, Ordering::Relaxed);
+            self.bus.publish(user_id, Arc::new(update)).await;
+        }
+    }
+
+    /// Whether `sender` may write to `recipient`: neither has blocked the other, and the
+    /// recipient's "who can message me" setting lets the sender in.
+    async fn check_may_message(&self, sender: i64, recipient: i64) -> Result<(), ApiError> {
+        if sender == recipient {
+            return Ok(());
+        }
+        let target = self.live_user(recipient).await?;
+        if self.store.is_blocked(sender, recipient).await.map_err(store_error)? {
+            return Err(err(ErrorCode::Blocked, "you have blocked this person; unblock them to write"));
+        }
+        if self.store.is_blocked(recipient, sender).await.map_err(store_error)? {
+            return Err(err(ErrorCode::Blocked, "this person does not accept your messages"));
+        }
+        let allowed = match target.privacy.messages {
+            peyvand_api::Audience::Everybody => true,
+            _ => self.store.has_contact(recipient, sender).await.map_err(store_error)?,
+        };
+        if !allowed {
+            return Err(err(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
+        }
+        Ok(())
+    }
+
+    async fn chat_of(&self, viewer: i64, view: ChatView) -> Result<Chat, ApiError> {
+        let other = view.others.first();
+        let peer = match other {
+            Some(m) => match self.store.user(m.user_id).await.map_err(store_error)? {
+                Some(user) => Some(self.view_of(viewer, &user).await?),
+                None => None,
+            },
+            // A chat with oneself ("saved messages").
+            None => Some(self.view_of(viewer, &self.live_user(viewer).await?).await?),
+        };
+        Ok(Chat {
+            id: view.chat.id,
+            kind: ChatKind::Direct,
+            peer,
+            last_message: view.last_message,
+            unread: view.unread,
+            read_up_to: view.me.read_up_to,
+            peer_delivered_up_to: other.map_or(view.me.delivered_up_to, |m| m.delivered_up_to),
+            peer_read_up_to: other.map_or(view.me.read_up_to, |m| m.read_up_to),
+            updated_at: view.chat.updated_at,
+        })
+    }
+
+    /// `POST /v1/chats/direct`: the direct chat with a person, opened if new. Opening a chat
+    /// with someone not in one's contacts counts against a daily limit.
+    pub async fn open_direct(&self, session: Session, user_id: i64) -> Result<Chat, ApiError> {
+        let me = session.user_id;
+        if let Some(chat_id) = self.store.direct_chat(me, user_id).await.map_err(store_error)? {
+            if let Some(view) = self.store.chat_view(me, chat_id).await.map_err(store_error)? {
+                return self.chat_of(me, view).await;
+            }
+        }
+        self.check_may_message(me, user_id).await?;
+        if me != user_id && !self.store.has_contact(me, user_id).await.map_err(store_error)? {
+            self.limit(format!("newchat:{me}"), DAY_MS, self.config.limits.new_chats_with_strangers_per_day, "new chats with people outside your contacts").await?;
+        }
+        let (chat_id, _) = self.store.open_direct_chat(me, user_id, now_millis()).await.map_err(store_error)?;
+        let view = self.store.chat_view(me, chat_id).await.map_err(store_error)?.ok_or_else(no_chat)?;
+        self.chat_of(me, view).await
+    }
+
+    /// `GET /v1/chats`
+    pub async fn chats(&self, session: Session) -> Result<Vec<Chat>, ApiError> {
+        let views = self.store.chats_of(session.user_id, 500).await.map_err(store_error)?;
+        let mut out = Vec::with_capacity(views.len());
+        for view in views {
+            out.push(self.chat_of(session.user_id, view).await?);
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/chats/{chat_id}`
+    pub async fn chat(&self, session: Session, chat_id: i64) -> Result<Chat, ApiError> {
+        let view = self.store.chat_view(session.user_id, chat_id).await.map_err(store_error)?.ok_or_else(no_chat)?;
+        self.chat_of(session.user_id, view).await
+    }
+
+    /// `POST /v1/chats/{chat_id}/messages`: returns the message and whether it is new; a retry
+    /// with the same client id returns the stored message.
+    pub async fn send(&self, session: Session, chat_id: i64, request: SendMessage) -> Result<(Message, bool), ApiError> {
+        let me = session.user_id;
+        validate_client_id(&request.client_id)?;
+        let members = self.members_if_member(me, chat_id).await?;
+        let (content, forwarded_from) = match (request.content, request.forward) {
+            (Some(content), None) => (content, None),
+            (None, Some(source)) => {
+                self.members_if_member(me, source.chat_id).await?;
+                let original = self.store.message(source.chat_id, source.seq).await.map_err(store_error)?;
+                let original = original.filter(|m| m.content != Content::Deleted).ok_or_else(|| err(ErrorCode::NotFound, "no such message to forward"))?;
+                let from = original.forwarded_from.clone().unwrap_or(ForwardedFrom { user_id: original.sender_id, sent_at: original.sent_at });
+                (original.content, Some(from))
+            }
+            _ => return Err(err(ErrorCode::BadRequest, "give either content or forward")),
+        };
+        let folded = validate_content(&content)?;
+        if let Some(reply_to) = request.reply_to {
+            if self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none() {
+                return Err(err(ErrorCode::BadRequest, "reply_to names no message of this chat"));
+            }
+        }
+        for member in members.iter().filter(|m| m.user_id != me) {
+            self.check_may_message(me, member.user_id).await?;
+        }
+        self.limit_messages(me)?;
+        let notify: Vec<i64> = members.iter().map(|m| m.user_id).collect();
+        let new = NewMessage { chat_id, sender_id: me, client_id: request.client_id, content, folded, reply_to: request.reply_to, forwarded_from, sent_at: now_millis() };
+        let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
+        if created {
+            self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        self.publish(updates).await;
+        Ok((message, created))
+    }
+
+    /// `GET /v1/chats/{chat_id}/messages`
+    pub async fn history(&self, session: Session, chat_id: i64, before: Option<i64>, after: Option<i64>, limit: Option<u32>) -> Result<Vec<Message>, ApiError> {
+        self.members_if_member(session.user_id, chat_id).await?;
+        let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
+        let page = match (before, after) {
+            (Some(_), Some(_)) => return Err(err(ErrorCode::BadRequest, "give before or after, not both")),
+            (Some(seq), None) => Page::Before { seq, limit },
+            (None, Some(seq)) => Page::After { seq, limit },
+            (None, None) => Page::Before { seq: i64::MAX, limit },
+        };
+        self.store.history(session.user_id, chat_id, page).await.map_err(store_error)
+    }
+
+    async fn own_live_message(&self, session: Session, chat_id: i64, seq: i64) -> Result<(Message, Vec<MemberRecord>), ApiError> {
+        let members = self.members_if_member(session.user_id, chat_id).await?;
+        let message = self.store.message(chat_id, seq).await.map_err(store_error)?;
+        let message = message.filter(|m| m.content != Content::Deleted).ok_or_else(|| err(ErrorCode::NotFound, "no such message"))?;
+        if message.sender_id != session.user_id {
+            return Err(err(ErrorCode::Forbidden, "only the sender can change a message for everyone"));
+        }
+        Ok((message, members))
+    }
+
+    /// `PATCH /v1/chats/{chat_id}/messages/{seq}`: only the sender edits; the message is
+    /// marked edited.
+    pub async fn edit(&self, session: Session, chat_id: i64, seq: i64, content: Content) -> Result<Message, ApiError> {
+        let folded = validate_content(&content)?;
+        let (_, members) = self.own_live_message(session, chat_id, seq).await?;
+        let notify = members.iter().map(|m| m.user_id).collect();
+        let (message, updates) = self.store.edit_message(chat_id, seq, content, folded, now_millis(), notify).await.map_err(store_error)?;
+        self.publish(updates).await;
+        Ok(message)
+    }
+
+    /// `DELETE /v1/chats/{chat_id}/messages/{seq}`: for everyone (the sender only) or for me.
+    pub async fn delete(&self, session: Session, chat_id: i64, seq: i64, for_everyone: bool) -> Result<(), ApiError> {
+        let updates = if for_everyone {
+            let (_, members) = self.own_live_message(session, chat_id, seq).await?;
+            let notify = members.iter().map(|m| m.user_id).collect();
+            self.store.delete_message(chat_id, seq, now_millis(), notify).await.map_err(store_error)?
+        } else {
+            self.members_if_member(session.user_id, chat_id).await?;
+            self.store.hide_message(session.user_id, chat_id, seq, now_millis()).await.map_err(store_error)?
+        };
+        self.publish(updates).await;
+        Ok(())
+    }
+
+    /// `PUT` / `DELETE /v1/chats/{chat_id}/messages/{seq}/reaction`: one reaction per person.
+    pub async fn react(&self, session: Session, chat_id: i64, seq: i64, emoji: Option<String>) -> Result<Vec<Reaction>, ApiError> {
+        if let Some(e) = &emoji {
+            validate_emoji(e)?;
+        }
+        let members = self.members_if_member(session.user_id, chat_id).await?;
+        let notify = members.iter().map(|m| m.user_id).collect();
+        let (reactions, updates) = self.store.set_reaction(chat_id, seq, session.user_id, emoji, now_millis(), notify).await.map_err(store_error)?;
+        self.publish(updates).await;
+        Ok(reactions)
+    }
+
+    /// `GET` one message, as its chat's members see it.
+    pub async fn message(&self, session: Session, chat_id: i64, seq: i64) -> Result<Message, ApiError> {
+        self.members_if_member(session.user_id, chat_id).await?;
+        self.store.message(chat_id, seq).await.map_err(store_error)?.ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
+    }
+
+    /// `POST /v1/chats/{chat_id}/read`: every device of mine shows the chat read; the other
+    /// person sees a read receipt.
+    pub async fn mark_read(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
+        let members = self.members_if_member(session.user_id, chat_id).await?;
+        let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
+        let updates = self.store.mark_read(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
+        self.publish(updates).await;
+        Ok(())
+    }
+
+    /// `POST /v1/chats/{chat_id}/delivered`: my device received messages up to `up_to`.
+    pub async fn mark_delivered(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
+        let members = self.members_if_member(session.user_id, chat_id).await?;
+        let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
+        let updates = self.store.mark_delivered(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
+        self.publish(updates).await;
+        Ok(())
+    }
+
+    /// `POST /v1/chats/{chat_id}/typing`: an ephemeral signal to the other members.
+    pub async fn typing(&self, session: Session, chat_id: i64) -> Result<(), ApiError> {
+        let members = self.members_if_member(session.user_id, chat_id).await?;
+        let update = Arc::new(Update { cursor: None, at: now_millis(), event: Event::Typing { chat_id, user_id: session.user_id } });
+        for member in members.iter().filter(|m| m.user_id != session.user_id) {
+            if !self.store.is_blocked(member.user_id, session.user_id).await.map_err(store_error)? {
+                self.bus.publish(member.user_id, update.clone()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/search?q=`: my chats whose person matches by name or username, and my
+    /// messages whose text matches, both folded for Persian.
+    pub async fn search(&self, session: Session, query: &str, limit: Option<u32>) -> Result<SearchResults, ApiError> {
+        let folded = fold_for_search(query);
+        if folded.is_empty() {
+            return Err(err(ErrorCode::BadRequest, "the search query is empty"));
+        }
+        let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
+        let messages = self.store.search_messages(session.user_id, &folded, limit).await.map_err(store_error)?;
+        let chats = self
+            .chats(session)
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.peer.as_ref().is_some_and(|p| {
+                    fold_for_search(&p.display_name).contains(&folded)
+                        || p.username.as_deref().is_some_and(|u| u.to_ascii_lowercase().contains(&folded))
+                })
+            })
+            .collect();
+        Ok(SearchResults { chats, messages: messages.into_iter().map(|m| SearchHit { chat_id: m.chat_id, message: m }).collect() })
+    }
+}

@@ -1,0 +1,71 @@
+//! Settings of the messenger's behaviour, with the defaults an operator gets.
+
+use serde::{Deserialize, Serialize};
+
+/// How the service behaves; every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Digits in a sign-in code.
+    pub code_length: u32,
+    /// Seconds a sign-in code stays valid.
+    pub code_ttl_secs: u64,
+    /// Wrong guesses allowed per code before it is burnt.
+    pub code_max_attempts: u32,
+    /// Seconds the update stream keeps an update at least ...
+    pub update_retention_secs: u64,
+    /// ... and how many of each person's newest updates are always kept.
+    pub update_retention_min: i64,
+    pub limits: Limits,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            code_length: 5,
+            code_ttl_secs: 300,
+            code_max_attempts: 5,
+            update_retention_secs: 7 * 24 * 3600,
+            update_retention_min: 1000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Rate limits. Counts are per window; windows are fixed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Codes sent to one phone number per hour.
+    pub codes_per_number_per_hour: u32,
+    /// Codes sent to one operator block (the number without its last four digits) per hour:
+    /// SMS-pumping fraud walks through consecutive numbers.
+    pub codes_per_block_per_hour: u32,
+    /// Codes requested from one client address per hour.
+    pub codes_per_address_per_hour: u32,
+    /// Sign-in attempts (right or wrong) from one client address per hour.
+    pub sign_ins_per_address_per_hour: u32,
+    /// Wrong PINs per account per hour.
+    pub pin_attempts_per_hour: u32,
+    /// Phone numbers one account may look up (contact import, resolve) per day.
+    pub contact_lookups_per_day: u32,
+    /// New chats with people who are not in one's contacts, per account per day.
+    pub new_chats_with_strangers_per_day: u32,
+    /// Messages one account may send per minute.
+    pub messages_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            codes_per_number_per_hour: 5,
+            codes_per_block_per_hour: 200,
+            codes_per_address_per_hour: 30,
+            sign_ins_per_address_per_hour: 100,
+            pin_attempts_per_hour: 5,
+            contact_lookups_per_day: 2000,
+            new_chats_with_strangers_per_day: 50,
+            messages_per_minute: 600,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The messenger's behaviour: accounts, sign-in, profiles, contacts, privacy, chats and the
+//! update stream. Front ends call [`Service`]; it talks to storage only through
+//! [`peyvand_store::Store`] and to other nodes only through [`peyvand_bus::Bus`].
+//!
+//! Every method returns the API's own error type, [`ApiError`], with a stable code.
+
+mod auth;
+mod chats;
+mod codes;
+mod config;
+mod contacts;
+mod limiter;
+mod presence;
+mod profile;
+mod stream;
+
+use std::sync::Arc;
+
+use peyvand_api::{ApiError, ErrorCode};
+use peyvand_bus::Bus;
+use peyvand_store::{Store, StoreError};
+
+pub use auth::Session;
+pub use codes::{CodeSender, ConsoleCodeSender, HttpCodeSender};
+pub use config::{Limits, ServiceConfig};
+pub use presence::Presences;
+pub use stream::UpdateFeed;
+
+/// The messenger's behaviour. Cheap to clone; share one per node.
+#[derive(Clone, Debug)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    codes: Arc<dyn CodeSender>,
+    config: Arc<ServiceConfig>,
+    presences: Arc<Presences>,
+    metrics: Arc<Counters>,
+    send_limiter: Arc<limiter::SendLimiter>,
+}
+
+/// Counters the front end exposes as metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub codes_sent: std::sync::atomic::AtomicU64,
+    pub sign_ins: std::sync::atomic::AtomicU64,
+    pub sign_ups: std::sync::atomic::AtomicU64,
+    pub messages_sent: std::sync::atomic::AtomicU64,
+    pub updates_published: std::sync::atomic::AtomicU64,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, codes: Arc<dyn CodeSender>, config: ServiceConfig) -> Self {
+        Self {
+            store,
+            bus,
+            codes,
+            config: Arc::new(config),
+            presences: Arc::new(Presences::default()),
+            metrics: Arc::new(Counters::default()),
+            send_limiter: Arc::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Drops updates older than the configured retention; run periodically.
+    pub async fn prune_updates(&self) -> Result<u64, ApiError> {
+        let before = now_millis() - self.config.update_retention_secs as i64 * 1000;
+        self.store.prune_updates(before, self.config.update_retention_min).await.map_err(store_error)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+        StoreError::UsernameTaken => ApiError::new(ErrorCode::UsernameTaken, "this username is taken"),
+        StoreError::IdempotencyConflict => ApiError::new(
+            ErrorCode::IdempotencyConflict,
+            "this client id was already used for a different message",
+        ),
+        StoreError::CursorTooOld { oldest_kept } => ApiError::new(
+            ErrorCode::ResyncRequired,
+            format!("updates before cursor {oldest_kept} are no longer kept: fetch your chats again"),
+        ),
+        StoreError::Unavailable(why) => {
+            tracing::warn!(%why, "storage unavailable");
+            ApiError::new(ErrorCode::Unavailable, "storage is unavailable; retry later")
+        }
+        StoreError::Backend(why) => {
+            tracing::error!(%why, "storage failed");
+            ApiError::new(ErrorCode::Internal, "internal error")
+        }
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
+}
+
+fn rate_limited(retry_after_ms: i64, what: &str) -> ApiError {
+    let mut e = err(ErrorCode::RateLimited, format!("too many {what}; try again later"));
+    e.retry_after = Some((retry_after_ms.max(0) as u64).div_ceil(1000).max(1));
+    e
+}

@@ -1,0 +1,171 @@
+//! The update stream: catch-up from the store and live push from the bus are one mechanism,
+//! keyed by the cursor, so a client that resumes from its cursor misses nothing and sees
+//! nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peyvand_api::{ApiError, ErrorCode, SyncState, Update};
+use peyvand_bus::{Received, Subscription};
+
+use crate::{Service, Session, err, now_millis, store_error};
+
+const PAGE: u32 = 500;
+
+impl Service {
+    /// `GET /v1/state`
+    pub async fn sync_state(&self, session: Session) -> Result<SyncState, ApiError> {
+        Ok(SyncState { cursor: self.store.cursor(session.user_id).await.map_err(store_error)?, now: now_millis() })
+    }
+
+    /// Updates after `after`, checking that the cursor is one this server can resume from.
+    async fn read_after(&self, user_id: i64, after: i64) -> Result<Vec<Update>, ApiError> {
+        let updates = self.store.updates_after(user_id, after, PAGE).await.map_err(store_error)?;
+        if updates.is_empty() && after > 0 {
+            let newest = self.store.cursor(user_id).await.map_err(store_error)?;
+            if after > newest {
+                return Err(err(ErrorCode::ResyncRequired, format!("cursor {after} is ahead of this account's stream ({newest}): fetch your chats again")));
+            }
+        }
+        Ok(updates)
+    }
+
+    /// `GET /v1/updates`: the next page of updates, waiting up to `timeout` for one when
+    /// there is none yet (long poll).
+    pub async fn poll_updates(&self, session: Session, after: i64, timeout: Duration) -> Result<(Vec<Update>, i64), ApiError> {
+        let user_id = session.user_id;
+        let updates = self.read_after(user_id, after).await?;
+        if !updates.is_empty() || timeout.is_zero() {
+            return Ok(page(updates, after));
+        }
+        // Subscribe before looking again, so nothing published in between is missed.
+        let mut subscription = self.bus.subscribe(user_id);
+        let updates = self.read_after(user_id, after).await?;
+        if !updates.is_empty() {
+            return Ok(page(updates, after));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, subscription.recv()).await {
+                Err(_) | Ok(None) => return Ok((Vec::new(), after)),
+                Ok(Some(Received::Update(update))) if update.cursor.is_none() => {
+                    return Ok((vec![update.as_ref().clone()], after));
+                }
+                Ok(Some(_)) => {
+                    let updates = self.read_after(user_id, after).await?;
+                    if !updates.is_empty() {
+                        return Ok(page(updates, after));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a live feed for a device, resuming after `after`.
+    pub async fn open_feed(&self, session: Session, after: i64) -> Result<UpdateFeed, ApiError> {
+        let subscription = self.bus.subscribe(session.user_id);
+        // Fails early with resync_required for a cursor this server cannot resume from.
+        let backlog = self.read_after(session.user_id, after).await?;
+        self.stream_opened(session.user_id).await;
+        Ok(UpdateFeed { service: self.clone(), user_id: session.user_id, subscription, last: after, backlog, behind: true, open: true })
+    }
+}
+
+fn page(updates: Vec<Update>, after: i64) -> (Vec<Update>, i64) {
+    let cursor = updates.iter().filter_map(|u| u.cursor).max().unwrap_or(after);
+    (updates, cursor)
+}
+
+/// One device's live stream of updates. Call [`UpdateFeed::close`] when the device goes.
+#[derive(Debug)]
+pub struct UpdateFeed {
+    service: Service,
+    user_id: i64,
+    subscription: Subscription,
+    last: i64,
+    backlog: Vec<Update>,
+    /// The feed may be behind the store: read it before trusting the bus again.
+    behind: bool,
+    open: bool,
+}
+
+impl UpdateFeed {
+    /// The cursor of the last durable update this feed has handed out.
+    pub fn cursor(&self) -> i64 {
+        self.last
+    }
+
+    /// Whether the feed has handed out everything the store had when it last looked.
+    pub fn caught_up(&self) -> bool {
+        !self.behind
+    }
+
+    fn accept(&mut self, updates: Vec<Update>) -> Vec<Update> {
+        let last = &mut self.last;
+        updates
+            .into_iter()
+            .filter(|u| match u.cursor {
+                Some(c) if c <= *last => false,
+                Some(c) => {
+                    *last = c;
+                    true
+                }
+                None => true,
+            })
+            .collect()
+    }
+
+    /// The next updates, in cursor order, each durable one exactly once. Returns an empty
+    /// list once after catching up (so the caller can say it is live), and `None` when the
+    /// bus has shut down.
+    pub async fn next(&mut self) -> Result<Option<Vec<Update>>, ApiError> {
+        loop {
+            if self.behind {
+                let pending = std::mem::take(&mut self.backlog);
+                let fresh = if pending.is_empty() { self.service.read_after(self.user_id, self.last).await? } else { pending };
+                if fresh.is_empty() {
+                    self.behind = false;
+                    return Ok(Some(Vec::new()));
+                }
+                let accepted = self.accept(fresh);
+                if !accepted.is_empty() {
+                    return Ok(Some(accepted));
+                }
+                continue;
+            }
+            match self.subscription.recv().await {
+                None => return Ok(None),
+                Some(Received::Lagged) => self.behind = true,
+                Some(Received::Update(update)) => match update.cursor {
+                    None => return Ok(Some(vec![Arc::unwrap_or_clone(update)])),
+                    Some(c) if c <= self.last => {}
+                    Some(c) if c == self.last + 1 => {
+                        self.last = c;
+                        return Ok(Some(vec![Arc::unwrap_or_clone(update)]));
+                    }
+                    // A gap: something was committed that this node has not seen yet, or was
+                    // dropped. The store has it.
+                    Some(_) => self.behind = true,
+                },
+            }
+        }
+    }
+
+    /// Marks the device as gone (presence, last seen).
+    pub async fn close(mut self) {
+        self.open = false;
+        self.service.stream_closed(self.user_id).await;
+    }
+}
+
+impl Drop for UpdateFeed {
+    fn drop(&mut self) {
+        if self.open {
+            let service = self.service.clone();
+            let user_id = self.user_id;
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { service.stream_closed(user_id).await });
+            }
+        }
+    }
+}

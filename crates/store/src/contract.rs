@@ -1,0 +1,1 @@
+//! The contract every store backend must pass. Backends call [`run_all`] from their tests.

@@ -1,0 +1,140 @@
+//! Storage: the traits the service layer uses, and the embedded backend.
+//!
+//! The traits are domain operations, not a key-value API: each write is one atomic
+//! transaction that also appends the updates it causes to the affected people's update
+//! streams, so a message and the updates announcing it are stored together or not at all.
+//! A write returns only after it is durable.
+//!
+//! Backends: [`sqlite::SqliteStore`] (embedded, the zero-set-up default). The contract suite in
+//! [`contract`] is what every backend must pass.
+
+pub mod contract;
+mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use peyvand_api::{
+    Event, Message, PrivacySettings, Reaction, Update,
+};
+
+pub use records::*;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error("this client id was already used for a different message")]
+    IdempotencyConflict,
+    #[error("the cursor is older than the oldest kept update ({oldest_kept})")]
+    CursorTooOld { oldest_kept: i64 },
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failed: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts, sessions, sign-in codes, contacts, blocks.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Returns the live account with this phone number, or creates it. `true` when created.
+    async fn user_by_phone_or_create(&self, phone: &str, now: i64) -> StoreResult<(UserRecord, bool)>;
+    async fn user_by_phone(&self, phone: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_username(&self, folded_username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Users whose folded display name or username contains `folded_query`.
+    async fn search_users(&self, folded_query: &str, limit: u32) -> StoreResult<Vec<UserRecord>>;
+    async fn update_profile(&self, id: i64, change: ProfileChange) -> StoreResult<UserRecord>;
+    async fn set_privacy(&self, id: i64, privacy: PrivacySettings) -> StoreResult<()>;
+    async fn set_pin_hash(&self, id: i64, pin_hash: Option<String>) -> StoreResult<()>;
+    async fn set_last_seen(&self, id: i64, at: i64) -> StoreResult<()>;
+    /// Erases the person's data; see ARCHITECTURE.md for what stays.
+    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+
+    async fn put_code(&self, code: CodeRecord) -> StoreResult<()>;
+    async fn code(&self, phone: &str) -> StoreResult<Option<CodeRecord>>;
+    /// Counts one more wrong attempt; returns the attempts made so far.
+    async fn count_code_attempt(&self, phone: &str) -> StoreResult<u32>;
+    async fn delete_code(&self, phone: &str) -> StoreResult<()>;
+
+    async fn create_session(&self, user_id: i64, name: &str, token_hash: &[u8], now: i64) -> StoreResult<SessionRecord>;
+    async fn session_by_token(&self, token_hash: &[u8]) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id: i64, now: i64) -> StoreResult<()>;
+    async fn sessions(&self, user_id: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Revokes one session of the user; `false` when there was none with that id.
+    async fn revoke_session(&self, user_id: i64, session_id: i64) -> StoreResult<bool>;
+    async fn revoke_all_sessions(&self, user_id: i64) -> StoreResult<()>;
+
+    /// Adds phone numbers (E.164) to the owner's contacts.
+    async fn add_contacts(&self, owner: i64, phones: &[String]) -> StoreResult<()>;
+    async fn remove_contact(&self, owner: i64, phone: &str) -> StoreResult<()>;
+    /// The live accounts among the owner's contacts.
+    async fn contacts(&self, owner: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Whether `owner` has `other` in their contacts.
+    async fn has_contact(&self, owner: i64, other: i64) -> StoreResult<bool>;
+    async fn set_blocked(&self, owner: i64, target: i64, blocked: bool) -> StoreResult<()>;
+    async fn is_blocked(&self, owner: i64, target: i64) -> StoreResult<bool>;
+    async fn blocked(&self, owner: i64) -> StoreResult<Vec<UserRecord>>;
+}
+
+/// Fixed-window counters for rate limits, shared by every node.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Counts `cost` hits on `key` in the window of `window_ms` starting at a multiple of it.
+    /// Returns `Ok(count)` if the count is within `limit`, or `Err(ms until the window ends)`.
+    async fn hit(&self, key: &str, window_ms: i64, limit: u32, cost: u32, now: i64) -> StoreResult<Result<u32, i64>>;
+}
+
+/// Chats, messages, receipts.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    async fn direct_chat(&self, a: i64, b: i64) -> StoreResult<Option<i64>>;
+    /// Returns the direct chat of `a` and `b`, creating it; `true` when created.
+    async fn open_direct_chat(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)>;
+    async fn chat(&self, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
+    async fn members(&self, chat_id: i64) -> StoreResult<Vec<MemberRecord>>;
+    /// The people the user shares a chat with.
+    async fn chat_peers(&self, user_id: i64, limit: u32) -> StoreResult<Vec<i64>>;
+    /// The chats the user is in, most recent activity first.
+    async fn chats_of(&self, user_id: i64, limit: u32) -> StoreResult<Vec<ChatView>>;
+    async fn chat_view(&self, user_id: i64, chat_id: i64) -> StoreResult<Option<ChatView>>;
+
+    /// Stores a new message and a `message_new` update for each of `notify`, or returns the
+    /// message already stored under the same sender and client id (`false`).
+    async fn append_message(&self, new: NewMessage, notify: Vec<i64>) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
+    async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>>;
+    /// Messages visible to `viewer`, ascending by seq.
+    async fn history(&self, viewer: i64, chat_id: i64, page: Page) -> StoreResult<Vec<Message>>;
+    async fn edit_message(&self, chat_id: i64, seq: i64, content: peyvand_api::Content, folded: String, now: i64, notify: Vec<i64>) -> StoreResult<(Message, Vec<(i64, Update)>)>;
+    /// Deletes for everyone (tombstone) and tells `notify`.
+    async fn delete_message(&self, chat_id: i64, seq: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
+    /// Hides the message from one person and tells their other devices.
+    async fn hide_message(&self, user_id: i64, chat_id: i64, seq: i64, now: i64) -> StoreResult<Vec<(i64, Update)>>;
+    async fn set_reaction(&self, chat_id: i64, seq: i64, user_id: i64, emoji: Option<String>, now: i64, notify: Vec<i64>) -> StoreResult<(Vec<Reaction>, Vec<(i64, Update)>)>;
+    /// Raises the reader's read mark (never lowers it); tells the reader's devices and `notify`.
+    async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
+    async fn mark_delivered(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
+    /// Messages visible to the viewer whose folded text contains `folded_query`, newest first.
+    async fn search_messages(&self, viewer: i64, folded_query: &str, limit: u32) -> StoreResult<Vec<Message>>;
+}
+
+/// Each person's ordered update stream.
+#[async_trait]
+pub trait UpdateStore: Send + Sync {
+    /// Updates after `after`, oldest first; `CursorTooOld` if some were already pruned.
+    async fn updates_after(&self, user_id: i64, after: i64, limit: u32) -> StoreResult<Vec<Update>>;
+    /// The newest cursor of the user's stream.
+    async fn cursor(&self, user_id: i64) -> StoreResult<i64>;
+    /// Drops updates older than `before` (milliseconds), keeping at least `keep_last` per user.
+    async fn prune_updates(&self, before: i64, keep_last: i64) -> StoreResult<u64>;
+    /// Appends an update caused by something that changed outside a chat.
+    async fn append_update(&self, user_id: i64, event: Event, now: i64) -> StoreResult<Update>;
+}
+
+/// Everything the service layer needs from storage.
+pub trait Store: AccountStore + ChatStore + UpdateStore + LimitStore + std::fmt::Debug {}
+impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + std::fmt::Debug> Store for T {}

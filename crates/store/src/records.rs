@@ -1,0 +1,97 @@
+//! The rows a store hands back.
+
+use peyvand_api::{ChatKind, Content, ForwardedFrom, Message, PrivacySettings};
+
+/// An account as stored. A deleted account keeps only its id and `deleted = true`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub phone: Option<String>,
+    pub display_name: String,
+    pub username: Option<String>,
+    pub bio: String,
+    pub pin_hash: Option<String>,
+    pub privacy: PrivacySettings,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+    pub deleted: bool,
+}
+
+/// A change to a profile: `None` leaves a field as it is. Folded forms are for search and
+/// uniqueness and are computed by the caller with `peyvand_core::text`.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub display_name: Option<(String, String)>,
+    /// `Some(None)` removes the username.
+    pub username: Option<Option<(String, String)>>,
+    pub bio: Option<String>,
+}
+
+/// A pending sign-in code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub phone: String,
+    pub code_hash: String,
+    pub expires_at: i64,
+    pub attempts: u32,
+}
+
+/// A signed-in device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_active: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRecord {
+    pub id: i64,
+    pub kind: ChatKind,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub read_up_to: i64,
+    pub delivered_up_to: i64,
+}
+
+/// A chat from one member's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatView {
+    pub chat: ChatRecord,
+    pub me: MemberRecord,
+    pub others: Vec<MemberRecord>,
+    pub last_message: Option<Message>,
+    pub unread: i64,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat_id: i64,
+    pub sender_id: i64,
+    pub client_id: String,
+    pub content: Content,
+    /// The content folded for search.
+    pub folded: String,
+    pub reply_to: Option<i64>,
+    pub forwarded_from: Option<ForwardedFrom>,
+    pub sent_at: i64,
+}
+
+/// Which page of a chat's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest `limit` messages before `seq` (exclusive); `i64::MAX` for the newest.
+    Before { seq: i64, limit: u32 },
+    /// The oldest `limit` messages after `seq` (exclusive).
+    After { seq: i64, limit: u32 },
+}

@@ -1,0 +1,179 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous = FULL`.
+//!
+//! All writes go to one writer thread, which runs every job waiting in its queue inside one
+//! transaction (each job in its own savepoint, so a failing job undoes only itself) and
+//! answers the jobs only after the commit has reached the disk: group commit. Reads run on a
+//! small pool of read connections, which WAL lets proceed beside the writer.
+
+mod accounts;
+mod chats;
+mod schema;
+mod updates;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{StoreError, StoreResult};
+
+/// The most jobs one transaction takes before it commits.
+const MAX_BATCH: usize = 1024;
+const READERS: usize = 4;
+
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(code, _)
+                if matches!(code.code, rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::DatabaseBusy) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("stored JSON is invalid: {e}"))
+    }
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `dir/peyvand.db` and migrates it.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("peyvand.db");
+        let mut writer_conn = open_connection(&path)?;
+        schema::migrate(&mut writer_conn)?;
+        let readers = (0..READERS).map(|_| open_connection(&path)).collect::<StoreResult<Vec<_>>>()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { inner: Arc::new(Inner { path, writer: tx, readers: Mutex::new(readers) }) })
+    }
+
+    /// Runs `f` in the next group-committed transaction and returns its result once durable.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, reply)
+        });
+        self.inner.writer.send(job).map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().map_err(|_| StoreError::Backend("reader pool poisoned".into()))?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < READERS * 4 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            let (_, reply) = first(&conn);
+            reply(Err(StoreError::from(e)));
+            continue;
+        }
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, reply) = job(&conn);
+            let released = match (savepoint, ok) {
+                (Ok(()), true) => conn.execute_batch("RELEASE job"),
+                (Ok(()), false) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+                (Err(e), _) => Err(e),
+            };
+            match released {
+                Ok(()) => replies.push(reply),
+                Err(e) => reply(Err(StoreError::from(e))),
+            }
+            if replies.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies.drain(..) {
+            reply(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            });
+        }
+    }
+}
+
+/// Milliseconds stored as SQLite integers come back as `i64`; small helper for optional JSON.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(raw: &str) -> StoreResult<T> {
+    Ok(serde_json::from_str(raw)?)
+}

@@ -1,0 +1,126 @@
+//! The embedded schema and its versioned migrations.
+
+use rusqlite::Connection;
+
+use crate::{StoreError, StoreResult};
+
+/// Each migration runs once, in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    phone TEXT UNIQUE,
+    display_name TEXT NOT NULL DEFAULT '',
+    name_folded TEXT NOT NULL DEFAULT '',
+    username TEXT,
+    username_folded TEXT UNIQUE,
+    bio TEXT NOT NULL DEFAULT '',
+    pin_hash TEXT,
+    privacy TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    update_cursor INTEGER NOT NULL DEFAULT 0,
+    pruned_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_active INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE TABLE codes (
+    phone TEXT PRIMARY KEY,
+    code_hash TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE limits (
+    key TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE contacts (
+    owner_id INTEGER NOT NULL,
+    phone TEXT NOT NULL,
+    PRIMARY KEY (owner_id, phone)
+) WITHOUT ROWID;
+CREATE INDEX contacts_phone ON contacts (phone);
+CREATE TABLE blocks (
+    owner_id INTEGER NOT NULL,
+    target_id INTEGER NOT NULL,
+    PRIMARY KEY (owner_id, target_id)
+) WITHOUT ROWID;
+CREATE TABLE chats (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    direct_key TEXT UNIQUE,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE members (
+    chat_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    read_up_to INTEGER NOT NULL DEFAULT 0,
+    delivered_up_to INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chat_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_user ON members (user_id);
+CREATE TABLE messages (
+    chat_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sender_id INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    content TEXT NOT NULL,
+    folded TEXT NOT NULL,
+    reply_to INTEGER,
+    forwarded_from TEXT,
+    sent_at INTEGER NOT NULL,
+    edited_at INTEGER,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chat_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_id);
+CREATE TABLE hidden (
+    user_id INTEGER NOT NULL,
+    chat_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (user_id, chat_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE reactions (
+    chat_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    emoji TEXT NOT NULL,
+    PRIMARY KEY (chat_id, seq, user_id)
+) WITHOUT ROWID;
+CREATE TABLE updates (
+    user_id INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (user_id, cursor)
+) WITHOUT ROWID;
+CREATE INDEX updates_at ON updates (at);
+"#];
+
+/// Brings the database to the newest schema; refuses one newer than this binary knows.
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Unavailable(format!(
+            "the database schema is version {version}, newer than this binary's {known}: upgrade peyvand"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
