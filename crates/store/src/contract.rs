@@ -1,1 +1,291 @@
-//! The contract every store backend must pass. Backends call [`run_all`] from their tests.
+//! The contract every store backend must pass. A backend's tests call [`run_all`] with a
+//! function that makes a fresh, empty store; each check gets its own.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use peyvand_api::{Audience, Content, Event, PrivacySettings};
+
+use crate::{CodeRecord, NewMessage, Page, ProfileChange, Store, StoreError};
+
+/// Runs every check of the contract.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    accounts(make().await).await;
+    codes_and_sessions(make().await).await;
+    limits(make().await).await;
+    contacts_and_blocks(make().await).await;
+    messages(make().await).await;
+    receipts_and_reactions(make().await).await;
+    updates(make().await).await;
+    search(make().await).await;
+    deletion(make().await).await;
+    concurrent_sends(make().await).await;
+}
+
+fn text(t: &str) -> Content {
+    Content::Text { text: t.into() }
+}
+
+fn new_message(chat_id: i64, sender_id: i64, client_id: &str, body: &str) -> NewMessage {
+    NewMessage {
+        chat_id,
+        sender_id,
+        client_id: client_id.into(),
+        content: text(body),
+        folded: peyvand_core::text::fold_for_search(body),
+        reply_to: None,
+        forwarded_from: None,
+        sent_at: 1_000,
+    }
+}
+
+async fn user(store: &Arc<dyn Store>, phone: &str) -> i64 {
+    store.user_by_phone_or_create(phone, 1).await.expect("create user").0.id
+}
+
+async fn accounts(store: Arc<dyn Store>) {
+    let (a, created) = store.user_by_phone_or_create("+989120000001", 5).await.expect("create");
+    assert!(created);
+    assert_eq!(a.privacy, PrivacySettings::default());
+    let (again, created) = store.user_by_phone_or_create("+989120000001", 6).await.expect("get");
+    assert!(!created);
+    assert_eq!(again.id, a.id);
+    let b = user(&store, "+989120000002").await;
+    assert_ne!(a.id, b);
+
+    let change = ProfileChange {
+        display_name: Some(("علی".into(), "علی".into())),
+        username: Some(Some(("Ali_R".into(), "ali_r".into()))),
+        bio: Some("bio".into()),
+    };
+    let updated = store.update_profile(a.id, change).await.expect("update");
+    assert_eq!(updated.username.as_deref(), Some("Ali_R"));
+    assert_eq!(store.user_by_username("ali_r").await.expect("lookup").map(|u| u.id), Some(a.id));
+    let taken = ProfileChange { username: Some(Some(("ALI_r".into(), "ali_r".into()))), ..Default::default() };
+    assert!(matches!(store.update_profile(b, taken).await, Err(StoreError::UsernameTaken)));
+    assert_eq!(store.search_users("عل", 10).await.expect("search").len(), 1);
+    assert_eq!(store.search_users("%", 10).await.expect("search").len(), 0, "LIKE wildcards are escaped");
+
+    let privacy = PrivacySettings { last_seen: Audience::Nobody, ..PrivacySettings::default() };
+    store.set_privacy(a.id, privacy).await.expect("privacy");
+    store.set_pin_hash(a.id, Some("hash".into())).await.expect("pin");
+    store.set_last_seen(a.id, 77).await.expect("last seen");
+    let got = store.user(a.id).await.expect("get").expect("exists");
+    assert_eq!((got.privacy, got.pin_hash.as_deref(), got.last_seen), (privacy, Some("hash"), Some(77)));
+}
+
+async fn codes_and_sessions(store: Arc<dyn Store>) {
+    let code = CodeRecord { phone: "+989120000001".into(), code_hash: "h".into(), expires_at: 10, attempts: 0 };
+    store.put_code(code.clone()).await.expect("put");
+    assert_eq!(store.code(&code.phone).await.expect("get"), Some(code.clone()));
+    assert_eq!(store.count_code_attempt(&code.phone).await.expect("count"), 1);
+    assert_eq!(store.count_code_attempt(&code.phone).await.expect("count"), 2);
+    store.put_code(code.clone()).await.expect("replace");
+    assert_eq!(store.code(&code.phone).await.expect("get").map(|c| c.attempts), Some(0));
+    store.delete_code(&code.phone).await.expect("delete");
+    assert_eq!(store.code(&code.phone).await.expect("get"), None);
+
+    let a = user(&store, "+989120000001").await;
+    let s1 = store.create_session(a, "phone", b"t1", 5).await.expect("session");
+    let s2 = store.create_session(a, "laptop", b"t2", 6).await.expect("session");
+    assert_eq!(store.session_by_token(b"t1").await.expect("get").map(|s| s.id), Some(s1.id));
+    assert_eq!(store.sessions(a).await.expect("list").len(), 2);
+    store.touch_session(s2.id, 99).await.expect("touch");
+    assert_eq!(store.session_by_token(b"t2").await.expect("get").map(|s| s.last_active), Some(99));
+    assert!(!store.revoke_session(a + 1, s1.id).await.expect("not theirs"));
+    assert!(store.revoke_session(a, s1.id).await.expect("revoke"));
+    assert_eq!(store.session_by_token(b"t1").await.expect("get"), None);
+    store.revoke_all_sessions(a).await.expect("all");
+    assert!(store.sessions(a).await.expect("list").is_empty());
+}
+
+async fn limits(store: Arc<dyn Store>) {
+    assert_eq!(store.hit("k", 1000, 2, 1, 5_000).await.expect("hit"), Ok(1));
+    assert_eq!(store.hit("k", 1000, 2, 1, 5_100).await.expect("hit"), Ok(2));
+    assert_eq!(store.hit("k", 1000, 2, 1, 5_200).await.expect("hit"), Err(800));
+    assert_eq!(store.hit("other", 1000, 2, 1, 5_200).await.expect("hit"), Ok(1));
+    assert_eq!(store.hit("k", 1000, 2, 1, 6_000).await.expect("new window"), Ok(1));
+    assert_eq!(store.hit("bulk", 1000, 10, 11, 6_000).await.expect("hit"), Err(1000));
+}
+
+async fn contacts_and_blocks(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    store.add_contacts(a, &["+989120000002".into(), "+989129999999".into()]).await.expect("add");
+    assert!(store.has_contact(a, b).await.expect("has"));
+    assert!(!store.has_contact(b, a).await.expect("has"));
+    assert_eq!(store.contacts(a).await.expect("list").iter().map(|u| u.id).collect::<Vec<_>>(), vec![b]);
+    // A contact who signs up later is matched by number.
+    let c = user(&store, "+989129999999").await;
+    assert!(store.has_contact(a, c).await.expect("has"));
+    store.remove_contact(a, "+989120000002").await.expect("remove");
+    assert!(!store.has_contact(a, b).await.expect("has"));
+
+    store.set_blocked(a, b, true).await.expect("block");
+    store.set_blocked(a, b, true).await.expect("block twice");
+    assert!(store.is_blocked(a, b).await.expect("is"));
+    assert!(!store.is_blocked(b, a).await.expect("is"));
+    assert_eq!(store.blocked(a).await.expect("list").len(), 1);
+    store.set_blocked(a, b, false).await.expect("unblock");
+    assert!(!store.is_blocked(a, b).await.expect("is"));
+}
+
+async fn messages(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (chat, created) = store.open_direct_chat(a, b, 10).await.expect("open");
+    assert!(created);
+    assert_eq!(store.open_direct_chat(b, a, 11).await.expect("same chat"), (chat, false));
+    assert_eq!(store.direct_chat(b, a).await.expect("find"), Some(chat));
+    assert_eq!(store.chat_peers(a, 10).await.expect("peers"), vec![b]);
+
+    let (m1, new, updates) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("send");
+    assert!(new);
+    assert_eq!(m1.seq, 1);
+    assert_eq!(updates.len(), 2);
+    assert!(updates.iter().all(|(_, u)| matches!(&u.event, Event::MessageNew { message } if message.seq == 1)));
+    let (retry, new, updates) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("retry");
+    assert!(!new && updates.is_empty());
+    assert_eq!(retry, m1);
+    assert!(matches!(
+        store.append_message(new_message(chat, a, "c1", "different"), vec![a, b]).await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    // The same client id from the other sender is a different message.
+    let (m2, new, _) = store.append_message(new_message(chat, b, "c1", "two"), vec![a, b]).await.expect("send");
+    assert!(new && m2.seq == 2);
+    for i in 3..=10 {
+        store.append_message(new_message(chat, a, &format!("c{i}"), &format!("m{i}")), vec![a, b]).await.expect("send");
+    }
+    let newest = store.history(b, chat, Page::Before { seq: i64::MAX, limit: 3 }).await.expect("page");
+    assert_eq!(newest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+    let older = store.history(b, chat, Page::Before { seq: 8, limit: 3 }).await.expect("page");
+    assert_eq!(older.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5, 6, 7]);
+    let forward = store.history(b, chat, Page::After { seq: 8, limit: 5 }).await.expect("page");
+    assert_eq!(forward.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![9, 10]);
+
+    let (edited, _) = store.edit_message(chat, 1, text("uno"), "uno".into(), 20, vec![a, b]).await.expect("edit");
+    assert_eq!((edited.content.text(), edited.edited_at), (Some("uno"), Some(20)));
+    store.delete_message(chat, 1, 21, vec![a, b]).await.expect("delete");
+    assert_eq!(store.message(chat, 1).await.expect("get").map(|m| m.content), Some(Content::Deleted));
+    assert!(matches!(store.edit_message(chat, 1, text("x"), "x".into(), 22, vec![]).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_message(chat, 1, 22, vec![]).await, Err(StoreError::NotFound)));
+
+    let hidden = store.hide_message(b, chat, 10, 23).await.expect("hide");
+    assert_eq!(hidden.len(), 1, "only the hider's own devices hear of it");
+    let seen_by_b = store.history(b, chat, Page::Before { seq: i64::MAX, limit: 1 }).await.expect("page");
+    assert_eq!(seen_by_b[0].seq, 9);
+    let seen_by_a = store.history(a, chat, Page::Before { seq: i64::MAX, limit: 1 }).await.expect("page");
+    assert_eq!(seen_by_a[0].seq, 10);
+
+    let view = store.chat_view(b, chat).await.expect("view").expect("member");
+    assert_eq!(view.last_message.map(|m| m.seq), Some(9));
+    assert_eq!(view.chat.last_seq, 10);
+    assert_eq!(view.others.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![a]);
+}
+
+async fn receipts_and_reactions(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (chat, _) = store.open_direct_chat(a, b, 10).await.expect("open");
+    for i in 1..=3 {
+        store.append_message(new_message(chat, a, &format!("c{i}"), "hi"), vec![a, b]).await.expect("send");
+    }
+    assert_eq!(store.chat_view(b, chat).await.expect("view").expect("member").unread, 3);
+    assert_eq!(store.chat_view(a, chat).await.expect("view").expect("member").unread, 0);
+    let updates = store.mark_delivered(chat, b, 3, 20, vec![a]).await.expect("delivered");
+    assert!(matches!(&updates[..], [(who, u)] if *who == a && matches!(u.event, Event::Delivered { up_to: 3, .. })));
+    let updates = store.mark_read(chat, b, 2, 21, vec![a]).await.expect("read");
+    assert_eq!(updates.len(), 2);
+    assert!(updates.iter().any(|(who, u)| *who == b && matches!(u.event, Event::ReadByMe { up_to: 2, unread: 1, .. })));
+    assert!(updates.iter().any(|(who, u)| *who == a && matches!(u.event, Event::Read { up_to: 2, .. })));
+    assert!(store.mark_read(chat, b, 1, 22, vec![a]).await.expect("lower").is_empty(), "read marks never go back");
+    assert!(store.mark_read(chat, b, 99, 23, vec![a]).await.expect("clamped").len() == 2);
+    let me = store.chat_view(b, chat).await.expect("view").expect("member");
+    assert_eq!((me.me.read_up_to, me.unread), (3, 0));
+
+    let (list, _) = store.set_reaction(chat, 1, b, Some("👍".into()), 30, vec![a, b]).await.expect("react");
+    assert_eq!(list.len(), 1);
+    let (list, _) = store.set_reaction(chat, 1, b, Some("❤️".into()), 31, vec![a, b]).await.expect("replace");
+    assert_eq!(list.iter().map(|r| r.emoji.as_str()).collect::<Vec<_>>(), vec!["❤️"]);
+    let (list, _) = store.set_reaction(chat, 1, a, Some("😂".into()), 32, vec![a, b]).await.expect("react");
+    assert_eq!(list.len(), 2);
+    assert_eq!(store.message(chat, 1).await.expect("get").map(|m| m.reactions.len()), Some(2));
+    let (list, _) = store.set_reaction(chat, 1, b, None, 33, vec![a, b]).await.expect("remove");
+    assert_eq!(list.len(), 1);
+    assert!(matches!(store.set_reaction(chat, 99, b, Some("👍".into()), 34, vec![]).await, Err(StoreError::NotFound)));
+}
+
+async fn updates(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    for i in 0..5 {
+        let u = store.append_update(a, Event::Typing { chat_id: i, user_id: a }, 100 + i).await.expect("append");
+        assert_eq!(u.cursor, Some(i + 1));
+    }
+    assert_eq!(store.cursor(a).await.expect("cursor"), 5);
+    let after2 = store.updates_after(a, 2, 10).await.expect("read");
+    assert_eq!(after2.iter().filter_map(|u| u.cursor).collect::<Vec<_>>(), vec![3, 4, 5]);
+    assert_eq!(store.updates_after(a, 0, 2).await.expect("read").len(), 2);
+    // Prune what is older than 103 but always keep the newest 1: cursors 1..3 go.
+    assert_eq!(store.prune_updates(103, 1).await.expect("prune"), 3);
+    assert!(matches!(store.updates_after(a, 1, 10).await, Err(StoreError::CursorTooOld { oldest_kept: 3 })));
+    assert_eq!(store.updates_after(a, 3, 10).await.expect("read").len(), 2);
+    store.prune_updates(i64::MAX, 0).await.expect("prune all");
+    assert!(store.updates_after(a, 5, 10).await.expect("read").is_empty());
+    let next = store.append_update(a, Event::Typing { chat_id: 9, user_id: a }, 200).await.expect("append");
+    assert_eq!(next.cursor, Some(6), "cursors never repeat after pruning");
+}
+
+async fn search(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let c = user(&store, "+989120000003").await;
+    let (ab, _) = store.open_direct_chat(a, b, 1).await.expect("open");
+    let (bc, _) = store.open_direct_chat(b, c, 1).await.expect("open");
+    store.append_message(new_message(ab, a, "1", "این كتاب خوب است"), vec![a, b]).await.expect("send");
+    store.append_message(new_message(bc, c, "2", "کتاب دیگر"), vec![b, c]).await.expect("send");
+    let query = peyvand_core::text::fold_for_search("کتاب");
+    assert_eq!(store.search_messages(a, &query, 10).await.expect("search").len(), 1);
+    assert_eq!(store.search_messages(b, &query, 10).await.expect("search").len(), 2);
+    assert_eq!(store.search_messages(c, "خوب", 10).await.expect("search").len(), 0, "only one's own chats");
+}
+
+async fn deletion(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("open");
+    store.append_message(new_message(chat, a, "1", "from a"), vec![a, b]).await.expect("send");
+    store.create_session(a, "phone", b"ta", 1).await.expect("session");
+    store.add_contacts(a, &["+989120000002".into()]).await.expect("contacts");
+    store.delete_user(a).await.expect("delete");
+    let gone = store.user(a).await.expect("get").expect("tombstone");
+    assert!(gone.deleted && gone.phone.is_none() && gone.display_name.is_empty());
+    assert_eq!(store.session_by_token(b"ta").await.expect("get"), None);
+    assert_eq!(store.user_by_phone("+989120000001").await.expect("get"), None);
+    assert!(store.chats_of(a, 10).await.expect("list").is_empty());
+    // The other person keeps the conversation.
+    let history = store.history(b, chat, Page::Before { seq: i64::MAX, limit: 10 }).await.expect("page");
+    assert_eq!(history.len(), 1);
+    // The number can sign up again as a new account.
+    let (again, created) = store.user_by_phone_or_create("+989120000001", 2).await.expect("again");
+    assert!(created && again.id != a);
+}
+
+async fn concurrent_sends(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("open");
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        sends.spawn(async move { store.append_message(new_message(chat, a, &format!("c{i}"), "x"), vec![a, b]).await });
+    }
+    let mut seqs: Vec<i64> = sends.join_all().await.into_iter().map(|r| r.expect("send").0.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "every message gets its own seq, none skipped");
+    assert_eq!(store.cursor(b).await.expect("cursor"), 200);
+}
