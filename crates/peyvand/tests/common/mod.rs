@@ -1,0 +1,145 @@
+//! Test harness: the real `peyvand serve` binary on an ephemeral port, with its standard
+//! output (the LISTENING line and OTP lines) read on a thread.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any wait in the tests may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A fresh, empty directory under the system's temporary directory.
+pub fn temp_dir(label: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("peyvand-it-{label}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[derive(Default)]
+struct Seen {
+    listening: Option<String>,
+    codes: HashMap<String, Vec<String>>,
+    exited: bool,
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    seen: Arc<(Mutex<Seen>, Condvar)>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts a server on a new data directory.
+    pub fn start() -> Self {
+        Self::start_with(&temp_dir("data"), &[])
+    }
+
+    /// Starts a server on `data` with extra environment variables (configuration).
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PEYVAND_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start peyvand serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let (lock, cond) = &*sink;
+                let mut seen = lock.lock().expect("lock");
+                let mut parts = line.split_whitespace();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("LISTENING"), Some(url), None) => seen.listening = Some(url.to_owned()),
+                    (Some("OTP"), Some(phone), Some(code)) => seen.codes.entry(phone.to_owned()).or_default().push(code.to_owned()),
+                    _ => {}
+                }
+                cond.notify_all();
+            }
+            let (lock, cond) = &*sink;
+            lock.lock().expect("lock").exited = true;
+            cond.notify_all();
+        });
+        let url = wait_for(&seen, |s| s.listening.clone()).expect("the server printed LISTENING");
+        Self { child, url, data: data.to_owned(), seen, env }
+    }
+
+    /// The newest code sent to `e164`, waiting for it to be printed.
+    pub fn code_for(&self, e164: &str) -> String {
+        wait_for(&self.seen, |s| s.codes.get(e164).and_then(|c| c.last().cloned()))
+            .unwrap_or_else(|| panic!("no OTP line for {e164}"))
+    }
+
+    /// How many codes were sent to `e164`.
+    pub fn codes_sent(&self, e164: &str) -> usize {
+        self.seen.0.lock().expect("lock").codes.get(e164).map_or(0, Vec::len)
+    }
+
+    /// `kill -9`: no chance to flush or shut down.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new server process on the same data directory and configuration.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let next = Self::start_with(&self.data.clone(), &env);
+        drop(std::mem::replace(self, next));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(seen: &Arc<(Mutex<Seen>, Condvar)>, mut f: impl FnMut(&Seen) -> Option<T>) -> Option<T> {
+    let (lock, cond) = &**seen;
+    let deadline = Instant::now() + DEADLINE;
+    let mut guard = lock.lock().expect("lock");
+    loop {
+        if let Some(v) = f(&guard) {
+            return Some(v);
+        }
+        if guard.exited {
+            return None;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        guard = cond.wait_timeout(guard, left).expect("lock").0;
+    }
+}
+
+/// Polls an async condition until it holds, or fails after [`DEADLINE`].
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
