@@ -27,7 +27,12 @@ pub struct Metrics {
 /// Middleware: counts every response by status class and times it.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Only pay for copying the request line when it will be logged.
+    let line = tracing::enabled!(tracing::Level::DEBUG).then(|| (request.method().clone(), request.uri().path().to_owned()));
     let response = next.run(request).await;
+    if let Some((method, path)) = line {
+        tracing::debug!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    }
     let metrics = &state.metrics;
     let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     metrics.responses_by_class[class].fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,8 @@ use peyvand_api::{
 };
 use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
-use peyvand_store::{ChatView, MemberRecord, NewMessage, Page};
+use peyvand_api::Audience;
+use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts};
 
 use crate::{Service, Session, err, now_millis, store_error};
 
@@ -19,6 +20,23 @@ const MAX_PAGE: u32 = 200;
 
 fn no_chat() -> ApiError {
     err(ErrorCode::NotFound, "no such chat")
+}
+
+/// The privacy rules for writing to one person.
+fn may_message(facts: &RecipientFacts) -> Result<(), ApiError> {
+    if facts.deleted {
+        return Err(err(ErrorCode::NotFound, "this account was deleted"));
+    }
+    if facts.blocked_by_sender {
+        return Err(err(ErrorCode::Blocked, "you have blocked this person; unblock them to write"));
+    }
+    if facts.blocked_sender {
+        return Err(err(ErrorCode::Blocked, "this person does not accept your messages"));
+    }
+    if facts.messages != Audience::Everybody && !facts.has_sender_as_contact {
+        return Err(err(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
+    }
+    Ok(())
 }
 
 fn validate_content(content: &Content) -> Result<String, ApiError> {
@@ -67,20 +85,15 @@ impl Service {
             return Ok(());
         }
         let target = self.live_user(recipient).await?;
-        if self.store.is_blocked(sender, recipient).await.map_err(store_error)? {
-            return Err(err(ErrorCode::Blocked, "you have blocked this person; unblock them to write"));
-        }
-        if self.store.is_blocked(recipient, sender).await.map_err(store_error)? {
-            return Err(err(ErrorCode::Blocked, "this person does not accept your messages"));
-        }
-        let allowed = match target.privacy.messages {
-            peyvand_api::Audience::Everybody => true,
-            _ => self.store.has_contact(recipient, sender).await.map_err(store_error)?,
+        let facts = RecipientFacts {
+            user_id: recipient,
+            deleted: target.deleted,
+            messages: target.privacy.messages,
+            has_sender_as_contact: self.store.has_contact(recipient, sender).await.map_err(store_error)?,
+            blocked_by_sender: self.store.is_blocked(sender, recipient).await.map_err(store_error)?,
+            blocked_sender: self.store.is_blocked(recipient, sender).await.map_err(store_error)?,
         };
-        if !allowed {
-            return Err(err(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
-        }
-        Ok(())
+        may_message(&facts)
     }
 
     async fn chat_of(&self, viewer: i64, view: ChatView) -> Result<Chat, ApiError> {
@@ -145,7 +158,7 @@ impl Service {
     pub async fn send(&self, session: Session, chat_id: i64, request: SendMessage) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
-        let members = self.members_if_member(me, chat_id).await?;
+        let context = self.store.send_context(chat_id, me).await.map_err(store_error)?.ok_or_else(no_chat)?;
         let (content, forwarded_from) = match (request.content, request.forward) {
             (Some(content), None) => (content, None),
             (None, Some(source)) => {
@@ -163,11 +176,11 @@ impl Service {
                 return Err(err(ErrorCode::BadRequest, "reply_to names no message of this chat"));
             }
         }
-        for member in members.iter().filter(|m| m.user_id != me) {
-            self.check_may_message(me, member.user_id).await?;
+        for recipient in &context.recipients {
+            may_message(recipient)?;
         }
         self.limit_messages(me)?;
-        let notify: Vec<i64> = members.iter().map(|m| m.user_id).collect();
+        let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
         let new = NewMessage { chat_id, sender_id: me, client_id: request.client_id, content, folded, reply_to: request.reply_to, forwarded_from, sent_at: now_millis() };
         let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
         if created {

@@ -142,6 +142,14 @@ async fn messages(store: Arc<dyn Store>) {
     assert_eq!(store.open_direct_chat(b, a, 11).await.expect("same chat"), (chat, false));
     assert_eq!(store.direct_chat(b, a).await.expect("find"), Some(chat));
     assert_eq!(store.chat_peers(a, 10).await.expect("peers"), vec![b]);
+    assert!(store.send_context(chat, 9_999).await.expect("context").is_none(), "not a member");
+    store.set_blocked(b, a, true).await.expect("block");
+    store.add_contacts(b, &["+989120000001".into()]).await.expect("contact");
+    let context = store.send_context(chat, a).await.expect("context").expect("member");
+    assert_eq!(context.members.len(), 2);
+    let facts = &context.recipients[..];
+    assert!(matches!(facts, [f] if f.user_id == b && f.blocked_sender && !f.blocked_by_sender && f.has_sender_as_contact && !f.deleted));
+    store.set_blocked(b, a, false).await.expect("unblock");
 
     let (m1, new, updates) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("send");
     assert!(new);

@@ -97,6 +97,9 @@ pub trait ChatStore: Send + Sync {
     async fn open_direct_chat(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)>;
     async fn chat(&self, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
     async fn members(&self, chat_id: i64) -> StoreResult<Vec<MemberRecord>>;
+    /// The members of a chat and the facts that decide whether `sender` may write in it;
+    /// `None` if the sender is not a member.
+    async fn send_context(&self, chat_id: i64, sender: i64) -> StoreResult<Option<SendContext>>;
     /// The people the user shares a chat with.
     async fn chat_peers(&self, user_id: i64, limit: u32) -> StoreResult<Vec<i64>>;
     /// The chats the user is in, most recent activity first.

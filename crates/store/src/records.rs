@@ -95,3 +95,27 @@ pub enum Page {
     /// The oldest `limit` messages after `seq` (exclusive).
     After { seq: i64, limit: u32 },
 }
+
+/// What the service needs to decide whether a person may write in a chat, gathered in one
+/// read because it sits on every send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendContext {
+    pub members: Vec<MemberRecord>,
+    /// The other members, as the sender's policy checks see them.
+    pub recipients: Vec<RecipientFacts>,
+}
+
+/// Facts about one recipient relative to a sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientFacts {
+    pub user_id: i64,
+    pub deleted: bool,
+    /// The recipient's "who can message me" setting.
+    pub messages: peyvand_api::Audience,
+    /// The recipient has the sender in their contacts.
+    pub has_sender_as_contact: bool,
+    /// The sender has blocked the recipient.
+    pub blocked_by_sender: bool,
+    /// The recipient has blocked the sender.
+    pub blocked_sender: bool,
+}

@@ -7,7 +7,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::accounts::like_pattern;
 use super::updates::push_all;
 use super::{SqliteStore, json};
-use crate::{ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, StoreError, StoreResult};
+use super::accounts::has_contact;
+use crate::{
+    ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, StoreError,
+    StoreResult,
+};
 
 const MESSAGE_COLUMNS: &str =
     "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, m.forwarded_from, m.sent_at, m.edited_at";
@@ -142,6 +146,35 @@ impl ChatStore for SqliteStore {
 
     async fn members(&self, chat_id: i64) -> StoreResult<Vec<MemberRecord>> {
         self.read(move |conn| members(conn, chat_id)).await
+    }
+
+    async fn send_context(&self, chat_id: i64, sender: i64) -> StoreResult<Option<SendContext>> {
+        self.read(move |conn| {
+            let members = members(conn, chat_id)?;
+            if !members.iter().any(|m| m.user_id == sender) {
+                return Ok(None);
+            }
+            let mut recipients = Vec::with_capacity(members.len().saturating_sub(1));
+            let mut blocked = conn.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND target_id = ?2")?;
+            for member in members.iter().filter(|m| m.user_id != sender) {
+                let (deleted, privacy): (bool, String) = conn
+                    .prepare_cached("SELECT deleted, privacy FROM users WHERE id = ?1")?
+                    .query_row([member.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .unwrap_or((true, String::new()));
+                let messages = if deleted { Default::default() } else { json::<peyvand_api::PrivacySettings>(&privacy)?.messages };
+                recipients.push(RecipientFacts {
+                    user_id: member.user_id,
+                    deleted,
+                    messages,
+                    has_sender_as_contact: has_contact(conn, member.user_id, sender)?,
+                    blocked_by_sender: blocked.exists(params![sender, member.user_id])?,
+                    blocked_sender: blocked.exists(params![member.user_id, sender])?,
+                });
+            }
+            Ok(Some(SendContext { members, recipients }))
+        })
+        .await
     }
 
     async fn chat_peers(&self, user_id: i64, limit: u32) -> StoreResult<Vec<i64>> {
