@@ -159,17 +159,24 @@ impl Service {
         if token.is_empty() || token.len() > 256 {
             return Err(unauthorized());
         }
-        let session = self.store.session_by_token(&token_hash(token)).await.map_err(store_error)?.ok_or_else(unauthorized)?;
-        let now = now_millis();
-        if now - session.last_active > TOUCH_EVERY_MS {
-            self.store.touch_session(session.id, now).await.map_err(store_error)?;
+        let hash = token_hash(token);
+        if let Some(session) = self.session_cache.get(&hash) {
+            return Ok(session);
         }
-        Ok(Session { user_id: session.user_id, device_id: session.id })
+        let record = self.store.session_by_token(&hash).await.map_err(store_error)?.ok_or_else(unauthorized)?;
+        let now = now_millis();
+        if now - record.last_active > TOUCH_EVERY_MS {
+            self.store.touch_session(record.id, now).await.map_err(store_error)?;
+        }
+        let session = Session { user_id: record.user_id, device_id: record.id };
+        self.session_cache.put(hash, session);
+        Ok(session)
     }
 
     /// `POST /v1/auth/sign-out`
     pub async fn sign_out(&self, session: Session) -> Result<(), ApiError> {
         self.store.revoke_session(session.user_id, session.device_id).await.map_err(store_error)?;
+        self.session_cache.forget(|s| s.device_id == session.device_id);
         Ok(())
     }
 
@@ -185,6 +192,7 @@ impl Service {
     /// `DELETE /v1/devices/{id}`
     pub async fn revoke_device(&self, session: Session, device_id: i64) -> Result<(), ApiError> {
         if self.store.revoke_session(session.user_id, device_id).await.map_err(store_error)? {
+            self.session_cache.forget(|s| s.device_id == device_id);
             Ok(())
         } else {
             Err(err(ErrorCode::NotFound, "no such device"))
@@ -193,7 +201,9 @@ impl Service {
 
     /// `DELETE /v1/devices`: signs out everywhere, this device too.
     pub async fn revoke_all_devices(&self, session: Session) -> Result<(), ApiError> {
-        self.store.revoke_all_sessions(session.user_id).await.map_err(store_error)
+        self.store.revoke_all_sessions(session.user_id).await.map_err(store_error)?;
+        self.session_cache.forget(|s| s.user_id == session.user_id);
+        Ok(())
     }
 
     /// `PUT /v1/me/pin` and `DELETE /v1/me/pin`: the current PIN is needed to change or remove one.

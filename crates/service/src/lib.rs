@@ -12,6 +12,7 @@ mod contacts;
 mod limiter;
 mod presence;
 mod profile;
+mod session_cache;
 mod stream;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Service {
     presences: Arc<Presences>,
     metrics: Arc<Counters>,
     send_limiter: Arc<limiter::SendLimiter>,
+    session_cache: Arc<session_cache::SessionCache>,
 }
 
 /// Counters the front end exposes as metrics.
@@ -58,6 +60,7 @@ impl Service {
             presences: Arc::new(Presences::default()),
             metrics: Arc::new(Counters::default()),
             send_limiter: Arc::default(),
+            session_cache: Arc::default(),
         }
     }
 

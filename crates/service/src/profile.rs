@@ -113,7 +113,9 @@ impl Service {
     /// people who received them, shown as from a deleted account (ARCHITECTURE.md says why).
     pub async fn delete_account(&self, session: Session) -> Result<(), ApiError> {
         self.presences.forget(session.user_id);
-        self.store.delete_user(session.user_id).await.map_err(store_error)
+        self.store.delete_user(session.user_id).await.map_err(store_error)?;
+        self.session_cache.forget(|s| s.user_id == session.user_id);
+        Ok(())
     }
 
     /// How `viewer` sees `target`, within the target's privacy settings.
