@@ -274,7 +274,9 @@ async fn deletion(store: Arc<dyn Store>) {
     assert!(gone.deleted && gone.phone.is_none() && gone.display_name.is_empty());
     assert_eq!(store.session_by_token(b"ta").await.expect("get"), None);
     assert_eq!(store.user_by_phone("+989120000001").await.expect("get"), None);
-    assert!(store.chats_of(a, 10).await.expect("list").is_empty());
+    // The chat stays, with a tombstone member that nobody can write to.
+    let context = store.send_context(chat, b).await.expect("context").expect("member");
+    assert!(matches!(&context.recipients[..], [f] if f.user_id == a && f.deleted));
     // The other person keeps the conversation.
     let history = store.history(b, chat, Page::Before { seq: i64::MAX, limit: 10 }).await.expect("page");
     assert_eq!(history.len(), 1);

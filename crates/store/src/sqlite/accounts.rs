@@ -162,7 +162,6 @@ impl AccountStore for SqliteStore {
                 "DELETE FROM sessions WHERE user_id = ?1",
                 "DELETE FROM contacts WHERE owner_id = ?1",
                 "DELETE FROM blocks WHERE owner_id = ?1 OR target_id = ?1",
-                "DELETE FROM members WHERE user_id = ?1",
                 "DELETE FROM hidden WHERE user_id = ?1",
                 "DELETE FROM reactions WHERE user_id = ?1",
                 "DELETE FROM updates WHERE user_id = ?1",

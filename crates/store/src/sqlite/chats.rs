@@ -122,10 +122,6 @@ impl ChatStore for SqliteStore {
     async fn open_direct_chat(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)> {
         self.write(move |conn| {
             if let Some(id) = find_direct(conn, a, b)? {
-                // A person who deleted their account and signed up again rejoins their chats.
-                for user in [a, b] {
-                    conn.prepare_cached("INSERT OR IGNORE INTO members (chat_id, user_id) VALUES (?1, ?2)")?.execute(params![id, user])?;
-                }
                 return Ok((id, false));
             }
             conn.prepare_cached("INSERT INTO chats (kind, direct_key, created_at, updated_at) VALUES ('direct', ?1, ?2, ?2)")?
