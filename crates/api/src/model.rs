@@ -124,7 +124,9 @@ impl Default for PrivacySettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Content {
-    Text { text: String },
+    Text {
+        text: String,
+    },
     /// What remains of a message deleted for everyone.
     Deleted,
 }

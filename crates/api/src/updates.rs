@@ -51,10 +51,16 @@ pub struct UpdatesPage {
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum StreamFrame {
     /// Sent once after connecting: the stream is now live from `cursor`.
-    Ready { cursor: i64 },
-    Update { update: Update },
+    Ready {
+        cursor: i64,
+    },
+    Update {
+        update: Update,
+    },
     /// The cursor is too old: fetch chats again and resume from `cursor`.
-    ResyncRequired { cursor: i64 },
+    ResyncRequired {
+        cursor: i64,
+    },
 }
 
 /// The latest cursor and server time.

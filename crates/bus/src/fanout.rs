@@ -107,10 +107,14 @@ mod tests {
         let mut b = fanout.subscribe(2);
         fanout.deliver(1, typing(7));
         for sub in [&mut a1, &mut a2] {
-            assert!(matches!(sub.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 7, user_id: 1 }));
+            assert!(
+                matches!(sub.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 7, user_id: 1 })
+            );
         }
         fanout.deliver(2, typing(8));
-        assert!(matches!(b.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 8, user_id: 1 }));
+        assert!(
+            matches!(b.recv().await, Some(Received::Update(u)) if u.event == Event::Typing { chat_id: 8, user_id: 1 })
+        );
     }
 
     #[tokio::test]

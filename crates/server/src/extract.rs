@@ -25,10 +25,8 @@ impl IntoResponse for Failure {
         let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.0.retry_after;
         let mut response = (status, axum::Json(ErrorBody { error: self.0 })).into_response();
-        if let Some(secs) = retry_after {
-            if let Ok(value) = secs.to_string().parse() {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-            }
+        if let Some(value) = retry_after.and_then(|secs| secs.to_string().parse().ok()) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
         }
         response
     }
@@ -36,7 +34,11 @@ impl IntoResponse for Failure {
 
 impl From<JsonRejection> for Failure {
     fn from(r: JsonRejection) -> Self {
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::PayloadTooLarge } else { ErrorCode::BadRequest };
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::PayloadTooLarge
+        } else {
+            ErrorCode::BadRequest
+        };
         Self(ApiError::new(code, r.body_text()))
     }
 }

@@ -28,7 +28,8 @@ pub struct Metrics {
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Only pay for copying the request line when it will be logged.
-    let line = tracing::enabled!(tracing::Level::DEBUG).then(|| (request.method().clone(), request.uri().path().to_owned()));
+    let line =
+        tracing::enabled!(tracing::Level::DEBUG).then(|| (request.method().clone(), request.uri().path().to_owned()));
     let response = next.run(request).await;
     if let Some((method, path)) = line {
         tracing::debug!(%method, %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
@@ -61,11 +62,17 @@ pub fn render(state: &AppState) -> String {
     let c = state.service.counters();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::with_capacity(2048);
-    let _ = writeln!(out, "# HELP peyvand_http_responses_total HTTP responses by status class.\n# TYPE peyvand_http_responses_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP peyvand_http_responses_total HTTP responses by status class.\n# TYPE peyvand_http_responses_total counter"
+    );
     for (i, n) in m.responses_by_class.iter().enumerate() {
         let _ = writeln!(out, "peyvand_http_responses_total{{class=\"{}xx\"}} {}", i + 1, load(n));
     }
-    let _ = writeln!(out, "# HELP peyvand_http_request_duration_seconds Time to answer HTTP requests.\n# TYPE peyvand_http_request_duration_seconds histogram");
+    let _ = writeln!(
+        out,
+        "# HELP peyvand_http_request_duration_seconds Time to answer HTTP requests.\n# TYPE peyvand_http_request_duration_seconds histogram"
+    );
     for (bucket, bound) in m.duration_buckets.iter().zip(BUCKETS) {
         let _ = writeln!(out, "peyvand_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}", load(bucket));
     }
@@ -74,12 +81,27 @@ pub fn render(state: &AppState) -> String {
     let _ = writeln!(out, "peyvand_http_request_duration_seconds_sum {}", load(&m.duration_micros_sum) as f64 / 1e6);
     let _ = writeln!(out, "peyvand_http_request_duration_seconds_count {count}");
     gauge(&mut out, "peyvand_websockets_open", "Open WebSocket update streams.", load(&m.websockets_open));
-    counter(&mut out, "peyvand_websocket_frames_sent_total", "Frames sent on update streams.", load(&m.websocket_frames_sent));
-    gauge(&mut out, "peyvand_users_online", "People with at least one open update stream on this node.", state.service.presences().online_count() as u64);
+    counter(
+        &mut out,
+        "peyvand_websocket_frames_sent_total",
+        "Frames sent on update streams.",
+        load(&m.websocket_frames_sent),
+    );
+    gauge(
+        &mut out,
+        "peyvand_users_online",
+        "People with at least one open update stream on this node.",
+        state.service.presences().online_count() as u64,
+    );
     counter(&mut out, "peyvand_codes_sent_total", "Sign-in codes sent.", load(&c.codes_sent));
     counter(&mut out, "peyvand_sign_ins_total", "Successful sign-ins.", load(&c.sign_ins));
     counter(&mut out, "peyvand_sign_ups_total", "Accounts created.", load(&c.sign_ups));
     counter(&mut out, "peyvand_messages_sent_total", "Messages stored.", load(&c.messages_sent));
-    counter(&mut out, "peyvand_updates_published_total", "Durable updates published to the bus.", load(&c.updates_published));
+    counter(
+        &mut out,
+        "peyvand_updates_published_total",
+        "Durable updates published to the bus.",
+        load(&c.updates_published),
+    );
     out
 }

@@ -1,7 +1,7 @@
 //! Sign-in by phone number and one-time code, the second-step PIN, devices and sessions.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use peyvand_api::{ApiError, CodeSent, Device, ErrorCode, SignInRequest, SignedIn};
 use peyvand_core::PhoneNumber;
 use peyvand_store::CodeRecord;
@@ -44,7 +44,8 @@ fn validate_pin(pin: &str) -> Result<(), ApiError> {
 
 fn hash_pin(pin: &str) -> Result<String, ApiError> {
     let bytes: [u8; 16] = rand::rng().random();
-    let salt = SaltString::encode_b64(&bytes).map_err(|e| err(ErrorCode::Internal, format!("cannot make a salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&bytes).map_err(|e| err(ErrorCode::Internal, format!("cannot make a salt: {e}")))?;
     Argon2::default()
         .hash_password(pin.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -66,7 +67,14 @@ impl Service {
     }
 
     /// Counts `cost` hits at once against a limit.
-    pub(crate) async fn limit_cost(&self, key: String, window_ms: i64, limit: u32, cost: u32, what: &str) -> Result<(), ApiError> {
+    pub(crate) async fn limit_cost(
+        &self,
+        key: String,
+        window_ms: i64,
+        limit: u32,
+        cost: u32,
+        what: &str,
+    ) -> Result<(), ApiError> {
         match self.store.hit(&key, window_ms, limit, cost, now_millis()).await.map_err(store_error)? {
             Ok(_) => Ok(()),
             Err(retry_ms) => Err(rate_limited(retry_ms, what)),
@@ -78,16 +86,34 @@ impl Service {
     pub async fn request_code(&self, raw_phone: &str, client_address: &str) -> Result<CodeSent, ApiError> {
         let phone = parse_phone(raw_phone)?;
         let limits = &self.config.limits;
-        self.limit(format!("code:addr:{client_address}"), HOUR_MS, limits.codes_per_address_per_hour, "codes requested from this address").await?;
-        self.limit(format!("code:num:{phone}"), HOUR_MS, limits.codes_per_number_per_hour, "codes for this number").await?;
-        self.limit(format!("code:block:{}", phone.block_prefix()), HOUR_MS, limits.codes_per_block_per_hour, "codes for numbers like this one").await?;
+        self.limit(
+            format!("code:addr:{client_address}"),
+            HOUR_MS,
+            limits.codes_per_address_per_hour,
+            "codes requested from this address",
+        )
+        .await?;
+        self.limit(format!("code:num:{phone}"), HOUR_MS, limits.codes_per_number_per_hour, "codes for this number")
+            .await?;
+        self.limit(
+            format!("code:block:{}", phone.block_prefix()),
+            HOUR_MS,
+            limits.codes_per_block_per_hour,
+            "codes for numbers like this one",
+        )
+        .await?;
         let code: String = {
             let mut rng = rand::rng();
             (0..self.config.code_length).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
         };
         let expires_at = now_millis() + self.config.code_ttl_secs as i64 * 1000;
         self.store
-            .put_code(CodeRecord { phone: phone.to_string(), code_hash: code_hash(&phone, &code), expires_at, attempts: 0 })
+            .put_code(CodeRecord {
+                phone: phone.to_string(),
+                code_hash: code_hash(&phone, &code),
+                expires_at,
+                attempts: 0,
+            })
             .await
             .map_err(store_error)?;
         self.codes.send(&phone, &code).await.map_err(|why| {
@@ -95,14 +121,24 @@ impl Service {
             err(ErrorCode::Unavailable, "the code could not be sent; try again later")
         })?;
         self.metrics.codes_sent.fetch_add(1, Ordering::Relaxed);
-        Ok(CodeSent { phone: phone.to_string(), expires_in: self.config.code_ttl_secs, code_length: self.config.code_length })
+        Ok(CodeSent {
+            phone: phone.to_string(),
+            expires_in: self.config.code_ttl_secs,
+            code_length: self.config.code_length,
+        })
     }
 
     /// `POST /v1/auth/sign-in`: checks the code (and the PIN, if the account has one) and
     /// opens a session for a new device, creating the account on first sign-in.
     pub async fn sign_in(&self, request: &SignInRequest, client_address: &str) -> Result<SignedIn, ApiError> {
         let phone = parse_phone(&request.phone)?;
-        self.limit(format!("signin:addr:{client_address}"), HOUR_MS, self.config.limits.sign_ins_per_address_per_hour, "sign-in attempts from this address").await?;
+        self.limit(
+            format!("signin:addr:{client_address}"),
+            HOUR_MS,
+            self.config.limits.sign_ins_per_address_per_hour,
+            "sign-in attempts from this address",
+        )
+        .await?;
         let now = now_millis();
         let record = self.store.code(phone.as_str()).await.map_err(store_error)?;
         let Some(record) = record else {
@@ -132,7 +168,8 @@ impl Service {
             let Some(pin) = request.pin.as_deref() else {
                 return Err(err(ErrorCode::PinRequired, "this account has a PIN: send it with the code"));
             };
-            self.limit(format!("pin:{user_id}"), HOUR_MS, self.config.limits.pin_attempts_per_hour, "PIN attempts").await?;
+            self.limit(format!("pin:{user_id}"), HOUR_MS, self.config.limits.pin_attempts_per_hour, "PIN attempts")
+                .await?;
             if !pin_matches(pin, &pin_hash) {
                 return Err(err(ErrorCode::InvalidPin, "the PIN is wrong"));
             }
@@ -155,7 +192,8 @@ impl Service {
 
     /// Resolves a bearer token to its session; `unauthorized` if it is unknown or revoked.
     pub async fn authenticate(&self, token: &str) -> Result<Session, ApiError> {
-        let unauthorized = || err(ErrorCode::Unauthorized, "sign in first: the session token is missing, unknown or revoked");
+        let unauthorized =
+            || err(ErrorCode::Unauthorized, "sign in first: the session token is missing, unknown or revoked");
         if token.is_empty() || token.len() > 256 {
             return Err(unauthorized());
         }
@@ -185,7 +223,13 @@ impl Service {
         let sessions = self.store.sessions(session.user_id).await.map_err(store_error)?;
         Ok(sessions
             .into_iter()
-            .map(|s| Device { id: s.id, current: s.id == session.device_id, name: s.name, created_at: s.created_at, last_active: s.last_active })
+            .map(|s| Device {
+                id: s.id,
+                current: s.id == session.device_id,
+                name: s.name,
+                created_at: s.created_at,
+                last_active: s.last_active,
+            })
             .collect())
     }
 
@@ -207,10 +251,16 @@ impl Service {
     }
 
     /// `PUT /v1/me/pin` and `DELETE /v1/me/pin`: the current PIN is needed to change or remove one.
-    pub async fn set_pin(&self, session: Session, new_pin: Option<&str>, current_pin: Option<&str>) -> Result<(), ApiError> {
+    pub async fn set_pin(
+        &self,
+        session: Session,
+        new_pin: Option<&str>,
+        current_pin: Option<&str>,
+    ) -> Result<(), ApiError> {
         let user = self.live_user(session.user_id).await?;
         if let Some(hash) = &user.pin_hash {
-            self.limit(format!("pin:{}", user.id), HOUR_MS, self.config.limits.pin_attempts_per_hour, "PIN attempts").await?;
+            self.limit(format!("pin:{}", user.id), HOUR_MS, self.config.limits.pin_attempts_per_hour, "PIN attempts")
+                .await?;
             match current_pin {
                 Some(pin) if pin_matches(pin, hash) => {}
                 Some(_) => return Err(err(ErrorCode::InvalidPin, "the current PIN is wrong")),

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use peyvand_api::Audience;
 use peyvand_api::{
     ApiError, Chat, ChatKind, Content, ErrorCode, Event, ForwardedFrom, Message, Reaction, SearchHit, SearchResults,
     SendMessage, Update,
 };
 use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
-use peyvand_api::Audience;
 use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts};
 
 use crate::{Service, Session, err, now_millis, store_error};
@@ -123,14 +123,20 @@ impl Service {
     /// with someone not in one's contacts counts against a daily limit.
     pub async fn open_direct(&self, session: Session, user_id: i64) -> Result<Chat, ApiError> {
         let me = session.user_id;
-        if let Some(chat_id) = self.store.direct_chat(me, user_id).await.map_err(store_error)? {
-            if let Some(view) = self.store.chat_view(me, chat_id).await.map_err(store_error)? {
-                return self.chat_of(me, view).await;
-            }
+        if let Some(chat_id) = self.store.direct_chat(me, user_id).await.map_err(store_error)?
+            && let Some(view) = self.store.chat_view(me, chat_id).await.map_err(store_error)?
+        {
+            return self.chat_of(me, view).await;
         }
         self.check_may_message(me, user_id).await?;
         if me != user_id && !self.store.has_contact(me, user_id).await.map_err(store_error)? {
-            self.limit(format!("newchat:{me}"), DAY_MS, self.config.limits.new_chats_with_strangers_per_day, "new chats with people outside your contacts").await?;
+            self.limit(
+                format!("newchat:{me}"),
+                DAY_MS,
+                self.config.limits.new_chats_with_strangers_per_day,
+                "new chats with people outside your contacts",
+            )
+            .await?;
         }
         let (chat_id, _) = self.store.open_direct_chat(me, user_id, now_millis()).await.map_err(store_error)?;
         let view = self.store.chat_view(me, chat_id).await.map_err(store_error)?.ok_or_else(no_chat)?;
@@ -155,7 +161,12 @@ impl Service {
 
     /// `POST /v1/chats/{chat_id}/messages`: returns the message and whether it is new; a retry
     /// with the same client id returns the stored message.
-    pub async fn send(&self, session: Session, chat_id: i64, request: SendMessage) -> Result<(Message, bool), ApiError> {
+    pub async fn send(
+        &self,
+        session: Session,
+        chat_id: i64,
+        request: SendMessage,
+    ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
         let context = self.store.send_context(chat_id, me).await.map_err(store_error)?.ok_or_else(no_chat)?;
@@ -164,24 +175,38 @@ impl Service {
             (None, Some(source)) => {
                 self.members_if_member(me, source.chat_id).await?;
                 let original = self.store.message(source.chat_id, source.seq).await.map_err(store_error)?;
-                let original = original.filter(|m| m.content != Content::Deleted).ok_or_else(|| err(ErrorCode::NotFound, "no such message to forward"))?;
-                let from = original.forwarded_from.clone().unwrap_or(ForwardedFrom { user_id: original.sender_id, sent_at: original.sent_at });
+                let original = original
+                    .filter(|m| m.content != Content::Deleted)
+                    .ok_or_else(|| err(ErrorCode::NotFound, "no such message to forward"))?;
+                let from = original
+                    .forwarded_from
+                    .clone()
+                    .unwrap_or(ForwardedFrom { user_id: original.sender_id, sent_at: original.sent_at });
                 (original.content, Some(from))
             }
             _ => return Err(err(ErrorCode::BadRequest, "give either content or forward")),
         };
         let folded = validate_content(&content)?;
-        if let Some(reply_to) = request.reply_to {
-            if self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none() {
-                return Err(err(ErrorCode::BadRequest, "reply_to names no message of this chat"));
-            }
+        if let Some(reply_to) = request.reply_to
+            && self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none()
+        {
+            return Err(err(ErrorCode::BadRequest, "reply_to names no message of this chat"));
         }
         for recipient in &context.recipients {
             may_message(recipient)?;
         }
         self.limit_messages(me)?;
         let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
-        let new = NewMessage { chat_id, sender_id: me, client_id: request.client_id, content, folded, reply_to: request.reply_to, forwarded_from, sent_at: now_millis() };
+        let new = NewMessage {
+            chat_id,
+            sender_id: me,
+            client_id: request.client_id,
+            content,
+            folded,
+            reply_to: request.reply_to,
+            forwarded_from,
+            sent_at: now_millis(),
+        };
         let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
         if created {
             self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +216,14 @@ impl Service {
     }
 
     /// `GET /v1/chats/{chat_id}/messages`
-    pub async fn history(&self, session: Session, chat_id: i64, before: Option<i64>, after: Option<i64>, limit: Option<u32>) -> Result<Vec<Message>, ApiError> {
+    pub async fn history(
+        &self,
+        session: Session,
+        chat_id: i64,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Message>, ApiError> {
         self.members_if_member(session.user_id, chat_id).await?;
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let page = match (before, after) {
@@ -203,10 +235,17 @@ impl Service {
         self.store.history(session.user_id, chat_id, page).await.map_err(store_error)
     }
 
-    async fn own_live_message(&self, session: Session, chat_id: i64, seq: i64) -> Result<(Message, Vec<MemberRecord>), ApiError> {
+    async fn own_live_message(
+        &self,
+        session: Session,
+        chat_id: i64,
+        seq: i64,
+    ) -> Result<(Message, Vec<MemberRecord>), ApiError> {
         let members = self.members_if_member(session.user_id, chat_id).await?;
         let message = self.store.message(chat_id, seq).await.map_err(store_error)?;
-        let message = message.filter(|m| m.content != Content::Deleted).ok_or_else(|| err(ErrorCode::NotFound, "no such message"))?;
+        let message = message
+            .filter(|m| m.content != Content::Deleted)
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))?;
         if message.sender_id != session.user_id {
             return Err(err(ErrorCode::Forbidden, "only the sender can change a message for everyone"));
         }
@@ -219,7 +258,8 @@ impl Service {
         let folded = validate_content(&content)?;
         let (_, members) = self.own_live_message(session, chat_id, seq).await?;
         let notify = members.iter().map(|m| m.user_id).collect();
-        let (message, updates) = self.store.edit_message(chat_id, seq, content, folded, now_millis(), notify).await.map_err(store_error)?;
+        let (message, updates) =
+            self.store.edit_message(chat_id, seq, content, folded, now_millis(), notify).await.map_err(store_error)?;
         self.publish(updates).await;
         Ok(message)
     }
@@ -239,13 +279,23 @@ impl Service {
     }
 
     /// `PUT` / `DELETE /v1/chats/{chat_id}/messages/{seq}/reaction`: one reaction per person.
-    pub async fn react(&self, session: Session, chat_id: i64, seq: i64, emoji: Option<String>) -> Result<Vec<Reaction>, ApiError> {
+    pub async fn react(
+        &self,
+        session: Session,
+        chat_id: i64,
+        seq: i64,
+        emoji: Option<String>,
+    ) -> Result<Vec<Reaction>, ApiError> {
         if let Some(e) = &emoji {
             validate_emoji(e)?;
         }
         let members = self.members_if_member(session.user_id, chat_id).await?;
         let notify = members.iter().map(|m| m.user_id).collect();
-        let (reactions, updates) = self.store.set_reaction(chat_id, seq, session.user_id, emoji, now_millis(), notify).await.map_err(store_error)?;
+        let (reactions, updates) = self
+            .store
+            .set_reaction(chat_id, seq, session.user_id, emoji, now_millis(), notify)
+            .await
+            .map_err(store_error)?;
         self.publish(updates).await;
         Ok(reactions)
     }
@@ -253,7 +303,11 @@ impl Service {
     /// `GET` one message, as its chat's members see it.
     pub async fn message(&self, session: Session, chat_id: i64, seq: i64) -> Result<Message, ApiError> {
         self.members_if_member(session.user_id, chat_id).await?;
-        self.store.message(chat_id, seq).await.map_err(store_error)?.ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
+        self.store
+            .message(chat_id, seq)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
     }
 
     /// `POST /v1/chats/{chat_id}/read`: every device of mine shows the chat read; the other
@@ -261,7 +315,8 @@ impl Service {
     pub async fn mark_read(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
         let members = self.members_if_member(session.user_id, chat_id).await?;
         let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
-        let updates = self.store.mark_read(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
+        let updates =
+            self.store.mark_read(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
         self.publish(updates).await;
         Ok(())
     }
@@ -270,7 +325,11 @@ impl Service {
     pub async fn mark_delivered(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
         let members = self.members_if_member(session.user_id, chat_id).await?;
         let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
-        let updates = self.store.mark_delivered(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
+        let updates = self
+            .store
+            .mark_delivered(chat_id, session.user_id, up_to, now_millis(), notify)
+            .await
+            .map_err(store_error)?;
         self.publish(updates).await;
         Ok(())
     }
@@ -278,7 +337,11 @@ impl Service {
     /// `POST /v1/chats/{chat_id}/typing`: an ephemeral signal to the other members.
     pub async fn typing(&self, session: Session, chat_id: i64) -> Result<(), ApiError> {
         let members = self.members_if_member(session.user_id, chat_id).await?;
-        let update = Arc::new(Update { cursor: None, at: now_millis(), event: Event::Typing { chat_id, user_id: session.user_id } });
+        let update = Arc::new(Update {
+            cursor: None,
+            at: now_millis(),
+            event: Event::Typing { chat_id, user_id: session.user_id },
+        });
         for member in members.iter().filter(|m| m.user_id != session.user_id) {
             if !self.store.is_blocked(member.user_id, session.user_id).await.map_err(store_error)? {
                 self.bus.publish(member.user_id, update.clone()).await;
@@ -307,6 +370,9 @@ impl Service {
                 })
             })
             .collect();
-        Ok(SearchResults { chats, messages: messages.into_iter().map(|m| SearchHit { chat_id: m.chat_id, message: m }).collect() })
+        Ok(SearchResults {
+            chats,
+            messages: messages.into_iter().map(|m| SearchHit { chat_id: m.chat_id, message: m }).collect(),
+        })
     }
 }

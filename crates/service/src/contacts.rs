@@ -23,7 +23,14 @@ impl Service {
         valid.sort();
         valid.dedup();
         let cost = u32::try_from(valid.len()).unwrap_or(u32::MAX);
-        self.limit_cost(format!("lookup:{}", session.user_id), DAY_MS, self.config.limits.contact_lookups_per_day, cost, "phone number lookups").await?;
+        self.limit_cost(
+            format!("lookup:{}", session.user_id),
+            DAY_MS,
+            self.config.limits.contact_lookups_per_day,
+            cost,
+            "phone number lookups",
+        )
+        .await?;
         self.store.add_contacts(session.user_id, &valid).await.map_err(store_error)?;
         let mut out = Vec::with_capacity(parsed.len());
         for (input, phone) in parsed {

@@ -81,19 +81,16 @@ impl Service {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
         StoreError::UsernameTaken => ApiError::new(ErrorCode::UsernameTaken, "this username is taken"),
-        StoreError::IdempotencyConflict => ApiError::new(
-            ErrorCode::IdempotencyConflict,
-            "this client id was already used for a different message",
-        ),
+        StoreError::IdempotencyConflict => {
+            ApiError::new(ErrorCode::IdempotencyConflict, "this client id was already used for a different message")
+        }
         StoreError::CursorTooOld { oldest_kept } => ApiError::new(
             ErrorCode::ResyncRequired,
             format!("updates before cursor {oldest_kept} are no longer kept: fetch your chats again"),

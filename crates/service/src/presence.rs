@@ -72,7 +72,8 @@ impl Service {
     async fn announce_presence(&self, user_id: i64, presence: Presence) {
         let result: Result<(), peyvand_store::StoreError> = async {
             let Some(user) = self.store.user(user_id).await? else { return Ok(()) };
-            let update = Arc::new(Update { cursor: None, at: now_millis(), event: Event::Presence { user_id, presence } });
+            let update =
+                Arc::new(Update { cursor: None, at: now_millis(), event: Event::Presence { user_id, presence } });
             for peer in self.store.chat_peers(user_id, 500).await? {
                 let allowed = match user.privacy.last_seen {
                     peyvand_api::Audience::Everybody => true,

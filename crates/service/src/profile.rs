@@ -1,8 +1,8 @@
 //! Profiles, usernames, privacy settings, how one person sees another, and account deletion.
 
 use peyvand_api::{Account, ApiError, ErrorCode, PrivacySettings, ProfileUpdate, SettingsUpdate, UserProfile};
-use peyvand_core::text::fold_for_search;
 use peyvand_core::PhoneNumber;
+use peyvand_core::text::fold_for_search;
 use peyvand_store::{ProfileChange, UserRecord};
 
 use crate::{Service, Session, err, store_error};
@@ -159,7 +159,12 @@ impl Service {
 
     /// `GET /v1/users/{id}`
     pub async fn user_profile(&self, session: Session, user_id: i64) -> Result<UserProfile, ApiError> {
-        let target = self.store.user(user_id).await.map_err(store_error)?.ok_or_else(|| err(ErrorCode::NotFound, "no such user"))?;
+        let target = self
+            .store
+            .user(user_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such user"))?;
         self.view_of(session.user_id, &target).await
     }
 
@@ -184,7 +189,13 @@ impl Service {
             self.store.user_by_username(&username.to_ascii_lowercase()).await.map_err(store_error)?
         } else {
             let phone = PhoneNumber::parse(query).map_err(|e| err(ErrorCode::InvalidPhone, e.to_string()))?;
-            self.limit(format!("lookup:{}", session.user_id), 86_400_000, self.config.limits.contact_lookups_per_day, "phone number lookups").await?;
+            self.limit(
+                format!("lookup:{}", session.user_id),
+                86_400_000,
+                self.config.limits.contact_lookups_per_day,
+                "phone number lookups",
+            )
+            .await?;
             match self.store.user_by_phone(phone.as_str()).await.map_err(store_error)? {
                 Some(user) if self.may_find_by_phone(session.user_id, &user).await? => Some(user),
                 _ => None,

@@ -24,7 +24,10 @@ impl Service {
         if updates.is_empty() && after > 0 {
             let newest = self.store.cursor(user_id).await.map_err(store_error)?;
             if after > newest {
-                return Err(err(ErrorCode::ResyncRequired, format!("cursor {after} is ahead of this account's stream ({newest}): fetch your chats again")));
+                return Err(err(
+                    ErrorCode::ResyncRequired,
+                    format!("cursor {after} is ahead of this account's stream ({newest}): fetch your chats again"),
+                ));
             }
         }
         Ok(updates)
@@ -32,7 +35,12 @@ impl Service {
 
     /// `GET /v1/updates`: the next page of updates, waiting up to `timeout` for one when
     /// there is none yet (long poll).
-    pub async fn poll_updates(&self, session: Session, after: i64, timeout: Duration) -> Result<(Vec<Update>, i64), ApiError> {
+    pub async fn poll_updates(
+        &self,
+        session: Session,
+        after: i64,
+        timeout: Duration,
+    ) -> Result<(Vec<Update>, i64), ApiError> {
         let user_id = session.user_id;
         let updates = self.read_after(user_id, after).await?;
         if !updates.is_empty() || timeout.is_zero() {
@@ -67,7 +75,15 @@ impl Service {
         // Fails early with resync_required for a cursor this server cannot resume from.
         let backlog = self.read_after(session.user_id, after).await?;
         self.stream_opened(session.user_id).await;
-        Ok(UpdateFeed { service: self.clone(), user_id: session.user_id, subscription, last: after, backlog, behind: true, open: true })
+        Ok(UpdateFeed {
+            service: self.clone(),
+            user_id: session.user_id,
+            subscription,
+            last: after,
+            backlog,
+            behind: true,
+            open: true,
+        })
     }
 }
 
@@ -122,7 +138,8 @@ impl UpdateFeed {
         loop {
             if self.behind {
                 let pending = std::mem::take(&mut self.backlog);
-                let fresh = if pending.is_empty() { self.service.read_after(self.user_id, self.last).await? } else { pending };
+                let fresh =
+                    if pending.is_empty() { self.service.read_after(self.user_id, self.last).await? } else { pending };
                 if fresh.is_empty() {
                     self.behind = false;
                     return Ok(Some(Vec::new()));

@@ -148,7 +148,9 @@ async fn messages(store: Arc<dyn Store>) {
     let context = store.send_context(chat, a).await.expect("context").expect("member");
     assert_eq!(context.members.len(), 2);
     let facts = &context.recipients[..];
-    assert!(matches!(facts, [f] if f.user_id == b && f.blocked_sender && !f.blocked_by_sender && f.has_sender_as_contact && !f.deleted));
+    assert!(
+        matches!(facts, [f] if f.user_id == b && f.blocked_sender && !f.blocked_by_sender && f.has_sender_as_contact && !f.deleted)
+    );
     store.set_blocked(b, a, false).await.expect("unblock");
 
     let (m1, new, updates) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("send");
@@ -156,7 +158,8 @@ async fn messages(store: Arc<dyn Store>) {
     assert_eq!(m1.seq, 1);
     assert_eq!(updates.len(), 2);
     assert!(updates.iter().all(|(_, u)| matches!(&u.event, Event::MessageNew { message } if message.seq == 1)));
-    let (retry, new, updates) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("retry");
+    let (retry, new, updates) =
+        store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("retry");
     assert!(!new && updates.is_empty());
     assert_eq!(retry, m1);
     assert!(matches!(

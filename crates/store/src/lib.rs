@@ -13,9 +13,7 @@ mod records;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use peyvand_api::{
-    Event, Message, PrivacySettings, Reaction, Update,
-};
+use peyvand_api::{Event, Message, PrivacySettings, Reaction, Update};
 
 pub use records::*;
 
@@ -61,7 +59,8 @@ pub trait AccountStore: Send + Sync {
     async fn count_code_attempt(&self, phone: &str) -> StoreResult<u32>;
     async fn delete_code(&self, phone: &str) -> StoreResult<()>;
 
-    async fn create_session(&self, user_id: i64, name: &str, token_hash: &[u8], now: i64) -> StoreResult<SessionRecord>;
+    async fn create_session(&self, user_id: i64, name: &str, token_hash: &[u8], now: i64)
+    -> StoreResult<SessionRecord>;
     async fn session_by_token(&self, token_hash: &[u8]) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: i64, now: i64) -> StoreResult<()>;
     async fn sessions(&self, user_id: i64) -> StoreResult<Vec<SessionRecord>>;
@@ -108,19 +107,59 @@ pub trait ChatStore: Send + Sync {
 
     /// Stores a new message and a `message_new` update for each of `notify`, or returns the
     /// message already stored under the same sender and client id (`false`).
-    async fn append_message(&self, new: NewMessage, notify: Vec<i64>) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
+    async fn append_message(
+        &self,
+        new: NewMessage,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>>;
     /// Messages visible to `viewer`, ascending by seq.
     async fn history(&self, viewer: i64, chat_id: i64, page: Page) -> StoreResult<Vec<Message>>;
-    async fn edit_message(&self, chat_id: i64, seq: i64, content: peyvand_api::Content, folded: String, now: i64, notify: Vec<i64>) -> StoreResult<(Message, Vec<(i64, Update)>)>;
+    async fn edit_message(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        content: peyvand_api::Content,
+        folded: String,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Message, Vec<(i64, Update)>)>;
     /// Deletes for everyone (tombstone) and tells `notify`.
-    async fn delete_message(&self, chat_id: i64, seq: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
+    async fn delete_message(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>>;
     /// Hides the message from one person and tells their other devices.
     async fn hide_message(&self, user_id: i64, chat_id: i64, seq: i64, now: i64) -> StoreResult<Vec<(i64, Update)>>;
-    async fn set_reaction(&self, chat_id: i64, seq: i64, user_id: i64, emoji: Option<String>, now: i64, notify: Vec<i64>) -> StoreResult<(Vec<Reaction>, Vec<(i64, Update)>)>;
+    async fn set_reaction(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        user_id: i64,
+        emoji: Option<String>,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Vec<Reaction>, Vec<(i64, Update)>)>;
     /// Raises the reader's read mark (never lowers it); tells the reader's devices and `notify`.
-    async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
-    async fn mark_delivered(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>>;
+    async fn mark_read(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        up_to: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>>;
+    async fn mark_delivered(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        up_to: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>>;
     /// Messages visible to the viewer whose folded text contains `folded_query`, newest first.
     async fn search_messages(&self, viewer: i64, folded_query: &str, limit: u32) -> StoreResult<Vec<Message>>;
 }

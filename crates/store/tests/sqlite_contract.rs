@@ -35,7 +35,8 @@ async fn sqlite_passes_the_store_contract() {
     let _cleanup = RemoveOnDrop(dir.clone());
     let n = AtomicU32::new(0);
     peyvand_store::contract::run_all(|| async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join(n.fetch_add(1, Ordering::Relaxed).to_string())).expect("open"));
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.join(n.fetch_add(1, Ordering::Relaxed).to_string())).expect("open"));
         store
     })
     .await;

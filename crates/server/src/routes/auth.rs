@@ -11,7 +11,11 @@ use crate::extract::{ApiResult, Authed, ClientAddress, Json, no_content};
 #[utoipa::path(post, path = "/v1/auth/code", tag = "auth", request_body = CodeRequest,
     responses((status = 200, body = CodeSent), (status = 400, description = "invalid_phone", body = ErrorBody),
                (status = 429, description = "rate_limited", body = ErrorBody)))]
-pub async fn request_code(State(s): State<AppState>, ClientAddress(addr): ClientAddress, Json(body): Json<CodeRequest>) -> ApiResult<Json<CodeSent>> {
+pub async fn request_code(
+    State(s): State<AppState>,
+    ClientAddress(addr): ClientAddress,
+    Json(body): Json<CodeRequest>,
+) -> ApiResult<Json<CodeSent>> {
     Ok(Json(s.service.request_code(&body.phone, &addr).await?))
 }
 
@@ -20,7 +24,11 @@ pub async fn request_code(State(s): State<AppState>, ClientAddress(addr): Client
     responses((status = 200, body = SignedIn),
                (status = 401, description = "invalid_code, code_expired, pin_required, invalid_pin", body = ErrorBody),
                (status = 429, description = "too_many_attempts, rate_limited", body = ErrorBody)))]
-pub async fn sign_in(State(s): State<AppState>, ClientAddress(addr): ClientAddress, Json(body): Json<SignInRequest>) -> ApiResult<Json<SignedIn>> {
+pub async fn sign_in(
+    State(s): State<AppState>,
+    ClientAddress(addr): ClientAddress,
+    Json(body): Json<SignInRequest>,
+) -> ApiResult<Json<SignedIn>> {
     Ok(Json(s.service.sign_in(&body, &addr).await?))
 }
 

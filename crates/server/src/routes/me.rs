@@ -17,7 +17,11 @@ pub async fn get_me(State(s): State<AppState>, Authed(session): Authed) -> ApiRe
 #[utoipa::path(patch, path = "/v1/me", tag = "account", security(("bearer" = [])), request_body = ProfileUpdate,
     responses((status = 200, body = Account), (status = 400, description = "invalid_profile, invalid_username", body = ErrorBody),
                (status = 409, description = "username_taken", body = ErrorBody)))]
-pub async fn patch_me(State(s): State<AppState>, Authed(session): Authed, Json(body): Json<ProfileUpdate>) -> ApiResult<Json<Account>> {
+pub async fn patch_me(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Json(body): Json<ProfileUpdate>,
+) -> ApiResult<Json<Account>> {
     Ok(Json(s.service.update_profile(session, body).await?))
 }
 
@@ -31,7 +35,11 @@ pub async fn delete_me(State(s): State<AppState>, Authed(session): Authed) -> Ap
 /// `PUT /v1/me/pin`: sets or changes the second-step PIN.
 #[utoipa::path(put, path = "/v1/me/pin", tag = "account", security(("bearer" = [])), request_body = PinRequest,
     responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody)))]
-pub async fn put_pin(State(s): State<AppState>, Authed(session): Authed, Json(body): Json<PinRequest>) -> ApiResult<StatusCode> {
+pub async fn put_pin(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Json(body): Json<PinRequest>,
+) -> ApiResult<StatusCode> {
     let Some(pin) = body.pin.as_deref() else {
         return Err(peyvand_api::ApiError::new(peyvand_api::ErrorCode::BadRequest, "give the new pin").into());
     };
@@ -42,7 +50,11 @@ pub async fn put_pin(State(s): State<AppState>, Authed(session): Authed, Json(bo
 /// `DELETE /v1/me/pin`: removes the PIN (the current one is needed).
 #[utoipa::path(delete, path = "/v1/me/pin", tag = "account", security(("bearer" = [])), request_body = PinRequest,
     responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody)))]
-pub async fn delete_pin(State(s): State<AppState>, Authed(session): Authed, Json(body): Json<PinRequest>) -> ApiResult<StatusCode> {
+pub async fn delete_pin(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Json(body): Json<PinRequest>,
+) -> ApiResult<StatusCode> {
     s.service.set_pin(session, None, body.current_pin.as_deref()).await?;
     Ok(no_content())
 }
@@ -56,7 +68,11 @@ pub async fn get_settings(State(s): State<AppState>, Authed(session): Authed) ->
 /// `PATCH /v1/me/settings`: changes some privacy settings.
 #[utoipa::path(patch, path = "/v1/me/settings", tag = "account", security(("bearer" = [])), request_body = SettingsUpdate,
     responses((status = 200, body = PrivacySettings), (status = 400, body = ErrorBody)))]
-pub async fn patch_settings(State(s): State<AppState>, Authed(session): Authed, Json(body): Json<SettingsUpdate>) -> ApiResult<Json<PrivacySettings>> {
+pub async fn patch_settings(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Json(body): Json<SettingsUpdate>,
+) -> ApiResult<Json<PrivacySettings>> {
     Ok(Json(s.service.update_settings(session, body).await?))
 }
 
@@ -69,7 +85,11 @@ pub async fn list_devices(State(s): State<AppState>, Authed(session): Authed) ->
 /// `DELETE /v1/devices/{id}`: signs one device out.
 #[utoipa::path(delete, path = "/v1/devices/{id}", tag = "account", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn revoke_device(State(s): State<AppState>, Authed(session): Authed, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn revoke_device(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     s.service.revoke_device(session, id).await?;
     Ok(no_content())
 }

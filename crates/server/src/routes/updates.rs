@@ -29,7 +29,11 @@ pub async fn sync_state(State(s): State<AppState>, Authed(session): Authed) -> A
 /// `GET /v1/updates?after=&timeout=`: the update stream by long poll.
 #[utoipa::path(get, path = "/v1/updates", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
     responses((status = 200, body = UpdatesPage), (status = 410, description = "resync_required", body = ErrorBody)))]
-pub async fn poll_updates(State(s): State<AppState>, Authed(session): Authed, Query(q): Query<UpdatesQuery>) -> ApiResult<Json<UpdatesPage>> {
+pub async fn poll_updates(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Query(q): Query<UpdatesQuery>,
+) -> ApiResult<Json<UpdatesPage>> {
     let timeout = Duration::from_secs(q.timeout.unwrap_or(25)).min(MAX_POLL);
     let (updates, cursor) = s.service.poll_updates(session, q.after.unwrap_or(0).max(0), timeout).await?;
     Ok(Json(UpdatesPage { updates, cursor }))
@@ -42,9 +46,10 @@ impl FromRequestParts<AppState> for StreamAuth {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(str::to_owned)
-        });
+        let from_query = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(str::to_owned));
         let token = bearer(parts).map(str::to_owned).or(from_query).unwrap_or_default();
         Ok(Self(state.service.authenticate(&token).await?))
     }
@@ -55,7 +60,12 @@ impl FromRequestParts<AppState> for StreamAuth {
 #[utoipa::path(get, path = "/v1/updates/ws", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
     responses((status = 101, description = "WebSocket of StreamFrame JSON text frames", body = StreamFrame),
                (status = 401, body = ErrorBody)))]
-pub async fn updates_ws(State(s): State<AppState>, StreamAuth(session): StreamAuth, Query(q): Query<UpdatesQuery>, ws: WebSocketUpgrade) -> Response {
+pub async fn updates_ws(
+    State(s): State<AppState>,
+    StreamAuth(session): StreamAuth,
+    Query(q): Query<UpdatesQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let after = q.after.unwrap_or(0).max(0);
     ws.read_buffer_size(WS_BUFFER)
         .write_buffer_size(0)
@@ -141,4 +151,3 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
         }
     }
 }
-

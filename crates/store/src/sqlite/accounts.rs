@@ -5,10 +5,7 @@ use peyvand_api::PrivacySettings;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, json};
-use crate::{
-    AccountStore, CodeRecord, LimitStore, ProfileChange, SessionRecord, StoreError, StoreResult,
-    UserRecord,
-};
+use crate::{AccountStore, CodeRecord, LimitStore, ProfileChange, SessionRecord, StoreError, StoreResult, UserRecord};
 
 pub(super) const USER_COLUMNS: &str =
     "id, phone, display_name, username, bio, pin_hash, privacy, created_at, last_seen, deleted";
@@ -37,7 +34,11 @@ fn finish_user((mut user, privacy): (UserRecord, String)) -> StoreResult<UserRec
     Ok(user)
 }
 
-pub(super) fn query_user(conn: &Connection, clause: &str, param: &dyn rusqlite::ToSql) -> StoreResult<Option<UserRecord>> {
+pub(super) fn query_user(
+    conn: &Connection,
+    clause: &str,
+    param: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<UserRecord>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {clause}");
     conn.prepare_cached(&sql)?.query_row([param], user_from_row).optional()?.map(finish_user).transpose()
 }
@@ -108,15 +109,21 @@ impl AccountStore for SqliteStore {
     async fn update_profile(&self, id: i64, change: ProfileChange) -> StoreResult<UserRecord> {
         self.write(move |conn| {
             if let Some((name, folded)) = &change.display_name {
-                conn.execute("UPDATE users SET display_name = ?1, name_folded = ?2 WHERE id = ?3", params![name, folded, id])?;
+                conn.execute(
+                    "UPDATE users SET display_name = ?1, name_folded = ?2 WHERE id = ?3",
+                    params![name, folded, id],
+                )?;
             }
             if let Some(username) = &change.username {
                 let (name, folded) = match username {
                     Some((n, f)) => (Some(n.as_str()), Some(f.as_str())),
                     None => (None, None),
                 };
-                conn.execute("UPDATE users SET username = ?1, username_folded = ?2 WHERE id = ?3", params![name, folded, id])
-                    .map_err(|e| if is_unique_violation(&e) { StoreError::UsernameTaken } else { e.into() })?;
+                conn.execute(
+                    "UPDATE users SET username = ?1, username_folded = ?2 WHERE id = ?3",
+                    params![name, folded, id],
+                )
+                .map_err(|e| if is_unique_violation(&e) { StoreError::UsernameTaken } else { e.into() })?;
             }
             if let Some(bio) = &change.bio {
                 conn.execute("UPDATE users SET bio = ?1 WHERE id = ?2", params![bio, id])?;
@@ -175,8 +182,10 @@ impl AccountStore for SqliteStore {
 
     async fn put_code(&self, code: CodeRecord) -> StoreResult<()> {
         self.write(move |conn| {
-            conn.prepare_cached("INSERT OR REPLACE INTO codes (phone, code_hash, expires_at, attempts) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![code.phone, code.code_hash, code.expires_at, code.attempts])?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO codes (phone, code_hash, expires_at, attempts) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![code.phone, code.code_hash, code.expires_at, code.attempts])?;
             Ok(())
         })
         .await
@@ -188,7 +197,12 @@ impl AccountStore for SqliteStore {
             Ok(conn
                 .prepare_cached("SELECT phone, code_hash, expires_at, attempts FROM codes WHERE phone = ?1")?
                 .query_row([phone], |r| {
-                    Ok(CodeRecord { phone: r.get(0)?, code_hash: r.get(1)?, expires_at: r.get(2)?, attempts: r.get(3)? })
+                    Ok(CodeRecord {
+                        phone: r.get(0)?,
+                        code_hash: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        attempts: r.get(3)?,
+                    })
                 })
                 .optional()?)
         })
@@ -214,11 +228,19 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn create_session(&self, user_id: i64, name: &str, token_hash: &[u8], now: i64) -> StoreResult<SessionRecord> {
+    async fn create_session(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<SessionRecord> {
         let (name, token_hash) = (name.to_owned(), token_hash.to_vec());
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO sessions (user_id, name, token_hash, created_at, last_active) VALUES (?1, ?2, ?3, ?4, ?4)")?
-                .execute(params![user_id, name, token_hash, now])?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (user_id, name, token_hash, created_at, last_active) VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![user_id, name, token_hash, now])?;
             Ok(SessionRecord { id: conn.last_insert_rowid(), user_id, name, created_at: now, last_active: now })
         })
         .await
@@ -228,7 +250,9 @@ impl AccountStore for SqliteStore {
         let token_hash = token_hash.to_vec();
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT id, user_id, name, created_at, last_active FROM sessions WHERE token_hash = ?1")?
+                .prepare_cached(
+                    "SELECT id, user_id, name, created_at, last_active FROM sessions WHERE token_hash = ?1",
+                )?
                 .query_row([token_hash], session_from_row)
                 .optional()?)
         })
@@ -245,7 +269,9 @@ impl AccountStore for SqliteStore {
 
     async fn sessions(&self, user_id: i64) -> StoreResult<Vec<SessionRecord>> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT id, user_id, name, created_at, last_active FROM sessions WHERE user_id = ?1 ORDER BY id")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, user_id, name, created_at, last_active FROM sessions WHERE user_id = ?1 ORDER BY id",
+            )?;
             let rows = stmt.query_map([user_id], session_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -253,8 +279,10 @@ impl AccountStore for SqliteStore {
     }
 
     async fn revoke_session(&self, user_id: i64, session_id: i64) -> StoreResult<bool> {
-        self.write(move |conn| Ok(conn.execute("DELETE FROM sessions WHERE id = ?1 AND user_id = ?2", params![session_id, user_id])? > 0))
-            .await
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM sessions WHERE id = ?1 AND user_id = ?2", params![session_id, user_id])? > 0)
+        })
+        .await
     }
 
     async fn revoke_all_sessions(&self, user_id: i64) -> StoreResult<()> {
@@ -341,7 +369,9 @@ fn prefixed_user_columns() -> String {
 
 pub(super) fn has_contact(conn: &Connection, owner: i64, other: i64) -> StoreResult<bool> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM contacts c JOIN users u ON u.phone = c.phone WHERE c.owner_id = ?1 AND u.id = ?2")?
+        .prepare_cached(
+            "SELECT 1 FROM contacts c JOIN users u ON u.phone = c.phone WHERE c.owner_id = ?1 AND u.id = ?2",
+        )?
         .exists(params![owner, other])?)
 }
 

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use peyvand_api::{ChatKind, Content, Event, Message, Reaction, Update};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::accounts::has_contact;
 use super::accounts::like_pattern;
 use super::updates::push_all;
 use super::{SqliteStore, json};
-use super::accounts::has_contact;
 use crate::{
     ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, StoreError,
     StoreResult,
@@ -45,7 +45,8 @@ fn finish_message(conn: &Connection, (mut message, content, forwarded): RawMessa
 }
 
 fn reactions(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<Vec<Reaction>> {
-    let mut stmt = conn.prepare_cached("SELECT user_id, emoji FROM reactions WHERE chat_id = ?1 AND seq = ?2 ORDER BY user_id")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT user_id, emoji FROM reactions WHERE chat_id = ?1 AND seq = ?2 ORDER BY user_id")?;
     let rows = stmt.query_map(params![chat_id, seq], |r| Ok(Reaction { user_id: r.get(0)?, emoji: r.get(1)? }))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
@@ -65,13 +66,21 @@ fn chat(conn: &Connection, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
     Ok(conn
         .prepare_cached("SELECT id, kind, created_at, updated_at, last_seq FROM chats WHERE id = ?1")?
         .query_row([chat_id], |r| {
-            Ok(ChatRecord { id: r.get(0)?, kind: ChatKind::Direct, created_at: r.get(2)?, updated_at: r.get(3)?, last_seq: r.get(4)? })
+            Ok(ChatRecord {
+                id: r.get(0)?,
+                kind: ChatKind::Direct,
+                created_at: r.get(2)?,
+                updated_at: r.get(3)?,
+                last_seq: r.get(4)?,
+            })
         })
         .optional()?)
 }
 
 fn members(conn: &Connection, chat_id: i64) -> StoreResult<Vec<MemberRecord>> {
-    let mut stmt = conn.prepare_cached("SELECT chat_id, user_id, read_up_to, delivered_up_to FROM members WHERE chat_id = ?1 ORDER BY user_id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT chat_id, user_id, read_up_to, delivered_up_to FROM members WHERE chat_id = ?1 ORDER BY user_id",
+    )?;
     let rows = stmt.query_map([chat_id], |r| {
         Ok(MemberRecord { chat_id: r.get(0)?, user_id: r.get(1)?, read_up_to: r.get(2)?, delivered_up_to: r.get(3)? })
     })?;
@@ -124,8 +133,10 @@ impl ChatStore for SqliteStore {
             if let Some(id) = find_direct(conn, a, b)? {
                 return Ok((id, false));
             }
-            conn.prepare_cached("INSERT INTO chats (kind, direct_key, created_at, updated_at) VALUES ('direct', ?1, ?2, ?2)")?
-                .execute(params![direct_key(a, b), now])?;
+            conn.prepare_cached(
+                "INSERT INTO chats (kind, direct_key, created_at, updated_at) VALUES ('direct', ?1, ?2, ?2)",
+            )?
+            .execute(params![direct_key(a, b), now])?;
             let id = conn.last_insert_rowid();
             let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO members (chat_id, user_id) VALUES (?1, ?2)")?;
             for user in [a, b] {
@@ -158,7 +169,8 @@ impl ChatStore for SqliteStore {
                     .query_row([member.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
                     .unwrap_or((true, String::new()));
-                let messages = if deleted { Default::default() } else { json::<peyvand_api::PrivacySettings>(&privacy)?.messages };
+                let messages =
+                    if deleted { Default::default() } else { json::<peyvand_api::PrivacySettings>(&privacy)?.messages };
                 recipients.push(RecipientFacts {
                     user_id: member.user_id,
                     deleted,
@@ -207,7 +219,11 @@ impl ChatStore for SqliteStore {
         self.read(move |conn| chat_view(conn, user_id, chat_id)).await
     }
 
-    async fn append_message(&self, new: NewMessage, notify: Vec<i64>) -> StoreResult<(Message, bool, Vec<(i64, Update)>)> {
+    async fn append_message(
+        &self,
+        new: NewMessage,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)> {
         self.write(move |conn| {
             let existing = conn
                 .prepare_cached("SELECT seq FROM messages WHERE chat_id = ?1 AND sender_id = ?2 AND client_id = ?3")?
@@ -277,7 +293,15 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn edit_message(&self, chat_id: i64, seq: i64, content: Content, folded: String, now: i64, notify: Vec<i64>) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+    async fn edit_message(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        content: Content,
+        folded: String,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Message, Vec<(i64, Update)>)> {
         self.write(move |conn| {
             let raw = serde_json::to_string(&content)?;
             let changed = conn.execute(
@@ -294,7 +318,13 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn delete_message(&self, chat_id: i64, seq: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>> {
+    async fn delete_message(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>> {
         self.write(move |conn| {
             let raw = serde_json::to_string(&Content::Deleted)?;
             let changed = conn.execute(
@@ -315,13 +345,24 @@ impl ChatStore for SqliteStore {
             if message(conn, chat_id, seq)?.is_none() {
                 return Err(StoreError::NotFound);
             }
-            conn.execute("INSERT OR IGNORE INTO hidden (user_id, chat_id, seq) VALUES (?1, ?2, ?3)", params![user_id, chat_id, seq])?;
+            conn.execute(
+                "INSERT OR IGNORE INTO hidden (user_id, chat_id, seq) VALUES (?1, ?2, ?3)",
+                params![user_id, chat_id, seq],
+            )?;
             push_all(conn, &[user_id], &Event::MessagesDeleted { chat_id, seqs: vec![seq], for_everyone: false }, now)
         })
         .await
     }
 
-    async fn set_reaction(&self, chat_id: i64, seq: i64, user_id: i64, emoji: Option<String>, now: i64, notify: Vec<i64>) -> StoreResult<(Vec<Reaction>, Vec<(i64, Update)>)> {
+    async fn set_reaction(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        user_id: i64,
+        emoji: Option<String>,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Vec<Reaction>, Vec<(i64, Update)>)> {
         self.write(move |conn| {
             let alive = conn
                 .prepare_cached("SELECT 1 FROM messages WHERE chat_id = ?1 AND seq = ?2 AND deleted = 0")?
@@ -330,17 +371,31 @@ impl ChatStore for SqliteStore {
                 return Err(StoreError::NotFound);
             }
             match &emoji {
-                Some(e) => conn.execute("INSERT OR REPLACE INTO reactions (chat_id, seq, user_id, emoji) VALUES (?1, ?2, ?3, ?4)", params![chat_id, seq, user_id, e])?,
-                None => conn.execute("DELETE FROM reactions WHERE chat_id = ?1 AND seq = ?2 AND user_id = ?3", params![chat_id, seq, user_id])?,
+                Some(e) => conn.execute(
+                    "INSERT OR REPLACE INTO reactions (chat_id, seq, user_id, emoji) VALUES (?1, ?2, ?3, ?4)",
+                    params![chat_id, seq, user_id, e],
+                )?,
+                None => conn.execute(
+                    "DELETE FROM reactions WHERE chat_id = ?1 AND seq = ?2 AND user_id = ?3",
+                    params![chat_id, seq, user_id],
+                )?,
             };
             let list = reactions(conn, chat_id, seq)?;
-            let updates = push_all(conn, &notify, &Event::ReactionsChanged { chat_id, seq, reactions: list.clone() }, now)?;
+            let updates =
+                push_all(conn, &notify, &Event::ReactionsChanged { chat_id, seq, reactions: list.clone() }, now)?;
             Ok((list, updates))
         })
         .await
     }
 
-    async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>> {
+    async fn mark_read(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        up_to: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>> {
         self.write(move |conn| {
             let up_to = clamp_to_last_seq(conn, chat_id, up_to)?;
             let changed = conn.execute(
@@ -358,7 +413,14 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn mark_delivered(&self, chat_id: i64, user_id: i64, up_to: i64, now: i64, notify: Vec<i64>) -> StoreResult<Vec<(i64, Update)>> {
+    async fn mark_delivered(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        up_to: i64,
+        now: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<Vec<(i64, Update)>> {
         self.write(move |conn| {
             let up_to = clamp_to_last_seq(conn, chat_id, up_to)?;
             let changed = conn.execute(

@@ -48,7 +48,10 @@ impl From<rusqlite::Error> for StoreError {
         match e {
             rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
             rusqlite::Error::SqliteFailure(code, _)
-                if matches!(code.code, rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::DatabaseBusy) =>
+                if matches!(
+                    code.code,
+                    rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::DatabaseBusy
+                ) =>
             {
                 StoreError::Unavailable(e.to_string())
             }
@@ -76,7 +79,8 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `dir/peyvand.db` and migrates it.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("peyvand.db");
         let mut writer_conn = open_connection(&path)?;
         schema::migrate(&mut writer_conn)?;
@@ -122,10 +126,10 @@ impl SqliteStore {
                 None => open_connection(&inner.path)?,
             };
             let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < READERS * 4 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < READERS * 4
+            {
+                pool.push(conn);
             }
             result
         })

@@ -10,7 +10,9 @@ use crate::{StoreError, StoreResult, UpdateStore};
 /// Appends one update to a user's stream inside the caller's transaction.
 pub(super) fn push(conn: &Connection, user_id: i64, event: Event, now: i64) -> StoreResult<Update> {
     let cursor: Option<i64> = conn
-        .prepare_cached("UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0 RETURNING update_cursor")?
+        .prepare_cached(
+            "UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0 RETURNING update_cursor",
+        )?
         .query_row([user_id], |r| r.get(0))
         .optional()?;
     let Some(cursor) = cursor else {
@@ -47,7 +49,9 @@ impl UpdateStore for SqliteStore {
             if after < pruned {
                 return Err(StoreError::CursorTooOld { oldest_kept: pruned });
             }
-            let mut stmt = conn.prepare_cached("SELECT cursor, at, event FROM updates WHERE user_id = ?1 AND cursor > ?2 ORDER BY cursor LIMIT ?3")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT cursor, at, event FROM updates WHERE user_id = ?1 AND cursor > ?2 ORDER BY cursor LIMIT ?3",
+            )?;
             let rows = stmt.query_map(params![user_id, after, limit], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
             })?;
