@@ -107,7 +107,8 @@ impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
                 text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
             }
             None => toml::Table::new(),
@@ -147,12 +148,15 @@ mod tests {
 
     #[test]
     fn defaults_then_file_then_environment() {
-        let config = load_from("listen = \"0.0.0.0:9000\"\n[service.limits]\ncodes_per_number_per_hour = 3\n", &[
-            ("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR", "7"),
-            ("PEYVAND_DATA", "/var/lib/peyvand"),
-            ("PEYVAND_SERVER", "http://ignored"),
-            ("PEYVAND_HOME", "/ignored"),
-        ])
+        let config = load_from(
+            "listen = \"0.0.0.0:9000\"\n[service.limits]\ncodes_per_number_per_hour = 3\n",
+            &[
+                ("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR", "7"),
+                ("PEYVAND_DATA", "/var/lib/peyvand"),
+                ("PEYVAND_SERVER", "http://ignored"),
+                ("PEYVAND_HOME", "/ignored"),
+            ],
+        )
         .expect("valid");
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.data, PathBuf::from("/var/lib/peyvand"));

@@ -1,24 +1,45 @@
-//! TEMPORARY main (server side only) until the CLI lands: helper-1 replaces this file and must keep `mod config; mod serve;`.
+//! `peyvand`: one binary for the messenger server (`serve`) and its command-line client
+//! (`login`, `send`, `listen`, ...).
+
+mod cli;
 mod config;
 mod serve;
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "peyvand")]
+#[command(name = "peyvand", version, about = "Peyvand: an open messenger server and its command-line client")]
 struct Cli {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the messenger server.
     Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => serve::run(args).await,
+async fn main() -> ExitCode {
+    let args = Cli::parse();
+    let result = match args.command {
+        Command::Serve(serve_args) => serve::run(serve_args).await,
+        Command::Client(command) => cli::run(args.global, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`peyvand listen | head`) is not a failure.
+        Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            cli::report_error(&error);
+            ExitCode::FAILURE
+        }
     }
 }

@@ -29,7 +29,8 @@ pub struct ServeArgs {
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PEYVAND_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PEYVAND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // Standard output carries the OTP and LISTENING lines; logs go to standard error.
     let _ = match format {
@@ -47,13 +48,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     init_logging(config.log_format);
-    let store = SqliteStore::open(&config.data).with_context(|| format!("cannot open the storage in {}", config.data.display()))?;
+    let store = SqliteStore::open(&config.data)
+        .with_context(|| format!("cannot open the storage in {}", config.data.display()))?;
     let codes: Arc<dyn CodeSender> = match config.sms.gateway {
         SmsGateway::Console => Arc::new(ConsoleCodeSender),
-        SmsGateway::Http => Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?),
+        SmsGateway::Http => {
+            Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
+        }
     };
     let service = Service::new(Arc::new(store), Arc::new(InProcessBus::new()), codes, config.service.clone());
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();

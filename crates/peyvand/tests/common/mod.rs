@@ -17,7 +17,11 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// A fresh, empty directory under the system's temporary directory.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("peyvand-it-{label}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = std::env::temp_dir().join(format!(
+        "peyvand-it-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -69,7 +73,9 @@ impl Server {
                 let mut parts = line.split_whitespace();
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("LISTENING"), Some(url), None) => seen.listening = Some(url.to_owned()),
-                    (Some("OTP"), Some(phone), Some(code)) => seen.codes.entry(phone.to_owned()).or_default().push(code.to_owned()),
+                    (Some("OTP"), Some(phone), Some(code)) => {
+                        seen.codes.entry(phone.to_owned()).or_default().push(code.to_owned())
+                    }
                     _ => {}
                 }
                 cond.notify_all();
@@ -82,9 +88,12 @@ impl Server {
         Self { child, url, data: data.to_owned(), seen, env }
     }
 
-    /// The newest code sent to `e164`, waiting for it to be printed.
-    pub fn code_for(&self, e164: &str) -> String {
-        wait_for(&self.seen, |s| s.codes.get(e164).and_then(|c| c.last().cloned()))
+    /// Asks for a sign-in code for `phone` (any form; `e164` is how the server prints it)
+    /// and returns the code that request caused, once its OTP line has been read.
+    pub async fn new_code(&self, client: &peyvand_client::Client, phone: &str, e164: &str) -> String {
+        let before = self.codes_sent(e164);
+        client.request_code(phone).await.expect("code requested");
+        wait_for(&self.seen, |s| s.codes.get(e164).and_then(|c| c.get(before).cloned()))
             .unwrap_or_else(|| panic!("no OTP line for {e164}"))
     }
 
@@ -141,5 +150,46 @@ where
     while !f().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Signs `phone` (E.164) in through the real code flow and returns a client with its token.
+pub async fn sign_in(server: &Server, phone: &str, device: &str) -> peyvand_client::Client {
+    let client = peyvand_client::Client::new(&server.url).expect("client");
+    let code = server.new_code(&client, phone, phone).await;
+    let signed = client
+        .sign_in(&peyvand_api::SignInRequest { phone: phone.into(), code, device_name: Some(device.into()), pin: None })
+        .await
+        .expect("signed in");
+    client.with_token(signed.token)
+}
+
+/// A signed-in person: their client and account id.
+pub struct Person {
+    pub client: peyvand_client::Client,
+    pub id: i64,
+}
+
+pub async fn person(server: &Server, phone: &str) -> Person {
+    let client = sign_in(server, phone, "test").await;
+    let id = client.me().await.expect("me").id;
+    Person { client, id }
+}
+
+/// The error code of a failed call.
+pub fn code_of<T: std::fmt::Debug>(result: Result<T, peyvand_client::ClientError>) -> peyvand_api::ErrorCode {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().unwrap_or_else(|| panic!("expected an API error, got {e}")),
+    }
+}
+
+/// A text message to send with a chosen client id.
+pub fn text(client_id: &str, body: &str) -> peyvand_api::SendMessage {
+    peyvand_api::SendMessage {
+        client_id: client_id.into(),
+        content: Some(peyvand_api::Content::Text { text: body.into() }),
+        reply_to: None,
+        forward: None,
     }
 }

@@ -1,0 +1,268 @@
+//! Text renderings of API objects for people.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use peyvand_api::{
+    Account, Chat, Content, Device, Event, Message, Millis, Presence, PrivacySettings, Update, UserProfile,
+};
+
+/// Names of the people a command has met, to show instead of their ids.
+#[derive(Debug, Default)]
+pub struct Names {
+    me: i64,
+    known: HashMap<i64, String>,
+}
+
+impl Names {
+    pub fn new(me: i64) -> Self {
+        Self { me, known: HashMap::new() }
+    }
+
+    pub fn add(&mut self, user: &UserProfile) {
+        self.known.insert(user.id, user_label(user));
+    }
+
+    pub fn add_label(&mut self, user_id: i64, label: String) {
+        self.known.insert(user_id, label);
+    }
+
+    pub fn add_chat(&mut self, chat: &Chat) {
+        if let Some(peer) = &chat.peer {
+            self.add(peer);
+        }
+    }
+
+    pub fn knows(&self, user_id: i64) -> bool {
+        user_id == self.me || self.known.contains_key(&user_id)
+    }
+
+    pub fn label(&self, user_id: i64) -> String {
+        if user_id == self.me {
+            return "me".to_owned();
+        }
+        self.known.get(&user_id).cloned().unwrap_or_else(|| format!("user:{user_id}"))
+    }
+}
+
+/// `Name (@username)`, or the id for a nameless or deleted account.
+pub fn user_label(user: &UserProfile) -> String {
+    if user.deleted {
+        return format!("deleted account (user:{})", user.id);
+    }
+    let name = if user.display_name.is_empty() { format!("user:{}", user.id) } else { user.display_name.clone() };
+    match &user.username {
+        Some(username) => format!("{name} (@{username})"),
+        None => name,
+    }
+}
+
+pub fn account(account: &Account) -> String {
+    let mut out = format!("{}\nuser:{}  {}", display_name(&account.display_name), account.id, account.phone);
+    if let Some(username) = &account.username {
+        let _ = write!(out, "  @{username}");
+    }
+    if !account.bio.is_empty() {
+        let _ = write!(out, "\n{}", account.bio);
+    }
+    let _ = write!(out, "\nPIN: {}", if account.has_pin { "set" } else { "not set" });
+    out
+}
+
+pub fn profile(user: &UserProfile) -> String {
+    let mut out = format!("{}\nuser:{}", user_label(user), user.id);
+    if let Some(phone) = &user.phone {
+        let _ = write!(out, "  {phone}");
+    }
+    if let Some(presence) = &user.presence {
+        let _ = write!(out, "  {}", presence_text(presence));
+    }
+    if user.is_contact {
+        out.push_str("  contact");
+    }
+    if user.blocked {
+        out.push_str("  blocked");
+    }
+    if !user.bio.is_empty() {
+        let _ = write!(out, "\n{}", user.bio);
+    }
+    out
+}
+
+pub fn users(users: &[UserProfile], empty: &str) -> String {
+    if users.is_empty() {
+        return empty.to_owned();
+    }
+    let lines: Vec<String> = users
+        .iter()
+        .map(|u| {
+            let phone = u.phone.as_deref().map(|p| format!("  {p}")).unwrap_or_default();
+            format!("user:{}  {}{phone}", u.id, user_label(u))
+        })
+        .collect();
+    lines.join("\n")
+}
+
+pub fn devices(devices: &[Device]) -> String {
+    let lines: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            let current = if d.current { "  (this device)" } else { "" };
+            format!(
+                "{}  {}  signed in {}  last active {}{current}",
+                d.id,
+                d.name,
+                time(d.created_at),
+                time(d.last_active)
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+pub fn settings(settings: &PrivacySettings) -> String {
+    [
+        ("last-seen", settings.last_seen),
+        ("phone-discovery", settings.phone_discovery),
+        ("messages", settings.messages),
+        ("group-invites", settings.group_invites),
+    ]
+    .iter()
+    .map(|(name, audience)| format!("{name:<16} {}", audience.as_str()))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+pub fn chat_line(chat: &Chat) -> String {
+    let name = chat.peer.as_ref().map_or_else(|| format!("chat:{}", chat.id), user_label);
+    let mut out = format!("chat:{}  {name}", chat.id);
+    if chat.unread > 0 {
+        let _ = write!(out, "  [{} unread]", chat.unread);
+    }
+    if let Some(last) = &chat.last_message {
+        let _ = write!(out, "  {}  {}", time(last.sent_at), content_text(&last.content));
+    }
+    out
+}
+
+/// `#3  2024-05-01 12:34  Ali: سلام  (edited)  ❤️ 2`
+pub fn message(message: &Message, names: &Names) -> String {
+    let mut out = format!("#{}  {}  {}: ", message.seq, time(message.sent_at), names.label(message.sender_id));
+    if let Some(from) = &message.forwarded_from {
+        let _ = write!(out, "[forwarded from {}] ", names.label(from.user_id));
+    }
+    if let Some(reply_to) = message.reply_to {
+        let _ = write!(out, "[reply to #{reply_to}] ");
+    }
+    out.push_str(&content_text(&message.content));
+    if message.edited_at.is_some() {
+        out.push_str("  (edited)");
+    }
+    if !message.reactions.is_empty() {
+        let _ = write!(out, "  {}", reactions(&message.reactions));
+    }
+    out
+}
+
+/// Each emoji with how many people chose it, in the order they first appear.
+fn reactions(reactions: &[peyvand_api::Reaction]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for reaction in reactions {
+        match counts.iter_mut().find(|(emoji, _)| *emoji == reaction.emoji) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((&reaction.emoji, 1)),
+        }
+    }
+    counts.iter().map(|(emoji, count)| format!("{emoji} {count}")).collect::<Vec<_>>().join("  ")
+}
+
+pub fn content_text(content: &Content) -> String {
+    match content {
+        Content::Text { text } => text.clone(),
+        Content::Deleted => "(deleted)".to_owned(),
+    }
+}
+
+/// One line for an update, as `listen` prints it.
+pub fn update(update: &Update, names: &Names) -> String {
+    let body = match &update.event {
+        Event::MessageNew { message: m } => format!("chat:{}  {}", m.chat_id, message(m, names)),
+        Event::MessageEdited { message: m } => format!("chat:{}  edited  {}", m.chat_id, message(m, names)),
+        Event::MessagesDeleted { chat_id, seqs, for_everyone } => {
+            let seqs: Vec<String> = seqs.iter().map(|s| format!("#{s}")).collect();
+            let whom = if *for_everyone { "for everyone" } else { "for me" };
+            format!("chat:{chat_id}  deleted {} {whom}", seqs.join(" "))
+        }
+        Event::ReactionsChanged { chat_id, seq, reactions: list } => {
+            let list = if list.is_empty() { "none".to_owned() } else { reactions(list) };
+            format!("chat:{chat_id}  #{seq} reactions: {list}")
+        }
+        Event::Delivered { chat_id, user_id, up_to } => {
+            format!("chat:{chat_id}  delivered to {} up to #{up_to}", names.label(*user_id))
+        }
+        Event::Read { chat_id, user_id, up_to } => {
+            format!("chat:{chat_id}  read by {} up to #{up_to}", names.label(*user_id))
+        }
+        Event::ReadByMe { chat_id, up_to, unread } => {
+            format!("chat:{chat_id}  read by me up to #{up_to} ({unread} unread)")
+        }
+        Event::Typing { chat_id, user_id } => format!("chat:{chat_id}  {} is typing…", names.label(*user_id)),
+        Event::Presence { user_id, presence } => format!("{} is {}", names.label(*user_id), presence_text(presence)),
+    };
+    match update.cursor {
+        Some(cursor) => format!("[{cursor}] {body}"),
+        None => format!("[-] {body}"),
+    }
+}
+
+fn presence_text(presence: &Presence) -> String {
+    match (presence.online, presence.last_seen) {
+        (true, _) => "online".to_owned(),
+        (false, Some(at)) => format!("last seen {}", time(at)),
+        (false, None) => "offline".to_owned(),
+    }
+}
+
+fn display_name(name: &str) -> &str {
+    if name.is_empty() { "(no name)" } else { name }
+}
+
+/// `2024-05-01 12:34 UTC`: the CLI has no time zone database, so it says UTC plainly.
+pub fn time(millis: Millis) -> String {
+    let seconds = millis.div_euclid(1000);
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", second_of_day / 3600, second_of_day % 3600 / 60)
+}
+
+/// Days since 1970-01-01 to a Gregorian date (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_in_utc() {
+        assert_eq!(time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(time(1_714_566_896_000), "2024-05-01 12:34 UTC");
+    }
+
+    #[test]
+    fn counts_reactions() {
+        let r = |user_id, emoji: &str| peyvand_api::Reaction { user_id, emoji: emoji.to_owned() };
+        assert_eq!(reactions(&[r(1, "👍"), r(2, "❤️"), r(3, "👍")]), "👍 2  ❤️ 1");
+    }
+}

@@ -1,0 +1,94 @@
+//! Naming a chat or a person on the command line: a phone number, `@username`, or an id.
+
+use anyhow::{Result, bail};
+use peyvand_api::Chat;
+use peyvand_core::PhoneNumber;
+
+use super::Context;
+
+/// The longest bare number read as an id: phone numbers are at least 8 digits.
+const MAX_BARE_ID_DIGITS: usize = 7;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `chat:12` or `user:12`, or a bare number of up to 7 digits.
+    Id(i64),
+    /// `@username`, kept with its `@` as the resolve endpoint wants it.
+    Username(String),
+    Phone(PhoneNumber),
+}
+
+/// Reads a recipient; `prefix` is `chat` or `user`, the kind of id a bare number means.
+pub fn parse(input: &str, prefix: &str) -> Result<Target> {
+    let input = input.trim();
+    if let Some(id) = input.strip_prefix(prefix).and_then(|rest| rest.strip_prefix(':')) {
+        return match digits(id) {
+            Some(id) => Ok(Target::Id(id)),
+            None => bail!("{input:?} is not a {prefix} id: write {prefix}:123"),
+        };
+    }
+    if let Some(name) = input.strip_prefix('@') {
+        if name.is_empty() {
+            bail!("the username after @ is missing");
+        }
+        return Ok(Target::Username(input.to_owned()));
+    }
+    if input.chars().count() <= MAX_BARE_ID_DIGITS
+        && let Some(id) = digits(input)
+    {
+        return Ok(Target::Id(id));
+    }
+    match PhoneNumber::parse(input) {
+        Ok(phone) => Ok(Target::Phone(phone)),
+        Err(e) => bail!("{input:?} is not a phone number, @username or {prefix}:ID ({e})"),
+    }
+}
+
+/// A number written only with digits of any script.
+fn digits(input: &str) -> Option<i64> {
+    let ascii: Option<String> = input.chars().map(peyvand_core::text::ascii_digit).collect();
+    ascii.filter(|a| !a.is_empty()).and_then(|a| a.parse().ok())
+}
+
+impl Context {
+    /// The chat a recipient names, opening the direct chat with a person if needed.
+    pub async fn chat_for(&self, recipient: &str) -> Result<Chat> {
+        let target = parse(recipient, "chat")?;
+        let client = self.client()?;
+        let chat = match target {
+            Target::Id(chat_id) => client.chat(chat_id).await?,
+            Target::Username(query) => client.open_direct(client.resolve(&query).await?.id).await?,
+            Target::Phone(phone) => client.open_direct(client.resolve(phone.as_str()).await?.id).await?,
+        };
+        Ok(chat)
+    }
+
+    /// The id of the person a recipient names.
+    pub async fn user_id_for(&self, user: &str) -> Result<i64> {
+        let client = self.client()?;
+        Ok(match parse(user, "user")? {
+            Target::Id(user_id) => user_id,
+            Target::Username(query) => client.resolve(&query).await?.id,
+            Target::Phone(phone) => client.resolve(phone.as_str()).await?.id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_kind_of_recipient() {
+        assert_eq!(parse("chat:12", "chat").ok(), Some(Target::Id(12)));
+        assert_eq!(parse("۱۲۳", "chat").ok(), Some(Target::Id(123)));
+        assert_eq!(parse("1234567", "chat").ok(), Some(Target::Id(1_234_567)));
+        assert_eq!(parse("user:5", "user").ok(), Some(Target::Id(5)));
+        assert_eq!(parse("@ali", "chat").ok(), Some(Target::Username("@ali".into())));
+        let phone = parse("۰۹۱۲۱۲۳۴۵۶۷", "chat").ok();
+        assert_eq!(phone, PhoneNumber::parse("+989121234567").ok().map(Target::Phone));
+        assert!(parse("chat:x", "chat").is_err());
+        assert!(parse("@", "chat").is_err());
+        assert!(parse("hello", "chat").is_err());
+    }
+}

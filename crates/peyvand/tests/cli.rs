@@ -1,0 +1,431 @@
+//! The `peyvand` command-line client, run as a subprocess against the real server: login
+//! through piped standard input, messaging by phone number in Persian digits, JSON output,
+//! `listen` with delivery receipts and resumption, errors, and the session file's mode.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any wait may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A fresh, empty directory under the system's temporary directory.
+fn temp_dir(label: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let unique = format!("peyvand-cli-{label}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let dir = std::env::temp_dir().join(unique);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// `peyvand serve` on an ephemeral port and a new data directory. Its standard output (the
+/// `LISTENING` line, then an `OTP <e164> <code>` line per code sent) is read on a thread.
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+    lines: Mutex<mpsc::Receiver<String>>,
+    codes: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let data = temp_dir("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("PEYVAND_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start peyvand serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self { child, url: String::new(), data, lines: Mutex::new(rx), codes: Mutex::default() };
+        server.url = server.wait_line("the LISTENING line", |line| line.strip_prefix("LISTENING ").map(str::to_owned));
+        server
+    }
+
+    /// Reads output lines until `pick` finds something in one, within the deadline; OTP lines
+    /// are remembered on the way.
+    fn wait_line<T>(&self, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let lines = self.lines.lock().expect("lock");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("the server printed no {what} in time"));
+            let mut parts = line.split_whitespace();
+            if let (Some("OTP"), Some(phone), Some(code)) = (parts.next(), parts.next(), parts.next()) {
+                self.codes.lock().expect("lock").entry(phone.to_owned()).or_default().push(code.to_owned());
+            }
+            if let Some(found) = pick(&line) {
+                return found;
+            }
+        }
+    }
+
+    fn codes_sent(&self, e164: &str) -> usize {
+        self.codes.lock().expect("lock").get(e164).map_or(0, Vec::len)
+    }
+
+    /// The code sent to `e164` after `before` others had been, waiting for it.
+    fn next_code(&self, e164: &str, before: usize) -> String {
+        let newer = || self.codes.lock().expect("lock").get(e164).and_then(|codes| codes.get(before).cloned());
+        if let Some(code) = newer() {
+            return code;
+        }
+        self.wait_line(&format!("code for {e164}"), |_| newer())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// One person's CLI: a `PEYVAND_HOME` of their own, pointed at one server.
+struct Cli {
+    home: PathBuf,
+    server: String,
+}
+
+impl Cli {
+    fn new(server: &Server, label: &str) -> Self {
+        Self { home: temp_dir(label), server: server.url.clone() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_peyvand"));
+        command
+            .args(args)
+            .env("PEYVAND_HOME", &self.home)
+            .env("PEYVAND_SERVER", &self.server)
+            .env_remove("PEYVAND_OUTPUT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs a command to its end (within the deadline).
+    fn run(&self, args: &[&str]) -> Output {
+        let child = self.command(args).spawn().expect("start peyvand");
+        finish(child, args)
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "peyvand {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs a command with `--output json` that must succeed; returns what it printed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let stdout = self.ok(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("peyvand {args:?} printed no JSON ({e}): {stdout}"))
+    }
+
+    /// Runs a command that must fail; returns its standard error.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(!output.status.success(), "peyvand {args:?} should have failed");
+        String::from_utf8(output.stderr).expect("UTF-8 errors")
+    }
+
+    /// `login` with the code (and then `lines_after`) typed on standard input once the server
+    /// has sent it.
+    fn login(&self, server: &Server, typed_phone: &str, e164: &str, lines_after: &[&str]) -> Value {
+        let before = server.codes_sent(e164);
+        let mut child = self
+            .command(&["--output", "json", "login", typed_phone, "--device-name", "cli test"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start peyvand login");
+        let code = server.next_code(e164, before);
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut input = format!("{code}\n");
+        for line in lines_after {
+            input.push_str(line);
+            input.push('\n');
+        }
+        stdin.write_all(input.as_bytes()).expect("type the code");
+        drop(stdin);
+        let output = finish(child, &["login", typed_phone]);
+        assert!(output.status.success(), "login failed: {}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("code sent to {e164}")), "the prompt names the number: {stderr}");
+        serde_json::from_slice(&output.stdout).expect("the account as JSON")
+    }
+
+    fn session_file(&self) -> PathBuf {
+        let dir = self.home.join("sessions");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("a sessions directory")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        assert_eq!(files.len(), 1, "one session for one server: {files:?}");
+        files.remove(0)
+    }
+
+    fn saved_cursor(&self) -> i64 {
+        let text = std::fs::read_to_string(self.session_file()).expect("session file");
+        let session: Value = serde_json::from_str(&text).expect("session JSON");
+        session["cursor"].as_i64().expect("a cursor")
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Waits for a child to end, failing the test if it takes longer than the deadline.
+fn finish(child: Child, what: &[&str]) -> Output {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("peyvand {what:?} did not finish in time"))
+        .expect("peyvand ran")
+}
+
+/// A running `peyvand --output json listen`, its standard output read line by line.
+struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Listener {
+    fn start(cli: &Cli) -> Self {
+        let mut child = cli.command(&["--output", "json", "listen"]).stderr(Stdio::inherit()).spawn().expect("listen");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first update printed that matches `pred`, within the deadline; every update seen
+    /// on the way is handed to `seen`.
+    fn wait_for(&self, what: &str, mut seen: impl FnMut(&Value), pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("listen printed no {what} in time"));
+            let update: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            seen(&update);
+            if pred(&update) {
+                return update;
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an update is a new message with this text.
+fn is_new_message(update: &Value, text: &str) -> bool {
+    update["event"]["type"] == "message_new" && update["event"]["message"]["content"]["text"] == text
+}
+
+/// Checks a condition again and again until it holds or the deadline passes.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn two_people_chat_through_the_cli() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-ali");
+    let sara = Cli::new(&server, "cli-sara");
+
+    let account = ali.login(&server, "۰۹۱۲۱۱۱۰۱۰۱", "+989121110101", &[]);
+    assert_eq!(account["phone"], "+989121110101");
+    let ali_id = account["id"].as_i64().expect("an id");
+    sara.login(&server, "+98 912 111 0102", "+989121110102", &[]);
+
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&ali.session_file()), 0o600, "the token is readable only by its owner");
+        assert_eq!(mode(&ali.home.join("sessions")), 0o700);
+    }
+
+    let me = ali.json(&["profile", "set", "--name", "علی رضایی", "--username", "@ali_cli", "--bio", "سلام"]);
+    assert_eq!((me["display_name"].as_str(), me["username"].as_str()), (Some("علی رضایی"), Some("ali_cli")));
+    assert!(ali.ok(&["whoami"]).contains("علی رضایی"), "text output prints Persian as it is");
+    // Ali lets anybody find him by his number, so Sara can write to it.
+    assert_eq!(ali.json(&["settings", "set", "phone-discovery", "everybody"])["phone_discovery"], "everybody");
+
+    // By phone number in Persian digits, then by username: the same chat.
+    let first = sara.json(&["send", "۰۹۱۲۱۱۱۰۱۰۱", "سلام", "علی!"]);
+    assert_eq!(first["content"]["text"], "سلام علی!");
+    let chat_id = first["chat_id"].as_i64().expect("a chat id");
+    let second = sara.json(&["send", "@ali_cli", "چطوری؟", "--id", "retry-me"]);
+    assert_eq!(second["chat_id"].as_i64(), Some(chat_id));
+    let retry = sara.run(&["--output", "json", "send", "@ali_cli", "چطوری؟", "--id", "retry-me"]);
+    assert!(retry.status.success());
+    let retried: Value = serde_json::from_slice(&retry.stdout).expect("JSON");
+    assert_eq!(retried["seq"], second["seq"], "a retry with the same id stores nothing new");
+    assert!(String::from_utf8_lossy(&retry.stderr).contains("already had this message"));
+
+    let chat = format!("chat:{chat_id}");
+    let history = ali.json(&["history", &chat]);
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"]["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["سلام علی!", "چطوری؟"]);
+
+    let reply = ali.json(&["send", &chat, "خوبم", "--reply-to", "۲"]);
+    assert_eq!(reply["reply_to"], 2);
+    let edited = sara.json(&["edit", &chat, "2", "چطوری", "علی؟"]);
+    assert_eq!(edited["content"]["text"], "چطوری علی؟");
+    assert!(edited["edited_at"].is_i64());
+    let reacted = ali.json(&["react", &chat, "2", "❤️"]);
+    assert_eq!(reacted["reactions"][0]["emoji"], "❤️");
+    assert_eq!(reacted["reactions"][0]["user_id"].as_i64(), Some(ali_id));
+    let unreacted = ali.json(&["react", &chat, "2", "--remove"]);
+    assert_eq!(unreacted["reactions"].as_array().map(Vec::len), Some(0));
+    sara.ok(&["delete", &chat, "1", "--for-everyone"]);
+    assert_eq!(ali.json(&["history", &chat])["messages"][0]["content"]["type"], "deleted");
+
+    // Sara reads everything: Ali's chat shows it.
+    sara.ok(&["read", &chat]);
+    let ali_chat = ali.json(&["chats"])["chats"][0].clone();
+    assert_eq!(ali_chat["peer_read_up_to"], reply["seq"]);
+
+    let found = sara.json(&["search", "خوبم"]);
+    assert_eq!(found["messages"][0]["message"]["seq"], reply["seq"]);
+}
+
+#[test]
+fn listen_prints_updates_confirms_delivery_and_resumes() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-listen-ali");
+    let sara = Cli::new(&server, "cli-listen-sara");
+    ali.login(&server, "09121110201", "+989121110201", &[]);
+    sara.login(&server, "09121110202", "+989121110202", &[]);
+    ali.ok(&["profile", "set", "--username", "ali_listens"]);
+
+    let listener = Listener::start(&ali);
+    let sent = sara.json(&["send", "@ali_listens", "پیام", "زنده"]);
+    let update = listener.wait_for("the new message", |_| {}, |u| is_new_message(u, "پیام زنده"));
+    assert!(update["cursor"].is_i64(), "a message is a durable update");
+    assert_eq!(update["event"]["message"]["seq"], sent["seq"]);
+
+    // `listen` told the server the message reached Ali's device.
+    eventually("Sara sees the message delivered", || {
+        sara.json(&["chats"])["chats"][0]["peer_delivered_up_to"] == sent["seq"]
+    });
+    let cursor = update["cursor"].as_i64().expect("cursor");
+    eventually("listen saves its cursor", || ali.saved_cursor() >= cursor);
+    drop(listener);
+
+    // A new `listen` resumes after the saved cursor: the old message is not printed again.
+    sara.ok(&["send", "@ali_listens", "بعدی"]);
+    let listener = Listener::start(&ali);
+    listener.wait_for(
+        "the next message",
+        |seen| assert!(!is_new_message(seen, "پیام زنده"), "printed twice: {seen}"),
+        |u| is_new_message(u, "بعدی"),
+    );
+}
+
+#[test]
+fn a_pin_is_read_as_the_second_line_and_logout_forgets_the_session() {
+    let server = Server::start();
+    let phone = "+989121110301";
+    let first = Cli::new(&server, "cli-pin-1");
+    first.login(&server, phone, phone, &[]);
+    first.ok(&["pin", "set", "4321"]);
+
+    let second = Cli::new(&server, "cli-pin-2");
+    let account = second.login(&server, phone, phone, &["4321"]);
+    assert_eq!(account["has_pin"], true);
+    let devices = second.json(&["devices"]);
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(2));
+
+    second.ok(&["logout"]);
+    assert!(second.home.join("sessions").read_dir().expect("dir").next().is_none(), "the session file is gone");
+    let stderr = second.fails(&["whoami"]);
+    assert!(stderr.contains("not signed in"), "{stderr}");
+    first.ok(&["whoami"]);
+}
+
+#[test]
+fn failures_exit_non_zero_with_the_error_code() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-fail-ali");
+    let sara = Cli::new(&server, "cli-fail-sara");
+    ali.login(&server, "09121110401", "+989121110401", &[]);
+    sara.login(&server, "09121110402", "+989121110402", &[]);
+    ali.ok(&["profile", "set", "--username", "ali_blocks"]);
+    sara.ok(&["profile", "set", "--username", "sara_blocked"]);
+
+    let stderr = sara.fails(&["send", "@nobody_here", "hi"]);
+    assert!(stderr.contains("error: not_found:"), "{stderr}");
+
+    ali.ok(&["block", "@sara_blocked"]);
+    let blocks = ali.json(&["blocks"]);
+    assert_eq!(blocks["users"][0]["username"], "sara_blocked");
+    let stderr = sara.fails(&["send", "@ali_blocks", "hi"]);
+    assert!(stderr.contains("error: blocked:"), "{stderr}");
+    ali.ok(&["unblock", "@sara_blocked"]);
+    sara.ok(&["send", "@ali_blocks", "hi"]);
+
+    let stderr = sara.fails(&["send", "not-a-recipient", "hi"]);
+    assert!(stderr.contains("not a phone number"), "{stderr}");
+    let stderr = sara.fails(&["account", "delete"]);
+    assert!(stderr.contains("--yes"), "{stderr}");
+    let stranger = Cli::new(&server, "cli-fail-stranger");
+    let stderr = stranger.fails(&["chats"]);
+    assert!(stderr.contains("peyvand login"), "{stderr}");
+}

@@ -1,0 +1,226 @@
+//! The update stream: resuming after disconnects with nothing lost or doubled, long poll,
+//! re-sync, and `kill -9` under load losing no acknowledged message.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, code_of, person, text};
+use peyvand_api::{ErrorCode, Event, HistoryQuery, Message, StreamFrame};
+use peyvand_client::{Client, UpdateStream};
+
+/// Reads frames until `ready`, returning the message seqs (of `chat_id`) seen before it.
+async fn until_ready(stream: &mut UpdateStream, chat_id: i64, cursors: &mut Vec<i64>) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("frame in time");
+        match frame.expect("open").expect("frame") {
+            StreamFrame::Ready { .. } => return seqs,
+            StreamFrame::Update { update } => {
+                cursors.extend(update.cursor);
+                if let Event::MessageNew { message } = update.event
+                    && message.chat_id == chat_id
+                {
+                    seqs.push(message.seq);
+                }
+            }
+            StreamFrame::ResyncRequired { cursor } => panic!("resync at {cursor}"),
+        }
+    }
+}
+
+/// Every message of a chat, paging forwards.
+async fn all_messages(client: &Client, chat_id: i64) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |m| m.seq);
+        let page = client
+            .history(chat_id, &HistoryQuery { after: Some(after), limit: Some(200), ..Default::default() })
+            .await
+            .expect("page")
+            .messages;
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn a_client_resumes_from_its_cursor_with_nothing_lost_or_doubled() {
+    let server = Server::start();
+    let ali = person(&server, "+989121330001").await;
+    let sara = person(&server, "+989121330002").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let total = 60;
+
+    // Ali sends while Sara's device connects and drops abruptly several times.
+    let sender = {
+        let client = ali.client.clone();
+        tokio::spawn(async move {
+            for i in 1..=total {
+                client.send(chat.id, &text(&format!("r{i}"), &format!("پیام {i}"))).await.expect("send");
+            }
+        })
+    };
+    let mut cursor = 0;
+    let mut seen: Vec<i64> = Vec::new();
+    let mut cursors: Vec<i64> = Vec::new();
+    let mut connections = 0;
+    while seen.len() < total {
+        connections += 1;
+        let mut stream = sara.client.updates_ws(cursor).await.expect("ws");
+        seen.extend(until_ready(&mut stream, chat.id, &mut cursors).await);
+        // Take a few live updates, then vanish without a close frame.
+        for _ in 0..(connections % 4) {
+            match tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
+                Ok(Some(Ok(StreamFrame::Update { update }))) => {
+                    cursors.extend(update.cursor);
+                    if let Event::MessageNew { message } = update.event {
+                        seen.push(message.seq);
+                    }
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(_) => break,
+            }
+        }
+        cursor = cursors.last().copied().unwrap_or(cursor);
+        drop(stream);
+        assert!(connections < 500, "made no progress");
+    }
+    sender.await.expect("sender");
+    assert_eq!(
+        seen,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "every message once, in order, over {connections} connections"
+    );
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors strictly increase across reconnects");
+}
+
+#[tokio::test]
+async fn long_poll_waits_for_the_next_update_and_follows_the_same_cursor() {
+    let server = Server::start();
+    let ali = person(&server, "+989121330011").await;
+    let sara = person(&server, "+989121330012").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let start = sara.client.state().await.expect("state").cursor;
+    let empty = sara.client.poll_updates(start, Duration::ZERO).await.expect("poll");
+    assert!(empty.updates.is_empty() && empty.cursor == start);
+
+    let waiting = {
+        let client = sara.client.clone();
+        tokio::spawn(async move { client.poll_updates(start, Duration::from_secs(30)).await })
+    };
+    ali.client.send_text(chat.id, "wake up").await.expect("send");
+    let page =
+        tokio::time::timeout(common::DEADLINE, waiting).await.expect("answered in time").expect("task").expect("poll");
+    let got: Vec<_> = page
+        .updates
+        .iter()
+        .filter(|u| matches!(&u.event, Event::MessageNew { message } if message.content.text() == Some("wake up")))
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert!(page.cursor > start);
+    let nothing_new = sara.client.poll_updates(page.cursor, Duration::ZERO).await.expect("poll");
+    assert!(nothing_new.updates.is_empty());
+    assert_eq!(code_of(sara.client.poll_updates(page.cursor + 1000, Duration::ZERO).await), ErrorCode::ResyncRequired);
+}
+
+#[tokio::test]
+async fn a_client_too_far_behind_is_told_to_resync() {
+    // Keep no updates past a restart (pruning runs at start), so old cursors are gone.
+    let mut server = Server::start_with(
+        &common::temp_dir("resync"),
+        &[("PEYVAND_SERVICE__UPDATE_RETENTION_SECS", "0"), ("PEYVAND_SERVICE__UPDATE_RETENTION_MIN", "0")],
+    );
+    let ali = person(&server, "+989121330021").await;
+    let sara = person(&server, "+989121330022").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    for i in 0..3 {
+        ali.client.send_text(chat.id, &format!("old {i}")).await.expect("send");
+    }
+    let sara_token = sara.client.token().expect("token").to_owned();
+    server.restart();
+    let sara = Client::new(&server.url).expect("client").with_token(sara_token);
+    common::eventually("old updates pruned", || async {
+        sara.poll_updates(1, Duration::ZERO).await.err().and_then(|e| e.code()) == Some(ErrorCode::ResyncRequired)
+    })
+    .await;
+    let mut stream = sara.updates_ws(1).await.expect("ws");
+    let frame =
+        tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("in time").expect("frame").expect("ok");
+    let StreamFrame::ResyncRequired { cursor } = frame else { panic!("expected resync, got {frame:?}") };
+    assert_eq!(cursor, sara.state().await.expect("state").cursor);
+    // Resuming from the cursor it was given works.
+    let mut stream = sara.updates_ws(cursor).await.expect("ws");
+    let frame =
+        tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("in time").expect("frame").expect("ok");
+    assert_eq!(frame, StreamFrame::Ready { cursor });
+    assert_eq!(all_messages(&sara, chat.id).await.len(), 3, "history is still there");
+}
+
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_message() {
+    let mut server =
+        Server::start_with(&common::temp_dir("kill9"), &[("PEYVAND_SERVICE__LIMITS__MESSAGES_PER_MINUTE", "1000000")]);
+    let ali = person(&server, "+989121330031").await;
+    let sara = person(&server, "+989121330032").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let acked: Arc<Mutex<BTreeMap<String, (i64, String)>>> = Arc::default();
+    let in_flight: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let senders: Vec<_> = (0..8)
+        .map(|task| {
+            let (client, acked, in_flight) = (ali.client.clone(), acked.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let (id, body) = (format!("k{task}-{i}"), format!("load {task} {i}"));
+                    match client.send(chat.id, &text(&id, &body)).await {
+                        Ok(sent) => {
+                            acked.lock().expect("lock").insert(id, (sent.message.seq, body));
+                        }
+                        Err(_) => {
+                            in_flight.lock().expect("lock").push((id, body));
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    common::eventually("a few hundred acknowledged sends", || async { acked.lock().expect("lock").len() >= 300 }).await;
+    server.kill9();
+    for sender in senders {
+        sender.await.expect("sender stops on the dead server");
+    }
+    let acked = acked.lock().expect("lock").clone();
+
+    server.restart();
+    let ali = Client::new(&server.url).expect("client").with_token(ali.client.token().expect("token").to_owned());
+    let sara = Client::new(&server.url).expect("client").with_token(sara.client.token().expect("token").to_owned());
+    // Clients retry what they never heard back about, with the same client ids.
+    let in_flight = in_flight.lock().expect("lock").clone();
+    for (id, body) in in_flight {
+        ali.send(chat.id, &text(&id, &body)).await.expect("retry after restart");
+    }
+    let stored = all_messages(&sara, chat.id).await;
+    let by_id: BTreeMap<&str, &Message> = stored.iter().map(|m| (m.client_id.as_str(), m)).collect();
+    for (id, (seq, body)) in &acked {
+        let message = by_id.get(id.as_str()).unwrap_or_else(|| panic!("acknowledged message {id} lost"));
+        assert_eq!((message.seq, message.content.text()), (*seq, Some(body.as_str())), "{id}");
+    }
+    let unique: HashSet<&str> = stored.iter().map(|m| m.client_id.as_str()).collect();
+    assert_eq!(unique.len(), stored.len(), "no message stored twice");
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=stored.len() as i64).collect::<Vec<_>>(),
+        "no gaps"
+    );
+    assert!(stored.len() >= acked.len());
+    // Sara's update stream replays every stored message once.
+    let mut stream = sara.updates_ws(0).await.expect("ws");
+    let mut cursors = Vec::new();
+    let replayed = until_ready(&mut stream, chat.id, &mut cursors).await;
+    assert_eq!(replayed, (1..=stored.len() as i64).collect::<Vec<_>>());
+}
