@@ -1,0 +1,67 @@
+//! Opening many update streams at once, each from its own share of loopback source addresses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::progress::Progress;
+use crate::signup::Person;
+use crate::ws::{self, Socket};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectStats {
+    pub attempted: usize,
+    pub connected: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    /// Failures by their first line of error text.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// Opens one stream per person and waits for each to be live; `None` where that failed.
+pub async fn connect_all(
+    server: SocketAddr,
+    people: &[Person],
+    concurrency: usize,
+) -> (Vec<Option<Socket>>, ConnectStats) {
+    let count = people.len();
+    let concurrency = concurrency.max(1);
+    let started = Instant::now();
+    let mut progress = Progress::new("connected", count);
+    let mut sockets: Vec<Option<Socket>> = (0..count).map(|_| None).collect();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let mut results = futures_util::stream::iter(people.iter().enumerate())
+        .map(|(i, person)| async move {
+            let result = async {
+                let mut socket = ws::connect(server, ws::source_address(i, count), &person.token).await?;
+                ws::wait_ready(&mut socket, READY_TIMEOUT).await?;
+                anyhow::Ok(socket)
+            };
+            (i, result.await)
+        })
+        .buffer_unordered(concurrency);
+    while let Some((i, result)) = results.next().await {
+        match result {
+            Ok(socket) => sockets[i] = Some(socket),
+            Err(e) => *failures.entry(format!("{e:#}")).or_insert(0) += 1,
+        }
+        progress.step();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let connected = sockets.iter().filter(|s| s.is_some()).count();
+    let stats = ConnectStats {
+        attempted: count,
+        connected,
+        concurrency,
+        seconds,
+        per_second: connected as f64 / seconds.max(1e-9),
+        failures,
+    };
+    (sockets, stats)
+}

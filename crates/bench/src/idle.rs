@@ -1,0 +1,145 @@
+//! `peyvand-bench idle`: many people, each with one open update stream and nothing to say,
+//! to see how many connections the server holds and what each costs it in memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::bail;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::connect::connect_all;
+use crate::metrics::Scrape;
+use crate::procfs::{self, CpuSnapshot};
+use crate::progress::say;
+use crate::server::Server;
+use crate::setup_client;
+use crate::signup::sign_up;
+
+/// File descriptors each process needs besides the connections (logs, database, pools).
+const SPARE_FILES: u64 = 200;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleArgs {
+    /// Update streams to open, one per person.
+    #[arg(long, default_value_t = 100_000)]
+    pub connections: usize,
+    /// Concurrent sign-ups in the first phase.
+    #[arg(long, default_value_t = 64)]
+    pub signup_concurrency: usize,
+    /// Concurrent WebSocket handshakes.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Seconds to hold the streams open before measuring again.
+    #[arg(long, default_value_t = 10)]
+    pub hold: u64,
+}
+
+/// Counts the streams the server has closed while they were meant to stay open.
+async fn hold_open(mut socket: crate::ws::Socket, closed: Arc<AtomicU64>) {
+    // Reading also answers the server's pings.
+    while let Some(Ok(_)) = socket.next().await {}
+    closed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The server's own count of open streams, from its metrics.
+async fn server_open_streams(http: &reqwest::Client, base_url: &str) -> Option<u64> {
+    Scrape::take(http, base_url).await.get("peyvand_websockets_open").map(|n| n as u64)
+}
+
+pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_json::Value> {
+    let needed = args.connections as u64 + SPARE_FILES;
+    if let Some(limit) = procfs::open_files_limit().filter(|limit| *limit < needed) {
+        bail!(
+            "{} connections need at least {needed} open files in this process and in the server, but the limit is {limit}: \
+             raise it with `ulimit -n` (the hard limit is the ceiling without CAP_SYS_RESOURCE), or ask for at most {} connections",
+            args.connections,
+            limit.saturating_sub(SPARE_FILES)
+        );
+    }
+    let pid = server.pid();
+    let setup = setup_client()?;
+
+    say(&format!("signing up {} people ({} at a time)", args.connections, args.signup_concurrency));
+    let (people, sign_ups) = sign_up(&setup, server, args.connections, args.signup_concurrency).await?;
+    say(&format!("  {:.0} sign-ups/s", sign_ups.per_second));
+
+    let before = procfs::memory(pid)?;
+    let bench_before = procfs::memory(std::process::id())?;
+    let cpu_start = CpuSnapshot::take(pid);
+    say(&format!("connecting {} update streams ({} at a time)", people.len(), args.connect_concurrency));
+    let (sockets, connect) = connect_all(server.address, &people, args.connect_concurrency).await;
+    let cpu_connect = CpuSnapshot::take(pid).since(&cpu_start);
+    let closed = Arc::new(AtomicU64::new(0));
+    let holders: Vec<_> = sockets.into_iter().flatten().map(|s| tokio::spawn(hold_open(s, closed.clone()))).collect();
+    let connected = holders.len() as u64;
+    let after = procfs::memory(pid)?;
+    let bench_after = procfs::memory(std::process::id())?;
+    let server_counted = server_open_streams(&setup, &server.base_url).await;
+
+    say(&format!("holding them for {} s", args.hold));
+    let cpu_hold_start = CpuSnapshot::take(pid);
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    let cpu_hold = CpuSnapshot::take(pid).since(&cpu_hold_start);
+    let held = procfs::memory(pid)?;
+    let still_open = connected - closed.load(Ordering::Relaxed);
+    let server_counted_after_hold = server_open_streams(&setup, &server.base_url).await;
+    server.check_alive()?;
+    for holder in &holders {
+        holder.abort();
+    }
+
+    let per_connection = |after: u64| after.saturating_sub(before.rss) as f64 / connected.max(1) as f64;
+    say("");
+    say(&format!(
+        "idle: {} streams asked for, {} connected, {} still open after {} s",
+        args.connections, connected, still_open, args.hold
+    ));
+    say(&format!("  sign-ups      {:.0}/s ({} in {:.1} s)", sign_ups.per_second, sign_ups.count, sign_ups.seconds));
+    say(&format!(
+        "  connects      {:.0}/s ({:.1} s){}",
+        connect.per_second,
+        connect.seconds,
+        if connect.failures.is_empty() { String::new() } else { format!(", failures {:?}", connect.failures) }
+    ));
+    say(&format!(
+        "  server memory {:.1} MiB before, {:.1} MiB after connecting, {:.1} MiB after holding",
+        mib(before.rss),
+        mib(after.rss),
+        mib(held.rss)
+    ));
+    say(&format!(
+        "  per stream    {:.0} bytes after connecting, {:.0} bytes after holding (server)",
+        per_connection(after.rss),
+        per_connection(held.rss)
+    ));
+    say(&format!(
+        "  bench memory  {:.0} bytes per stream",
+        bench_after.rss.saturating_sub(bench_before.rss) as f64 / connected.max(1) as f64
+    ));
+    say(&format!("  cpu (connect) {}", cpu_connect.line()));
+    say(&format!("  cpu (idle)    {}", cpu_hold.line()));
+
+    Ok(json!({
+        "mode": "idle",
+        "connections_requested": args.connections,
+        "connected": connected,
+        "still_open_after_hold": still_open,
+        "server_reports_open": server_counted,
+        "server_reports_open_after_hold": server_counted_after_hold,
+        "hold_s": args.hold,
+        "sign_up": sign_ups,
+        "connect": connect,
+        "server_memory": { "before": before, "after_connect": after, "after_hold": held },
+        "server_bytes_per_connection": per_connection(after.rss),
+        "server_bytes_per_connection_after_hold": per_connection(held.rss),
+        "bench_bytes_per_connection": bench_after.rss.saturating_sub(bench_before.rss) as f64 / connected.max(1) as f64,
+        "cpu_while_connecting": cpu_connect,
+        "cpu_while_idle": cpu_hold,
+    }))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

@@ -1,0 +1,173 @@
+//! What `/proc` says about a process: memory, CPU time (in total and by thread name) and the
+//! open-file limit. Linux only, which is where the goals are set.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks, which are 1/100 s on every Linux
+/// architecture that matters here (the kernel fixes USER_HZ for user space).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub rss: u64,
+    /// VmHWM: the most it was ever resident.
+    pub peak: u64,
+}
+
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read the status of process {pid}"))?;
+    parse_status(&text).with_context(|| format!("no VmRSS/VmHWM in /proc/{pid}/status"))
+}
+
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let value = line[name.len()..].trim_start_matches(':').split_whitespace().next()?;
+    value.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+fn parse_status(text: &str) -> Option<Memory> {
+    Some(Memory { rss: kib_field(text, "VmRSS")?, peak: kib_field(text, "VmHWM")? })
+}
+
+/// A thread's name and CPU ticks (user + system) from a `stat` line. The name is in
+/// parentheses and may itself hold spaces and parentheses, hence the search from the right.
+fn parse_stat(line: &str) -> Option<(String, u64)> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let name = line.get(open + 1..close)?.to_owned();
+    // After the name: state is field 3, utime field 14 and stime field 15.
+    let rest: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// CPU seconds used so far by a whole process.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let (_, ticks) = parse_stat(&text).with_context(|| format!("cannot parse /proc/{pid}/stat"))?;
+    Ok(ticks as f64 / TICKS_PER_SEC)
+}
+
+/// CPU seconds used so far by the process's threads, summed by thread name. Threads that
+/// have ended are not counted, which is why the total is taken separately.
+pub fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        if let Some((name, ticks)) = parse_stat(&text) {
+            *out.entry(name).or_insert(0.0) += ticks as f64 / TICKS_PER_SEC;
+        }
+    }
+    out
+}
+
+/// The soft limit on open files of this process (which a child inherits).
+pub fn open_files_limit() -> Option<u64> {
+    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+fn parse_open_files_limit(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.trim_start_matches("Max open files").split_whitespace().next()?;
+    if soft == "unlimited" { Some(u64::MAX) } else { soft.parse().ok() }
+}
+
+/// CPU counters at one moment, to be subtracted from a later snapshot.
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot {
+    at: Instant,
+    server: f64,
+    server_threads: BTreeMap<String, f64>,
+    bench: f64,
+}
+
+/// CPU use over an interval, in cores (1.0 = one core busy all the time).
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    pub seconds: f64,
+    pub server_cores: f64,
+    pub bench_cores: f64,
+    /// The server's threads by name (tokio names its workers and blocking threads alike).
+    pub server_threads_cores: BTreeMap<String, f64>,
+}
+
+impl CpuSnapshot {
+    pub fn take(server_pid: u32) -> Self {
+        Self {
+            at: Instant::now(),
+            server: cpu_seconds(server_pid).unwrap_or(0.0),
+            server_threads: cpu_seconds_by_thread(server_pid),
+            bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
+        }
+    }
+
+    pub fn since(&self, earlier: &CpuSnapshot) -> CpuUse {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        let mut server_threads_cores: BTreeMap<String, f64> = self
+            .server_threads
+            .iter()
+            .map(|(name, now)| {
+                (name.clone(), (now - earlier.server_threads.get(name).copied().unwrap_or(0.0)) / seconds)
+            })
+            .filter(|(_, cores)| *cores >= 0.005)
+            .collect();
+        let server_cores = (self.server - earlier.server) / seconds;
+        // Short-lived threads (tokio's blocking pool) may have come and gone in between.
+        let unaccounted = server_cores - server_threads_cores.values().sum::<f64>();
+        if unaccounted >= 0.005 {
+            server_threads_cores.insert("(ended threads)".to_owned(), unaccounted);
+        }
+        CpuUse { seconds, server_cores, bench_cores: (self.bench - earlier.bench) / seconds, server_threads_cores }
+    }
+}
+
+impl CpuUse {
+    /// `server 1.31 cores (tokio-runtime-w 1.02, sqlite-writer 0.29), bench 0.62 cores`.
+    pub fn line(&self) -> String {
+        let threads: Vec<String> = self.server_threads_cores.iter().map(|(name, c)| format!("{name} {c:.2}")).collect();
+        format!(
+            "server {:.2} cores ({}), bench {:.2} cores, over {:.1} s",
+            self.server_cores,
+            threads.join(", "),
+            self.bench_cores,
+            self.seconds
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_memory_in_bytes() {
+        let text = "Name:\tpeyvand\nVmPeak:\t 900 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\nThreads:\t9\n";
+        assert_eq!(parse_status(text), Some(Memory { rss: 1024 * 1024, peak: 2048 * 1024 }));
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn stat_with_an_awkward_thread_name() {
+        let line = "4242 (tokio (x) w) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 9 0 100";
+        assert_eq!(parse_stat(line), Some(("tokio (x) w".to_owned(), 175)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn open_files_limit_from_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             unlimited            unlimited            processes \n\
+                    Max open files            20000                20000                files     \n";
+        assert_eq!(parse_open_files_limit(text), Some(20_000));
+    }
+}

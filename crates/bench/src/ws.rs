@@ -1,0 +1,148 @@
+//! Update-stream WebSockets: connecting from a chosen loopback source address, and reading
+//! just enough of each frame to know what it is.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub type Socket = WebSocketStream<TcpStream>;
+
+/// Connections per source address: one address has ~28,000 ephemeral ports towards one
+/// server port, and ports in TIME_WAIT from earlier runs take some of them.
+const PER_SOURCE: usize = 20_000;
+
+/// The loopback source address for the `i`th of `count` connections: 127.0.0.2 and up (all of
+/// 127.0.0.0/8 is local on Linux), spread round-robin so that no address runs out of ports.
+pub fn source_address(i: usize, count: usize) -> IpAddr {
+    let sources = count.div_ceil(PER_SOURCE).clamp(1, 250);
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8))
+}
+
+/// Opens the update stream of the session `token`, from `source`.
+pub async fn connect(server: SocketAddr, source: IpAddr, token: &str) -> anyhow::Result<Socket> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("cannot bind to {source}"))?;
+    let stream = socket.connect(server).await.with_context(|| format!("cannot connect from {source} to {server}"))?;
+    stream.set_nodelay(true)?;
+    let mut request = format!("ws://{server}/v1/updates/ws").into_client_request()?;
+    request.headers_mut().insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}"))?);
+    // tungstenite reserves 128 KiB per connection for reading by default; at 100,000
+    // connections that alone would be 12 GiB on the generator's side.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    Ok(socket)
+}
+
+/// Reads until the server says the stream is live, skipping any backlog.
+pub async fn wait_ready(socket: &mut Socket, timeout: Duration) -> anyhow::Result<()> {
+    let wait = async {
+        while let Some(message) = socket.next().await {
+            if let Message::Text(text) = message?
+                && let Seen::Ready = classify(&text)
+            {
+                return Ok(());
+            }
+        }
+        bail!("the server closed the stream before it was ready")
+    };
+    tokio::time::timeout(timeout, wait).await.context("no ready frame in time")?
+}
+
+/// What a frame is, as far as the bench cares.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen<'a> {
+    Ready,
+    Message { sender_id: i64, client_id: Cow<'a, str> },
+    Other,
+}
+
+// The bench shares the CPU with the server, so frames are decoded into these few fields
+// (borrowing the strings) rather than into the API's full `StreamFrame`.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow)]
+    frame: Cow<'a, str>,
+    #[serde(default, borrow)]
+    update: Option<FrameUpdate<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FrameUpdate<'a> {
+    #[serde(borrow)]
+    event: FrameEvent<'a>,
+}
+
+#[derive(Deserialize)]
+struct FrameEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    message: Option<FrameMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FrameMessage<'a> {
+    sender_id: i64,
+    #[serde(borrow)]
+    client_id: Cow<'a, str>,
+}
+
+pub fn classify(text: &str) -> Seen<'_> {
+    let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else { return Seen::Other };
+    match (frame.frame.as_ref(), frame.update) {
+        ("ready", _) => Seen::Ready,
+        ("update", Some(FrameUpdate { event: FrameEvent { kind, message: Some(m) } })) if kind == "message_new" => {
+            Seen::Message { sender_id: m.sender_id, client_id: m.client_id }
+        }
+        _ => Seen::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peyvand_api::{Content, Event, Message as ApiMessage, StreamFrame, Update};
+
+    #[test]
+    fn frames_as_the_server_writes_them() {
+        let ready = serde_json::to_string(&StreamFrame::Ready { cursor: 7 }).expect("serialises");
+        assert_eq!(classify(&ready), Seen::Ready);
+        let message = ApiMessage {
+            chat_id: 3,
+            seq: 9,
+            sender_id: 42,
+            client_id: "b123".into(),
+            content: Content::Text { text: "bench \"quoted\" 123".into() },
+            reply_to: None,
+            forwarded_from: None,
+            sent_at: 1,
+            edited_at: None,
+            reactions: Vec::new(),
+        };
+        let update = Update { cursor: Some(10), at: 1, event: Event::MessageNew { message } };
+        let frame = serde_json::to_string(&StreamFrame::Update { update }).expect("serialises");
+        assert_eq!(classify(&frame), Seen::Message { sender_id: 42, client_id: Cow::Borrowed("b123") });
+        let typing = Update { cursor: None, at: 1, event: Event::Typing { chat_id: 3, user_id: 42 } };
+        let frame = serde_json::to_string(&StreamFrame::Update { update: typing }).expect("serialises");
+        assert_eq!(classify(&frame), Seen::Other);
+        assert_eq!(classify("not json"), Seen::Other);
+    }
+
+    #[test]
+    fn sources_spread_only_as_far_as_needed() {
+        assert_eq!(source_address(5, 1000), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        let many: std::collections::HashSet<IpAddr> = (0..100_000).map(|i| source_address(i, 100_000)).collect();
+        assert_eq!(many.len(), 5);
+    }
+}
