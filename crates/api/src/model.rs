@@ -26,7 +26,7 @@ pub struct UserProfile {
     pub display_name: String,
     pub username: Option<String>,
     pub bio: String,
-    /// Shown only when the person's settings let the viewer find them by phone number.
+    /// Shown only to the person's contacts and to those who have the number already.
     pub phone: Option<String>,
     /// Shown only when the person's last-seen setting lets the viewer see it.
     pub presence: Option<Presence>,
@@ -100,7 +100,8 @@ impl Audience {
 pub struct PrivacySettings {
     /// Who sees when I was last online.
     pub last_seen: Audience,
-    /// Who can find me by my phone number (contact import, lookup) and see it on my profile.
+    /// Who can find me by my phone number (contact import, lookup). My number itself is shown
+    /// on my profile only to the people in my contacts and to those who have it in theirs.
     pub phone_discovery: Audience,
     /// Who can start a chat with me and send me messages (`nobody` is treated as `contacts`).
     pub messages: Audience,
@@ -112,7 +113,7 @@ impl Default for PrivacySettings {
     fn default() -> Self {
         Self {
             last_seen: Audience::Everybody,
-            phone_discovery: Audience::Contacts,
+            phone_discovery: Audience::Everybody,
             messages: Audience::Everybody,
             group_invites: Audience::Everybody,
         }

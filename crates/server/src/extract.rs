@@ -120,3 +120,20 @@ pub fn no_content() -> StatusCode {
 }
 
 pub type ApiResult<T> = Result<T, Failure>;
+
+/// Middleware: a request that declares a body larger than [`crate::MAX_BODY_BYTES`] is refused
+/// at once, without reading it. (Bodies without a declared length are cut off by the body
+/// limit as they are read.)
+pub async fn refuse_declared_oversize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+        let limit = crate::MAX_BODY_BYTES / 1024;
+        return Failure(ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} KiB")))
+            .into_response();
+    }
+    next.run(request).await
+}

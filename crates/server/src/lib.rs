@@ -32,6 +32,7 @@ pub struct AppState {
 pub fn router(service: Service) -> Router {
     let state = AppState { service, metrics: Arc::new(Metrics::default()) };
     routes::router()
+        .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

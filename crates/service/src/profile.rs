@@ -139,9 +139,8 @@ impl Service {
         let is_contact = !myself && self.store.has_contact(viewer, target.id).await.map_err(store_error)?;
         let blocked = !myself && self.store.is_blocked(viewer, target.id).await.map_err(store_error)?;
         let blocked_by_target = !myself && self.store.is_blocked(target.id, viewer).await.map_err(store_error)?;
-        let phone = (myself || is_contact || target.privacy.phone_discovery.allows(target_has_viewer))
-            .then(|| target.phone.clone())
-            .flatten();
+        // Someone who found a person by username does not learn their number.
+        let phone = (myself || is_contact || target_has_viewer).then(|| target.phone.clone()).flatten();
         let presence = (myself || (!blocked_by_target && target.privacy.last_seen.allows(target_has_viewer)))
             .then(|| self.presences.presence_of(target));
         Ok(UserProfile {
