@@ -2,105 +2,17 @@
 //! through piped standard input, messaging by phone number in Persian digits, JSON output,
 //! `listen` with delivery receipts and resumption, errors, and the session file's mode.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// How long any wait may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+mod common;
 
-/// A fresh, empty directory under the system's temporary directory.
-fn temp_dir(label: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let unique = format!("peyvand-cli-{label}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    let dir = std::env::temp_dir().join(unique);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// `peyvand serve` on an ephemeral port and a new data directory. Its standard output (the
-/// `LISTENING` line, then an `OTP <e164> <code>` line per code sent) is read on a thread.
-struct Server {
-    child: Child,
-    url: String,
-    data: PathBuf,
-    lines: Mutex<mpsc::Receiver<String>>,
-    codes: Mutex<HashMap<String, Vec<String>>>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let data = temp_dir("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .env("PEYVAND_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start peyvand serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self { child, url: String::new(), data, lines: Mutex::new(rx), codes: Mutex::default() };
-        server.url = server.wait_line("the LISTENING line", |line| line.strip_prefix("LISTENING ").map(str::to_owned));
-        server
-    }
-
-    /// Reads output lines until `pick` finds something in one, within the deadline; OTP lines
-    /// are remembered on the way.
-    fn wait_line<T>(&self, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
-        let lines = self.lines.lock().expect("lock");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("the server printed no {what} in time"));
-            let mut parts = line.split_whitespace();
-            if let (Some("OTP"), Some(phone), Some(code)) = (parts.next(), parts.next(), parts.next()) {
-                self.codes.lock().expect("lock").entry(phone.to_owned()).or_default().push(code.to_owned());
-            }
-            if let Some(found) = pick(&line) {
-                return found;
-            }
-        }
-    }
-
-    fn codes_sent(&self, e164: &str) -> usize {
-        self.codes.lock().expect("lock").get(e164).map_or(0, Vec::len)
-    }
-
-    /// The code sent to `e164` after `before` others had been, waiting for it.
-    fn next_code(&self, e164: &str, before: usize) -> String {
-        let newer = || self.codes.lock().expect("lock").get(e164).and_then(|codes| codes.get(before).cloned());
-        if let Some(code) = newer() {
-            return code;
-        }
-        self.wait_line(&format!("code for {e164}"), |_| newer())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
+use common::{DEADLINE, Server, temp_dir};
 
 /// One person's CLI: a `PEYVAND_HOME` of their own, pointed at one server.
 struct Cli {
@@ -163,7 +75,7 @@ impl Cli {
             .stdin(Stdio::piped())
             .spawn()
             .expect("start peyvand login");
-        let code = server.next_code(e164, before);
+        let code = server.code_after(e164, before);
         let mut stdin = child.stdin.take().expect("stdin");
         let mut input = format!("{code}\n");
         for line in lines_after {

@@ -41,6 +41,8 @@ pub struct Server {
     pub data: PathBuf,
     seen: Arc<(Mutex<Seen>, Condvar)>,
     env: Vec<(String, String)>,
+    /// Remove the data directory when dropped (not when handing it to a restarted server).
+    owns_data: bool,
 }
 
 impl Server {
@@ -85,7 +87,7 @@ impl Server {
             cond.notify_all();
         });
         let url = wait_for(&seen, |s| s.listening.clone()).expect("the server printed LISTENING");
-        Self { child, url, data: data.to_owned(), seen, env }
+        Self { child, url, data: data.to_owned(), seen, env, owns_data: true }
     }
 
     /// Asks for a sign-in code for `phone` (any form; `e164` is how the server prints it)
@@ -93,6 +95,11 @@ impl Server {
     pub async fn new_code(&self, client: &peyvand_client::Client, phone: &str, e164: &str) -> String {
         let before = self.codes_sent(e164);
         client.request_code(phone).await.expect("code requested");
+        self.code_after(e164, before)
+    }
+
+    /// The code sent to `e164` after `before` others had been, waiting for its OTP line.
+    pub fn code_after(&self, e164: &str, before: usize) -> String {
         wait_for(&self.seen, |s| s.codes.get(e164).and_then(|c| c.get(before).cloned()))
             .unwrap_or_else(|| panic!("no OTP line for {e164}"))
     }
@@ -113,7 +120,8 @@ impl Server {
         self.kill9();
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let next = Self::start_with(&self.data.clone(), &env);
-        drop(std::mem::replace(self, next));
+        let mut old = std::mem::replace(self, next);
+        old.owns_data = false;
     }
 }
 
@@ -121,6 +129,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
