@@ -36,6 +36,9 @@ pub enum Event {
     Typing { chat_id: i64, user_id: i64 },
     /// Someone's presence changed, as their settings let me see it (ephemeral).
     Presence { user_id: i64, presence: Presence },
+    /// A device of mine was signed out (all of them when `device_id` is absent); that
+    /// device's streams close right after this update (ephemeral).
+    SignedOut { device_id: Option<i64> },
 }
 
 /// A page of updates from the long-poll endpoint.

@@ -140,8 +140,21 @@ async fn devices_are_listed_and_signed_out_one_by_one_or_everywhere() {
     assert_eq!(code_of(laptop.revoke_device(devices[0].id).await), ErrorCode::NotFound);
     tablet.sign_out().await.expect("sign out");
     assert_eq!(code_of(tablet.me().await), ErrorCode::Unauthorized);
+    // Signing out everywhere also ends the open update streams, after telling them why.
+    let mut stream = laptop.updates_ws(0).await.expect("ws");
     laptop.revoke_all_devices().await.expect("everywhere");
     assert_eq!(code_of(laptop.me().await), ErrorCode::Unauthorized);
+    let mut told = false;
+    loop {
+        match tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("the stream ends in time") {
+            Some(Ok(peyvand_api::StreamFrame::Update { update })) => {
+                told |= update.event == peyvand_api::Event::SignedOut { device_id: None };
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(told, "the stream said it was signed out");
     assert_eq!(
         code_of(Client::new(&server.url).expect("client").with_token("nonsense").me().await),
         ErrorCode::Unauthorized

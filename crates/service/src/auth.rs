@@ -2,7 +2,7 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use peyvand_api::{ApiError, CodeSent, Device, ErrorCode, SignInRequest, SignedIn};
+use peyvand_api::{ApiError, CodeSent, Device, ErrorCode, Event, SignInRequest, SignedIn, Update};
 use peyvand_core::PhoneNumber;
 use peyvand_store::CodeRecord;
 use rand::Rng;
@@ -215,6 +215,7 @@ impl Service {
     pub async fn sign_out(&self, session: Session) -> Result<(), ApiError> {
         self.store.revoke_session(session.user_id, session.device_id).await.map_err(store_error)?;
         self.session_cache.forget(|s| s.device_id == session.device_id);
+        self.announce_sign_out(session.user_id, Some(session.device_id)).await;
         Ok(())
     }
 
@@ -237,6 +238,7 @@ impl Service {
     pub async fn revoke_device(&self, session: Session, device_id: i64) -> Result<(), ApiError> {
         if self.store.revoke_session(session.user_id, device_id).await.map_err(store_error)? {
             self.session_cache.forget(|s| s.device_id == device_id);
+            self.announce_sign_out(session.user_id, Some(device_id)).await;
             Ok(())
         } else {
             Err(err(ErrorCode::NotFound, "no such device"))
@@ -247,7 +249,15 @@ impl Service {
     pub async fn revoke_all_devices(&self, session: Session) -> Result<(), ApiError> {
         self.store.revoke_all_sessions(session.user_id).await.map_err(store_error)?;
         self.session_cache.forget(|s| s.user_id == session.user_id);
+        self.announce_sign_out(session.user_id, None).await;
         Ok(())
+    }
+
+    /// Tells the person's open streams that a device (or every device) was signed out, so
+    /// that its streams close now rather than when they next reconnect.
+    pub(crate) async fn announce_sign_out(&self, user_id: i64, device_id: Option<i64>) {
+        let update = Update { cursor: None, at: now_millis(), event: Event::SignedOut { device_id } };
+        self.bus.publish(user_id, std::sync::Arc::new(update)).await;
     }
 
     /// `PUT /v1/me/pin` and `DELETE /v1/me/pin`: the current PIN is needed to change or remove one.

@@ -115,6 +115,7 @@ impl Service {
         self.presences.forget(session.user_id);
         self.store.delete_user(session.user_id).await.map_err(store_error)?;
         self.session_cache.forget(|s| s.user_id == session.user_id);
+        self.announce_sign_out(session.user_id, None).await;
         Ok(())
     }
 

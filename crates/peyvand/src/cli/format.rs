@@ -208,6 +208,8 @@ pub fn update(update: &Update, names: &Names) -> String {
         }
         Event::Typing { chat_id, user_id } => format!("chat:{chat_id}  {} is typing…", names.label(*user_id)),
         Event::Presence { user_id, presence } => format!("{} is {}", names.label(*user_id), presence_text(presence)),
+        Event::SignedOut { device_id: Some(device) } => format!("device {device} was signed out"),
+        Event::SignedOut { device_id: None } => "every device was signed out".to_owned(),
     };
     match update.cursor {
         Some(cursor) => format!("[{cursor}] {body}"),

@@ -67,7 +67,10 @@ async fn learn_names(client: &Client, update: &Update, names: &mut Names) {
         | Event::Read { user_id, .. }
         | Event::Typing { user_id, .. }
         | Event::Presence { user_id, .. } => *user_id,
-        Event::MessagesDeleted { .. } | Event::ReactionsChanged { .. } | Event::ReadByMe { .. } => return,
+        Event::MessagesDeleted { .. }
+        | Event::ReactionsChanged { .. }
+        | Event::ReadByMe { .. }
+        | Event::SignedOut { .. } => return,
     };
     if !names.knows(user_id) {
         match client.user(user_id).await {

@@ -7,7 +7,7 @@ use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use peyvand_api::{ApiError, ErrorBody, ErrorCode, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
+use peyvand_api::{ApiError, ErrorBody, ErrorCode, Event, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
 use peyvand_service::{Session, UpdateFeed};
 
 use crate::AppState;
@@ -129,7 +129,10 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                     }
                 }
                 Ok(Some(updates)) => {
-                    if !send_updates(socket, state, updates).await {
+                    let signed_out = updates.iter().any(|u| matches!(u.event,
+                        Event::SignedOut { device_id } if device_id.is_none_or(|d| d == session.device_id)));
+                    if !send_updates(socket, state, updates).await || signed_out {
+                        let _ = socket.send(WsMessage::Close(None)).await;
                         return feed;
                     }
                 }
