@@ -1,4 +1,4 @@
-//! Opening many update streams at once, each from its own share of loopback source addresses.
+//! Opening many update streams at once, each from its own loopback source address and port.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,9 +25,11 @@ pub struct ConnectStats {
 }
 
 /// Opens one stream per person and waits for each to be live; `None` where that failed.
+/// `first` numbers the connections (and so picks their source ports) across several calls.
 pub async fn connect_all(
     server: SocketAddr,
     people: &[Person],
+    first: usize,
     concurrency: usize,
 ) -> (Vec<Option<Socket>>, ConnectStats) {
     let count = people.len();
@@ -39,7 +41,7 @@ pub async fn connect_all(
     let mut results = futures_util::stream::iter(people.iter().enumerate())
         .map(|(i, person)| async move {
             let result = async {
-                let mut socket = ws::connect(server, ws::source_address(i, count), &person.token).await?;
+                let mut socket = ws::connect(server, ws::source(first + i), &person.token).await?;
                 ws::wait_ready(&mut socket, READY_TIMEOUT).await?;
                 anyhow::Ok(socket)
             };

@@ -65,12 +65,20 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
     let (people, sign_ups) = sign_up(&setup, server, args.connections, args.signup_concurrency).await?;
     say(&format!("  {:.0} sign-ups/s", sign_ups.per_second));
 
+    // Connected in two halves: the memory the second half adds is the marginal cost of a
+    // connection, free of one-off costs (thread stacks, connection pools) that the first
+    // connections bring.
+    let half = people.len() / 2;
     let before = procfs::memory(pid)?;
     let bench_before = procfs::memory(std::process::id())?;
     let cpu_start = CpuSnapshot::take(pid);
     say(&format!("connecting {} update streams ({} at a time)", people.len(), args.connect_concurrency));
-    let (sockets, connect) = connect_all(server.address, &people, args.connect_concurrency).await;
+    let (mut sockets, first_half) = connect_all(server.address, &people[..half], 0, args.connect_concurrency).await;
+    let middle = procfs::memory(pid)?;
+    let (rest, second_half) = connect_all(server.address, &people[half..], half, args.connect_concurrency).await;
     let cpu_connect = CpuSnapshot::take(pid).since(&cpu_start);
+    let connected_first = sockets.iter().flatten().count() as u64;
+    sockets.extend(rest);
     let closed = Arc::new(AtomicU64::new(0));
     let holders: Vec<_> = sockets.into_iter().flatten().map(|s| tokio::spawn(hold_open(s, closed.clone()))).collect();
     let connected = holders.len() as u64;
@@ -90,34 +98,35 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
         holder.abort();
     }
 
-    let per_connection = |after: u64| after.saturating_sub(before.rss) as f64 / connected.max(1) as f64;
+    let seconds = first_half.seconds + second_half.seconds;
+    let connects_per_second = connected as f64 / seconds.max(1e-9);
+    let mut failures = first_half.failures.clone();
+    for (why, n) in &second_half.failures {
+        *failures.entry(why.clone()).or_insert(0) += n;
+    }
+    let per_connection = |from: u64, to: u64, count: u64| to.saturating_sub(from) as f64 / count.max(1) as f64;
+    let average = per_connection(before.rss, after.rss, connected);
+    let average_held = per_connection(before.rss, held.rss, connected);
+    let marginal = per_connection(middle.rss, after.rss, connected - connected_first);
+    let bench_per_connection = per_connection(bench_before.rss, bench_after.rss, connected);
     say("");
     say(&format!(
-        "idle: {} streams asked for, {} connected, {} still open after {} s",
-        args.connections, connected, still_open, args.hold
+        "idle: {} streams asked for, {connected} connected, {still_open} still open after {} s",
+        args.connections, args.hold
     ));
     say(&format!("  sign-ups      {:.0}/s ({} in {:.1} s)", sign_ups.per_second, sign_ups.count, sign_ups.seconds));
+    say(&format!("  connects      {connects_per_second:.0}/s ({seconds:.1} s), failures {failures:?}"));
     say(&format!(
-        "  connects      {:.0}/s ({:.1} s){}",
-        connect.per_second,
-        connect.seconds,
-        if connect.failures.is_empty() { String::new() } else { format!(", failures {:?}", connect.failures) }
-    ));
-    say(&format!(
-        "  server memory {:.1} MiB before, {:.1} MiB after connecting, {:.1} MiB after holding",
+        "  server memory {:.1} MiB before, {:.1} MiB at half, {:.1} MiB after connecting, {:.1} MiB after holding",
         mib(before.rss),
+        mib(middle.rss),
         mib(after.rss),
         mib(held.rss)
     ));
     say(&format!(
-        "  per stream    {:.0} bytes after connecting, {:.0} bytes after holding (server)",
-        per_connection(after.rss),
-        per_connection(held.rss)
+        "  per stream    {average:.0} bytes on average ({average_held:.0} after holding), {marginal:.0} bytes for the second half"
     ));
-    say(&format!(
-        "  bench memory  {:.0} bytes per stream",
-        bench_after.rss.saturating_sub(bench_before.rss) as f64 / connected.max(1) as f64
-    ));
+    say(&format!("  bench memory  {bench_per_connection:.0} bytes per stream"));
     say(&format!("  cpu (connect) {}", cpu_connect.line()));
     say(&format!("  cpu (idle)    {}", cpu_hold.line()));
 
@@ -130,11 +139,13 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
         "server_reports_open_after_hold": server_counted_after_hold,
         "hold_s": args.hold,
         "sign_up": sign_ups,
-        "connect": connect,
-        "server_memory": { "before": before, "after_connect": after, "after_hold": held },
-        "server_bytes_per_connection": per_connection(after.rss),
-        "server_bytes_per_connection_after_hold": per_connection(held.rss),
-        "bench_bytes_per_connection": bench_after.rss.saturating_sub(bench_before.rss) as f64 / connected.max(1) as f64,
+        "connect": { "seconds": seconds, "per_second": connects_per_second, "failures": failures,
+                     "first_half": first_half, "second_half": second_half },
+        "server_memory": { "before": before, "half": middle, "after_connect": after, "after_hold": held },
+        "server_bytes_per_connection": average,
+        "server_bytes_per_connection_after_hold": average_held,
+        "server_bytes_per_connection_marginal": marginal,
+        "bench_bytes_per_connection": bench_per_connection,
         "cpu_while_connecting": cpu_connect,
         "cpu_while_idle": cpu_hold,
     }))

@@ -13,6 +13,7 @@ mod perf;
 mod procfs;
 mod progress;
 mod schedule;
+mod sender;
 mod server;
 mod signup;
 mod tracker;

@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use peyvand_api::{Chat, Content, OpenDirect, SendMessage};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use peyvand_api::{Chat, OpenDirect};
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::connect_all;
@@ -20,16 +18,15 @@ use crate::metrics::{Scrape, ServerSide};
 use crate::procfs::{self, CpuSnapshot};
 use crate::progress::say;
 use crate::schedule::Schedule;
+use crate::sender::{REQUEST_TIMEOUT, fire, pool, routes, warm_pool};
 use crate::server::Server;
 use crate::signup::{Person, sign_up};
-use crate::tracker::{Tracker, client_id};
+use crate::tracker::Tracker;
 use crate::ws::{Seen, Socket, classify};
 use crate::{perf, setup_client};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lets the readers start before the first message is due.
 const LEAD: Duration = Duration::from_millis(200);
-const TICK: Duration = Duration::from_millis(1);
 const POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, clap::Args)]
@@ -66,12 +63,10 @@ pub struct MessagesArgs {
     /// Sample the server's stacks with `perf record` while sending, into this file.
     #[arg(long)]
     pub perf_record: Option<PathBuf>,
-}
-
-/// Where each person's sends go: the chat with their partner, under their own session.
-struct Route {
-    url: String,
-    auth: HeaderValue,
+    /// Open no update streams: measures the durable send path alone (send→ack), to tell its
+    /// cost from the cost of delivery.
+    #[arg(long)]
+    pub no_streams: bool,
 }
 
 async fn open_chats(http: &reqwest::Client, server: &Server, people: &[Person]) -> anyhow::Result<Vec<i64>> {
@@ -111,54 +106,6 @@ async fn read_deliveries(mut socket: Socket, me: i64, tracker: Arc<Tracker>) {
     }
 }
 
-async fn send_one(http: reqwest::Client, route: Arc<Route>, i: u64, tracker: Arc<Tracker>, slots: Arc<Semaphore>) {
-    let Ok(_slot) = slots.acquire_owned().await else { return };
-    let request = SendMessage {
-        client_id: client_id(i),
-        content: Some(Content::Text { text: format!("bench message {i}") }),
-        reply_to: None,
-        forward: None,
-    };
-    let body = match serde_json::to_vec(&request) {
-        Ok(body) => body,
-        Err(e) => return tracker.failed(format!("encode: {e}")),
-    };
-    let sent = http
-        .post(&route.url)
-        .header(AUTHORIZATION, route.auth.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_timeout() => return tracker.failed("timeout".into()),
-        Err(e) if e.is_connect() => return tracker.failed("connect".into()),
-        Err(_) => return tracker.failed("transport".into()),
-    };
-    let status = response.status();
-    // Reading the body to its end lets the connection go back to the pool.
-    let read = response.bytes().await;
-    match (status.as_u16(), read) {
-        (201, Ok(_)) => tracker.acked(i, Instant::now()),
-        (_, Err(_)) => tracker.failed("transport".into()),
-        (code, Ok(_)) => tracker.failed(code.to_string()),
-    }
-}
-
-/// Opens the sending pool's connections before the clock starts, so that the first second
-/// does not measure TCP handshakes.
-async fn warm_pool(http: &reqwest::Client, base_url: &str, connections: usize) {
-    let url = format!("{base_url}/healthz");
-    futures_util::stream::iter(0..connections)
-        .for_each_concurrent(connections, |_| async {
-            if let Ok(r) = http.get(&url).send().await {
-                let _ = r.bytes().await;
-            }
-        })
-        .await;
-}
-
 async fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {
         if done() {
@@ -189,28 +136,17 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
     say(&format!("opened {} direct chats in {chats_seconds:.1} s", chats.len()));
 
     let before_connect = procfs::memory(pid)?;
-    say(&format!("connecting {} update streams", people.len()));
-    let (sockets, connect) = connect_all(server.address, &people, args.connect_concurrency).await;
-    if connect.connected != people.len() {
-        bail!("only {} of {} streams connected: {:?}", connect.connected, people.len(), connect.failures);
+    let streams = if args.no_streams { &people[..0] } else { &people[..] };
+    say(&format!("connecting {} update streams", streams.len()));
+    let (sockets, connect) = connect_all(server.address, streams, 0, args.connect_concurrency).await;
+    if connect.connected != streams.len() {
+        bail!("only {} of {} streams connected: {:?}", connect.connected, streams.len(), connect.failures);
     }
     let after_connect = procfs::memory(pid)?;
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.senders_concurrency)
-        .pool_idle_timeout(None)
-        .tcp_nodelay(true)
-        .timeout(REQUEST_TIMEOUT)
-        .build()?;
+    let http = pool(args.senders_concurrency)?;
     warm_pool(&http, &server.base_url, args.senders_concurrency).await;
-    let routes: Vec<Arc<Route>> = people
-        .iter()
-        .enumerate()
-        .map(|(u, person)| {
-            let auth = HeaderValue::from_str(&format!("Bearer {}", person.token))?;
-            anyhow::Ok(Arc::new(Route { url: format!("{}/v1/chats/{}/messages", server.base_url, chats[u / 2]), auth }))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let routes = routes(&server.base_url, &people, &chats)?;
 
     let start = Instant::now() + LEAD;
     let track_seconds = args.duration + args.drain + REQUEST_TIMEOUT.as_secs() + 5;
@@ -239,24 +175,7 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         None => None,
     };
 
-    let slots = Arc::new(Semaphore::new(args.senders_concurrency.max(1)));
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut next = 0u64;
-    let mut late_ticks = 0u64;
-    while next < schedule.total() {
-        ticks.tick().await;
-        let due = schedule.due_by(start.elapsed());
-        if due - next > schedule.rate().div_ceil(1000) * 5 {
-            // The generator itself fell more than 5 ms behind: worth knowing when reading p99.
-            late_ticks += 1;
-        }
-        while next < due {
-            let route = routes[(next % routes.len() as u64) as usize].clone();
-            tokio::spawn(send_one(http.clone(), route, next, tracker.clone(), slots.clone()));
-            next += 1;
-        }
-    }
+    let late_ticks = fire(&http, &routes, &tracker, args.senders_concurrency).await;
     let sending_seconds = start.elapsed().as_secs_f64();
     let cpu_sending = CpuSnapshot::take(pid).since(&cpu_start);
     let server_sending = ServerSide::between(&scrape_start, &Scrape::take(&setup, &server.base_url).await);
@@ -266,10 +185,11 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         tracker.completed.load(Ordering::Relaxed) >= total
     })
     .await;
-    let all_delivered = wait_until(Instant::now() + Duration::from_secs(args.drain), || {
-        tracker.delivered_count.load(Ordering::Relaxed) >= tracker.acked_count.load(Ordering::Relaxed)
-    })
-    .await;
+    let all_delivered = !args.no_streams
+        && wait_until(Instant::now() + Duration::from_secs(args.drain), || {
+            tracker.delivered_count.load(Ordering::Relaxed) >= tracker.acked_count.load(Ordering::Relaxed)
+        })
+        .await;
     let cpu_total = CpuSnapshot::take(pid).since(&cpu_start);
     let server_total = ServerSide::between(&scrape_start, &Scrape::take(&setup, &server.base_url).await);
     let end_memory = procfs::memory(pid)?;
@@ -344,6 +264,7 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         "rate": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "streams": !args.no_streams,
         "senders_concurrency": args.senders_concurrency,
         "sign_up": sign_ups,
         "chats": { "count": chats.len(), "seconds": chats_seconds },

@@ -82,6 +82,22 @@ fn parse_open_files_limit(text: &str) -> Option<u64> {
     if soft == "unlimited" { Some(u64::MAX) } else { soft.parse().ok() }
 }
 
+/// The whole machine's busy and I/O-wait CPU seconds (all cores) from the first line of
+/// `/proc/stat`: the bench shares the machine with whatever else runs on it, and this shows how
+/// much that was.
+pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    parse_machine_cpu(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_machine_cpu(text: &str) -> Option<(f64, f64)> {
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum();
+    let iowait = *ticks.get(4)?;
+    Some((busy as f64 / TICKS_PER_SEC, iowait as f64 / TICKS_PER_SEC))
+}
+
 /// CPU counters at one moment, to be subtracted from a later snapshot.
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
@@ -89,6 +105,7 @@ pub struct CpuSnapshot {
     server: f64,
     server_threads: BTreeMap<String, f64>,
     bench: f64,
+    machine: (f64, f64),
 }
 
 /// CPU use over an interval, in cores (1.0 = one core busy all the time).
@@ -99,6 +116,10 @@ pub struct CpuUse {
     pub bench_cores: f64,
     /// The server's threads by name (tokio names its workers and blocking threads alike).
     pub server_threads_cores: BTreeMap<String, f64>,
+    /// Every process on the machine, the two above included.
+    pub machine_busy_cores: f64,
+    /// Cores' worth of time with nothing to run but I/O outstanding.
+    pub machine_iowait_cores: f64,
 }
 
 impl CpuSnapshot {
@@ -108,6 +129,7 @@ impl CpuSnapshot {
             server: cpu_seconds(server_pid).unwrap_or(0.0),
             server_threads: cpu_seconds_by_thread(server_pid),
             bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
+            machine: machine_cpu_seconds().unwrap_or((0.0, 0.0)),
         }
     }
 
@@ -127,7 +149,14 @@ impl CpuSnapshot {
         if unaccounted >= 0.005 {
             server_threads_cores.insert("(ended threads)".to_owned(), unaccounted);
         }
-        CpuUse { seconds, server_cores, bench_cores: (self.bench - earlier.bench) / seconds, server_threads_cores }
+        CpuUse {
+            seconds,
+            server_cores,
+            bench_cores: (self.bench - earlier.bench) / seconds,
+            server_threads_cores,
+            machine_busy_cores: (self.machine.0 - earlier.machine.0) / seconds,
+            machine_iowait_cores: (self.machine.1 - earlier.machine.1) / seconds,
+        }
     }
 }
 
@@ -136,10 +165,12 @@ impl CpuUse {
     pub fn line(&self) -> String {
         let threads: Vec<String> = self.server_threads_cores.iter().map(|(name, c)| format!("{name} {c:.2}")).collect();
         format!(
-            "server {:.2} cores ({}), bench {:.2} cores, over {:.1} s",
+            "server {:.2} cores ({}), bench {:.2} cores, whole machine {:.2} busy + {:.2} iowait, over {:.1} s",
             self.server_cores,
             threads.join(", "),
             self.bench_cores,
+            self.machine_busy_cores,
+            self.machine_iowait_cores,
             self.seconds
         )
     }
@@ -161,6 +192,12 @@ mod tests {
         let line = "4242 (tokio (x) w) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 9 0 100";
         assert_eq!(parse_stat(line), Some(("tokio (x) w".to_owned(), 175)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn machine_cpu_from_proc_stat() {
+        let text = "cpu  1000 10 200 5000 300 5 15 20 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_machine_cpu(text), Some((12.5, 3.0)));
     }
 
     #[test]

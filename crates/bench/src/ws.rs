@@ -18,21 +18,36 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub type Socket = WebSocketStream<TcpStream>;
 
-/// Connections per source address: one address has ~28,000 ephemeral ports towards one
-/// server port, and ports in TIME_WAIT from earlier runs take some of them.
+/// Connections per source address, each on its own port.
 const PER_SOURCE: usize = 20_000;
+const FIRST_PORT: u16 = 20_000;
 
-/// The loopback source address for the `i`th of `count` connections: 127.0.0.2 and up (all of
-/// 127.0.0.0/8 is local on Linux), spread round-robin so that no address runs out of ports.
-pub fn source_address(i: usize, count: usize) -> IpAddr {
-    let sources = count.div_ceil(PER_SOURCE).clamp(1, 250);
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8))
+/// The loopback source address and port of the `i`th connection: 127.0.0.2 and up (all of
+/// 127.0.0.0/8 is local on Linux), 20,000 ports each. The bench picks the port itself because
+/// the kernel's search for a free port on `bind(addr, 0)` grows with the ports in use and, at
+/// tens of thousands of connections, costs more CPU than everything else in the bench.
+pub fn source(i: usize) -> SocketAddr {
+    let address = Ipv4Addr::new(127, 0, 0, 2 + ((i / PER_SOURCE) % 250) as u8);
+    SocketAddr::new(IpAddr::V4(address), FIRST_PORT + (i % PER_SOURCE) as u16)
+}
+
+fn bound_socket(source: SocketAddr) -> anyhow::Result<TcpSocket> {
+    let socket = TcpSocket::new_v4()?;
+    // A port left in TIME_WAIT by an earlier run may be bound again.
+    socket.set_reuseaddr(true)?;
+    if socket.bind(source).is_ok() {
+        return Ok(socket);
+    }
+    // Taken by something else: let the kernel choose on the same address.
+    let socket = TcpSocket::new_v4()?;
+    let any_port = SocketAddr::new(source.ip(), 0);
+    socket.bind(any_port).with_context(|| format!("cannot bind to {any_port}"))?;
+    Ok(socket)
 }
 
 /// Opens the update stream of the session `token`, from `source`.
-pub async fn connect(server: SocketAddr, source: IpAddr, token: &str) -> anyhow::Result<Socket> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("cannot bind to {source}"))?;
+pub async fn connect(server: SocketAddr, source: SocketAddr, token: &str) -> anyhow::Result<Socket> {
+    let socket = bound_socket(source)?;
     let stream = socket.connect(server).await.with_context(|| format!("cannot connect from {source} to {server}"))?;
     stream.set_nodelay(true)?;
     let mut request = format!("ws://{server}/v1/updates/ws").into_client_request()?;
@@ -140,9 +155,11 @@ mod tests {
     }
 
     #[test]
-    fn sources_spread_only_as_far_as_needed() {
-        assert_eq!(source_address(5, 1000), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
-        let many: std::collections::HashSet<IpAddr> = (0..100_000).map(|i| source_address(i, 100_000)).collect();
-        assert_eq!(many.len(), 5);
+    fn every_connection_has_its_own_source() {
+        assert_eq!(source(5), "127.0.0.2:20005".parse().expect("address"));
+        assert_eq!(source(20_000), "127.0.0.3:20000".parse().expect("address"));
+        let all: std::collections::HashSet<SocketAddr> = (0..100_000).map(source).collect();
+        assert_eq!(all.len(), 100_000);
+        assert_eq!(all.iter().map(SocketAddr::ip).collect::<std::collections::HashSet<_>>().len(), 5);
     }
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs Peyvand's standard load scenarios and prints their figures (see docs/BENCHMARKS.md).
+#
+#   scripts/bench.sh            all scenarios
+#   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep)
+#   scripts/bench.sh idle       only the idle-connections scenario
+#
+# Environment: BENCH_OUT (where the JSON and logs go), SWEEP_RATES (messages/s to try, in
+# rising order), IDLE_CONNECTIONS (default 100000, capped by the open-file limit), USERS
+# (people in the message scenarios, default 1000).
+# Everything runs on loopback; the bench starts its own server with a fresh data directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release -p peyvand-bench -p peyvand
+bench="$CARGO_TARGET_DIR/release/peyvand-bench"
+out=${BENCH_OUT:-$CARGO_TARGET_DIR/bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+users=${USERS:-1000}
+
+# Every WebSocket is one open file in the bench and one in the server, which inherits this
+# limit. Only the hard limit bounds it; raising that needs CAP_SYS_RESOURCE.
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ] || [ "$hard" -gt 1048576 ]; then hard=1048576; fi
+ulimit -n "$hard"
+files=$(ulimit -n)
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), \
+$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), open files $files"
+echo "results: $out"
+
+perf_flag=()
+if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then
+    perf_flag=(--perf-stat)
+fi
+
+# run NAME ARGS...: one bench run; JSON to NAME.json, the human summary to NAME.log and here.
+run() {
+    local name=$1
+    shift
+    echo
+    echo "== $name: peyvand-bench $*"
+    { "$bench" "$@" 2>&1 >"$out/$name.json"; } | tee "$out/$name.log" | sed -E '/^  (signed up|connected) /d' >&2
+}
+
+# A rate is sustained when every message was acknowledged and delivered, none failed, and
+# 99% were delivered within 100 ms of their due time.
+sustained() {
+    jq -e '.messages | .errors == {} and .unanswered == 0 and .missing == 0
+        and .delivered == .scheduled and .delivery_latency.p99_ms < 100' "$1" >/dev/null
+}
+
+summary_line() {
+    jq -r 'def r: (. * 10 | round) / 10;
+        [.rate, (.messages.delivered_per_second | round), (.messages.delivery_latency.p50_ms | r),
+        (.messages.delivery_latency.p99_ms | r), (.messages.delivery_latency.p999_ms | r),
+        .messages.unanswered + .messages.missing + ([.messages.errors[]] | add // 0),
+        (.cpu_while_sending.server_cores | .*100 | round / 100), (.cpu_while_sending.bench_cores | .*100 | round / 100),
+        (.sign_up.per_second | round)]
+        | @tsv' "$1"
+}
+
+if [ "$what" = all ] || [ "$what" = messages ]; then
+    run messages-10k messages --users "$users" --rate 10000 --duration 20 "${perf_flag[@]}"
+    best=none
+    for rate in ${SWEEP_RATES:-1000 1500 2000 2500 3000 4000 5000}; do
+        run "messages-$rate" messages --users "$users" --rate "$rate" --duration 15 "${perf_flag[@]}"
+        if sustained "$out/messages-$rate.json"; then best=$rate; else break; fi
+    done
+    echo
+    echo "messages: rate  delivered/s  p50_ms  p99_ms  p99.9_ms  lost_or_late  server_cores  bench_cores  sign-ups/s"
+    for f in "$out"/messages-*.json; do summary_line "$f"; done | sort -n | column -t
+    echo "highest rate sustained with p99 < 100 ms and nothing lost: $best/s"
+fi
+
+if [ "$what" = all ] || [ "$what" = idle ]; then
+    want=${IDLE_CONNECTIONS:-100000}
+    # Leave room for the server's database files, the HTTP pool and the bench's own files.
+    room=$((files - 1000))
+    if [ "$want" -gt "$room" ]; then
+        echo "note: the open-file limit ($files) allows $room connections, not $want"
+        want=$room
+    fi
+    run idle idle --connections "$want"
+    jq -r '"idle: \(.connected) connected, \(.still_open_after_hold) open after \(.hold_s) s; server memory per connection \(.server_bytes_per_connection | floor) B on average, \(.server_bytes_per_connection_marginal | floor) B marginal (second half); \(.connect.per_second | floor) connects/s; \(.sign_up.per_second | floor) sign-ups/s"' "$out/idle.json"
+fi
