@@ -26,8 +26,23 @@ enum Command {
     Client(cli::ClientCommand),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Threads for blocking work (the store's reads). Tokio's default of 512 let the pool grow to
+/// hundreds of threads under load, and the hand-offs between them cost more than the reads.
+const BLOCKING_THREADS: usize = 16;
+
+fn main() -> ExitCode {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(BLOCKING_THREADS).build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            cli::report_error(&anyhow::Error::new(error).context("cannot start the async runtime"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,

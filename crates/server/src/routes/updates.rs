@@ -16,8 +16,9 @@ use crate::extract::{ApiResult, Authed, Failure, Json, Query, bearer};
 /// The longest a long poll waits.
 const MAX_POLL: Duration = Duration::from_secs(60);
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Small buffers: most connections are idle, and their count is what must scale.
-const WS_BUFFER: usize = 4 * 1024;
+/// Small buffers: most connections are idle, and their count is what must scale. Clients send
+/// only pongs and closes here; a larger frame just takes more reads.
+const WS_BUFFER: usize = 1024;
 const WS_MAX_INCOMING: usize = 16 * 1024;
 
 /// `GET /v1/state`: my newest cursor.
