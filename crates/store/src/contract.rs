@@ -67,6 +67,14 @@ async fn accounts(store: Arc<dyn Store>) {
     assert_eq!(store.user_by_username("ali_r").await.expect("lookup").map(|u| u.id), Some(a.id));
     let taken = ProfileChange { username: Some(Some(("ALI_r".into(), "ali_r".into()))), ..Default::default() };
     assert!(matches!(store.update_profile(b, taken).await, Err(StoreError::UsernameTaken)));
+    // A failed write leaves nothing behind, not even the parts that came before the failure.
+    let half = ProfileChange {
+        display_name: Some(("Half".into(), "half".into())),
+        username: Some(Some(("ali_r".into(), "ali_r".into()))),
+        ..Default::default()
+    };
+    assert!(matches!(store.update_profile(b, half).await, Err(StoreError::UsernameTaken)));
+    assert_eq!(store.user(b).await.expect("get").map(|u| u.display_name), Some(String::new()));
     assert_eq!(store.search_users("عل", 10).await.expect("search").len(), 1);
     assert_eq!(store.search_users("%", 10).await.expect("search").len(), 0, "LIKE wildcards are escaped");
 

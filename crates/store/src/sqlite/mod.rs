@@ -153,11 +153,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = run_cached(&conn, "SAVEPOINT job");
             let (ok, reply) = job(&conn);
             let released = match (savepoint, ok) {
-                (Ok(()), true) => conn.execute_batch("RELEASE job"),
-                (Ok(()), false) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+                (Ok(()), true) => run_cached(&conn, "RELEASE job"),
+                (Ok(()), false) => run_cached(&conn, "ROLLBACK TO job").and_then(|()| run_cached(&conn, "RELEASE job")),
                 (Err(e), _) => Err(e),
             };
             match released {
@@ -179,6 +179,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             });
         }
     }
+}
+
+/// Runs a statement without parameters from the statement cache: the writer runs a savepoint
+/// per job, and parsing those statements anew each time showed up in its profile.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Milliseconds stored as SQLite integers come back as `i64`; small helper for optional JSON.

@@ -7,31 +7,36 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{SqliteStore, json};
 use crate::{StoreError, StoreResult, UpdateStore};
 
-/// Appends one update to a user's stream inside the caller's transaction.
-pub(super) fn push(conn: &Connection, user_id: i64, event: Event, now: i64) -> StoreResult<Update> {
+/// Appends an event, already serialised as `raw`, to a user's stream inside the caller's
+/// transaction. Returns the new cursor, or `None` for a deleted account (which has no stream).
+fn push_raw(conn: &Connection, user_id: i64, raw: &str, now: i64) -> StoreResult<Option<i64>> {
     let cursor: Option<i64> = conn
         .prepare_cached(
             "UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0 RETURNING update_cursor",
         )?
         .query_row([user_id], |r| r.get(0))
         .optional()?;
-    let Some(cursor) = cursor else {
-        // A deleted account has no stream; nothing to tell it.
-        return Ok(Update { cursor: None, at: now, event });
-    };
-    let raw = serde_json::to_string(&event)?;
-    conn.prepare_cached("INSERT INTO updates (user_id, cursor, at, event) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![user_id, cursor, now, raw])?;
-    Ok(Update { cursor: Some(cursor), at: now, event })
+    if let Some(cursor) = cursor {
+        conn.prepare_cached("INSERT INTO updates (user_id, cursor, at, event) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![user_id, cursor, now, raw])?;
+    }
+    Ok(cursor)
 }
 
-/// Appends the same event to several users' streams, returning what to publish.
+/// Appends one update to a user's stream inside the caller's transaction.
+pub(super) fn push(conn: &Connection, user_id: i64, event: Event, now: i64) -> StoreResult<Update> {
+    let cursor = push_raw(conn, user_id, &serde_json::to_string(&event)?, now)?;
+    Ok(Update { cursor, at: now, event })
+}
+
+/// Appends the same event to several users' streams, returning what to publish. The event is
+/// serialised once: this runs on the writer thread, for every message.
 pub(super) fn push_all(conn: &Connection, users: &[i64], event: &Event, now: i64) -> StoreResult<Vec<(i64, Update)>> {
+    let raw = serde_json::to_string(event)?;
     let mut out = Vec::with_capacity(users.len());
     for &user in users {
-        let update = push(conn, user, event.clone(), now)?;
-        if update.cursor.is_some() {
-            out.push((user, update));
+        if let Some(cursor) = push_raw(conn, user, &raw, now)? {
+            out.push((user, Update { cursor: Some(cursor), at: now, event: event.clone() }));
         }
     }
     Ok(out)
