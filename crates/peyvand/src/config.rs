@@ -21,6 +21,10 @@ pub struct Config {
     pub data: PathBuf,
     /// `text` or `json` logs, on standard error.
     pub log_format: LogFormat,
+    /// Load balancers or proxies whose `X-Forwarded-For` header names the real client, for
+    /// per-address limits. A list in the file; comma-separated in `PEYVAND_TRUSTED_PROXIES`.
+    #[serde(deserialize_with = "addresses")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub sms: SmsConfig,
     pub service: ServiceConfig,
 }
@@ -31,6 +35,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("data"),
             log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
         }
@@ -64,7 +69,26 @@ pub enum SmsGateway {
 
 /// The top-level keys, which are the only `PEYVAND_*` variables read as configuration (others,
 /// like `PEYVAND_SERVER`, belong to the client).
-const TOP_LEVEL_KEYS: &[&str] = &["listen", "data", "log_format", "sms", "service"];
+const TOP_LEVEL_KEYS: &[&str] = &["listen", "data", "log_format", "trusted_proxies", "sms", "service"];
+
+/// IP addresses as a list, or as one comma-separated string (as an environment variable
+/// gives them).
+fn addresses<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<std::net::IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .map(|item| item.parse().map_err(|_| serde::de::Error::custom(format!("{item:?} is not an IP address"))))
+        .collect()
+}
 
 /// Reads a scalar the way TOML would (number, boolean), else as a string.
 fn env_value(raw: &str) -> toml::Value {
@@ -162,6 +186,16 @@ mod tests {
         assert_eq!(config.data, PathBuf::from("/var/lib/peyvand"));
         assert_eq!(config.service.limits.codes_per_number_per_hour, 7);
         assert_eq!(config.service.code_length, 5);
+        assert!(config.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_from_a_list_or_a_comma_separated_variable() {
+        let from_file = load_from("trusted_proxies = [\"10.0.0.1\", \"::1\"]", &[]).expect("valid");
+        assert_eq!(from_file.trusted_proxies.len(), 2);
+        let from_env = load_from("", &[("PEYVAND_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.2")]).expect("valid");
+        assert_eq!(from_env.trusted_proxies.len(), 2);
+        assert!(load_from("trusted_proxies = [\"not an ip\"]", &[]).is_err());
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    peyvand_server::serve(listener, peyvand_server::router(service), shutdown_signal()).await?;
+    peyvand_server::serve(listener, peyvand_server::router(service, config.trusted_proxies.clone()), shutdown_signal())
+        .await?;
     tracing::info!("peyvand stopped");
     Ok(())
 }

@@ -409,3 +409,26 @@ async fn raw_request(url: &str, head: &str) -> String {
     }
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_count_the_forwarded_client() {
+    let server = Server::start_with(
+        &common::temp_dir("proxy"),
+        &[("PEYVAND_TRUSTED_PROXIES", "127.0.0.1"), ("PEYVAND_SERVICE__LIMITS__CODES_PER_ADDRESS_PER_HOUR", "2")],
+    );
+    let http = reqwest::Client::new();
+    let ask = |client_ip: &'static str, phone: &'static str| {
+        http.post(format!("{}/v1/auth/code", server.url))
+            .header("x-forwarded-for", client_ip)
+            .json(&serde_json::json!({ "phone": phone }))
+            .send()
+    };
+    assert_eq!(ask("1.1.1.1", "09121110090").await.expect("sent").status(), 200);
+    assert_eq!(ask("1.1.1.1", "09121110091").await.expect("sent").status(), 200);
+    assert_eq!(ask("1.1.1.1", "09121110092").await.expect("sent").status(), 429, "this client's third");
+    assert_eq!(
+        ask("2.2.2.2", "09121110093").await.expect("sent").status(),
+        200,
+        "another client behind the same proxy"
+    );
+}

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use peyvand_api::{ApiError, ErrorBody, ErrorCode};
+use std::net::IpAddr;
+
 use peyvand_service::Session;
 
 use crate::AppState;
@@ -102,15 +104,33 @@ impl FromRequestParts<AppState> for Authed {
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+/// The address a request comes from: the socket's peer, or, when the peer is a trusted
+/// proxy, the nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub(crate) fn client_address(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let mut address = peer?;
+    if let Some(chain) = forwarded_for {
+        // Read from the right: each trusted proxy appended the address it saw.
+        for hop in chain.rsplit(',') {
+            if !trusted.contains(&address) {
+                break;
+            }
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => address = ip,
+                Err(_) => break,
+            }
+        }
+    }
+    Some(address)
+}
+
+impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let address = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
-        Ok(Self(address))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let address = client_address(peer, forwarded, &state.trusted_proxies);
+        Ok(Self(address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())))
     }
 }
 
@@ -136,4 +156,29 @@ pub async fn refuse_declared_oversize(request: axum::extract::Request, next: axu
             .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // A direct client: its header is ignored.
+        assert_eq!(client_address(Some(ip("5.6.7.8")), Some("1.2.3.4"), &trusted), Some(ip("5.6.7.8")));
+        // Through one trusted proxy.
+        assert_eq!(client_address(Some(ip("10.0.0.1")), Some("1.2.3.4"), &trusted), Some(ip("1.2.3.4")));
+        // Through two; what the client itself put first is not believed.
+        let chain = "6.6.6.6, 1.2.3.4, 10.0.0.2";
+        assert_eq!(client_address(Some(ip("10.0.0.1")), Some(chain), &trusted), Some(ip("1.2.3.4")));
+        // A trusted proxy without the header, or with garbage, counts as itself.
+        assert_eq!(client_address(Some(ip("10.0.0.1")), None, &trusted), Some(ip("10.0.0.1")));
+        assert_eq!(client_address(Some(ip("10.0.0.1")), Some("nonsense"), &trusted), Some(ip("10.0.0.1")));
+        assert_eq!(client_address(None, Some("1.2.3.4"), &trusted), None);
+    }
 }

@@ -26,11 +26,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub service: Service,
     pub metrics: Arc<Metrics>,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
-/// The whole client API.
-pub fn router(service: Service) -> Router {
-    let state = AppState { service, metrics: Arc::new(Metrics::default()) };
+/// The whole client API. Requests from `trusted_proxies` are counted against the address their
+/// `X-Forwarded-For` names; everyone else's against their own.
+pub fn router(service: Service, trusted_proxies: Vec<std::net::IpAddr>) -> Router {
+    let state = AppState { service, metrics: Arc::new(Metrics::default()), trusted_proxies: Arc::new(trusted_proxies) };
     routes::router()
         .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
