@@ -118,10 +118,10 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
     say(&format!("  connects      {connects_per_second:.0}/s ({seconds:.1} s), failures {failures:?}"));
     say(&format!(
         "  server memory {:.1} MiB before, {:.1} MiB at half, {:.1} MiB after connecting, {:.1} MiB after holding",
-        mib(before.rss),
-        mib(middle.rss),
-        mib(after.rss),
-        mib(held.rss)
+        procfs::mib(before.rss),
+        procfs::mib(middle.rss),
+        procfs::mib(after.rss),
+        procfs::mib(held.rss)
     ));
     say(&format!(
         "  per stream    {average:.0} bytes on average ({average_held:.0} after holding), {marginal:.0} bytes for the second half"
@@ -149,8 +149,4 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
         "cpu_while_connecting": cpu_connect,
         "cpu_while_idle": cpu_hold,
     }))
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }

@@ -239,10 +239,10 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
     say(&format!("  cpu (sending) {}", cpu_sending.line()));
     say(&format!(
         "  server memory {:.1} MiB before streams, {:.1} MiB after, {:.1} MiB at the end (peak {:.1} MiB)",
-        mib(before_connect.rss),
-        mib(after_connect.rss),
-        mib(end_memory.rss),
-        mib(end_memory.peak)
+        procfs::mib(before_connect.rss),
+        procfs::mib(after_connect.rss),
+        procfs::mib(end_memory.rss),
+        procfs::mib(end_memory.peak)
     ));
     say(&format!(
         "  server side   {:.0} requests, mean {:.1} ms in the server, {:.0} messages stored, {:.0} frames sent",
@@ -282,8 +282,4 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         "server_counters_while_sending": server_sending,
         "server_counters_until_drained": server_total,
     }))
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }

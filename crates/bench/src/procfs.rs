@@ -20,6 +20,11 @@ pub struct Memory {
     pub peak: u64,
 }
 
+/// Bytes as MiB, for reports.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read the status of process {pid}"))?;
