@@ -432,3 +432,18 @@ async fn behind_a_trusted_proxy_limits_count_the_forwarded_client() {
         "another client behind the same proxy"
     );
 }
+
+#[tokio::test]
+async fn importing_a_hidden_number_does_not_reveal_whose_it_is() {
+    let server = Server::start();
+    let ali = person(&server, "+989121110100").await;
+    let sara = person(&server, "+989121110101").await;
+    sara.client
+        .update_settings(&SettingsUpdate { phone_discovery: Some(Audience::Nobody), ..Default::default() })
+        .await
+        .expect("hidden");
+    let imported = ali.client.import_contacts(vec!["09121110101".into()]).await.expect("import").contacts;
+    assert!(imported[0].user.is_none());
+    let seen = ali.client.user(sara.id).await.expect("profile by id");
+    assert_eq!((seen.phone, seen.is_contact), (None, false), "the saved number is not linked to the account");
+}

@@ -140,24 +140,24 @@ impl Service {
         )
         .await?;
         let now = now_millis();
-        let record = self.store.code(phone.as_str()).await.map_err(store_error)?;
-        let Some(record) = record else {
+        let max = self.config.code_max_attempts;
+        let too_many = || err(ErrorCode::TooManyAttempts, "too many wrong codes; ask for a new one");
+        let Some(record) = self.store.attempt_code(phone.as_str(), max).await.map_err(store_error)? else {
+            // Either no code was sent, or its attempts are spent: then burn it.
+            if self.store.take_code(phone.as_str()).await.map_err(store_error)? {
+                return Err(too_many());
+            }
             return Err(err(ErrorCode::InvalidCode, "no code was sent to this number, or it was already used"));
         };
         if record.expires_at <= now {
-            self.store.delete_code(phone.as_str()).await.map_err(store_error)?;
+            self.store.take_code(phone.as_str()).await.map_err(store_error)?;
             return Err(err(ErrorCode::CodeExpired, "the code has expired; ask for a new one"));
-        }
-        if record.attempts >= self.config.code_max_attempts {
-            self.store.delete_code(phone.as_str()).await.map_err(store_error)?;
-            return Err(err(ErrorCode::TooManyAttempts, "too many wrong codes; ask for a new one"));
         }
         let given: String = request.code.chars().filter_map(peyvand_core::text::ascii_digit).collect();
         if !same(&code_hash(&phone, &given), &record.code_hash) {
-            let attempts = self.store.count_code_attempt(phone.as_str()).await.map_err(store_error)?;
-            if attempts >= self.config.code_max_attempts {
-                self.store.delete_code(phone.as_str()).await.map_err(store_error)?;
-                return Err(err(ErrorCode::TooManyAttempts, "too many wrong codes; ask for a new one"));
+            if record.attempts >= max {
+                self.store.take_code(phone.as_str()).await.map_err(store_error)?;
+                return Err(too_many());
             }
             return Err(err(ErrorCode::InvalidCode, "the code is wrong"));
         }
@@ -174,7 +174,10 @@ impl Service {
                 return Err(err(ErrorCode::InvalidPin, "the PIN is wrong"));
             }
         }
-        self.store.delete_code(phone.as_str()).await.map_err(store_error)?;
+        if !self.store.take_code(phone.as_str()).await.map_err(store_error)? {
+            // Another request with the same code signed in first.
+            return Err(err(ErrorCode::InvalidCode, "this code was already used"));
+        }
         let (user, created) = self.store.user_by_phone_or_create(phone.as_str(), now).await.map_err(store_error)?;
         let token = {
             let bytes: [u8; 32] = rand::rng().random();
@@ -217,6 +220,15 @@ impl Service {
         self.session_cache.forget(|s| s.device_id == session.device_id);
         self.announce_sign_out(session.user_id, Some(session.device_id)).await;
         Ok(())
+    }
+
+    /// Whether the session's device is still signed in. A storage failure counts as yes: a
+    /// hiccup must not drop every open stream.
+    pub async fn device_signed_in(&self, session: Session) -> bool {
+        match self.store.sessions(session.user_id).await {
+            Ok(sessions) => sessions.iter().any(|s| s.id == session.device_id),
+            Err(_) => true,
+        }
     }
 
     /// `GET /v1/devices`

@@ -343,7 +343,9 @@ impl Service {
             event: Event::Typing { chat_id, user_id: session.user_id },
         });
         for member in members.iter().filter(|m| m.user_id != session.user_id) {
-            if !self.store.is_blocked(member.user_id, session.user_id).await.map_err(store_error)? {
+            let blocked = self.store.is_blocked(member.user_id, session.user_id).await.map_err(store_error)?
+                || self.store.is_blocked(session.user_id, member.user_id).await.map_err(store_error)?;
+            if !blocked {
                 self.bus.publish(member.user_id, update.clone()).await;
             }
         }

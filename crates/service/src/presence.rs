@@ -59,7 +59,9 @@ impl Service {
 
     /// Called when a device's update stream closes.
     pub async fn stream_closed(&self, user_id: i64) {
-        if self.presences.change(user_id, -1).1 == 0 {
+        // From 0 nothing changes: the person was forgotten (account deleted) meanwhile.
+        let (before, after) = self.presences.change(user_id, -1);
+        if before > 0 && after == 0 {
             let now = now_millis();
             if let Err(e) = self.store.set_last_seen(user_id, now).await {
                 tracing::warn!(user_id, error = %e, "could not record last seen");
@@ -71,7 +73,7 @@ impl Service {
     /// Tells the person's chat partners, those their last-seen setting allows.
     async fn announce_presence(&self, user_id: i64, presence: Presence) {
         let result: Result<(), peyvand_store::StoreError> = async {
-            let Some(user) = self.store.user(user_id).await? else { return Ok(()) };
+            let Some(user) = self.store.user(user_id).await?.filter(|u| !u.deleted) else { return Ok(()) };
             let update =
                 Arc::new(Update { cursor: None, at: now_millis(), event: Event::Presence { user_id, presence } });
             for peer in self.store.chat_peers(user_id, 500).await? {

@@ -137,7 +137,11 @@ impl Service {
         let myself = viewer == target.id;
         // "Contacts" in a person's settings means the people in *their* contact list.
         let target_has_viewer = myself || self.store.has_contact(target.id, viewer).await.map_err(store_error)?;
-        let is_contact = !myself && self.store.has_contact(viewer, target.id).await.map_err(store_error)?;
+        // Having someone's number in one's contacts counts only if their settings let one find
+        // them by it: otherwise importing a number would link it to the account.
+        let is_contact = !myself
+            && target.privacy.phone_discovery.allows(target_has_viewer)
+            && self.store.has_contact(viewer, target.id).await.map_err(store_error)?;
         let blocked = !myself && self.store.is_blocked(viewer, target.id).await.map_err(store_error)?;
         let blocked_by_target = !myself && self.store.is_blocked(target.id, viewer).await.map_err(store_error)?;
         // Someone who found a person by username does not learn their number.

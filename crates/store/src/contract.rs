@@ -90,12 +90,16 @@ async fn codes_and_sessions(store: Arc<dyn Store>) {
     let code = CodeRecord { phone: "+989120000001".into(), code_hash: "h".into(), expires_at: 10, attempts: 0 };
     store.put_code(code.clone()).await.expect("put");
     assert_eq!(store.code(&code.phone).await.expect("get"), Some(code.clone()));
-    assert_eq!(store.count_code_attempt(&code.phone).await.expect("count"), 1);
-    assert_eq!(store.count_code_attempt(&code.phone).await.expect("count"), 2);
+    let attempt = store.attempt_code(&code.phone, 2).await.expect("attempt");
+    assert_eq!(attempt.map(|c| (c.attempts, c.code_hash)), Some((1, "h".to_owned())));
+    assert_eq!(store.attempt_code(&code.phone, 2).await.expect("attempt").map(|c| c.attempts), Some(2));
+    assert_eq!(store.attempt_code(&code.phone, 2).await.expect("attempt"), None, "no third attempt");
     store.put_code(code.clone()).await.expect("replace");
     assert_eq!(store.code(&code.phone).await.expect("get").map(|c| c.attempts), Some(0));
-    store.delete_code(&code.phone).await.expect("delete");
+    assert!(store.take_code(&code.phone).await.expect("take"));
+    assert!(!store.take_code(&code.phone).await.expect("already taken"));
     assert_eq!(store.code(&code.phone).await.expect("get"), None);
+    assert_eq!(store.attempt_code(&code.phone, 5).await.expect("attempt"), None, "no code at all");
 
     let a = user(&store, "+989120000001").await;
     let s1 = store.create_session(a, "phone", b"t1", 5).await.expect("session");

@@ -55,9 +55,12 @@ pub trait AccountStore: Send + Sync {
 
     async fn put_code(&self, code: CodeRecord) -> StoreResult<()>;
     async fn code(&self, phone: &str) -> StoreResult<Option<CodeRecord>>;
-    /// Counts one more wrong attempt; returns the attempts made so far.
-    async fn count_code_attempt(&self, phone: &str) -> StoreResult<u32>;
-    async fn delete_code(&self, phone: &str) -> StoreResult<()>;
+    /// Counts one attempt at the code, atomically, and returns it with the attempt counted;
+    /// `None` when there is no code or it already had `max_attempts`. Counting before
+    /// comparing means parallel guesses cannot get past the limit.
+    async fn attempt_code(&self, phone: &str, max_attempts: u32) -> StoreResult<Option<CodeRecord>>;
+    /// Uses the code up; `false` if it was already gone (another request used it first).
+    async fn take_code(&self, phone: &str) -> StoreResult<bool>;
 
     async fn create_session(&self, user_id: i64, name: &str, token_hash: &[u8], now: i64)
     -> StoreResult<SessionRecord>;

@@ -113,11 +113,14 @@ async fn refuse(socket: &mut WebSocket, state: &AppState, session: Session, e: A
     let _ = socket.send(WsMessage::Close(None)).await;
 }
 
-/// Moves updates from the feed to the socket until either side ends.
+/// Moves updates from the feed to the socket until either side ends. Every ping tick it also
+/// checks that the client answered since the last one (else the connection is dead) and that
+/// the device is still signed in (its `signed_out` update may have been lost to lag).
 async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: &mut WebSocket) -> UpdateFeed {
     let mut announced = false;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
+    let mut heard_since_ping = true;
     loop {
         tokio::select! {
             next = feed.next() => match next {
@@ -145,9 +148,14 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return feed,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard_since_ping = true,
             },
             _ = ping.tick() => {
+                if !heard_since_ping || !state.service.device_signed_in(session).await {
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return feed;
+                }
+                heard_since_ping = false;
                 if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
                     return feed;
                 }

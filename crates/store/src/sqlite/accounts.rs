@@ -152,7 +152,8 @@ impl AccountStore for SqliteStore {
 
     async fn set_last_seen(&self, id: i64, at: i64) -> StoreResult<()> {
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE users SET last_seen = ?1 WHERE id = ?2")?.execute(params![at, id])?;
+            conn.prepare_cached("UPDATE users SET last_seen = ?1 WHERE id = ?2 AND deleted = 0")?
+                .execute(params![at, id])?;
             Ok(())
         })
         .await
@@ -209,23 +210,31 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn count_code_attempt(&self, phone: &str) -> StoreResult<u32> {
+    async fn attempt_code(&self, phone: &str, max_attempts: u32) -> StoreResult<Option<CodeRecord>> {
         let phone = phone.to_owned();
         self.write(move |conn| {
             Ok(conn
-                .prepare_cached("UPDATE codes SET attempts = attempts + 1 WHERE phone = ?1 RETURNING attempts")?
-                .query_row([phone], |r| r.get(0))?)
+                .prepare_cached(
+                    "UPDATE codes SET attempts = attempts + 1 WHERE phone = ?1 AND attempts < ?2 \
+                     RETURNING phone, code_hash, expires_at, attempts",
+                )?
+                .query_row(params![phone, max_attempts], |r| {
+                    Ok(CodeRecord {
+                        phone: r.get(0)?,
+                        code_hash: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        attempts: r.get(3)?,
+                    })
+                })
+                .optional()?)
         })
         .await
     }
 
-    async fn delete_code(&self, phone: &str) -> StoreResult<()> {
+    async fn take_code(&self, phone: &str) -> StoreResult<bool> {
         let phone = phone.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM codes WHERE phone = ?1")?.execute([phone])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| Ok(conn.prepare_cached("DELETE FROM codes WHERE phone = ?1")?.execute([phone])? > 0))
+            .await
     }
 
     async fn create_session(

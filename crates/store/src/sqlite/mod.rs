@@ -23,7 +23,10 @@ const MAX_BATCH: usize = 1024;
 const READERS: usize = 4;
 
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// A write job. Given `None` it must not touch the database (its transaction or savepoint
+/// could not be opened) and only returns its reply; given the connection it runs and says
+/// whether it succeeded.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
 
 /// The embedded store. Cheap to clone.
 #[derive(Clone)]
@@ -105,7 +108,10 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = f(conn);
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Unavailable("could not open a transaction".into())),
+            };
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |committed| {
                 let _ = tx.send(committed.and(result));
@@ -145,30 +151,37 @@ impl SqliteStore {
 fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(e) = begun {
-            let (_, reply) = first(&conn);
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let (_, reply) = first(None);
             reply(Err(StoreError::from(e)));
             continue;
         }
+        // Set when a failed job's writes could not be undone: then the whole batch must go.
+        let mut poisoned = false;
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            let savepoint = run_cached(&conn, "SAVEPOINT job");
-            let (ok, reply) = job(&conn);
-            let released = match (savepoint, ok) {
-                (Ok(()), true) => run_cached(&conn, "RELEASE job"),
-                (Ok(()), false) => run_cached(&conn, "ROLLBACK TO job").and_then(|()| run_cached(&conn, "RELEASE job")),
-                (Err(e), _) => Err(e),
-            };
-            match released {
-                Ok(()) => replies.push(reply),
-                Err(e) => reply(Err(StoreError::from(e))),
+            if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
+                let (_, reply) = job(None);
+                reply(Err(StoreError::from(e)));
+            } else {
+                let (ok, reply) = job(Some(&conn));
+                let released = if ok {
+                    run_cached(&conn, "RELEASE job")
+                } else {
+                    run_cached(&conn, "ROLLBACK TO job").and_then(|()| run_cached(&conn, "RELEASE job"))
+                };
+                poisoned |= released.is_err();
+                replies.push(reply);
             }
-            if replies.len() < MAX_BATCH {
+            if replies.len() < MAX_BATCH && !poisoned {
                 next = rx.try_recv().ok();
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let committed = if poisoned {
+            Err(StoreError::Unavailable("a write could not be undone; the batch was rolled back".into()))
+        } else {
+            conn.execute_batch("COMMIT").map_err(StoreError::from)
+        };
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -187,7 +200,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Milliseconds stored as SQLite integers come back as `i64`; small helper for optional JSON.
+/// Parses JSON stored in a column.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(raw: &str) -> StoreResult<T> {
     Ok(serde_json::from_str(raw)?)
 }
