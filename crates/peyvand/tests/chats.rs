@@ -167,6 +167,12 @@ async fn retried_sends_return_the_same_message() {
         code_of(ali.client.send(chat.id, &text("retry-1", "something else")).await),
         ErrorCode::IdempotencyConflict
     );
+    // Even after the recipient blocks the sender, the retry gets the stored message.
+    sara.client.block(ali.id).await.expect("block");
+    let late = ali.client.send(chat.id, &text("retry-1", "once")).await.expect("retry after a block");
+    assert!(!late.created && late.message == first.message);
+    assert_eq!(code_of(ali.client.send(chat.id, &text("retry-new", "new")).await), ErrorCode::Blocked);
+    sara.client.unblock(ali.id).await.expect("unblock");
     // Concurrent retries of the same send also store one message.
     let sends = (0..8).map(|_| {
         let client = ali.client.clone();

@@ -9,9 +9,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 
-use crate::{Service, err, now_millis, rate_limited, store_error};
+use crate::{HOUR_MS, Service, err, now_millis, rate_limited, store_error};
 
-const HOUR_MS: i64 = 3_600_000;
 /// A session's last-active time is written at most this often.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -22,7 +21,7 @@ pub struct Session {
     pub device_id: i64,
 }
 
-fn parse_phone(raw: &str) -> Result<PhoneNumber, ApiError> {
+pub(crate) fn parse_phone(raw: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(raw).map_err(|e| err(ErrorCode::InvalidPhone, e.to_string()))
 }
 

@@ -45,7 +45,7 @@ pub struct Limits {
     pub codes_per_address_per_hour: u32,
     /// Sign-in attempts (right or wrong) from one client address per hour.
     pub sign_ins_per_address_per_hour: u32,
-    /// Wrong PINs per account per hour.
+    /// PIN attempts (right or wrong) per account per hour.
     pub pin_attempts_per_hour: u32,
     /// Phone numbers one account may look up (contact import, resolve) per day.
     pub contact_lookups_per_day: u32,

@@ -3,11 +3,10 @@
 use peyvand_api::{ApiError, ErrorCode, ImportedContact, UserProfile};
 use peyvand_core::PhoneNumber;
 
-use crate::{Service, Session, err, store_error};
+use crate::{DAY_MS, Service, Session, err, store_error};
 
 /// The most numbers one import may carry.
 pub const MAX_IMPORT: usize = 1000;
-const DAY_MS: i64 = 86_400_000;
 
 impl Service {
     /// `POST /v1/contacts/import`: saves the valid numbers as contacts and says which belong

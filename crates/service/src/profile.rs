@@ -1,7 +1,6 @@
 //! Profiles, usernames, privacy settings, how one person sees another, and account deletion.
 
 use peyvand_api::{Account, ApiError, ErrorCode, PrivacySettings, ProfileUpdate, SettingsUpdate, UserProfile};
-use peyvand_core::PhoneNumber;
 use peyvand_core::text::fold_for_search;
 use peyvand_store::{ProfileChange, UserRecord};
 
@@ -192,10 +191,10 @@ impl Service {
         let target = if let Some(username) = query.strip_prefix('@') {
             self.store.user_by_username(&username.to_ascii_lowercase()).await.map_err(store_error)?
         } else {
-            let phone = PhoneNumber::parse(query).map_err(|e| err(ErrorCode::InvalidPhone, e.to_string()))?;
+            let phone = crate::auth::parse_phone(query)?;
             self.limit(
                 format!("lookup:{}", session.user_id),
-                86_400_000,
+                crate::DAY_MS,
                 self.config.limits.contact_lookups_per_day,
                 "phone number lookups",
             )

@@ -111,11 +111,6 @@ impl UpdateFeed {
         self.last
     }
 
-    /// Whether the feed has handed out everything the store had when it last looked.
-    pub fn caught_up(&self) -> bool {
-        !self.behind
-    }
-
     fn accept(&mut self, updates: Vec<Update>) -> Vec<Update> {
         let last = &mut self.last;
         updates
@@ -132,7 +127,7 @@ impl UpdateFeed {
     }
 
     /// The next updates, in cursor order, each durable one exactly once. Returns an empty
-    /// list once after catching up (so the caller can say it is live), and `None` when the
+    /// list each time it has caught up with the store (so the caller can say it is live), and `None` when the
     /// bus has shut down.
     pub async fn next(&mut self) -> Result<Option<Vec<Update>>, ApiError> {
         loop {

@@ -170,6 +170,8 @@ async fn messages(store: Arc<dyn Store>) {
     assert_eq!(m1.seq, 1);
     assert_eq!(updates.len(), 2);
     assert!(updates.iter().all(|(_, u)| matches!(&u.event, Event::MessageNew { message } if message.seq == 1)));
+    assert_eq!(store.message_by_client_id(chat, a, "c1").await.expect("by client id"), Some(m1.clone()));
+    assert_eq!(store.message_by_client_id(chat, b, "c1").await.expect("by client id"), None, "per sender");
     let (retry, new, updates) =
         store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("retry");
     assert!(!new && updates.is_empty());

@@ -116,6 +116,9 @@ pub trait ChatStore: Send + Sync {
         notify: Vec<i64>,
     ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>>;
+    /// The message a sender stored in a chat under a client id, if any.
+    async fn message_by_client_id(&self, chat_id: i64, sender_id: i64, client_id: &str)
+    -> StoreResult<Option<Message>>;
     /// Messages visible to `viewer`, ascending by seq.
     async fn history(&self, viewer: i64, chat_id: i64, page: Page) -> StoreResult<Vec<Message>>;
     async fn edit_message(

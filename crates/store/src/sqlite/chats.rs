@@ -268,6 +268,22 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn message_by_client_id(
+        &self,
+        chat_id: i64,
+        sender_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let client_id = client_id.to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.chat_id = ?1 AND m.sender_id = ?2 AND m.client_id = ?3"
+            );
+            Ok(messages(conn, &sql, params![chat_id, sender_id, client_id])?.pop())
+        })
+        .await
+    }
+
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>> {
         self.read(move |conn| message(conn, chat_id, seq)).await
     }
