@@ -206,7 +206,13 @@ impl Service {
         let record = self.store.session_by_token(&hash).await.map_err(store_error)?.ok_or_else(unauthorized)?;
         let now = now_millis();
         if now - record.last_active > TOUCH_EVERY_MS {
-            self.store.touch_session(record.id, now).await.map_err(store_error)?;
+            // Bookkeeping for the device list: not worth making the request wait for a commit.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(record.id, now).await {
+                    tracing::warn!(error = %e, "could not record a session's last activity");
+                }
+            });
         }
         let session = Session { user_id: record.user_id, device_id: record.id };
         self.session_cache.put(hash, session);
