@@ -125,6 +125,9 @@ async fn two_people_chat_with_every_message_operation_and_receipts() {
     assert_eq!(sara_history.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
     let ali_history = ali.client.history(chat.id, &HistoryQuery::default()).await.expect("history").messages;
     assert_eq!(ali_history.len(), 2, "deleting for me leaves Ali's copy");
+    assert_eq!(code_of(sara.client.message(chat.id, 1).await), ErrorCode::NotFound, "gone for Sara");
+    assert_eq!(ali.client.message(chat.id, 1).await.expect("still Ali's").seq, 1);
+    assert_eq!(code_of(ali.client.message(chat.id, i64::MIN).await), ErrorCode::NotFound);
 
     assert_eq!(code_of(ali.client.delete_message(chat.id, 2, true).await), ErrorCode::Forbidden, "only the sender");
     sara.client.delete_message(chat.id, 2, true).await.expect("delete for everyone");

@@ -304,10 +304,12 @@ impl Service {
     /// `GET` one message, as its chat's members see it.
     pub async fn message(&self, session: Session, chat_id: i64, seq: i64) -> Result<Message, ApiError> {
         self.members_if_member(session.user_id, chat_id).await?;
-        self.store
-            .message(chat_id, seq)
-            .await
-            .map_err(store_error)?
+        // Through the viewer's history, so that a message they deleted for themselves is gone.
+        let page =
+            self.store.history(session.user_id, chat_id, Page::After { seq: seq.saturating_sub(1), limit: 1 }).await;
+        page.map_err(store_error)?
+            .into_iter()
+            .find(|m| m.seq == seq)
             .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
     }
 

@@ -151,7 +151,7 @@ impl UpdateFeed {
                 Some(Received::Update(update)) => match update.cursor {
                     None => return Ok(Some(vec![Arc::unwrap_or_clone(update)])),
                     Some(c) if c <= self.last => {}
-                    Some(c) if c == self.last + 1 => {
+                    Some(c) if self.last.checked_add(1) == Some(c) => {
                         self.last = c;
                         return Ok(Some(vec![Arc::unwrap_or_clone(update)]));
                     }

@@ -97,7 +97,6 @@ pub trait ChatStore: Send + Sync {
     async fn direct_chat(&self, a: i64, b: i64) -> StoreResult<Option<i64>>;
     /// Returns the direct chat of `a` and `b`, creating it; `true` when created.
     async fn open_direct_chat(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)>;
-    async fn chat(&self, chat_id: i64) -> StoreResult<Option<ChatRecord>>;
     async fn members(&self, chat_id: i64) -> StoreResult<Vec<MemberRecord>>;
     /// The members of a chat and the facts that decide whether `sender` may write in it;
     /// `None` if the sender is not a member.

@@ -147,10 +147,6 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn chat(&self, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
-        self.read(move |conn| chat(conn, chat_id)).await
-    }
-
     async fn members(&self, chat_id: i64) -> StoreResult<Vec<MemberRecord>> {
         self.read(move |conn| members(conn, chat_id)).await
     }
