@@ -94,6 +94,10 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::IdempotencyConflict => {
             ApiError::new(ErrorCode::IdempotencyConflict, "this client id was already used for a different message")
         }
+        StoreError::CursorAhead { newest } => ApiError::new(
+            ErrorCode::ResyncRequired,
+            format!("the cursor is ahead of this account's stream ({newest}): fetch your chats again"),
+        ),
         StoreError::CursorTooOld { oldest_kept } => ApiError::new(
             ErrorCode::ResyncRequired,
             format!("updates before cursor {oldest_kept} are no longer kept: fetch your chats again"),

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peyvand_api::{ApiError, ErrorCode, SyncState, Update};
+use peyvand_api::{ApiError, SyncState, Update};
 use peyvand_bus::{Received, Subscription};
 
-use crate::{Service, Session, err, now_millis, store_error};
+use crate::{Service, Session, now_millis, store_error};
 
 const PAGE: u32 = 500;
 
@@ -18,19 +18,9 @@ impl Service {
         Ok(SyncState { cursor: self.store.cursor(session.user_id).await.map_err(store_error)?, now: now_millis() })
     }
 
-    /// Updates after `after`, checking that the cursor is one this server can resume from.
+    /// Updates after `after`; `resync_required` for a cursor this server cannot resume from.
     async fn read_after(&self, user_id: i64, after: i64) -> Result<Vec<Update>, ApiError> {
-        let updates = self.store.updates_after(user_id, after, PAGE).await.map_err(store_error)?;
-        if updates.is_empty() && after > 0 {
-            let newest = self.store.cursor(user_id).await.map_err(store_error)?;
-            if after > newest {
-                return Err(err(
-                    ErrorCode::ResyncRequired,
-                    format!("cursor {after} is ahead of this account's stream ({newest}): fetch your chats again"),
-                ));
-            }
-        }
-        Ok(updates)
+        self.store.updates_after(user_id, after, PAGE).await.map_err(store_error)
     }
 
     /// `GET /v1/updates`: the next page of updates, waiting up to `timeout` for one when
@@ -80,7 +70,7 @@ impl Service {
             user_id: session.user_id,
             subscription,
             last: after,
-            backlog,
+            backlog: Some(backlog),
             behind: true,
             open: true,
         })
@@ -99,7 +89,8 @@ pub struct UpdateFeed {
     user_id: i64,
     subscription: Subscription,
     last: i64,
-    backlog: Vec<Update>,
+    /// The first page, read when the feed opened (to refuse a bad cursor at once).
+    backlog: Option<Vec<Update>>,
     /// The feed may be behind the store: read it before trusting the bus again.
     behind: bool,
     open: bool,
@@ -109,6 +100,12 @@ impl UpdateFeed {
     /// The cursor of the last durable update this feed has handed out.
     pub fn cursor(&self) -> i64 {
         self.last
+    }
+
+    /// Whether the feed has handed out everything the store had when it last looked; from
+    /// then on updates come live from the bus.
+    pub fn caught_up(&self) -> bool {
+        !self.behind
     }
 
     fn accept(&mut self, updates: Vec<Update>) -> Vec<Update> {
@@ -126,21 +123,24 @@ impl UpdateFeed {
             .collect()
     }
 
-    /// The next updates, in cursor order, each durable one exactly once. Returns an empty
-    /// list each time it has caught up with the store (so the caller can say it is live), and `None` when the
-    /// bus has shut down.
+    /// The next updates, in cursor order, each durable one exactly once; `None` when the bus
+    /// has shut down. While catching up from the store it may return an empty list, when the
+    /// read that caught it up had nothing new: check [`UpdateFeed::caught_up`] after each call.
     pub async fn next(&mut self) -> Result<Option<Vec<Update>>, ApiError> {
         loop {
             if self.behind {
-                let pending = std::mem::take(&mut self.backlog);
-                let fresh =
-                    if pending.is_empty() { self.service.read_after(self.user_id, self.last).await? } else { pending };
-                if fresh.is_empty() {
+                let fresh = match self.backlog.take() {
+                    Some(first_page) => first_page,
+                    None => self.service.read_after(self.user_id, self.last).await?,
+                };
+                // A short page is the end of the store. Anything committed after the read is
+                // published after it too, and the subscription (opened before the first read)
+                // will bring it; what the read already had is skipped by cursor.
+                if fresh.len() < PAGE as usize {
                     self.behind = false;
-                    return Ok(Some(Vec::new()));
                 }
                 let accepted = self.accept(fresh);
-                if !accepted.is_empty() {
+                if !accepted.is_empty() || !self.behind {
                     return Ok(Some(accepted));
                 }
                 continue;

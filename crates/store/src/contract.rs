@@ -258,6 +258,7 @@ async fn updates(store: Arc<dyn Store>) {
     // Prune what is older than 103 but always keep the newest 1: cursors 1..3 go.
     assert_eq!(store.prune_updates(103, 1).await.expect("prune"), 3);
     assert!(matches!(store.updates_after(a, 1, 10).await, Err(StoreError::CursorTooOld { oldest_kept: 3 })));
+    assert!(matches!(store.updates_after(a, 6, 10).await, Err(StoreError::CursorAhead { newest: 5 })));
     assert_eq!(store.updates_after(a, 3, 10).await.expect("read").len(), 2);
     store.prune_updates(i64::MAX, 0).await.expect("prune all");
     assert!(store.updates_after(a, 5, 10).await.expect("read").is_empty());

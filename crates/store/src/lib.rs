@@ -28,6 +28,8 @@ pub enum StoreError {
     IdempotencyConflict,
     #[error("the cursor is older than the oldest kept update ({oldest_kept})")]
     CursorTooOld { oldest_kept: i64 },
+    #[error("the cursor is ahead of the stream's newest ({newest})")]
+    CursorAhead { newest: i64 },
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("storage failed: {0}")]
@@ -172,7 +174,8 @@ pub trait ChatStore: Send + Sync {
 /// Each person's ordered update stream.
 #[async_trait]
 pub trait UpdateStore: Send + Sync {
-    /// Updates after `after`, oldest first; `CursorTooOld` if some were already pruned.
+    /// Updates after `after`, oldest first; `CursorTooOld` if some were already pruned,
+    /// `CursorAhead` if `after` is past the newest update.
     async fn updates_after(&self, user_id: i64, after: i64, limit: u32) -> StoreResult<Vec<Update>>;
     /// The newest cursor of the user's stream.
     async fn cursor(&self, user_id: i64) -> StoreResult<i64>;

@@ -124,20 +124,19 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
     loop {
         tokio::select! {
             next = feed.next() => match next {
-                Ok(Some(updates)) if updates.is_empty() => {
-                    if !announced {
-                        announced = true;
-                        if !send(socket, state, &StreamFrame::Ready { cursor: feed.cursor() }).await {
-                            return feed;
-                        }
-                    }
-                }
                 Ok(Some(updates)) => {
                     let signed_out = updates.iter().any(|u| matches!(u.event,
                         Event::SignedOut { device_id } if device_id.is_none_or(|d| d == session.device_id)));
                     if !send_updates(socket, state, updates).await || signed_out {
                         let _ = socket.send(WsMessage::Close(None)).await;
                         return feed;
+                    }
+                    // The backlog is out: say once that the stream is live.
+                    if !announced && feed.caught_up() {
+                        announced = true;
+                        if !send(socket, state, &StreamFrame::Ready { cursor: feed.cursor() }).await {
+                            return feed;
+                        }
                     }
                 }
                 Ok(None) => return feed,

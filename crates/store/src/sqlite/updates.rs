@@ -46,13 +46,16 @@ pub(super) fn push_all(conn: &Connection, users: &[i64], event: &Event, now: i64
 impl UpdateStore for SqliteStore {
     async fn updates_after(&self, user_id: i64, after: i64, limit: u32) -> StoreResult<Vec<Update>> {
         self.read(move |conn| {
-            let pruned: i64 = conn
-                .prepare_cached("SELECT pruned_through FROM users WHERE id = ?1")?
-                .query_row([user_id], |r| r.get(0))
+            let (pruned, newest): (i64, i64) = conn
+                .prepare_cached("SELECT pruned_through, update_cursor FROM users WHERE id = ?1")?
+                .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
             if after < pruned {
                 return Err(StoreError::CursorTooOld { oldest_kept: pruned });
+            }
+            if after > newest {
+                return Err(StoreError::CursorAhead { newest });
             }
             let mut stmt = conn.prepare_cached(
                 "SELECT cursor, at, event FROM updates WHERE user_id = ?1 AND cursor > ?2 ORDER BY cursor LIMIT ?3",
