@@ -49,6 +49,10 @@ fn query_users(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> S
     rows.map(|r| finish_user(r?)).collect()
 }
 
+fn code_from_row(row: &Row<'_>) -> rusqlite::Result<CodeRecord> {
+    Ok(CodeRecord { phone: row.get(0)?, code_hash: row.get(1)?, expires_at: row.get(2)?, attempts: row.get(3)? })
+}
+
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: row.get(0)?,
@@ -197,14 +201,7 @@ impl AccountStore for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT phone, code_hash, expires_at, attempts FROM codes WHERE phone = ?1")?
-                .query_row([phone], |r| {
-                    Ok(CodeRecord {
-                        phone: r.get(0)?,
-                        code_hash: r.get(1)?,
-                        expires_at: r.get(2)?,
-                        attempts: r.get(3)?,
-                    })
-                })
+                .query_row([phone], code_from_row)
                 .optional()?)
         })
         .await
@@ -218,14 +215,7 @@ impl AccountStore for SqliteStore {
                     "UPDATE codes SET attempts = attempts + 1 WHERE phone = ?1 AND attempts < ?2 \
                      RETURNING phone, code_hash, expires_at, attempts",
                 )?
-                .query_row(params![phone, max_attempts], |r| {
-                    Ok(CodeRecord {
-                        phone: r.get(0)?,
-                        code_hash: r.get(1)?,
-                        expires_at: r.get(2)?,
-                        attempts: r.get(3)?,
-                    })
-                })
+                .query_row(params![phone, max_attempts], code_from_row)
                 .optional()?)
         })
         .await
