@@ -24,6 +24,7 @@ where
     search(make().await).await;
     deletion(make().await).await;
     concurrent_sends(make().await).await;
+    presence(make().await).await;
 }
 
 fn text(t: &str) -> Content {
@@ -316,4 +317,31 @@ async fn concurrent_sends(store: Arc<dyn Store>) {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "every message gets its own seq, none skipped");
     assert_eq!(store.cursor(b).await.expect("cursor"), 200);
+}
+
+async fn presence(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (node1, node2) = (11, 22);
+    store.node_heartbeat(node1, 100).await.expect("heartbeat");
+    store.node_heartbeat(node2, 100).await.expect("heartbeat");
+    assert!(store.set_node_presence(a, node1, true, 100).await.expect("online"), "first node: came online");
+    assert!(!store.set_node_presence(a, node1, true, 101).await.expect("again"), "no change");
+    assert!(!store.set_node_presence(a, node2, true, 102).await.expect("second node"), "already online");
+    assert!(store.set_node_presence(b, node2, true, 102).await.expect("online"));
+    assert_eq!(store.online(&[b, a, 999]).await.expect("online"), vec![b, a]);
+    assert!(!store.set_node_presence(a, node1, false, 103).await.expect("one left"), "still on node 2");
+    assert!(!store.set_node_presence(a, node1, false, 103).await.expect("twice"), "nothing to remove");
+
+    // Node 2 stops beating and is reaped: its people are offline everywhere.
+    store.node_heartbeat(node1, 200).await.expect("heartbeat");
+    assert_eq!(store.reap_nodes(150).await.expect("reap"), vec![a, b]);
+    assert!(store.online(&[a, b]).await.expect("online").is_empty());
+    assert!(store.reap_nodes(150).await.expect("reap again").is_empty());
+    // A reaped node that comes back registers itself again with its next presence.
+    assert!(store.set_node_presence(a, node2, true, 300).await.expect("back"));
+    assert!(store.reap_nodes(250).await.expect("node 2 is fresh").is_empty(), "node 1 had nobody");
+    assert_eq!(store.online(&[a]).await.expect("online"), vec![a]);
+    store.delete_user(a).await.expect("delete");
+    assert!(store.online(&[a]).await.expect("online").is_empty(), "a deleted account is not online");
 }

@@ -185,6 +185,25 @@ pub trait UpdateStore: Send + Sync {
     async fn append_update(&self, user_id: i64, event: Event, now: i64) -> StoreResult<Update>;
 }
 
+/// Who has an open update stream on which node, shared by every node of a cluster so that
+/// "online" means online anywhere. A node records only its own transitions (a person's first
+/// stream on it opened, their last one closed) and proves it is alive with heartbeats; the
+/// presence a dead node left behind is reaped by the others.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Records that `node_id` now has (`online`) or no longer has streams of the person, and
+    /// returns whether the person's cluster-wide state changed: `true` when they came online
+    /// on their first node, or went offline on their last.
+    async fn set_node_presence(&self, user_id: i64, node_id: i64, online: bool, now: i64) -> StoreResult<bool>;
+    /// Which of `user_ids` have a stream on some node that has not been reaped.
+    async fn online(&self, user_ids: &[i64]) -> StoreResult<Vec<i64>>;
+    /// Records that the node is alive at `now` (and registers it the first time).
+    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<()>;
+    /// Forgets the nodes whose last heartbeat is older than `before`, with their presence,
+    /// and returns the people who are therefore offline everywhere now, ascending.
+    async fn reap_nodes(&self, before: i64) -> StoreResult<Vec<i64>>;
+}
+
 /// Everything the service layer needs from storage.
-pub trait Store: AccountStore + ChatStore + UpdateStore + LimitStore + std::fmt::Debug {}
-impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + std::fmt::Debug> Store for T {}
+pub trait Store: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + std::fmt::Debug {}
+impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + std::fmt::Debug> Store for T {}

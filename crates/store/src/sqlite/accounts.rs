@@ -177,6 +177,7 @@ impl AccountStore for SqliteStore {
                 "DELETE FROM hidden WHERE user_id = ?1",
                 "DELETE FROM reactions WHERE user_id = ?1",
                 "DELETE FROM updates WHERE user_id = ?1",
+                "DELETE FROM presence WHERE user_id = ?1",
             ] {
                 conn.execute(sql, [id])?;
             }

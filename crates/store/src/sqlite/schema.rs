@@ -105,6 +105,17 @@ CREATE TABLE updates (
     PRIMARY KEY (user_id, cursor)
 ) WITHOUT ROWID;
 CREATE INDEX updates_at ON updates (at);
+"#, r#"
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY,
+    heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE presence (
+    user_id INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, node_id)
+) WITHOUT ROWID;
+CREATE INDEX presence_node ON presence (node_id);
 "#];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
