@@ -4,11 +4,16 @@
 #   scripts/bench.sh            all scenarios
 #   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep)
 #   scripts/bench.sh idle       only the idle-connections scenario
+#   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
+#                               PostgreSQL and NATS (not part of "all": it needs both running)
 #
 # Environment: BENCH_OUT (where the JSON and logs go), SWEEP_RATES (messages/s to try, in
 # rising order), IDLE_CONNECTIONS (default 100000, capped by the open-file limit), USERS
-# (people in the message scenarios, default 1000).
-# Everything runs on loopback; the bench starts its own server with a fresh data directory.
+# (people in the message scenarios, default 1000), PEYVAND_BENCH_POSTGRES (default
+# postgres://postgres@127.0.0.1:5432/test) and PEYVAND_BENCH_NATS (default
+# nats://127.0.0.1:4222) for "cluster".
+# Everything runs on loopback; the bench starts its own servers with fresh data (a schema of
+# their own on PostgreSQL, dropped at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,17 +67,34 @@ summary_line() {
         | @tsv' "$1"
 }
 
-if [ "$what" = all ] || [ "$what" = messages ]; then
-    run messages-10k messages --users "$users" --rate 10000 --duration 20 "${perf_flag[@]}"
-    best=none
+# sweep NAME [BENCH OPTIONS...]: the rates of SWEEP_RATES in rising order as NAME-<rate>, until
+# one is not sustained, then a table of every NAME-* run and the highest rate sustained. The
+# options (--storage, --bus, --nodes) go before the scenario.
+sweep() {
+    local name=$1 best=none rate
+    shift
     for rate in ${SWEEP_RATES:-1000 1500 2000 2500 3000 4000 5000}; do
-        run "messages-$rate" messages --users "$users" --rate "$rate" --duration 15 "${perf_flag[@]}"
-        if sustained "$out/messages-$rate.json"; then best=$rate; else break; fi
+        run "$name-$rate" "$@" messages --users "$users" --rate "$rate" --duration 15 "${perf_flag[@]}"
+        if sustained "$out/$name-$rate.json"; then best=$rate; else break; fi
     done
     echo
-    echo "messages: rate  delivered/s  p50_ms  p99_ms  p99.9_ms  lost_or_late  server_cores  bench_cores  sign-ups/s"
-    for f in "$out"/messages-*.json; do summary_line "$f"; done | sort -n | column -t
+    echo "$name: rate  delivered/s  p50_ms  p99_ms  p99.9_ms  lost_or_late  server_cores  bench_cores  sign-ups/s"
+    for f in "$out/$name"-*.json; do summary_line "$f"; done | sort -n | column -t
     echo "highest rate sustained with p99 < 100 ms and nothing lost: $best/s"
+}
+
+if [ "$what" = all ] || [ "$what" = messages ]; then
+    run messages-10k messages --users "$users" --rate 10000 --duration 20 "${perf_flag[@]}"
+    sweep messages
+fi
+
+if [ "$what" = cluster ]; then
+    postgres=${PEYVAND_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+    nats=${PEYVAND_BENCH_NATS:-nats://127.0.0.1:4222}
+    # server_cores counts the peyvand processes only; PostgreSQL's and NATS's work shows in the
+    # whole machine's busy CPU of each run's log.
+    sweep postgres-1node --storage "$postgres"
+    sweep postgres-nats-2nodes --nodes 2 --storage "$postgres" --bus "$nats"
 fi
 
 if [ "$what" = all ] || [ "$what" = idle ]; then

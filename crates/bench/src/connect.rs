@@ -25,9 +25,10 @@ pub struct ConnectStats {
 }
 
 /// Opens one stream per person and waits for each to be live; `None` where that failed.
-/// `first` numbers the connections (and so picks their source ports) across several calls.
+/// `first` numbers the connections across several calls, which picks their source ports and
+/// their node: connection `n` goes to `nodes[n % nodes.len()]`, the node its person uses.
 pub async fn connect_all(
-    server: SocketAddr,
+    nodes: &[SocketAddr],
     people: &[Person],
     first: usize,
     concurrency: usize,
@@ -41,7 +42,8 @@ pub async fn connect_all(
     let mut results = futures_util::stream::iter(people.iter().enumerate())
         .map(|(i, person)| async move {
             let result = async {
-                let mut socket = ws::connect(server, ws::source(first + i), &person.token).await?;
+                let n = first + i;
+                let mut socket = ws::connect(nodes[n % nodes.len()], ws::source(n), &person.token).await?;
                 ws::wait_ready(&mut socket, READY_TIMEOUT).await?;
                 anyhow::Ok(socket)
             };

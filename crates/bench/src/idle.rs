@@ -1,5 +1,6 @@
 //! `peyvand-bench idle`: many people, each with one open update stream and nothing to say,
-//! to see how many connections the server holds and what each costs it in memory.
+//! to see how many connections the server holds and what each costs it in memory. With several
+//! nodes the streams are spread over them and the memory is the nodes' sum.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use crate::connect::connect_all;
 use crate::metrics::Scrape;
 use crate::procfs::{self, CpuSnapshot};
 use crate::progress::say;
-use crate::server::Server;
+use crate::server::Servers;
 use crate::setup_client;
 use crate::signup::sign_up;
 
@@ -43,12 +44,14 @@ async fn hold_open(mut socket: crate::ws::Socket, closed: Arc<AtomicU64>) {
     closed.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The server's own count of open streams, from its metrics.
-async fn server_open_streams(http: &reqwest::Client, base_url: &str) -> Option<u64> {
-    Scrape::take(http, base_url).await.get("peyvand_websockets_open").map(|n| n as u64)
+/// The servers' own count of open streams, from their metrics; none unless every node answers.
+async fn server_open_streams(http: &reqwest::Client, base_urls: &[String]) -> Option<u64> {
+    let scrapes = Scrape::take_all(http, base_urls).await;
+    let open: Option<f64> = scrapes.iter().map(|s| s.get("peyvand_websockets_open")).sum();
+    open.map(|n| n as u64)
 }
 
-pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_json::Value> {
+pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     let needed = args.connections as u64 + SPARE_FILES;
     if let Some(limit) = procfs::open_files_limit().filter(|limit| *limit < needed) {
         bail!(
@@ -58,42 +61,45 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
             limit.saturating_sub(SPARE_FILES)
         );
     }
-    let pid = server.pid();
+    let cluster = servers.setup();
+    let pids = servers.pids();
+    let base_urls = servers.base_urls();
+    let addresses = servers.addresses();
     let setup = setup_client()?;
 
     say(&format!("signing up {} people ({} at a time)", args.connections, args.signup_concurrency));
-    let (people, sign_ups) = sign_up(&setup, server, args.connections, args.signup_concurrency).await?;
+    let (people, sign_ups) = sign_up(&setup, servers, args.connections, args.signup_concurrency).await?;
     say(&format!("  {:.0} sign-ups/s", sign_ups.per_second));
 
     // Connected in two halves: the memory the second half adds is the marginal cost of a
     // connection, free of one-off costs (thread stacks, connection pools) that the first
     // connections bring.
     let half = people.len() / 2;
-    let before = procfs::memory(pid)?;
+    let before = procfs::memory_sum(&pids)?;
     let bench_before = procfs::memory(std::process::id())?;
-    let cpu_start = CpuSnapshot::take(pid);
+    let cpu_start = CpuSnapshot::take(&pids);
     say(&format!("connecting {} update streams ({} at a time)", people.len(), args.connect_concurrency));
-    let (mut sockets, first_half) = connect_all(server.address, &people[..half], 0, args.connect_concurrency).await;
-    let middle = procfs::memory(pid)?;
-    let (rest, second_half) = connect_all(server.address, &people[half..], half, args.connect_concurrency).await;
-    let cpu_connect = CpuSnapshot::take(pid).since(&cpu_start);
+    let (mut sockets, first_half) = connect_all(&addresses, &people[..half], 0, args.connect_concurrency).await;
+    let middle = procfs::memory_sum(&pids)?;
+    let (rest, second_half) = connect_all(&addresses, &people[half..], half, args.connect_concurrency).await;
+    let cpu_connect = CpuSnapshot::take(&pids).since(&cpu_start);
     let connected_first = sockets.iter().flatten().count() as u64;
     sockets.extend(rest);
     let closed = Arc::new(AtomicU64::new(0));
     let holders: Vec<_> = sockets.into_iter().flatten().map(|s| tokio::spawn(hold_open(s, closed.clone()))).collect();
     let connected = holders.len() as u64;
-    let after = procfs::memory(pid)?;
+    let after = procfs::memory_sum(&pids)?;
     let bench_after = procfs::memory(std::process::id())?;
-    let server_counted = server_open_streams(&setup, &server.base_url).await;
+    let server_counted = server_open_streams(&setup, &base_urls).await;
 
     say(&format!("holding them for {} s", args.hold));
-    let cpu_hold_start = CpuSnapshot::take(pid);
+    let cpu_hold_start = CpuSnapshot::take(&pids);
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
-    let cpu_hold = CpuSnapshot::take(pid).since(&cpu_hold_start);
-    let held = procfs::memory(pid)?;
+    let cpu_hold = CpuSnapshot::take(&pids).since(&cpu_hold_start);
+    let held = procfs::memory_sum(&pids)?;
     let still_open = connected - closed.load(Ordering::Relaxed);
-    let server_counted_after_hold = server_open_streams(&setup, &server.base_url).await;
-    server.check_alive()?;
+    let server_counted_after_hold = server_open_streams(&setup, &base_urls).await;
+    servers.check_alive()?;
     for holder in &holders {
         holder.abort();
     }
@@ -114,6 +120,7 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
         "idle: {} streams asked for, {connected} connected, {still_open} still open after {} s",
         args.connections, args.hold
     ));
+    say(&format!("  servers       {}", cluster.line()));
     say(&format!("  sign-ups      {:.0}/s ({} in {:.1} s)", sign_ups.per_second, sign_ups.count, sign_ups.seconds));
     say(&format!("  connects      {connects_per_second:.0}/s ({seconds:.1} s), failures {failures:?}"));
     say(&format!(
@@ -132,6 +139,9 @@ pub async fn run(server: &mut Server, args: &IdleArgs) -> anyhow::Result<serde_j
 
     Ok(json!({
         "mode": "idle",
+        "storage": cluster.storage,
+        "bus": cluster.bus,
+        "nodes": cluster.nodes,
         "connections_requested": args.connections,
         "connected": connected,
         "still_open_after_hold": still_open,

@@ -1,9 +1,10 @@
 //! `peyvand-bench`: a load generator for the Peyvand server. It starts a server of its own
-//! (fresh data, generous limits), signs people up, opens their update streams over
-//! WebSockets, and either sends direct messages at a fixed rate (`messages`) or just holds
-//! the streams open (`idle`). A summary for people goes to standard error and one JSON object
-//! with every figure to standard output.
+//! (fresh data, generous limits), or several nodes sharing a PostgreSQL and a NATS, signs
+//! people up, opens their update streams over WebSockets, and either sends direct messages at
+//! a fixed rate (`messages`) or just holds the streams open (`idle`). A summary for people goes
+//! to standard error and one JSON object with every figure to standard output.
 
+mod backends;
 mod connect;
 mod idle;
 mod latency;
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::server::{Server, ServerOptions, default_peyvand};
+use crate::backends::{Bus, Storage};
+use crate::server::{ServerOptions, Servers, default_peyvand};
 
 #[derive(Debug, Parser)]
 #[command(name = "peyvand-bench", about = "Load generator for the Peyvand server (loopback only).")]
@@ -33,12 +35,27 @@ struct Cli {
     /// The `peyvand` binary to start [default: `peyvand` beside this executable].
     #[arg(long, global = true)]
     peyvand: Option<PathBuf>,
-    /// The server's data directory [default: a fresh one under the temporary directory].
+    /// The server's data directory, or with several nodes the directory of their `node-<i>`
+    /// directories [default: a fresh one under the temporary directory].
     #[arg(long, global = true)]
     data: Option<PathBuf>,
-    /// Keep the fresh data directory (database, server.log, perf output) after the run.
+    /// Keep the fresh data directory (database, server.log, perf output) and the PostgreSQL
+    /// schema after the run.
     #[arg(long, global = true)]
     keep_data: bool,
+    /// `embedded` (SQLite in the data directory) or `postgres://user@host:port/database`; on
+    /// PostgreSQL the run gets a schema of its own, `peyvand_bench_<pid>_<time>`.
+    #[arg(long, global = true, default_value = "embedded")]
+    storage: Storage,
+    /// `in-process` or `nats://host:port` (several separated by commas), which carries updates
+    /// between nodes; on NATS the run gets a subject prefix of its own.
+    #[arg(long, global = true, default_value = "in-process")]
+    bus: Bus,
+    /// Servers to start; more than one needs `--storage postgres://...` and `--bus nats://...`.
+    /// Person i signs in, listens and sends through node i mod N, so the two people of a pair
+    /// are on different nodes.
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -63,17 +80,24 @@ async fn main() -> anyhow::Result<()> {
         peyvand: cli.peyvand.unwrap_or_else(default_peyvand),
         data: cli.data,
         keep_data: cli.keep_data,
+        storage: cli.storage,
+        bus: cli.bus,
+        nodes: cli.nodes,
     };
-    let mut server = Server::start(&options)?;
-    progress::say(&format!(
-        "server {} (pid {}), data in {}",
-        server.base_url,
-        server.pid(),
-        server.data_dir().display()
-    ));
+    let mut servers = Servers::start(&options)?;
+    for node in servers.nodes() {
+        progress::say(&format!("server {} (pid {}), data in {}", node.base_url, node.pid(), node.data_dir().display()));
+    }
+    if let Some(schema) = servers.schema() {
+        let kept = if options.keep_data { ", kept after the run" } else { "" };
+        progress::say(&format!("storage: PostgreSQL schema {schema}{kept}"));
+    }
+    if let Some(prefix) = servers.bus_prefix() {
+        progress::say(&format!("bus: NATS subjects under {prefix}"));
+    }
     let result = match &cli.scenario {
-        Scenario::Messages(args) => messages::run(&mut server, args).await?,
-        Scenario::Idle(args) => idle::run(&mut server, args).await?,
+        Scenario::Messages(args) => messages::run(&mut servers, args).await?,
+        Scenario::Idle(args) => idle::run(&mut servers, args).await?,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;

@@ -1,6 +1,8 @@
 //! `peyvand-bench messages`: people in pairs, each pair with a direct chat, every person's
 //! update stream open, and messages sent at a fixed rate (open loop) round-robin over the
 //! senders. Each message is timed from its due time to its arrival on the partner's stream.
+//! With several nodes, each person uses node i mod N, so a pair's two people are on different
+//! nodes and every message crosses the bus.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,16 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use peyvand_api::{Chat, OpenDirect};
+use serde::Serialize;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::connect_all;
 use crate::metrics::{Scrape, ServerSide};
-use crate::procfs::{self, CpuSnapshot};
+use crate::procfs::{self, CpuSnapshot, Memory};
 use crate::progress::say;
 use crate::schedule::Schedule;
 use crate::sender::{REQUEST_TIMEOUT, fire, pool, routes, warm_pool};
-use crate::server::Server;
+use crate::server::Servers;
 use crate::signup::{Person, sign_up};
 use crate::tracker::Tracker;
 use crate::ws::{Seen, Socket, classify};
@@ -69,11 +72,12 @@ pub struct MessagesArgs {
     pub no_streams: bool,
 }
 
-async fn open_chats(http: &reqwest::Client, server: &Server, people: &[Person]) -> anyhow::Result<Vec<i64>> {
+/// Opens each pair's chat, on the node of the pair's first person.
+async fn open_chats(http: &reqwest::Client, servers: &Servers, people: &[Person]) -> anyhow::Result<Vec<i64>> {
     let mut results = futures_util::stream::iter(people.chunks_exact(2).enumerate())
         .map(|(k, pair)| async move {
             let response = http
-                .post(format!("{}/v1/chats/direct", server.base_url))
+                .post(format!("{}/v1/chats/direct", servers.node_for(2 * k).base_url))
                 .bearer_auth(&pair[0].token)
                 .json(&OpenDirect { user_id: pair[1].id })
                 .send()
@@ -118,35 +122,37 @@ async fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
     }
 }
 
-pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<serde_json::Value> {
+pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<serde_json::Value> {
     if args.users < 2 || !args.users.is_multiple_of(2) {
         bail!("--users must be an even number of at least 2");
     }
     let schedule = Schedule::new(args.rate, Duration::from_secs(args.duration));
-    let pid = server.pid();
+    let cluster = servers.setup();
+    let pids = servers.pids();
+    let base_urls = servers.base_urls();
     let setup = setup_client()?;
 
     say(&format!("signing up {} people ({} at a time)", args.users, args.signup_concurrency));
-    let (people, sign_ups) = sign_up(&setup, server, args.users, args.signup_concurrency).await?;
+    let (people, sign_ups) = sign_up(&setup, servers, args.users, args.signup_concurrency).await?;
     say(&format!("  {:.0} sign-ups/s", sign_ups.per_second));
 
     let opened = Instant::now();
-    let chats = open_chats(&setup, server, &people).await?;
+    let chats = open_chats(&setup, servers, &people).await?;
     let chats_seconds = opened.elapsed().as_secs_f64();
     say(&format!("opened {} direct chats in {chats_seconds:.1} s", chats.len()));
 
-    let before_connect = procfs::memory(pid)?;
+    let before_connect = procfs::memory_sum(&pids)?;
     let streams = if args.no_streams { &people[..0] } else { &people[..] };
     say(&format!("connecting {} update streams", streams.len()));
-    let (sockets, connect) = connect_all(server.address, streams, 0, args.connect_concurrency).await;
+    let (sockets, connect) = connect_all(&servers.addresses(), streams, 0, args.connect_concurrency).await;
     if connect.connected != streams.len() {
         bail!("only {} of {} streams connected: {:?}", connect.connected, streams.len(), connect.failures);
     }
-    let after_connect = procfs::memory(pid)?;
+    let after_connect = procfs::memory_sum(&pids)?;
 
     let http = pool(args.senders_concurrency)?;
-    warm_pool(&http, &server.base_url, args.senders_concurrency).await;
-    let routes = routes(&server.base_url, &people, &chats)?;
+    warm_pool(&http, &base_urls, args.senders_concurrency).await;
+    let routes = routes(&base_urls, &people, &chats)?;
 
     let start = Instant::now() + LEAD;
     let track_seconds = args.duration + args.drain + REQUEST_TIMEOUT.as_secs() + 5;
@@ -165,20 +171,23 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         args.senders_concurrency
     ));
     tokio::time::sleep_until(start.into()).await;
-    let scrape_start = Scrape::take(&setup, &server.base_url).await;
-    let cpu_start = CpuSnapshot::take(pid);
+    let scrape_start = Scrape::take_all(&setup, &base_urls).await;
+    let cpu_start = CpuSnapshot::take(&pids);
     let span = Duration::from_secs(args.duration);
-    let perf_dir = server.data_dir().to_path_buf();
-    let stat = if args.perf_stat { Some(perf::stat(pid, span, perf_dir.join("perf-stat.csv"))?) } else { None };
+    let perf_dir = servers.data_dir().to_path_buf();
+    let stat = if args.perf_stat { Some(perf::stat(&pids, span, perf_dir.join("perf-stat.csv"))?) } else { None };
     let record = match &args.perf_record {
-        Some(path) => Some(perf::record(pid, span, path.clone())?),
+        Some(path) => Some(perf::record(&pids, span, path.clone())?),
         None => None,
     };
 
     let late_ticks = fire(&http, &routes, &tracker, args.senders_concurrency).await;
     let sending_seconds = start.elapsed().as_secs_f64();
-    let cpu_sending = CpuSnapshot::take(pid).since(&cpu_start);
-    let server_sending = ServerSide::between(&scrape_start, &Scrape::take(&setup, &server.base_url).await);
+    let cpu_sending = CpuSnapshot::take(&pids).since(&cpu_start);
+    let scrape_sent = Scrape::take_all(&setup, &base_urls).await;
+    let scrape_start_total = Scrape::total(&scrape_start);
+    let server_sending = ServerSide::between(&scrape_start_total, &Scrape::total(&scrape_sent));
+    let server_sending_by_node = ServerSide::by_node(&scrape_start, &scrape_sent);
 
     let total = schedule.total();
     let all_answered = wait_until(Instant::now() + REQUEST_TIMEOUT + Duration::from_secs(2), || {
@@ -190,13 +199,15 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
             tracker.delivered_count.load(Ordering::Relaxed) >= tracker.acked_count.load(Ordering::Relaxed)
         })
         .await;
-    let cpu_total = CpuSnapshot::take(pid).since(&cpu_start);
-    let server_total = ServerSide::between(&scrape_start, &Scrape::take(&setup, &server.base_url).await);
-    let end_memory = procfs::memory(pid)?;
+    let cpu_total = CpuSnapshot::take(&pids).since(&cpu_start);
+    let scrape_end = Scrape::total(&Scrape::take_all(&setup, &base_urls).await);
+    let server_total = ServerSide::between(&scrape_start_total, &scrape_end);
+    let end_memory = procfs::memory_sum(&pids)?;
+    let end_memory_by_node = pids.iter().map(|&pid| procfs::memory(pid)).collect::<anyhow::Result<Vec<_>>>()?;
     for reader in &readers {
         reader.abort();
     }
-    server.check_alive()?;
+    servers.check_alive()?;
 
     let perf_stat = match stat {
         Some(run) => Some(perf::read_stat(&run.finish().await?).context("perf stat output")?),
@@ -208,8 +219,10 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
     }
 
     let outcome = tracker.outcome();
-    // perf counted over the sending span, as did `server_sending`.
-    let disk = perf_stat.as_ref().map(|s| {
+    // perf counted over the sending span, as did `server_sending`. These figures describe the
+    // embedded storage's writes: on PostgreSQL, PostgreSQL's own processes write, and perf
+    // watches only the servers.
+    let disk = perf_stat.as_ref().filter(|_| servers.embedded_storage()).map(|s| {
         let count = |event: &str| s.get(event).copied().unwrap_or(0.0);
         let syncs = count("syscalls:sys_enter_fdatasync") + count("syscalls:sys_enter_fsync");
         let stored = server_sending.messages_stored.max(1.0);
@@ -224,6 +237,7 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
 
     say("");
     say(&format!("messages: {} people, offered {}/s for {} s", args.users, args.rate, args.duration));
+    say(&format!("  servers       {}", cluster.line()));
     say(&format!("  sign-ups      {:.0}/s ({} in {:.1} s)", sign_ups.per_second, sign_ups.count, sign_ups.seconds));
     say(&format!("  streams       {:.0} connects/s", connect.per_second));
     say(&format!(
@@ -251,6 +265,25 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         server_sending.messages_stored,
         server_sending.frames_sent
     ));
+    let by_node: Vec<NodeReport<'_>> = servers
+        .nodes()
+        .iter()
+        .zip(&cpu_sending.server_cores_by_node)
+        .zip(end_memory_by_node)
+        .zip(server_sending_by_node)
+        .map(|(((node, &cpu_cores_while_sending), memory_end), server_counters_while_sending)| NodeReport {
+            base_url: &node.base_url,
+            pid: node.pid(),
+            cpu_cores_while_sending,
+            memory_end,
+            server_counters_while_sending,
+        })
+        .collect();
+    if by_node.len() > 1 {
+        for (i, node) in by_node.iter().enumerate() {
+            say(&format!("  node {i:<8} {}", node.line()));
+        }
+    }
     if let Some(disk) = &disk {
         say(&format!("  disk          {disk}"));
     }
@@ -258,8 +291,11 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         say(&format!("  note: the generator fell >5 ms behind its schedule on {late_ticks} ticks"));
     }
 
-    Ok(json!({
+    let mut result = json!({
         "mode": "messages",
+        "storage": cluster.storage,
+        "bus": cluster.bus,
+        "nodes": cluster.nodes,
         "users": args.users,
         "rate": args.rate,
         "duration_s": args.duration,
@@ -281,5 +317,39 @@ pub async fn run(server: &mut Server, args: &MessagesArgs) -> anyhow::Result<ser
         "disk": disk,
         "server_counters_while_sending": server_sending,
         "server_counters_until_drained": server_total,
-    }))
+    });
+    // Each node's share, when there are several; the figures above are their sums.
+    if by_node.len() > 1
+        && let Some(fields) = result.as_object_mut()
+    {
+        fields.insert("by_node".into(), serde_json::to_value(&by_node)?);
+    }
+    Ok(result)
+}
+
+/// One node's share of a run on several nodes.
+#[derive(Debug, Serialize)]
+struct NodeReport<'a> {
+    base_url: &'a str,
+    pid: u32,
+    cpu_cores_while_sending: f64,
+    memory_end: Memory,
+    server_counters_while_sending: ServerSide,
+}
+
+impl NodeReport<'_> {
+    fn line(&self) -> String {
+        let side = &self.server_counters_while_sending;
+        format!(
+            "{}: {:.2} cores, {:.1} MiB at the end, {:.0} requests (mean {:.1} ms), {:.0} messages stored, \
+             {:.0} frames sent",
+            self.base_url,
+            self.cpu_cores_while_sending,
+            procfs::mib(self.memory_end.rss),
+            side.requests,
+            side.mean_request_ms,
+            side.messages_stored,
+            side.frames_sent
+        )
+    }
 }

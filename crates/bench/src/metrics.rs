@@ -18,6 +18,22 @@ impl Scrape {
         text.map(|t| Self::parse(&t)).unwrap_or_default()
     }
 
+    /// Every node's scrape, in the nodes' order.
+    pub async fn take_all(http: &reqwest::Client, base_urls: &[String]) -> Vec<Self> {
+        futures_util::future::join_all(base_urls.iter().map(|base_url| Self::take(http, base_url))).await
+    }
+
+    /// The nodes' values added up. Every figure the bench reads is a counter, a histogram's sum
+    /// or count, or a gauge of what one node holds (open streams), so the cluster's figure is
+    /// the sum of the nodes'.
+    pub fn total(scrapes: &[Self]) -> Self {
+        let mut values = BTreeMap::new();
+        for (name, value) in scrapes.iter().flat_map(|s| &s.values) {
+            *values.entry(name.clone()).or_insert(0.0) += value;
+        }
+        Self { values }
+    }
+
     fn parse(text: &str) -> Self {
         let values = text
             .lines()
@@ -50,6 +66,11 @@ pub struct ServerSide {
 }
 
 impl ServerSide {
+    /// Each node's figures, for scrapes of the same nodes in the same order.
+    pub fn by_node(earlier: &[Scrape], later: &[Scrape]) -> Vec<Self> {
+        earlier.iter().zip(later).map(|(earlier, later)| Self::between(earlier, later)).collect()
+    }
+
     pub fn between(earlier: &Scrape, later: &Scrape) -> Self {
         let requests = later.delta(earlier, "peyvand_http_request_duration_seconds_count");
         let seconds = later.delta(earlier, "peyvand_http_request_duration_seconds_sum");
@@ -81,5 +102,15 @@ mod tests {
         assert_eq!(side.requests, 100.0);
         assert!((side.mean_request_ms - 20.0).abs() < 1e-9);
         assert_eq!(side.messages_stored, 100.0);
+    }
+
+    #[test]
+    fn nodes_add_up() {
+        let one = Scrape::parse("peyvand_websockets_open 3\npeyvand_messages_sent_total 10\n");
+        let two = Scrape::parse("peyvand_websockets_open 4\n");
+        let total = Scrape::total(&[one, two]);
+        assert_eq!(total.get("peyvand_websockets_open"), Some(7.0));
+        assert_eq!(total.get("peyvand_messages_sent_total"), Some(10.0));
+        assert_eq!(total.get("peyvand_nothing"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Optional `perf` attached to the server for the measured phase: counters (CPU time, context
 //! switches, fsync calls) and a sampled profile. `perf ... -p PID -- sleep S` stops by itself
-//! after S seconds, so nothing needs to be signalled.
+//! after S seconds, so nothing needs to be signalled. With several nodes, `-p` lists them all
+//! and the counts are their sums.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,24 +29,29 @@ fn spawn(mut command: Command, output: PathBuf) -> anyhow::Result<PerfRun> {
     Ok(PerfRun { child, output })
 }
 
-/// Starts counting the server's events for `span`.
-pub fn stat(pid: u32, span: Duration, output: PathBuf) -> anyhow::Result<PerfRun> {
+/// `perf`'s `-p` argument: the processes, separated by commas.
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Starts counting the servers' events for `span`.
+pub fn stat(pids: &[u32], span: Duration, output: PathBuf) -> anyhow::Result<PerfRun> {
     let mut command = Command::new("perf");
     command
         .args(["stat", "-x", ",", "-e", STAT_EVENTS, "-o"])
         .arg(&output)
-        .args(["-p", &pid.to_string(), "--", "sleep"])
+        .args(["-p", &pid_list(pids), "--", "sleep"])
         .arg(seconds(span));
     spawn(command, output)
 }
 
-/// Starts sampling the server's stacks for `span`, into `output` for `perf report`.
-pub fn record(pid: u32, span: Duration, output: PathBuf) -> anyhow::Result<PerfRun> {
+/// Starts sampling the servers' stacks for `span`, into `output` for `perf report`.
+pub fn record(pids: &[u32], span: Duration, output: PathBuf) -> anyhow::Result<PerfRun> {
     let mut command = Command::new("perf");
     command
         .args(["record", "-F", "999", "-g", "-o"])
         .arg(&output)
-        .args(["-p", &pid.to_string(), "--", "sleep"])
+        .args(["-p", &pid_list(pids), "--", "sleep"])
         .arg(seconds(span));
     spawn(command, output)
 }
@@ -82,6 +88,12 @@ fn parse_stat(text: &str) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_processes() {
+        assert_eq!(pid_list(&[42]), "42");
+        assert_eq!(pid_list(&[42, 43]), "42,43");
+    }
 
     #[test]
     fn perf_stat_csv() {

@@ -11,12 +11,13 @@ use serde::Serialize;
 /// architecture that matters here (the kernel fixes USER_HZ for user space).
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// Resident memory of a process, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Resident memory of a process, or the sum over several (a cluster's nodes), in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Memory {
     /// VmRSS: resident now.
     pub rss: u64,
-    /// VmHWM: the most it was ever resident.
+    /// VmHWM: the most it was ever resident (summed over the processes: each at its own peak,
+    /// which they need not have reached at the same time).
     pub peak: u64,
 }
 
@@ -29,6 +30,14 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read the status of process {pid}"))?;
     parse_status(&text).with_context(|| format!("no VmRSS/VmHWM in /proc/{pid}/status"))
+}
+
+/// The memory of several processes together.
+pub fn memory_sum(pids: &[u32]) -> anyhow::Result<Memory> {
+    pids.iter().try_fold(Memory::default(), |sum, &pid| {
+        let one = memory(pid)?;
+        Ok(Memory { rss: sum.rss + one.rss, peak: sum.peak + one.peak })
+    })
 }
 
 fn kib_field(text: &str, name: &str) -> Option<u64> {
@@ -107,7 +116,9 @@ fn parse_machine_cpu(text: &str) -> Option<(f64, f64)> {
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
     at: Instant,
-    server: f64,
+    /// Each server process's (each node's).
+    server: Vec<f64>,
+    /// Summed over the server processes: the nodes run the same threads.
     server_threads: BTreeMap<String, f64>,
     bench: f64,
     machine: (f64, f64),
@@ -117,7 +128,11 @@ pub struct CpuSnapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuUse {
     pub seconds: f64,
+    /// All server processes together.
     pub server_cores: f64,
+    /// Each node's share of `server_cores`, when there are several.
+    #[serde(skip_serializing_if = "one_node")]
+    pub server_cores_by_node: Vec<f64>,
     pub bench_cores: f64,
     /// The server's threads by name (tokio names its workers and blocking threads alike).
     pub server_threads_cores: BTreeMap<String, f64>,
@@ -127,12 +142,20 @@ pub struct CpuUse {
     pub machine_iowait_cores: f64,
 }
 
+fn one_node(cores: &[f64]) -> bool {
+    cores.len() < 2
+}
+
 impl CpuSnapshot {
-    pub fn take(server_pid: u32) -> Self {
+    pub fn take(server_pids: &[u32]) -> Self {
+        let mut server_threads = BTreeMap::new();
+        for (name, seconds) in server_pids.iter().flat_map(|&pid| cpu_seconds_by_thread(pid)) {
+            *server_threads.entry(name).or_insert(0.0) += seconds;
+        }
         Self {
             at: Instant::now(),
-            server: cpu_seconds(server_pid).unwrap_or(0.0),
-            server_threads: cpu_seconds_by_thread(server_pid),
+            server: server_pids.iter().map(|&pid| cpu_seconds(pid).unwrap_or(0.0)).collect(),
+            server_threads,
             bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
             machine: machine_cpu_seconds().unwrap_or((0.0, 0.0)),
         }
@@ -148,7 +171,9 @@ impl CpuSnapshot {
             })
             .filter(|(_, cores)| *cores >= 0.005)
             .collect();
-        let server_cores = (self.server - earlier.server) / seconds;
+        let server_cores_by_node: Vec<f64> =
+            self.server.iter().zip(&earlier.server).map(|(now, then)| (now - then) / seconds).collect();
+        let server_cores = server_cores_by_node.iter().sum::<f64>();
         // Short-lived threads (tokio's blocking pool) may have come and gone in between.
         let unaccounted = server_cores - server_threads_cores.values().sum::<f64>();
         if unaccounted >= 0.005 {
@@ -157,6 +182,7 @@ impl CpuSnapshot {
         CpuUse {
             seconds,
             server_cores,
+            server_cores_by_node,
             bench_cores: (self.bench - earlier.bench) / seconds,
             server_threads_cores,
             machine_busy_cores: (self.machine.0 - earlier.machine.0) / seconds,
@@ -166,11 +192,18 @@ impl CpuSnapshot {
 }
 
 impl CpuUse {
-    /// `server 1.31 cores (tokio-runtime-w 1.02, sqlite-writer 0.29), bench 0.62 cores`.
+    /// `server 1.31 cores (tokio-runtime-w 1.02, sqlite-writer 0.29), bench 0.62 cores, ...`; with
+    /// several nodes, `server 1.31 cores = 0.66 + 0.65 (...)`.
     pub fn line(&self) -> String {
         let threads: Vec<String> = self.server_threads_cores.iter().map(|(name, c)| format!("{name} {c:.2}")).collect();
+        let by_node = if one_node(&self.server_cores_by_node) {
+            String::new()
+        } else {
+            let nodes: Vec<String> = self.server_cores_by_node.iter().map(|c| format!("{c:.2}")).collect();
+            format!(" = {}", nodes.join(" + "))
+        };
         format!(
-            "server {:.2} cores ({}), bench {:.2} cores, whole machine {:.2} busy + {:.2} iowait, over {:.1} s",
+            "server {:.2} cores{by_node} ({}), bench {:.2} cores, whole machine {:.2} busy + {:.2} iowait, over {:.1} s",
             self.server_cores,
             threads.join(", "),
             self.bench_cores,
@@ -197,6 +230,15 @@ mod tests {
         let line = "4242 (tokio (x) w) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 9 0 100";
         assert_eq!(parse_stat(line), Some(("tokio (x) w".to_owned(), 175)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn memory_of_several_processes() {
+        let me = std::process::id();
+        let one = memory(me).expect("own status");
+        let two = memory_sum(&[me, me]).expect("own status");
+        assert!(two.rss >= one.rss && two.peak >= 2 * one.peak);
+        assert_eq!(memory_sum(&[]).expect("nothing to read"), Memory::default());
     }
 
     #[test]

@@ -22,13 +22,15 @@ pub struct Route {
     auth: HeaderValue,
 }
 
-/// Each person's route: person `u` writes in chat `chats[u / 2]`, shared with their partner.
-pub fn routes(base_url: &str, people: &[Person], chats: &[i64]) -> anyhow::Result<Vec<Arc<Route>>> {
+/// Each person's route: person `u` writes in chat `chats[u / 2]`, shared with their partner,
+/// through node `u % base_urls.len()`, the one they signed in on.
+pub fn routes(base_urls: &[String], people: &[Person], chats: &[i64]) -> anyhow::Result<Vec<Arc<Route>>> {
     people
         .iter()
         .enumerate()
         .map(|(u, person)| {
             let auth = HeaderValue::from_str(&format!("Bearer {}", person.token))?;
+            let base_url = &base_urls[u % base_urls.len()];
             let url = reqwest::Url::parse(&format!("{base_url}/v1/chats/{}/messages", chats[u / 2]))?;
             anyhow::Ok(Arc::new(Route { url, auth }))
         })
@@ -46,12 +48,14 @@ pub fn pool(in_flight: usize) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Opens the sending pool's connections before the clock starts, so that the first second
-/// does not measure TCP handshakes.
-pub async fn warm_pool(http: &reqwest::Client, base_url: &str, connections: usize) {
-    let url = format!("{base_url}/healthz");
-    futures_util::stream::iter(0..connections)
-        .for_each_concurrent(connections, |_| async {
-            if let Ok(r) = http.get(&url).send().await {
+/// does not measure TCP handshakes. Sends take turns over the nodes, so each node gets its
+/// share of the `connections`.
+pub async fn warm_pool(http: &reqwest::Client, base_urls: &[String], connections: usize) {
+    let per_node = connections.div_ceil(base_urls.len().max(1));
+    let urls: Vec<String> = base_urls.iter().map(|base_url| format!("{base_url}/healthz")).collect();
+    futures_util::stream::iter(urls.iter().flat_map(|url| std::iter::repeat_n(url, per_node)))
+        .for_each_concurrent(per_node * urls.len(), |url| async move {
+            if let Ok(r) = http.get(url).send().await {
                 let _ = r.bytes().await;
             }
         })

@@ -9,7 +9,7 @@ use peyvand_api::{CodeRequest, SignInRequest, SignedIn};
 use serde::Serialize;
 
 use crate::progress::Progress;
-use crate::server::Server;
+use crate::server::Servers;
 
 const CODE_WAIT: Duration = Duration::from_secs(30);
 /// Nine digits after the +98 9 prefix, of which the bench fixes the first two (`12`).
@@ -44,17 +44,17 @@ async fn check(response: reqwest::Response, what: &str) -> anyhow::Result<reqwes
     bail!("{what} answered {status}: {body}")
 }
 
-async fn sign_up_one(http: &reqwest::Client, server: &Server, i: usize) -> anyhow::Result<Person> {
+/// Signs person `i` up through their node, which prints the code it sends into the codes
+/// gathered from every node.
+async fn sign_up_one(http: &reqwest::Client, servers: &Servers, i: usize) -> anyhow::Result<Person> {
     let phone = phone(i);
-    let response = http
-        .post(format!("{}/v1/auth/code", server.base_url))
-        .json(&CodeRequest { phone: phone.clone() })
-        .send()
-        .await?;
+    let base_url = &servers.node_for(i).base_url;
+    let response =
+        http.post(format!("{base_url}/v1/auth/code")).json(&CodeRequest { phone: phone.clone() }).send().await?;
     check(response, "POST /v1/auth/code").await?;
-    let code = server.codes.take(&phone, CODE_WAIT).await?;
+    let code = servers.codes.take(&phone, CODE_WAIT).await?;
     let request = SignInRequest { phone, code, device_name: Some("peyvand-bench".into()), pin: None };
-    let response = http.post(format!("{}/v1/auth/sign-in", server.base_url)).json(&request).send().await?;
+    let response = http.post(format!("{base_url}/v1/auth/sign-in")).json(&request).send().await?;
     let signed_in: SignedIn = check(response, "POST /v1/auth/sign-in").await?.json().await?;
     Ok(Person { id: signed_in.account.id, token: signed_in.token })
 }
@@ -62,7 +62,7 @@ async fn sign_up_one(http: &reqwest::Client, server: &Server, i: usize) -> anyho
 /// Signs up `count` new people, `concurrency` at a time, in phone-number order.
 pub async fn sign_up(
     http: &reqwest::Client,
-    server: &Server,
+    servers: &Servers,
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<(Vec<Person>, SignUpStats)> {
@@ -74,7 +74,7 @@ pub async fn sign_up(
     let mut progress = Progress::new("signed up", count);
     let mut people: Vec<Option<Person>> = vec![None; count];
     let mut results = futures_util::stream::iter(0..count)
-        .map(|i| async move { (i, sign_up_one(http, server, i).await) })
+        .map(|i| async move { (i, sign_up_one(http, servers, i).await) })
         .buffer_unordered(concurrency);
     while let Some((i, result)) = results.next().await {
         people[i] = Some(result.with_context(|| format!("signing up {}", phone(i)))?);

@@ -4,52 +4,92 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use peyvand_api::Update;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 const SHARDS: usize = 64;
 /// Small on purpose: an idle connection must cost little memory, and a receiver that falls
 /// this far behind catches up from the store instead.
 const CHANNEL_CAPACITY: usize = 16;
 
-type Shard = Mutex<HashMap<i64, broadcast::Sender<Arc<Update>>>>;
+/// What travels in a person's channel: an update, or `None` for "you may have missed some".
+type Item = Option<Arc<Update>>;
+type Shard = Mutex<HashMap<i64, broadcast::Sender<Item>>>;
 
 /// The subscribers of one node, by person.
 #[derive(Debug)]
 pub struct LocalFanout {
-    shards: Arc<Vec<Shard>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    shards: Vec<Shard>,
+    /// Told the id of each person whose last subscriber on this node went away.
+    idle: Option<mpsc::UnboundedSender<i64>>,
 }
 
 impl Default for LocalFanout {
     fn default() -> Self {
-        Self { shards: Arc::new((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()) }
+        Self::with_idle_hook(None)
     }
 }
 
-fn lock(shards: &[Shard], user_id: i64) -> MutexGuard<'_, HashMap<i64, broadcast::Sender<Arc<Update>>>> {
-    let shard = &shards[user_id.rem_euclid(SHARDS as i64) as usize];
-    // A panic while holding the lock leaves a map that is still consistent: keep using it.
-    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Shared {
+    fn lock(&self, user_id: i64) -> MutexGuard<'_, HashMap<i64, broadcast::Sender<Item>>> {
+        let shard = &self.shards[user_id.rem_euclid(SHARDS as i64) as usize];
+        // A panic while holding the lock leaves a map that is still consistent: keep using it.
+        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl LocalFanout {
+    /// A fanout that sends `idle` the id of each person whose last local subscriber left, so
+    /// that a cluster bus can stop listening for them.
+    pub fn with_idle_hook(idle: Option<mpsc::UnboundedSender<i64>>) -> Self {
+        Self { shared: Arc::new(Shared { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), idle }) }
+    }
+
     /// Hands the update to the person's subscribers on this node; nobody listening is fine.
     pub fn deliver(&self, user_id: i64, update: Arc<Update>) {
-        if let Some(sender) = lock(&self.shards, user_id).get(&user_id) {
-            let _ = sender.send(update);
+        if let Some(sender) = self.shared.lock(user_id).get(&user_id) {
+            let _ = sender.send(Some(update));
+        }
+    }
+
+    /// Tells every subscriber on this node that updates may have been missed (the cluster
+    /// link was down), so each reads the store before trusting live updates again.
+    pub fn resync_all(&self) {
+        for shard in &self.shared.shards {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for sender in shard.values() {
+                let _ = sender.send(None);
+            }
         }
     }
 
     pub fn subscribe(&self, user_id: i64) -> Subscription {
-        let receiver = lock(&self.shards, user_id)
+        let receiver = self
+            .shared
+            .lock(user_id)
             .entry(user_id)
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
             .subscribe();
-        Subscription { user_id, receiver, shards: self.shards.clone() }
+        Subscription { user_id, receiver, shared: self.shared.clone() }
+    }
+
+    /// The people with at least one subscriber on this node.
+    pub fn subscribed_people(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for shard in &self.shared.shards {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            out.extend(shard.iter().filter(|(_, s)| s.receiver_count() > 0).map(|(id, _)| *id));
+        }
+        out
     }
 
     /// Whether anyone on this node listens for the person.
     pub fn has_subscribers(&self, user_id: i64) -> bool {
-        lock(&self.shards, user_id).get(&user_id).is_some_and(|s| s.receiver_count() > 0)
+        self.shared.lock(user_id).get(&user_id).is_some_and(|s| s.receiver_count() > 0)
     }
 }
 
@@ -57,7 +97,8 @@ impl LocalFanout {
 #[derive(Debug)]
 pub enum Received {
     Update(Arc<Update>),
-    /// Some updates were dropped because this subscriber fell behind: read the store.
+    /// Some updates were dropped (this subscriber fell behind, or the cluster link was down):
+    /// read the store.
     Lagged,
 }
 
@@ -65,16 +106,16 @@ pub enum Received {
 #[derive(Debug)]
 pub struct Subscription {
     user_id: i64,
-    receiver: broadcast::Receiver<Arc<Update>>,
-    shards: Arc<Vec<Shard>>,
+    receiver: broadcast::Receiver<Item>,
+    shared: Arc<Shared>,
 }
 
 impl Subscription {
     /// The next update, `Lagged` after a gap, or `None` if the bus shut down.
     pub async fn recv(&mut self) -> Option<Received> {
         match self.receiver.recv().await {
-            Ok(update) => Some(Received::Update(update)),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Received::Lagged),
+            Ok(Some(update)) => Some(Received::Update(update)),
+            Ok(None) | Err(broadcast::error::RecvError::Lagged(_)) => Some(Received::Lagged),
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
@@ -82,10 +123,13 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut shard = lock(&self.shards, self.user_id);
+        let mut shard = self.shared.lock(self.user_id);
         // This receiver still counts until it is dropped after this body, hence `<= 1`.
         if shard.get(&self.user_id).is_some_and(|s| s.receiver_count() <= 1) {
             shard.remove(&self.user_id);
+            if let Some(idle) = &self.shared.idle {
+                let _ = idle.send(self.user_id);
+            }
         }
     }
 }
@@ -128,6 +172,24 @@ mod tests {
         assert!(matches!(sub.recv().await, Some(Received::Lagged)));
         drop(sub);
         assert!(!fanout.has_subscribers(5));
-        assert!(lock(&fanout.shards, 5).get(&5).is_none());
+        assert!(fanout.shared.lock(5).get(&5).is_none());
+    }
+
+    #[tokio::test]
+    async fn resync_reaches_everyone_and_the_idle_hook_hears_the_last_leave() {
+        let (tx, mut idle) = mpsc::unbounded_channel();
+        let fanout = LocalFanout::with_idle_hook(Some(tx));
+        let mut a1 = fanout.subscribe(1);
+        let a2 = fanout.subscribe(1);
+        let mut b = fanout.subscribe(2);
+        assert_eq!(fanout.subscribed_people().len(), 2);
+        fanout.resync_all();
+        assert!(matches!(a1.recv().await, Some(Received::Lagged)));
+        assert!(matches!(b.recv().await, Some(Received::Lagged)));
+        drop(a1);
+        assert!(idle.try_recv().is_err(), "person 1 still has a subscriber");
+        drop(a2);
+        assert_eq!(idle.try_recv().ok(), Some(1));
+        assert_eq!(fanout.subscribed_people(), vec![2]);
     }
 }

@@ -7,6 +7,7 @@
 //! cursor. Ephemeral updates (typing, presence) may be dropped.
 
 mod fanout;
+mod nats;
 
 use std::sync::Arc;
 
@@ -14,6 +15,21 @@ use async_trait::async_trait;
 use peyvand_api::Update;
 
 pub use fanout::{LocalFanout, Received, Subscription};
+pub use nats::{NatsBus, NatsConnectError};
+
+/// The state of a node's link to the other nodes, for health checks and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusHealth {
+    /// `in-process` or `nats`.
+    pub kind: &'static str,
+    /// Whether updates from other nodes can arrive now (always true in-process).
+    pub connected: bool,
+    /// How many times the link came back after being lost.
+    pub reconnects: u64,
+    pub publish_errors: u64,
+    /// Messages from other nodes that were not valid updates and were ignored.
+    pub invalid_messages: u64,
+}
 
 /// Delivers updates to every node that has subscribers for the person.
 #[async_trait]
@@ -21,7 +37,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Sends `update` to every current subscriber of `user_id`, on every node.
     async fn publish(&self, user_id: i64, update: Arc<Update>);
     /// Receives what is published for `user_id` from now on, until the subscription drops.
-    fn subscribe(&self, user_id: i64) -> Subscription;
+    /// Returns once every node's publications for the person will reach it.
+    async fn subscribe(&self, user_id: i64) -> Subscription;
+    fn health(&self) -> BusHealth;
 }
 
 /// The bus of a single node: publishing is handing the update to local subscribers.
@@ -42,7 +60,11 @@ impl Bus for InProcessBus {
         self.fanout.deliver(user_id, update);
     }
 
-    fn subscribe(&self, user_id: i64) -> Subscription {
+    async fn subscribe(&self, user_id: i64) -> Subscription {
         self.fanout.subscribe(user_id)
+    }
+
+    fn health(&self) -> BusHealth {
+        BusHealth { kind: "in-process", connected: true, reconnects: 0, publish_errors: 0, invalid_messages: 0 }
     }
 }

@@ -19,6 +19,15 @@ pub struct Config {
     pub listen: String,
     /// Where the embedded storage keeps its files.
     pub data: PathBuf,
+    /// `embedded` (SQLite under `data`, the default) or a PostgreSQL URL,
+    /// `postgres://user:password@host:port/database`, shared by every node of a cluster.
+    pub storage: String,
+    /// `in-process` (one node, the default) or NATS, `nats://host:port` (several addresses
+    /// separated by commas), which carries updates between the nodes of a cluster.
+    pub bus: String,
+    /// The first tokens of every NATS subject this deployment uses, so that several
+    /// deployments can share a NATS.
+    pub bus_prefix: String,
     /// `text` or `json` logs, on standard error.
     pub log_format: LogFormat,
     /// Load balancers or proxies whose `X-Forwarded-For` header names the real client, for
@@ -34,6 +43,9 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("data"),
+            storage: "embedded".into(),
+            bus: "in-process".into(),
+            bus_prefix: "peyvand".into(),
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             sms: SmsConfig::default(),
@@ -69,7 +81,22 @@ pub enum SmsGateway {
 
 /// The top-level keys, which are the only `PEYVAND_*` variables read as configuration (others,
 /// like `PEYVAND_SERVER`, belong to the client).
-const TOP_LEVEL_KEYS: &[&str] = &["listen", "data", "log_format", "trusted_proxies", "sms", "service"];
+const TOP_LEVEL_KEYS: &[&str] =
+    &["listen", "data", "storage", "bus", "bus_prefix", "log_format", "trusted_proxies", "sms", "service"];
+
+/// Where the storage is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    Embedded,
+    Postgres(String),
+}
+
+/// How updates travel between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusKind {
+    InProcess,
+    Nats(String),
+}
 
 /// IP addresses as a list, or as one comma-separated string (as an environment variable
 /// gives them).
@@ -143,7 +170,27 @@ impl Config {
         Ok(config)
     }
 
+    pub fn storage_kind(&self) -> anyhow::Result<StorageKind> {
+        match self.storage.trim() {
+            "" | "embedded" | "sqlite" => Ok(StorageKind::Embedded),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(StorageKind::Postgres(url.to_owned()))
+            }
+            _ => bail!("storage must be \"embedded\" or a postgres:// URL"),
+        }
+    }
+
+    pub fn bus_kind(&self) -> anyhow::Result<BusKind> {
+        match self.bus.trim() {
+            "" | "in-process" => Ok(BusKind::InProcess),
+            urls if urls.split(',').all(|u| u.trim().starts_with("nats://")) => Ok(BusKind::Nats(urls.to_owned())),
+            _ => bail!("bus must be \"in-process\" or nats:// URLs separated by commas"),
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        self.storage_kind()?;
+        self.bus_kind()?;
         if self.sms.gateway == SmsGateway::Http && self.sms.url.as_deref().is_none_or(str::is_empty) {
             bail!("sms.gateway = \"http\" needs sms.url");
         }
@@ -153,6 +200,9 @@ impl Config {
         }
         if s.code_ttl_secs == 0 || s.code_max_attempts == 0 {
             bail!("service.code_ttl_secs and service.code_max_attempts must be positive");
+        }
+        if s.presence_heartbeat_secs == 0 {
+            bail!("service.presence_heartbeat_secs must be positive");
         }
         Ok(())
     }
@@ -204,5 +254,24 @@ mod tests {
         assert!(load_from("[service]\ncode_length = 2", &[]).is_err());
         assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
+        assert!(load_from("storage = \"mysql://x\"", &[]).is_err());
+        assert!(load_from("bus = \"nats://a:4222,redis://b\"", &[]).is_err());
+    }
+
+    #[test]
+    fn storage_and_bus_from_the_file_or_the_environment() {
+        let default = load_from("", &[]).expect("valid");
+        assert_eq!(default.storage_kind().expect("kind"), StorageKind::Embedded);
+        assert_eq!(default.bus_kind().expect("kind"), BusKind::InProcess);
+        let cluster = load_from(
+            "storage = \"postgres://db.internal/peyvand\"",
+            &[("PEYVAND_BUS", "nats://n1:4222, nats://n2:4222")],
+        )
+        .expect("valid");
+        assert_eq!(
+            cluster.storage_kind().expect("kind"),
+            StorageKind::Postgres("postgres://db.internal/peyvand".into())
+        );
+        assert!(matches!(cluster.bus_kind().expect("kind"), BusKind::Nats(urls) if urls.contains("n2")));
     }
 }

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Runs the messenger server.
     Serve(serve::ServeArgs),
+    /// Brings the storage's schema up to date and exits.
+    Migrate(serve::StorageArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -46,6 +48,7 @@ async fn run() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,
+        Command::Migrate(storage) => serve::migrate(storage).await,
         Command::Client(command) => cli::run(args.global, command).await,
     };
     match result {

@@ -6,24 +6,83 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use peyvand_bus::InProcessBus;
+use peyvand_bus::{Bus, InProcessBus, NatsBus};
+use peyvand_core::url::redact_credentials;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
+use peyvand_store::Store;
+use peyvand_store::postgres::PgStore;
 use peyvand_store::sqlite::SqliteStore;
 
-use crate::config::{Config, LogFormat, SmsGateway};
+use crate::config::{BusKind, Config, LogFormat, SmsGateway, StorageKind};
 
-/// Options of `peyvand serve`; each overrides the configuration file and the environment.
+/// Where the storage is; shared by `serve` and `migrate`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
+pub struct StorageArgs {
     /// A TOML configuration file.
     #[arg(long, env = "PEYVAND_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the embedded storage keeps its files [default: ./data].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// `embedded` [default] or `postgres://user:password@host:port/database`.
+    #[arg(long)]
+    pub storage: Option<String>,
+}
+
+/// Options of `peyvand serve`; each overrides the configuration file and the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// The address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
     #[arg(long)]
     pub listen: Option<String>,
+    /// `in-process` [default] or `nats://host:port[,nats://...]` for a cluster of nodes.
+    #[arg(long)]
+    pub bus: Option<String>,
+}
+
+impl StorageArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(data) = &self.data {
+            config.data = data.clone();
+        }
+        if let Some(storage) = &self.storage {
+            config.storage = storage.clone();
+            config.storage_kind()?;
+        }
+        Ok(config)
+    }
+}
+
+/// Opens the configured storage, bringing its schema up to date.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.storage_kind()? {
+        StorageKind::Embedded => Arc::new(
+            SqliteStore::open(&config.data)
+                .with_context(|| format!("cannot open the storage in {}", config.data.display()))?,
+        ),
+        StorageKind::Postgres(url) => Arc::new(PgStore::connect(&url).await.context("cannot use PostgreSQL")?),
+    })
+}
+
+async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match config.bus_kind()? {
+        BusKind::InProcess => Arc::new(InProcessBus::new()),
+        BusKind::Nats(urls) => Arc::new(NatsBus::connect(&urls, &config.bus_prefix).await?),
+    })
+}
+
+/// `peyvand migrate`: brings the storage's schema up to date and exits. `serve` does the same
+/// at start; this is for operators who upgrade the schema before rolling out new nodes.
+pub async fn migrate(args: StorageArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    init_logging(config.log_format);
+    open_store(&config).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "the storage's schema is up to date")?;
+    Ok(())
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -40,23 +99,24 @@ fn init_logging(format: LogFormat) {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(data) = args.data {
-        config.data = data;
-    }
+    let mut config = args.storage.load()?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(bus) = args.bus {
+        config.bus = bus;
+        config.bus_kind()?;
+    }
     init_logging(config.log_format);
-    let store = SqliteStore::open(&config.data)
-        .with_context(|| format!("cannot open the storage in {}", config.data.display()))?;
+    let store = open_store(&config).await?;
+    let bus = open_bus(&config).await?;
     let codes: Arc<dyn CodeSender> = match config.sms.gateway {
         SmsGateway::Console => Arc::new(ConsoleCodeSender),
         SmsGateway::Http => {
             Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
         }
     };
-    let service = Service::new(Arc::new(store), Arc::new(InProcessBus::new()), codes, config.service.clone());
+    let service = Service::new(store, bus, codes, config.service.clone());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -66,7 +126,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(out, "LISTENING http://{address}")?;
         out.flush()?;
     }
-    tracing::info!(%address, data = %config.data.display(), "peyvand is serving");
+    tracing::info!(%address, node = service.node_id(), storage = %storage_label(&config), bus = %bus_label(&config), "peyvand is serving");
+    let beating = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(beating.config().presence_heartbeat_secs));
+        loop {
+            every.tick().await;
+            beating.presence_tick().await;
+        }
+    });
     let pruner = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(PRUNE_EVERY);
@@ -78,10 +146,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    peyvand_server::serve(listener, peyvand_server::router(service, config.trusted_proxies.clone()), shutdown_signal())
-        .await?;
+    peyvand_server::serve(
+        listener,
+        peyvand_server::router(service.clone(), config.trusted_proxies.clone()),
+        shutdown_signal(),
+    )
+    .await?;
+    service.leave_cluster().await;
     tracing::info!("peyvand stopped");
     Ok(())
+}
+
+/// The storage for logs, without a password.
+fn storage_label(config: &Config) -> String {
+    match config.storage_kind() {
+        Ok(StorageKind::Embedded) => format!("embedded in {}", config.data.display()),
+        Ok(StorageKind::Postgres(url)) => redact_credentials(&url),
+        Err(_) => "invalid".into(),
+    }
+}
+
+fn bus_label(config: &Config) -> String {
+    redact_credentials(&config.bus)
 }
 
 async fn shutdown_signal() {

@@ -93,6 +93,16 @@ pub fn render(state: &AppState) -> String {
         "People with at least one open update stream on this node.",
         state.service.presences().online_count() as u64,
     );
+    let bus = state.service.bus_health();
+    gauge(&mut out, "peyvand_bus_connected", "1 when the link to the other nodes is up.", u64::from(bus.connected));
+    counter(&mut out, "peyvand_bus_reconnects_total", "Times the cluster link came back.", bus.reconnects);
+    counter(&mut out, "peyvand_bus_publish_errors_total", "Updates that could not be published.", bus.publish_errors);
+    counter(
+        &mut out,
+        "peyvand_bus_invalid_messages_total",
+        "Invalid messages from other nodes, ignored.",
+        bus.invalid_messages,
+    );
     counter(&mut out, "peyvand_codes_sent_total", "Sign-in codes sent.", load(&c.codes_sent));
     counter(&mut out, "peyvand_sign_ins_total", "Successful sign-ins.", load(&c.sign_ins));
     counter(&mut out, "peyvand_sign_ups_total", "Accounts created.", load(&c.sign_ups));

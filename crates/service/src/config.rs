@@ -16,6 +16,9 @@ pub struct ServiceConfig {
     pub update_retention_secs: u64,
     /// ... and how many of each person's newest updates are always kept.
     pub update_retention_min: i64,
+    /// Seconds between a node's presence heartbeats; a node silent for three is taken as
+    /// gone and its people as offline.
+    pub presence_heartbeat_secs: u64,
     pub limits: Limits,
 }
 
@@ -27,6 +30,7 @@ impl Default for ServiceConfig {
             code_max_attempts: 5,
             update_retention_secs: 7 * 24 * 3600,
             update_retention_min: 1000,
+            presence_heartbeat_secs: 10,
             limits: Limits::default(),
         }
     }

@@ -24,6 +24,7 @@ use peyvand_store::{Store, StoreError};
 pub use auth::Session;
 pub use codes::{CodeSender, ConsoleCodeSender, HttpCodeSender};
 pub use config::{Limits, ServiceConfig};
+pub use peyvand_bus::BusHealth;
 pub use presence::Presences;
 pub use stream::UpdateFeed;
 
@@ -38,6 +39,20 @@ pub struct Service {
     metrics: Arc<Counters>,
     send_limiter: Arc<limiter::SendLimiter>,
     session_cache: Arc<session_cache::SessionCache>,
+    node_id: i64,
+}
+
+/// What [`Service::readiness`] found.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub store: Result<(), String>,
+    pub bus: peyvand_bus::BusHealth,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store.is_ok() && self.bus.connected
+    }
 }
 
 /// Counters the front end exposes as metrics.
@@ -61,6 +76,8 @@ impl Service {
             metrics: Arc::new(Counters::default()),
             send_limiter: Arc::default(),
             session_cache: Arc::default(),
+            // Positive, so it reads well in logs and metrics.
+            node_id: rand::random::<i64>() & i64::MAX,
         }
     }
 
@@ -68,8 +85,23 @@ impl Service {
         &self.metrics
     }
 
+    pub fn bus_health(&self) -> peyvand_bus::BusHealth {
+        self.bus.health()
+    }
+
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    /// Whether this node can serve now: its storage answers and its link to the other nodes
+    /// is up. For a load balancer's readiness check.
+    pub async fn readiness(&self) -> Readiness {
+        let store = match tokio::time::timeout(std::time::Duration::from_secs(2), self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the storage did not answer within 2 s".to_owned()),
+        };
+        Readiness { store, bus: self.bus.health() }
     }
 
     /// Drops updates older than the configured retention; run periodically.

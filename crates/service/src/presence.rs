@@ -1,4 +1,8 @@
-//! Who is online on this node, and telling chat partners when that changes.
+//! Who is online, across every node. Each node counts its own open streams per person in
+//! memory and records in the store only the transitions (first stream on this node opened,
+//! last one closed); the store answers whether a person is online anywhere. Nodes send
+//! heartbeats, and the presence of a node that stopped beating is reaped by the others, who
+//! then announce those people offline.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,21 +31,13 @@ impl Presences {
         (before, after)
     }
 
-    pub fn is_online(&self, user_id: i64) -> bool {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&user_id)
-    }
-
-    /// How many people have at least one open stream.
+    /// How many people have at least one open stream on this node.
     pub fn online_count(&self) -> usize {
         self.connections.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub(crate) fn forget(&self, user_id: i64) {
         self.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(&user_id);
-    }
-
-    pub(crate) fn presence_of(&self, user: &UserRecord) -> Presence {
-        Presence { online: self.is_online(user.id), last_seen: user.last_seen }
     }
 }
 
@@ -50,10 +46,26 @@ impl Service {
         &self.presences
     }
 
+    /// This node's id in the cluster's presence records; new at every start.
+    pub fn node_id(&self) -> i64 {
+        self.node_id
+    }
+
+    /// A person's presence as others may see it: online if they have a stream on any node.
+    pub(crate) async fn presence_of(&self, user: &UserRecord) -> Result<Presence, peyvand_store::StoreError> {
+        let online = !self.store.online(&[user.id]).await?.is_empty();
+        Ok(Presence { online, last_seen: user.last_seen })
+    }
+
     /// Called when a device opens its update stream.
     pub async fn stream_opened(&self, user_id: i64) {
-        if self.presences.change(user_id, 1).0 == 0 {
-            self.announce_presence(user_id, Presence { online: true, last_seen: None }).await;
+        if self.presences.change(user_id, 1).0 != 0 {
+            return;
+        }
+        match self.store.set_node_presence(user_id, self.node_id, true, now_millis()).await {
+            Ok(true) => self.announce_presence(user_id, Presence { online: true, last_seen: None }).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(user_id, error = %e, "could not record presence"),
         }
     }
 
@@ -61,12 +73,53 @@ impl Service {
     pub async fn stream_closed(&self, user_id: i64) {
         // From 0 nothing changes: the person was forgotten (account deleted) meanwhile.
         let (before, after) = self.presences.change(user_id, -1);
-        if before > 0 && after == 0 {
-            let now = now_millis();
-            if let Err(e) = self.store.set_last_seen(user_id, now).await {
-                tracing::warn!(user_id, error = %e, "could not record last seen");
+        if before == 0 || after != 0 {
+            return;
+        }
+        let now = now_millis();
+        match self.store.set_node_presence(user_id, self.node_id, false, now).await {
+            Ok(true) => self.went_offline(user_id, now).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(user_id, error = %e, "could not record presence"),
+        }
+    }
+
+    async fn went_offline(&self, user_id: i64, now: i64) {
+        if let Err(e) = self.store.set_last_seen(user_id, now).await {
+            tracing::warn!(user_id, error = %e, "could not record last seen");
+        }
+        self.announce_presence(user_id, Presence { online: false, last_seen: Some(now) }).await;
+    }
+
+    /// Proves this node alive and reaps the presence of nodes that stopped beating (killed,
+    /// or cut off), announcing their people offline. Run every `presence_heartbeat_secs`.
+    pub async fn presence_tick(&self) {
+        let now = now_millis();
+        if let Err(e) = self.store.node_heartbeat(self.node_id, now).await {
+            tracing::warn!(error = %e, "could not record this node's heartbeat");
+            return;
+        }
+        let dead_before = now - 3 * self.config.presence_heartbeat_secs as i64 * 1000;
+        match self.store.reap_nodes(dead_before).await {
+            Ok(offline) => {
+                for user_id in offline {
+                    self.went_offline(user_id, now).await;
+                }
             }
-            self.announce_presence(user_id, Presence { online: false, last_seen: Some(now) }).await;
+            Err(e) => tracing::warn!(error = %e, "could not reap the presence of stopped nodes"),
+        }
+    }
+
+    /// Takes this node's presence away at shutdown, so its people do not look online until
+    /// the others reap it.
+    pub async fn leave_cluster(&self) {
+        let people: Vec<i64> =
+            self.presences.connections.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(id, _)| id).collect();
+        let now = now_millis();
+        for user_id in people {
+            if let Ok(true) = self.store.set_node_presence(user_id, self.node_id, false, now).await {
+                self.went_offline(user_id, now).await;
+            }
         }
     }
 

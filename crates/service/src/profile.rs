@@ -145,8 +145,11 @@ impl Service {
         let blocked_by_target = !myself && self.store.is_blocked(target.id, viewer).await.map_err(store_error)?;
         // Someone who found a person by username does not learn their number.
         let phone = (myself || is_contact || target_has_viewer).then(|| target.phone.clone()).flatten();
-        let presence = (myself || (!blocked_by_target && target.privacy.last_seen.allows(target_has_viewer)))
-            .then(|| self.presences.presence_of(target));
+        let presence = if myself || (!blocked_by_target && target.privacy.last_seen.allows(target_has_viewer)) {
+            Some(self.presence_of(target).await.map_err(store_error)?)
+        } else {
+            None
+        };
         Ok(UserProfile {
             id: target.id,
             display_name: target.display_name.clone(),

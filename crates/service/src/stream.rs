@@ -37,7 +37,7 @@ impl Service {
             return Ok(page(updates, after));
         }
         // Subscribe before looking again, so nothing published in between is missed.
-        let mut subscription = self.bus.subscribe(user_id);
+        let mut subscription = self.bus.subscribe(user_id).await;
         let updates = self.read_after(user_id, after).await?;
         if !updates.is_empty() {
             return Ok(page(updates, after));
@@ -61,7 +61,7 @@ impl Service {
 
     /// Opens a live feed for a device, resuming after `after`.
     pub async fn open_feed(&self, session: Session, after: i64) -> Result<UpdateFeed, ApiError> {
-        let subscription = self.bus.subscribe(session.user_id);
+        let subscription = self.bus.subscribe(session.user_id).await;
         // Fails early with resync_required for a cursor this server cannot resume from.
         let backlog = self.read_after(session.user_id, after).await?;
         self.stream_opened(session.user_id).await;

@@ -25,6 +25,7 @@ where
     deletion(make().await).await;
     concurrent_sends(make().await).await;
     presence(make().await).await;
+    races(make().await).await;
 }
 
 fn text(t: &str) -> Content {
@@ -320,6 +321,7 @@ async fn concurrent_sends(store: Arc<dyn Store>) {
 }
 
 async fn presence(store: Arc<dyn Store>) {
+    store.ping().await.expect("the store answers");
     let a = user(&store, "+989120000001").await;
     let b = user(&store, "+989120000002").await;
     let (node1, node2) = (11, 22);
@@ -344,4 +346,142 @@ async fn presence(store: Arc<dyn Store>) {
     assert_eq!(store.online(&[a]).await.expect("online"), vec![a]);
     store.delete_user(a).await.expect("delete");
     assert!(store.online(&[a]).await.expect("online").is_empty(), "a deleted account is not online");
+}
+
+/// Writes that race each other end as if they had run one after another: a backend that runs
+/// transactions side by side must order them where it matters.
+async fn races(store: Arc<dyn Store>) {
+    use tokio::task::JoinSet;
+
+    // Parallel first sign-ins of one number make one account.
+    let mut signups = JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        signups.spawn(async move { store.user_by_phone_or_create("+989120000009", 1).await.expect("sign up") });
+    }
+    let signups = signups.join_all().await;
+    assert_eq!(signups.iter().filter(|(_, created)| *created).count(), 1, "one account");
+    assert!(signups.iter().all(|(u, _)| u.id == signups[0].0.id));
+
+    // Parallel first messages between two people open one chat.
+    let mut people = Vec::new();
+    for i in 0..4 {
+        people.push(user(&store, &format!("+98912000010{i}")).await);
+    }
+    let pairs: Vec<(i64, i64)> =
+        (0..4).flat_map(|i| (i + 1..4).map(move |j| (i, j))).map(|(i, j)| (people[i], people[j])).collect();
+    let mut opens = JoinSet::new();
+    for &(a, b) in &pairs {
+        for (x, y) in [(a, b), (b, a), (a, b)] {
+            let store = store.clone();
+            opens.spawn(async move { ((a, b), store.open_direct_chat(x, y, 1).await.expect("open")) });
+        }
+    }
+    let mut chats = Vec::new();
+    for ((a, b), (chat, created)) in opens.join_all().await {
+        if created {
+            chats.push((chat, a, b));
+        }
+        assert_eq!(store.direct_chat(a, b).await.expect("find"), Some(chat));
+    }
+    assert_eq!(chats.len(), pairs.len(), "one chat per pair");
+
+    // In every chat the first person sends while the second reads, all at once, and the chats
+    // share people: every stream still counts 1, 2, 3, ... and announces a chat's messages in
+    // their order; and a reader who adds the new messages to the unread count of their last
+    // "read by me" update ends with the stored count.
+    let mut writes = JoinSet::new();
+    for &(chat, sender, reader) in &chats {
+        for i in 0..12 {
+            let sending = store.clone();
+            writes.spawn(async move {
+                let new = new_message(chat, sender, &format!("r{i}"), "x");
+                sending.append_message(new, vec![sender, reader]).await.map(drop)
+            });
+            let reading = store.clone();
+            writes.spawn(async move { reading.mark_read(chat, reader, i64::MAX, 2, vec![sender]).await.map(drop) });
+        }
+    }
+    writes.join_all().await.into_iter().for_each(|r| r.expect("write"));
+    for &person in &people {
+        let newest = store.cursor(person).await.expect("cursor");
+        let stream = store.updates_after(person, 0, 10_000).await.expect("read");
+        assert_eq!(stream.iter().filter_map(|u| u.cursor).collect::<Vec<_>>(), (1..=newest).collect::<Vec<_>>());
+        for &(chat, _, reader) in chats.iter().filter(|(_, _, reader)| *reader == person) {
+            let (mut seqs, mut unread) = (Vec::new(), 0);
+            for update in &stream {
+                match &update.event {
+                    Event::MessageNew { message } if message.chat_id == chat => {
+                        seqs.push(message.seq);
+                        unread += 1;
+                    }
+                    Event::ReadByMe { chat_id, unread: left, .. } if *chat_id == chat => unread = *left,
+                    _ => {}
+                }
+            }
+            assert_eq!(seqs, (1..=12).collect::<Vec<_>>(), "a chat's messages in order");
+            assert_eq!(store.chat_view(reader, chat).await.expect("view").expect("member").unread, unread);
+        }
+    }
+
+    // Reactions to one message at once: each change's list includes the changes before it, so
+    // the last one a member hears of is the stored list.
+    let (chat, a, b) = chats[0];
+    let mut reactions = JoinSet::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let (who, emoji) =
+            if i % 2 == 0 { (a, ["👍", "🎉"][i % 4 / 2]) } else { (b, ["❤️", "😂"][i % 4 / 2]) };
+        reactions
+            .spawn(async move { store.set_reaction(chat, 1, who, Some(emoji.into()), 3, vec![a, b]).await.map(drop) });
+    }
+    reactions.join_all().await.into_iter().for_each(|r| r.expect("react"));
+    let stored = store.message(chat, 1).await.expect("get").expect("exists").reactions;
+    assert_eq!(stored.len(), 2);
+    for person in [a, b] {
+        let stream = store.updates_after(person, 0, 10_000).await.expect("read");
+        let last = stream.iter().rev().find_map(|u| match &u.event {
+            Event::ReactionsChanged { chat_id, seq: 1, reactions } if *chat_id == chat => Some(reactions.clone()),
+            _ => None,
+        });
+        assert_eq!(last, Some(stored.clone()));
+    }
+
+    // Counters and codes count every hit and attempt once.
+    let mut hits = JoinSet::new();
+    for _ in 0..30 {
+        let store = store.clone();
+        hits.spawn(async move { store.hit("race", 60_000, 100, 1, 5_000).await.expect("hit") });
+    }
+    let mut counts: Vec<u32> = hits.join_all().await.into_iter().map(|r| r.expect("within the limit")).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=30).collect::<Vec<_>>());
+    let code = CodeRecord { phone: "+989120000009".into(), code_hash: "h".into(), expires_at: 10, attempts: 0 };
+    store.put_code(code).await.expect("put");
+    let mut attempts = JoinSet::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        attempts.spawn(async move { store.attempt_code("+989120000009", 3).await.expect("attempt").is_some() });
+    }
+    assert_eq!(attempts.join_all().await.into_iter().filter(|&counted| counted).count(), 3, "three attempts");
+    let mut takes = JoinSet::new();
+    for _ in 0..5 {
+        let store = store.clone();
+        takes.spawn(async move { store.take_code("+989120000009").await.expect("take") });
+    }
+    assert_eq!(takes.join_all().await.into_iter().filter(|&taken| taken).count(), 1, "one code, one session");
+
+    // Several nodes adding one person at once: exactly one sees them come online, and exactly
+    // one of them leaving last sees them go offline.
+    for node in 1..=4 {
+        store.node_heartbeat(node, 100).await.expect("heartbeat");
+    }
+    for online in [true, false] {
+        let mut changes = JoinSet::new();
+        for node in 1..=4 {
+            let store = store.clone();
+            changes.spawn(async move { store.set_node_presence(a, node, online, 101).await.expect("presence") });
+        }
+        assert_eq!(changes.join_all().await.into_iter().filter(|&changed| changed).count(), 1);
+    }
 }

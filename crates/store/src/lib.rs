@@ -5,10 +5,12 @@
 //! streams, so a message and the updates announcing it are stored together or not at all.
 //! A write returns only after it is durable.
 //!
-//! Backends: [`sqlite::SqliteStore`] (embedded, the zero-set-up default). The contract suite in
+//! Backends: [`sqlite::SqliteStore`] (embedded, the zero-set-up default) and
+//! [`postgres::PgStore`] (PostgreSQL, shared by the nodes of a cluster). The contract suite in
 //! [`contract`] is what every backend must pass.
 
 pub mod contract;
+pub mod postgres;
 mod records;
 pub mod sqlite;
 
@@ -204,6 +206,19 @@ pub trait PresenceStore: Send + Sync {
     async fn reap_nodes(&self, before: i64) -> StoreResult<Vec<i64>>;
 }
 
+/// Whether the storage answers, for readiness checks.
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// A trivial round trip to the storage; `Unavailable` when it cannot be reached now.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
 /// Everything the service layer needs from storage.
-pub trait Store: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + std::fmt::Debug {}
-impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + std::fmt::Debug> Store for T {}
+pub trait Store:
+    AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + StoreHealth + std::fmt::Debug
+{
+}
+impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + StoreHealth + std::fmt::Debug> Store
+    for T
+{
+}

@@ -1,6 +1,7 @@
 //! The OpenAPI document, metrics, health, and JSON errors for unknown routes.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use peyvand_api::{ApiError, ErrorCode};
@@ -18,9 +19,31 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&s))
 }
 
-/// `GET /healthz`: the node is up.
-pub async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: the process is up (liveness). Says also whether the storage and the
+/// cluster link work, but answers 200 either way: a node riding out an outage must not be
+/// restarted for it.
+pub async fn health(State(s): State<AppState>) -> impl IntoResponse {
+    axum::Json(readiness_json(&s.service.readiness().await))
+}
+
+/// `GET /readyz`: 200 when this node can serve requests (storage answers, cluster link up),
+/// 503 otherwise, so a load balancer sends clients elsewhere meanwhile.
+pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+    let readiness = s.service.readiness().await;
+    let status = if readiness.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(readiness_json(&readiness)))
+}
+
+fn readiness_json(r: &peyvand_service::Readiness) -> serde_json::Value {
+    serde_json::json!({
+        "status": if r.ready() { "ok" } else { "degraded" },
+        "storage": match &r.store { Ok(()) => serde_json::json!({ "ok": true }), Err(e) => serde_json::json!({ "ok": false, "error": e }) },
+        "bus": {
+            "kind": r.bus.kind,
+            "ok": r.bus.connected,
+            "reconnects": r.bus.reconnects,
+        },
+    })
 }
 
 pub async fn not_found() -> Failure {

@@ -53,6 +53,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

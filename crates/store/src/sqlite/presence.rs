@@ -1,10 +1,10 @@
-//! Who is online on which node.
+//! Who is online on which node, and the health check.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use crate::{PresenceStore, StoreResult};
+use crate::{PresenceStore, StoreHealth, StoreResult};
 
 fn nodes_of(conn: &Connection, user_id: i64) -> StoreResult<i64> {
     Ok(conn.prepare_cached("SELECT count(*) FROM presence WHERE user_id = ?1")?.query_row([user_id], |r| r.get(0))?)
@@ -83,5 +83,12 @@ impl PresenceStore for SqliteStore {
             Ok(offline)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?)).await
     }
 }

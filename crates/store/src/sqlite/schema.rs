@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use crate::{StoreError, StoreResult};
 
 /// Each migration runs once, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     phone TEXT UNIQUE,
@@ -105,7 +106,8 @@ CREATE TABLE updates (
     PRIMARY KEY (user_id, cursor)
 ) WITHOUT ROWID;
 CREATE INDEX updates_at ON updates (at);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE nodes (
     id INTEGER PRIMARY KEY,
     heartbeat_at INTEGER NOT NULL
@@ -116,7 +118,8 @@ CREATE TABLE presence (
     PRIMARY KEY (user_id, node_id)
 ) WITHOUT ROWID;
 CREATE INDEX presence_node ON presence (node_id);
-"#];
+"#,
+];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

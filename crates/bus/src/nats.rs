@@ -1,0 +1,237 @@
+//! The cluster bus on NATS: every node publishes each update on the person's subject,
+//! `<prefix>.u.<user id>`, and listens on the subjects of the people connected to it, so
+//! NATS routes an update only to the nodes that have someone to give it to.
+//!
+//! Core NATS delivers at most once and drops what is published while a link is down. That is
+//! what the bus promises (the store is the record): when this node's link comes back, every
+//! local subscriber is told it may have missed updates and reads the store from its cursor.
+//! The client reconnects by itself, with backoff, for ever.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use peyvand_api::Update;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use peyvand_core::url::redact_credentials;
+
+use crate::{Bus, BusHealth, LocalFanout, Subscription};
+
+/// How long a new subscription waits for NATS to confirm that it listens; past that the
+/// subscription works anyway, and the reconnect's resync covers what it could miss.
+const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(2);
+/// Requests to listen are taken in batches of at most this many, confirmed by one flush.
+const SUBSCRIBE_BATCH: usize = 1024;
+
+/// Why the bus could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to NATS at {url}: {reason}")]
+pub struct NatsConnectError {
+    url: String,
+    reason: String,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+    publish_errors: AtomicU64,
+    invalid_messages: AtomicU64,
+}
+
+/// A node's bus in a cluster. Cheap to share; one per node.
+#[derive(Debug)]
+pub struct NatsBus {
+    client: Client,
+    fanout: Arc<LocalFanout>,
+    prefix: String,
+    listen: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
+    counters: Arc<Counters>,
+}
+
+impl NatsBus {
+    /// Connects to NATS at `url` (`nats://[user:password@]host:port`, several separated by
+    /// commas) and uses subjects under `prefix`, so several deployments can share a NATS.
+    /// Fails when NATS cannot be reached now; once connected, it rides out outages.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, NatsConnectError> {
+        let fail = |reason: String| NatsConnectError { url: redact_credentials(url), reason };
+        if prefix.is_empty()
+            || !prefix
+                .split('.')
+                .all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(fail(format!("the subject prefix {prefix:?} must be dot-separated letters, digits, - or _")));
+        }
+        let counters = Arc::new(Counters::default());
+        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
+        let fanout = Arc::new(LocalFanout::with_idle_hook(Some(idle_tx)));
+        let events = {
+            let (counters, fanout) = (counters.clone(), fanout.clone());
+            move |event: async_nats::Event| {
+                let (counters, fanout) = (counters.clone(), fanout.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            if !counters.connected.swap(true, Ordering::SeqCst) {
+                                counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!("NATS link is back; streams re-read the store");
+                                fanout.resync_all();
+                            }
+                        }
+                        async_nats::Event::Disconnected => {
+                            counters.connected.store(false, Ordering::SeqCst);
+                            tracing::warn!("NATS link lost; reconnecting");
+                        }
+                        other => tracing::warn!(event = %other, "NATS"),
+                    }
+                }
+            }
+        };
+        let addrs: Vec<async_nats::ServerAddr> = url
+            .split(',')
+            .map(|one| one.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(format!("invalid address: {e}")))?;
+        let client = ConnectOptions::new()
+            .name("peyvand")
+            .no_echo()
+            .connection_timeout(Duration::from_secs(5))
+            .event_callback(events)
+            .connect(addrs)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        counters.connected.store(true, Ordering::SeqCst);
+        let (listen, listen_rx) = mpsc::unbounded_channel();
+        tokio::spawn(manage_interest(
+            client.clone(),
+            fanout.clone(),
+            prefix.to_owned(),
+            counters.clone(),
+            listen_rx,
+            idle_rx,
+        ));
+        Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, counters })
+    }
+}
+
+fn subject(prefix: &str, user_id: i64) -> String {
+    format!("{prefix}.u.{user_id}")
+}
+
+/// Keeps one NATS subscription per person with a local subscriber: opens it on the first
+/// request and closes it when the fanout reports the person idle. A single task handles both
+/// in order, and an idle report is re-checked against the fanout, so a person who leaves and
+/// comes back quickly ends up listened for.
+async fn manage_interest(
+    client: Client,
+    fanout: Arc<LocalFanout>,
+    prefix: String,
+    counters: Arc<Counters>,
+    mut listen: mpsc::UnboundedReceiver<(i64, oneshot::Sender<()>)>,
+    mut idle: mpsc::UnboundedReceiver<i64>,
+) {
+    let mut listening: HashMap<i64, JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::select! {
+            Some(user_id) = idle.recv() => {
+                if !fanout.has_subscribers(user_id)
+                    && let Some(task) = listening.remove(&user_id)
+                {
+                    // Dropping the NATS subscriber inside the task unsubscribes.
+                    task.abort();
+                }
+            }
+            first = listen.recv() => {
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                while batch.len() < SUBSCRIBE_BATCH && let Ok(next) = listen.try_recv() {
+                    batch.push(next);
+                }
+                for (user_id, _) in &batch {
+                    if listening.contains_key(user_id) {
+                        continue;
+                    }
+                    match client.subscribe(subject(&prefix, *user_id)).await {
+                        Ok(subscriber) => {
+                            let task = tokio::spawn(forward(*user_id, subscriber, fanout.clone(), counters.clone()));
+                            listening.insert(*user_id, task);
+                        }
+                        Err(e) => tracing::warn!(user_id, error = %e, "cannot listen on NATS"),
+                    }
+                }
+                // The flush sends the SUBs; NATS handles a connection's commands in order.
+                if tokio::time::timeout(SUBSCRIBE_CONFIRM, client.flush()).await.is_err() {
+                    tracing::warn!("NATS did not confirm new subscriptions in time");
+                }
+                for (_, done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+    for (_, task) in listening {
+        task.abort();
+    }
+}
+
+async fn forward(
+    user_id: i64,
+    mut subscriber: async_nats::Subscriber,
+    fanout: Arc<LocalFanout>,
+    counters: Arc<Counters>,
+) {
+    while let Some(message) = subscriber.next().await {
+        match serde_json::from_slice::<Update>(&message.payload) {
+            Ok(update) => fanout.deliver(user_id, Arc::new(update)),
+            Err(e) => {
+                counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(user_id, error = %e, "ignored an invalid update from NATS");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, user_id: i64, update: Arc<Update>) {
+        // This node's own subscribers get it directly; the connection has `no_echo`.
+        self.fanout.deliver(user_id, update.clone());
+        let payload = match serde_json::to_vec(update.as_ref()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(user_id, error = %e, "cannot serialise an update");
+                return;
+            }
+        };
+        if let Err(e) = self.client.publish(subject(&self.prefix, user_id), payload.into()).await {
+            self.counters.publish_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(user_id, error = %e, "cannot publish on NATS");
+        }
+    }
+
+    async fn subscribe(&self, user_id: i64) -> Subscription {
+        let subscription = self.fanout.subscribe(user_id);
+        let (done, confirmed) = oneshot::channel();
+        if self.listen.send((user_id, done)).is_ok() {
+            let _ = confirmed.await;
+        }
+        subscription
+    }
+
+    fn health(&self) -> BusHealth {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        BusHealth {
+            kind: "nats",
+            connected,
+            reconnects: self.counters.reconnects.load(Ordering::Relaxed),
+            publish_errors: self.counters.publish_errors.load(Ordering::Relaxed),
+            invalid_messages: self.counters.invalid_messages.load(Ordering::Relaxed),
+        }
+    }
+}
