@@ -22,6 +22,8 @@ pub struct Config {
     /// `embedded` (SQLite under `data`, the default) or a PostgreSQL URL,
     /// `postgres://user:password@host:port/database`, shared by every node of a cluster.
     pub storage: String,
+    /// Connections each node keeps to PostgreSQL; 0 picks twice this machine's cores.
+    pub storage_pool_size: usize,
     /// `in-process` (one node, the default) or NATS, `nats://host:port` (several addresses
     /// separated by commas), which carries updates between the nodes of a cluster.
     pub bus: String,
@@ -44,6 +46,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("data"),
             storage: "embedded".into(),
+            storage_pool_size: 0,
             bus: "in-process".into(),
             bus_prefix: "peyvand".into(),
             log_format: LogFormat::Text,
@@ -81,8 +84,18 @@ pub enum SmsGateway {
 
 /// The top-level keys, which are the only `PEYVAND_*` variables read as configuration (others,
 /// like `PEYVAND_SERVER`, belong to the client).
-const TOP_LEVEL_KEYS: &[&str] =
-    &["listen", "data", "storage", "bus", "bus_prefix", "log_format", "trusted_proxies", "sms", "service"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data",
+    "storage",
+    "storage_pool_size",
+    "bus",
+    "bus_prefix",
+    "log_format",
+    "trusted_proxies",
+    "sms",
+    "service",
+];
 
 /// Where the storage is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use peyvand_bus::{Bus, InProcessBus, NatsBus};
 use peyvand_core::url::redact_credentials;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
 use peyvand_store::Store;
-use peyvand_store::postgres::PgStore;
+use peyvand_store::postgres::{PgOptions, PgStore};
 use peyvand_store::sqlite::SqliteStore;
 
 use crate::config::{BusKind, Config, LogFormat, SmsGateway, StorageKind};
@@ -63,7 +63,13 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             SqliteStore::open(&config.data)
                 .with_context(|| format!("cannot open the storage in {}", config.data.display()))?,
         ),
-        StorageKind::Postgres(url) => Arc::new(PgStore::connect(&url).await.context("cannot use PostgreSQL")?),
+        StorageKind::Postgres(url) => {
+            let mut options = PgOptions::default();
+            if config.storage_pool_size > 0 {
+                options.pool_size = config.storage_pool_size;
+            }
+            Arc::new(PgStore::connect_with(&url, options).await.context("cannot use PostgreSQL")?)
+        }
     })
 }
 

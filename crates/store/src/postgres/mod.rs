@@ -57,8 +57,11 @@ pub struct PgOptions {
 }
 
 impl Default for PgOptions {
+    /// Twice this machine's cores. More connections than PostgreSQL has cores to run them
+    /// only queue up inside it, on row locks and the WAL flush, where waiting costs CPU: on
+    /// two cores, 16 connections carried fewer messages per second than 4 (docs/BENCHMARKS.md).
     fn default() -> Self {
-        Self { pool_size: 16 }
+        Self { pool_size: 2 * std::thread::available_parallelism().map_or(2, usize::from) }
     }
 }
 
@@ -115,10 +118,18 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             // Everything here is reasoned at READ COMMITTED (a fresh snapshot per statement,
             // waiting on row locks rather than failing), whatever the server's default.
+            // Every statement is a prepared key lookup or key-ordered write whose best plan does
+            // not depend on its parameters, so plan each once: left to choose, PostgreSQL kept
+            // re-planning the multi-CTE writes at every execution, which cost more CPU than
+            // running them (the message rate went up 1.8x). A cached plan is rebuilt whenever
+            // (auto)analyze updates a table's statistics, so it follows the tables' growth.
             .post_create(Hook::async_fn(|client, _| {
                 Box::pin(async move {
                     client
-                        .batch_execute("SET default_transaction_isolation TO 'read committed'")
+                        .batch_execute(
+                            "SET default_transaction_isolation TO 'read committed'; \
+                             SET plan_cache_mode TO force_generic_plan",
+                        )
                         .await
                         .map_err(HookError::Backend)
                 })
