@@ -241,10 +241,25 @@ async fn send_context(store: &PgStore, chat_id: i64, sender: i64) -> Attempt<Opt
 
 /// Stores a message, or finds the one already stored under its client id.
 ///
+/// The message an earlier send with the same client id stored, if it is the same message;
+/// `IdempotencyConflict` if the client id was used for another.
+pub(super) async fn earlier_send(
+    db: &impl GenericClient,
+    new: &NewMessage,
+) -> Attempt<(Message, bool, Vec<(i64, Update)>)> {
+    let stored =
+        message_by_client_id(db, new.chat_id, new.sender_id, &new.client_id).await?.ok_or(StoreError::NotFound)?;
+    let same = stored.content == new.content || stored.content == Content::Deleted;
+    if !same || stored.reply_to != new.reply_to {
+        return Err(StoreError::IdempotencyConflict.into());
+    }
+    Ok((stored, false, Vec::new()))
+}
+
 /// The chat's row is locked first (by taking the next seq), so sends to one chat run one at a
 /// time from there on; a send whose client id is already taken then finds the stored message
 /// committed, its insert does nothing, and its transaction is rolled back, seq and all.
-async fn append_message(
+pub(super) async fn append_message(
     store: &PgStore,
     new: &NewMessage,
     notify: &[i64],
@@ -288,14 +303,7 @@ async fn append_message(
     }
     let Some(seq) = seq else {
         tx.rollback().await?;
-        let stored = message_by_client_id(&client, new.chat_id, new.sender_id, &new.client_id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let same = stored.content == new.content || stored.content == Content::Deleted;
-        if !same || stored.reply_to != new.reply_to {
-            return Err(StoreError::IdempotencyConflict.into());
-        }
-        return Ok((stored, false, Vec::new()));
+        return earlier_send(&client, new).await;
     };
     let message = Message {
         chat_id: new.chat_id,
@@ -569,7 +577,12 @@ impl ChatStore for PgStore {
         new: NewMessage,
         notify: Vec<i64>,
     ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)> {
-        retry(|| append_message(self, &new, &notify)).await
+        let Some(queue) = &self.batches else { return retry(|| append_message(self, &new, &notify)).await };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send(super::batch::Job { new, notify, reply })
+            .map_err(|_| StoreError::Unavailable("the send batcher has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the send batcher has stopped".into()))?
     }
 
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>> {

@@ -18,6 +18,7 @@
 //!   `synchronous_commit = on` means the commit record has been flushed.
 
 mod accounts;
+mod batch;
 mod chats;
 mod presence;
 mod schema;
@@ -71,6 +72,9 @@ pub struct PgStore {
     pool: Pool,
     /// Where the database is, for messages: host, port and database, never the password.
     target: String,
+    /// Where sends queue for group commit ([`batch`]); `None` in the batch workers' own
+    /// handle, which stores directly (and so does not keep the queue open).
+    batches: Option<tokio::sync::mpsc::UnboundedSender<batch::Job>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -136,9 +140,11 @@ impl PgStore {
             }))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let store = Self { pool, target };
+        let mut store = Self { pool, target, batches: None };
         // Migrating takes the first connection, so an unreachable database is reported here.
         store.migrate().await?;
+        // Half the pool stores batches of sends; the rest serves reads and other writes.
+        store.batches = Some(batch::start(store.clone(), options.pool_size / 2));
         Ok(store)
     }
 

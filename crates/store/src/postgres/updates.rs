@@ -20,6 +20,19 @@ pub(super) async fn push(
     events: &[Event],
     now: i64,
 ) -> Attempt<Vec<(i64, Update)>> {
+    push_at(tx, entries, events, &vec![now; events.len()]).await
+}
+
+/// [`push`], with each event's own time (`at[i]` for `events[i]`).
+pub(super) async fn push_at(
+    tx: &impl GenericClient,
+    entries: &[(i64, usize)],
+    events: &[Event],
+    at: &[i64],
+) -> Attempt<Vec<(i64, Update)>> {
+    if at.len() != events.len() {
+        return Err(StoreError::Backend("each event needs its time".into()).into());
+    }
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -51,12 +64,12 @@ pub(super) async fn push(
                  FROM wanted w JOIN bumped b ON b.user_id = w.user_id \
              ), stored AS ( \
                  INSERT INTO updates (user_id, cursor, at, event) \
-                 SELECT user_id, cursor, $3, ($4::text[])[event + 1] FROM numbered \
+                 SELECT user_id, cursor, ($3::bigint[])[event + 1], ($4::text[])[event + 1] FROM numbered \
              ) \
              SELECT ord, cursor FROM numbered ORDER BY ord",
         )
         .await?;
-    let rows = tx.query(&statement, &[&users, &indexes, &now, &raw]).await?;
+    let rows = tx.query(&statement, &[&users, &indexes, &at, &raw]).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (ord, cursor): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -64,7 +77,7 @@ pub(super) async fn push(
             .ok()
             .and_then(|i| entries.get(i))
             .ok_or_else(|| StoreError::Backend(format!("an appended update has an unknown position {ord}")))?;
-        out.push((*user, Update { cursor: Some(cursor), at: now, event: events[*event].clone() }));
+        out.push((*user, Update { cursor: Some(cursor), at: at[*event], event: events[*event].clone() }));
     }
     Ok(out)
 }
