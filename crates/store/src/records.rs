@@ -87,6 +87,24 @@ pub struct NewMessage {
     pub sent_at: i64,
 }
 
+impl NewMessage {
+    /// The message as stored under `seq`.
+    pub fn stored(&self, seq: i64) -> Message {
+        Message {
+            chat_id: self.chat_id,
+            seq,
+            sender_id: self.sender_id,
+            client_id: self.client_id.clone(),
+            content: self.content.clone(),
+            reply_to: self.reply_to,
+            forwarded_from: self.forwarded_from.clone(),
+            sent_at: self.sent_at,
+            edited_at: None,
+            reactions: Vec::new(),
+        }
+    }
+}
+
 /// Which page of a chat's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {

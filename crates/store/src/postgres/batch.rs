@@ -182,18 +182,7 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
             (false, _) => Outcome::NotFound,
             (true, None) => Outcome::Duplicate,
             (true, Some(seq)) => {
-                let message = Message {
-                    chat_id: new.chat_id,
-                    seq,
-                    sender_id: new.sender_id,
-                    client_id: new.client_id.clone(),
-                    content: new.content.clone(),
-                    reply_to: new.reply_to,
-                    forwarded_from: new.forwarded_from.clone(),
-                    sent_at: new.sent_at,
-                    edited_at: None,
-                    reactions: Vec::new(),
-                };
+                let message = new.stored(seq);
                 entries.extend(notify.iter().map(|&user| (user, events.len())));
                 events.push(Event::MessageNew { message: message.clone() });
                 at.push(new.sent_at);

@@ -305,18 +305,7 @@ pub(super) async fn append_message(
         tx.rollback().await?;
         return earlier_send(&client, new).await;
     };
-    let message = Message {
-        chat_id: new.chat_id,
-        seq,
-        sender_id: new.sender_id,
-        client_id: new.client_id.clone(),
-        content: new.content.clone(),
-        reply_to: new.reply_to,
-        forwarded_from: new.forwarded_from.clone(),
-        sent_at: new.sent_at,
-        edited_at: None,
-        reactions: Vec::new(),
-    };
+    let message = new.stored(seq);
     let updates = push_all(&tx, notify, Event::MessageNew { message: message.clone() }, new.sent_at).await?;
     tx.commit().await?;
     Ok((message, true, updates))

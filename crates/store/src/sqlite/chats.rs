@@ -246,18 +246,7 @@ impl ChatStore for SqliteStore {
             // The sender has read everything up to their own message.
             conn.prepare_cached("UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2")?
                 .execute(params![new.chat_id, new.sender_id, seq])?;
-            let message = Message {
-                chat_id: new.chat_id,
-                seq,
-                sender_id: new.sender_id,
-                client_id: new.client_id,
-                content: new.content,
-                reply_to: new.reply_to,
-                forwarded_from: new.forwarded_from,
-                sent_at: new.sent_at,
-                edited_at: None,
-                reactions: Vec::new(),
-            };
+            let message = new.stored(seq);
             let updates = push_all(conn, &notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
             Ok((message, true, updates))
         })
