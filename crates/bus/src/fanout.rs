@@ -56,6 +56,13 @@ impl LocalFanout {
         }
     }
 
+    /// Tells the person's subscribers on this node that updates may have been missed.
+    pub fn resync(&self, user_id: i64) {
+        if let Some(sender) = self.shared.lock(user_id).get(&user_id) {
+            let _ = sender.send(None);
+        }
+    }
+
     /// Tells every subscriber on this node that updates may have been missed (the cluster
     /// link was down), so each reads the store before trusting live updates again.
     pub fn resync_all(&self) {

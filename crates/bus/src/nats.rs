@@ -39,10 +39,24 @@ pub struct NatsConnectError {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// Set once the first connection is made: a Connected event before that is not a return.
+    started: AtomicBool,
     connected: AtomicBool,
     reconnects: AtomicU64,
     publish_errors: AtomicU64,
     invalid_messages: AtomicU64,
+    /// Publications dropped since the last resync notice: other nodes may have missed them.
+    dropped: AtomicBool,
+}
+
+/// Updates waiting to be handed to NATS. Requests never wait for NATS: when this is full (NATS
+/// is unreachable and async-nats has stopped taking commands) updates are dropped, and once
+/// the link is back every node is told to re-read the store.
+const PUBLISH_QUEUE: usize = 16_384;
+
+/// Where every node hears that updates may have been dropped.
+fn resync_subject(prefix: &str) -> String {
+    format!("{prefix}.resync")
 }
 
 /// A node's bus in a cluster. Cheap to share; one per node.
@@ -52,6 +66,7 @@ pub struct NatsBus {
     fanout: Arc<LocalFanout>,
     prefix: String,
     listen: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
+    publish: mpsc::Sender<(String, Vec<u8>)>,
     counters: Arc<Counters>,
 }
 
@@ -71,18 +86,27 @@ impl NatsBus {
         let counters = Arc::new(Counters::default());
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         let fanout = Arc::new(LocalFanout::with_idle_hook(Some(idle_tx)));
+        let reconnected = Arc::new(tokio::sync::Notify::new());
         let events = {
-            let (counters, fanout) = (counters.clone(), fanout.clone());
+            let (counters, fanout, reconnected) = (counters.clone(), fanout.clone(), reconnected.clone());
             move |event: async_nats::Event| {
-                let (counters, fanout) = (counters.clone(), fanout.clone());
+                let (counters, fanout, reconnected) = (counters.clone(), fanout.clone(), reconnected.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
-                            if !counters.connected.swap(true, Ordering::SeqCst) {
+                            let returned = counters.started.load(Ordering::SeqCst);
+                            if !counters.connected.swap(true, Ordering::SeqCst) && returned {
                                 counters.reconnects.fetch_add(1, Ordering::Relaxed);
                                 tracing::info!("NATS link is back; streams re-read the store");
                                 fanout.resync_all();
+                                reconnected.notify_one();
                             }
+                        }
+                        async_nats::Event::SlowConsumer(_) => {
+                            // NATS dropped messages for this node: whatever they were, the
+                            // store has them.
+                            tracing::warn!("NATS dropped messages for this node; streams re-read the store");
+                            fanout.resync_all();
                         }
                         async_nats::Event::Disconnected => {
                             counters.connected.store(false, Ordering::SeqCst);
@@ -107,7 +131,15 @@ impl NatsBus {
             .await
             .map_err(|e| fail(e.to_string()))?;
         counters.connected.store(true, Ordering::SeqCst);
+        counters.started.store(true, Ordering::SeqCst);
         let (listen, listen_rx) = mpsc::unbounded_channel();
+        let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        tokio::spawn(publisher(client.clone(), prefix.to_owned(), counters.clone(), publish_rx, reconnected));
+        let resync = client
+            .subscribe(resync_subject(prefix))
+            .await
+            .map_err(|e| fail(format!("cannot subscribe to the resync subject: {e}")))?;
+        tokio::spawn(hear_resync(resync, fanout.clone()));
         tokio::spawn(manage_interest(
             client.clone(),
             fanout.clone(),
@@ -116,7 +148,7 @@ impl NatsBus {
             listen_rx,
             idle_rx,
         ));
-        Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, counters })
+        Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, publish, counters })
     }
 }
 
@@ -166,17 +198,67 @@ async fn manage_interest(
                     }
                 }
                 // The flush sends the SUBs; NATS handles a connection's commands in order.
-                if tokio::time::timeout(SUBSCRIBE_CONFIRM, client.flush()).await.is_err() {
-                    tracing::warn!("NATS did not confirm new subscriptions in time");
+                let confirmed = tokio::time::timeout(SUBSCRIBE_CONFIRM, client.flush()).await.is_ok_and(|r| r.is_ok());
+                if !confirmed {
+                    tracing::warn!("NATS did not confirm new subscriptions in time; their streams re-read the store");
+                    for (user_id, _) in &batch {
+                        fanout.resync(*user_id);
+                    }
                 }
-                for (_, done) in batch {
-                    let _ = done.send(());
+                for (user_id, done) in batch {
+                    // A subscriber that gave up before its request was handled may have left
+                    // already, its idle report handled before this request: nobody to listen for.
+                    if done.send(()).is_err()
+                        && !fanout.has_subscribers(user_id)
+                        && let Some(task) = listening.remove(&user_id)
+                    {
+                        task.abort();
+                    }
                 }
             }
         }
     }
     for (_, task) in listening {
         task.abort();
+    }
+}
+
+/// Hands queued updates to NATS in order. After the link returns, if updates had to be dropped
+/// meanwhile, tells every node to re-read the store.
+async fn publisher(
+    client: Client,
+    prefix: String,
+    counters: Arc<Counters>,
+    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    reconnected: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        tokio::select! {
+            next = queue.recv() => {
+                let Some((subject, payload)) = next else { return };
+                if let Err(e) = client.publish(subject, payload.into()).await {
+                    counters.publish_errors.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped.store(true, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "cannot publish on NATS");
+                }
+            }
+            () = reconnected.notified() => {
+                if counters.dropped.swap(false, Ordering::SeqCst)
+                    && let Err(e) = client.publish(resync_subject(&prefix), Vec::new().into()).await
+                {
+                    counters.dropped.store(true, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "cannot tell the other nodes to resync");
+                }
+            }
+        }
+    }
+}
+
+/// Another node dropped updates during an outage: every stream here re-reads the store.
+async fn hear_resync(mut notices: async_nats::Subscriber, fanout: Arc<LocalFanout>) {
+    while notices.next().await.is_some() {
+        tracing::info!("another node dropped updates; streams re-read the store");
+        fanout.resync_all();
     }
 }
 
@@ -209,17 +291,19 @@ impl Bus for NatsBus {
                 return;
             }
         };
-        if let Err(e) = self.client.publish(subject(&self.prefix, user_id), payload.into()).await {
+        if self.publish.try_send((subject(&self.prefix, user_id), payload)).is_err() {
             self.counters.publish_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(user_id, error = %e, "cannot publish on NATS");
+            self.counters.dropped.store(true, Ordering::SeqCst);
         }
     }
 
     async fn subscribe(&self, user_id: i64) -> Subscription {
         let subscription = self.fanout.subscribe(user_id);
         let (done, confirmed) = oneshot::channel();
+        // Bounded, so that a NATS outage cannot hold up opening a stream: the reconnect's
+        // resync covers what an unconfirmed subscription misses.
         if self.listen.send((user_id, done)).is_ok() {
-            let _ = confirmed.await;
+            let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM, confirmed).await;
         }
         subscription
     }

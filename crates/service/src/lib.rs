@@ -50,7 +50,16 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Whether the node can serve requests: its storage answers. A node whose link to the
+    /// others is down still can (what it misses reaches its clients from the store once the
+    /// link is back); and since every node shares the bus, refusing then would take the whole
+    /// cluster out of a load balancer at once.
     pub fn ready(&self) -> bool {
+        self.store.is_ok()
+    }
+
+    /// Whether everything works: storage and the link to the other nodes.
+    pub fn healthy(&self) -> bool {
         self.store.is_ok() && self.bus.connected
     }
 }
@@ -93,12 +102,15 @@ impl Service {
         &self.config
     }
 
-    /// Whether this node can serve now: its storage answers and its link to the other nodes
-    /// is up. For a load balancer's readiness check.
+    /// Whether this node's storage answers and its link to the other nodes is up, for the
+    /// health and readiness checks.
     pub async fn readiness(&self) -> Readiness {
         let store = match tokio::time::timeout(std::time::Duration::from_secs(2), self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the storage does not answer");
+                Err("the storage does not answer".to_owned())
+            }
             Err(_) => Err("the storage did not answer within 2 s".to_owned()),
         };
         Readiness { store, bus: self.bus.health() }

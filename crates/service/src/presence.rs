@@ -16,6 +16,8 @@ use crate::{Service, now_millis};
 #[derive(Debug, Default)]
 pub struct Presences {
     connections: Mutex<HashMap<i64, usize>>,
+    /// When this node's heartbeat last reached the store (milliseconds; 0 before the first).
+    last_beat: std::sync::atomic::AtomicI64,
 }
 
 impl Presences {
@@ -34,6 +36,14 @@ impl Presences {
     /// How many people have at least one open stream on this node.
     pub fn online_count(&self) -> usize {
         self.connections.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn count(&self, user_id: i64) -> usize {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).get(&user_id).copied().unwrap_or(0)
+    }
+
+    fn people(&self) -> Vec<i64> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
     }
 
     pub(crate) fn forget(&self, user_id: i64) {
@@ -59,13 +69,8 @@ impl Service {
 
     /// Called when a device opens its update stream.
     pub async fn stream_opened(&self, user_id: i64) {
-        if self.presences.change(user_id, 1).0 != 0 {
-            return;
-        }
-        match self.store.set_node_presence(user_id, self.node_id, true, now_millis()).await {
-            Ok(true) => self.announce_presence(user_id, Presence { online: true, last_seen: None }).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(user_id, error = %e, "could not record presence"),
+        if self.presences.change(user_id, 1).0 == 0 {
+            self.record_presence(user_id).await;
         }
     }
 
@@ -73,14 +78,33 @@ impl Service {
     pub async fn stream_closed(&self, user_id: i64) {
         // From 0 nothing changes: the person was forgotten (account deleted) meanwhile.
         let (before, after) = self.presences.change(user_id, -1);
-        if before == 0 || after != 0 {
-            return;
+        if before > 0 && after == 0 {
+            self.record_presence(user_id).await;
         }
-        let now = now_millis();
-        match self.store.set_node_presence(user_id, self.node_id, false, now).await {
-            Ok(true) => self.went_offline(user_id, now).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(user_id, error = %e, "could not record presence"),
+    }
+
+    /// Writes the person's presence on this node as the local count now says, until the store
+    /// agrees with a count that did not change meanwhile: a quick close and reopen may send the
+    /// two writes out of order, and the last one written must match the streams still open.
+    async fn record_presence(&self, user_id: i64) {
+        let mut online = self.presences.count(user_id) > 0;
+        for _ in 0..3 {
+            let now = now_millis();
+            match self.store.set_node_presence(user_id, self.node_id, online, now).await {
+                Ok(true) if online => self.announce_presence(user_id, Presence { online: true, last_seen: None }).await,
+                Ok(true) => self.went_offline(user_id, now).await,
+                Ok(false) => {}
+                Err(e) => {
+                    // The next heartbeat after an outage writes every present person again.
+                    tracing::warn!(user_id, error = %e, "could not record presence");
+                    return;
+                }
+            }
+            let now_online = self.presences.count(user_id) > 0;
+            if now_online == online {
+                return;
+            }
+            online = now_online;
         }
     }
 
@@ -95,17 +119,36 @@ impl Service {
     /// or cut off), announcing their people offline. Run every `presence_heartbeat_secs`.
     pub async fn presence_tick(&self) {
         let now = now_millis();
-        if let Err(e) = self.store.node_heartbeat(self.node_id, now).await {
-            tracing::warn!(error = %e, "could not record this node's heartbeat");
-            return;
-        }
-        let dead_before = now - 3 * self.config.presence_heartbeat_secs as i64 * 1000;
-        match self.store.reap_nodes(dead_before).await {
-            Ok(offline) => {
-                for user_id in offline {
-                    self.went_offline(user_id, now).await;
-                }
+        let interval_ms = self.config.presence_heartbeat_secs as i64 * 1000;
+        let registered = match self.store.node_heartbeat(self.node_id, now).await {
+            Ok(registered) => registered,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record this node's heartbeat");
+                return;
             }
+        };
+        let last = self.presences.last_beat.swap(now, std::sync::atomic::Ordering::SeqCst);
+        // Reaped by the others (or maybe, if beats failed for long): write this node's people
+        // again, so they do not stay offline while their streams are open.
+        if registered || (last > 0 && now - last > 2 * interval_ms) {
+            let service = self.clone();
+            tokio::spawn(async move {
+                for user_id in service.presences.people() {
+                    service.record_presence(user_id).await;
+                }
+            });
+        }
+        match self.store.reap_nodes(now - 3 * interval_ms).await {
+            Ok(offline) if !offline.is_empty() => {
+                // Off the heartbeat's task: announcing many people must not delay the next beat.
+                let service = self.clone();
+                tokio::spawn(async move {
+                    for user_id in offline {
+                        service.went_offline(user_id, now).await;
+                    }
+                });
+            }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not reap the presence of stopped nodes"),
         }
     }

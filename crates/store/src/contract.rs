@@ -325,7 +325,8 @@ async fn presence(store: Arc<dyn Store>) {
     let a = user(&store, "+989120000001").await;
     let b = user(&store, "+989120000002").await;
     let (node1, node2) = (11, 22);
-    store.node_heartbeat(node1, 100).await.expect("heartbeat");
+    assert!(store.node_heartbeat(node1, 100).await.expect("heartbeat"), "first beat registers");
+    assert!(!store.node_heartbeat(node1, 100).await.expect("heartbeat"), "then it is known");
     store.node_heartbeat(node2, 100).await.expect("heartbeat");
     assert!(store.set_node_presence(a, node1, true, 100).await.expect("online"), "first node: came online");
     assert!(!store.set_node_presence(a, node1, true, 101).await.expect("again"), "no change");
@@ -336,13 +337,14 @@ async fn presence(store: Arc<dyn Store>) {
     assert!(!store.set_node_presence(a, node1, false, 103).await.expect("twice"), "nothing to remove");
 
     // Node 2 stops beating and is reaped: its people are offline everywhere.
-    store.node_heartbeat(node1, 200).await.expect("heartbeat");
+    assert!(!store.node_heartbeat(node1, 200).await.expect("heartbeat"));
     assert_eq!(store.reap_nodes(150).await.expect("reap"), vec![a, b]);
     assert!(store.online(&[a, b]).await.expect("online").is_empty());
     assert!(store.reap_nodes(150).await.expect("reap again").is_empty());
-    // A reaped node that comes back registers itself again with its next presence.
+    // A reaped node learns it at its next beat, and records its people again.
+    assert!(store.node_heartbeat(node2, 300).await.expect("heartbeat"), "node 2 was reaped");
     assert!(store.set_node_presence(a, node2, true, 300).await.expect("back"));
-    assert!(store.reap_nodes(250).await.expect("node 2 is fresh").is_empty(), "node 1 had nobody");
+    assert!(store.reap_nodes(250).await.expect("node 1 goes").is_empty(), "node 1 had nobody");
     assert_eq!(store.online(&[a]).await.expect("online"), vec![a]);
     store.delete_user(a).await.expect("delete");
     assert!(store.online(&[a]).await.expect("online").is_empty(), "a deleted account is not online");

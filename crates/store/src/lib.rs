@@ -199,8 +199,9 @@ pub trait PresenceStore: Send + Sync {
     async fn set_node_presence(&self, user_id: i64, node_id: i64, online: bool, now: i64) -> StoreResult<bool>;
     /// Which of `user_ids` have a stream on some node that has not been reaped.
     async fn online(&self, user_ids: &[i64]) -> StoreResult<Vec<i64>>;
-    /// Records that the node is alive at `now` (and registers it the first time).
-    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<()>;
+    /// Records that the node is alive at `now`. `true` when the node was not registered: its
+    /// first beat, or its first since others reaped it (its presence rows are gone then).
+    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<bool>;
     /// Forgets the nodes whose last heartbeat is older than `before`, with their presence,
     /// and returns the people who are therefore offline everywhere now, ascending.
     async fn reap_nodes(&self, before: i64) -> StoreResult<Vec<i64>>;

@@ -26,8 +26,9 @@ pub async fn health(State(s): State<AppState>) -> impl IntoResponse {
     axum::Json(readiness_json(&s.service.readiness().await))
 }
 
-/// `GET /readyz`: 200 when this node can serve requests (storage answers, cluster link up),
-/// 503 otherwise, so a load balancer sends clients elsewhere meanwhile.
+/// `GET /readyz`: 200 when this node can serve requests (its storage answers; `degraded` when
+/// the link to the other nodes is down), 503 otherwise, so that a load balancer sends clients
+/// elsewhere meanwhile.
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     let readiness = s.service.readiness().await;
     let status = if readiness.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -36,7 +37,7 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
 
 fn readiness_json(r: &peyvand_service::Readiness) -> serde_json::Value {
     serde_json::json!({
-        "status": if r.ready() { "ok" } else { "degraded" },
+        "status": if r.healthy() { "ok" } else if r.ready() { "degraded" } else { "unavailable" },
         "storage": match &r.store { Ok(()) => serde_json::json!({ "ok": true }), Err(e) => serde_json::json!({ "ok": false, "error": e }) },
         "bus": {
             "kind": r.bus.kind,

@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 
 use super::chats::{append_message, earlier_send};
 use super::updates::{lock_streams, push_at};
-use super::{Attempt, Failure, PgStore, retry};
+use super::{Attempt, Failure, PgStore, is_retryable, retry};
 use crate::{NewMessage, StoreError, StoreResult};
 
 /// The most sends one transaction takes.
@@ -89,16 +89,32 @@ async fn run(store: &PgStore, jobs: Vec<Job>) {
                 let _ = job.reply.send(answer);
             }
         }
-        Err(e) => {
-            tracing::debug!(error = ?e, sends = jobs.len(), "a batch of sends failed; storing them one by one");
-            for job in jobs {
-                let answer = retry(|| append_message(store, &job.new, &job.notify)).await;
-                let _ = job.reply.send(answer);
-            }
-        }
+        Err(failure) => match failure {
+            // A deadlock or serialization failure: the sends may well succeed on their own.
+            Failure::Db(e) if is_retryable(&e) => one_by_one(store, jobs, &e.to_string()).await,
+            failure => match StoreError::from(failure) {
+                // The database cannot be reached: every send would wait for the same outage
+                // in turn. Answer them all now; a retry with the same client id is safe.
+                StoreError::Unavailable(why) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(StoreError::Unavailable(why.clone())));
+                    }
+                }
+                other => one_by_one(store, jobs, &other.to_string()).await,
+            },
+        },
     }
 }
 
+/// Stores the sends of a failed batch each on its own, at once, with the single-send retries.
+async fn one_by_one(store: &PgStore, jobs: Vec<Job>, why: &str) {
+    tracing::debug!(error = why, sends = jobs.len(), "a batch of sends failed; storing them one by one");
+    let each = jobs.into_iter().map(|job| async move {
+        let answer = retry(|| append_message(store, &job.new, &job.notify)).await;
+        let _ = job.reply.send(answer);
+    });
+    futures_util::future::join_all(each).await;
+}
 fn sorted_unique(mut items: Vec<i64>) -> Vec<i64> {
     items.sort_unstable();
     items.dedup();

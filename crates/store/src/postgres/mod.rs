@@ -273,7 +273,7 @@ fn is_unavailable(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Whether PostgreSQL aborted a transaction that may succeed if run again.
-fn is_retryable(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
     e.code()
         .is_some_and(|code| *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
 }

@@ -90,17 +90,18 @@ impl PresenceStore for PgStore {
         Ok(user_ids.iter().copied().filter(|id| present.contains(id)).collect())
     }
 
-    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<()> {
+    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<bool> {
         retry(|| async {
             let client = self.client().await?;
+            // `xmax = 0` holds for a row this statement inserted, not for one it updated.
             let statement = client
                 .prepare_cached(
                     "INSERT INTO nodes (id, heartbeat_at) VALUES ($1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = GREATEST(nodes.heartbeat_at, excluded.heartbeat_at)",
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = GREATEST(nodes.heartbeat_at, excluded.heartbeat_at) \
+                     RETURNING (xmax = 0)",
                 )
                 .await?;
-            client.execute(&statement, &[&node_id, &now]).await?;
-            Ok(())
+            Ok(client.query_one(&statement, &[&node_id, &now]).await?.try_get(0)?)
         })
         .await
     }

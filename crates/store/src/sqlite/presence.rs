@@ -47,14 +47,17 @@ impl PresenceStore for SqliteStore {
         .await
     }
 
-    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<()> {
+    async fn node_heartbeat(&self, node_id: i64, now: i64) -> StoreResult<bool> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO nodes (id, heartbeat_at) VALUES (?1, ?2) \
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = max(heartbeat_at, excluded.heartbeat_at)",
-            )?
-            .execute(params![node_id, now])?;
-            Ok(())
+            let registered = conn
+                .prepare_cached("INSERT OR IGNORE INTO nodes (id, heartbeat_at) VALUES (?1, ?2)")?
+                .execute(params![node_id, now])?
+                == 1;
+            if !registered {
+                conn.prepare_cached("UPDATE nodes SET heartbeat_at = max(heartbeat_at, ?2) WHERE id = ?1")?
+                    .execute(params![node_id, now])?;
+            }
+            Ok(registered)
         })
         .await
     }
