@@ -1,8 +1,9 @@
-//! `peyvand`: one binary for the messenger server (`serve`) and its command-line client
-//! (`login`, `send`, `listen`, ...).
+//! `peyvand`: one binary for the messenger server (`serve`), its command-line client
+//! (`login`, `send`, `listen`, ...), and the regulator's registry (`registry`).
 
 mod cli;
 mod config;
+mod registry;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Brings the storage's schema up to date and exits.
     Migrate(serve::StorageArgs),
+    /// The regulator's registry: licences, the audit log and the signed directory.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -49,6 +53,7 @@ async fn run() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,
         Command::Migrate(storage) => serve::migrate(storage).await,
+        Command::Registry(command) => registry::run(args.global, command).await,
         Command::Client(command) => cli::run(args.global, command).await,
     };
     match result {

@@ -93,7 +93,7 @@ pub async fn migrate(args: StorageArgs) -> anyhow::Result<()> {
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEYVAND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -176,7 +176,7 @@ fn bus_label(config: &Config) -> String {
     redact_credentials(&config.bus)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,0 +1,175 @@
+//! The `peyvand registry` commands and their arguments, as clap sees them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// The default registry address, for the commands and for `serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
+pub const DEFAULT_DATA: &str = "./registry-data";
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Runs the registry: licences, the audit log, and the signed directory.
+    Serve(ServeArgs),
+    /// Issues, lists, shows and changes licences (admin API).
+    Licence {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
+    /// Shows the audit log of licence changes, oldest first (admin API).
+    Audit {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        query: AuditArgs,
+    },
+    /// Fetches the directory, verifies its signature and expiry, and prints it.
+    Directory {
+        /// The registry to talk to.
+        #[arg(long, env = "PEYVAND_REGISTRY", default_value = "http://127.0.0.1:8090")]
+        registry: String,
+        /// The registry's public key (base64) to verify against; without it, the key the
+        /// registry itself serves is used, which proves less.
+        #[arg(long, env = "PEYVAND_REGISTRY_KEY")]
+        key: Option<String>,
+    },
+}
+
+/// Options of `peyvand registry serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the registry keeps its database, signing key and admin token.
+    #[arg(long, env = "PEYVAND_REGISTRY_DATA", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, env = "PEYVAND_REGISTRY_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// How long a signed directory stays valid, in seconds (at least 60).
+    #[arg(long, env = "PEYVAND_DIRECTORY_TTL_SECS", default_value_t = 86_400)]
+    pub directory_ttl_secs: u64,
+}
+
+/// Where the registry is and the admin token to use.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The registry to talk to.
+    #[arg(long, global = true, env = "PEYVAND_REGISTRY", default_value = "http://127.0.0.1:8090")]
+    pub registry: String,
+    /// A file holding the admin token [default: ./registry-data/admin-token, unless
+    /// PEYVAND_REGISTRY_TOKEN holds the token itself].
+    #[arg(long, global = true, env = "PEYVAND_REGISTRY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// Issues a licence to a new provider.
+    Issue(IssueArgs),
+    /// Lists every licence.
+    List,
+    /// Shows one licence.
+    Show { provider_id: String },
+    /// Suspends an active licence.
+    Suspend {
+        provider_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reinstates a suspended licence.
+    Reinstate {
+        provider_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revokes a licence, for good.
+    Revoke {
+        provider_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Replaces the provider's Ed25519 public signing keys (base64); none clears them.
+    SetKeys {
+        provider_id: String,
+        keys: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Changes a licence's name, endpoint, contact, end of validity or capabilities.
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The provider's id: a lowercase DNS label (`bale`).
+    #[arg(long = "id")]
+    pub provider_id: String,
+    /// The provider's name for people (Persian is fine).
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub domain: String,
+    /// Where other providers reach it (https://, or http:// to 127.0.0.1 or localhost).
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long)]
+    pub contact: String,
+    /// The licence number (unique).
+    #[arg(long = "number")]
+    pub licence_number: String,
+    /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC) [default: now].
+    #[arg(long, value_parser = parse_date)]
+    pub valid_from: Option<i64>,
+    /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub valid_until: i64,
+    /// An Ed25519 public signing key (base64); repeat for more.
+    #[arg(long = "signing-key")]
+    pub signing_keys: Vec<String>,
+    /// A capability (`messages`); repeat for more.
+    #[arg(long = "capability")]
+    pub capabilities: Vec<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub provider_id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// The new end of validity: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub valid_until: Option<i64>,
+    /// Replaces every capability: `--capabilities messages,discovery`; empty clears them.
+    #[arg(long, num_args = 0..=1, value_delimiter = ',', require_equals = false)]
+    pub capabilities: Option<Vec<String>>,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this provider's entries.
+    #[arg(long = "provider")]
+    pub provider_id: Option<String>,
+    /// Only entries after this entry id.
+    #[arg(long)]
+    pub after: Option<i64>,
+    /// At most this many entries (100 by default, 1000 at most).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// A UTC date or time as Unix milliseconds; Persian and Arabic-Indic digits are fine.
+fn parse_date(input: &str) -> Result<i64, String> {
+    let ascii: String = input.chars().map(|c| peyvand_core::text::ascii_digit(c).unwrap_or(c)).collect();
+    peyvand_registry::time::parse_utc(&ascii)
+        .ok_or_else(|| format!("{input:?} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"))
+}

@@ -1,0 +1,32 @@
+//! `peyvand registry`: the regulator's registry (`serve`) and the commands that manage it
+//! through its admin API (`licence ...`, `audit`, `directory`).
+
+mod admin;
+mod args;
+mod format;
+mod serve;
+
+use anyhow::Result;
+use clap::ValueEnum as _;
+
+pub use args::RegistryCommand;
+
+use crate::cli::GlobalArgs;
+
+/// Runs one `peyvand registry` command.
+pub async fn run(global: GlobalArgs, command: RegistryCommand) -> Result<()> {
+    // The client commands' `--output` applies here too.
+    let json = global.output.to_possible_value().is_some_and(|v| v.get_name() == "json");
+    match command {
+        RegistryCommand::Serve(args) => serve::run(args).await,
+        RegistryCommand::Licence { connection, command } => admin::licence(&connection, json, command).await,
+        RegistryCommand::Audit { connection, query } => admin::audit(&connection, json, query).await,
+        RegistryCommand::Directory { registry, key } => admin::directory(&registry, key.as_deref(), json).await,
+    }
+}
+
+/// A diagnostic on standard error. A failure to write it is not worth failing the command for.
+fn note(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}

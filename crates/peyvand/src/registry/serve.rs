@@ -1,0 +1,47 @@
+//! `peyvand registry serve`: the regulator's registry on embedded storage.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use peyvand_registry::{Registry, RegistryConfig};
+
+use super::args::ServeArgs;
+use crate::config::LogFormat;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::serve::init_logging(LogFormat::Text);
+    let config = RegistryConfig { directory_ttl: Duration::from_secs(args.directory_ttl_secs) };
+    let opened = Registry::open(&args.data, config)
+        .await
+        .with_context(|| format!("cannot open the registry in {}", args.data.display()))?;
+    let registry = opened.registry;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let key = registry.key_info();
+    {
+        // Standard output carries these lines for scripts; logs go to standard error.
+        let mut out = std::io::stdout().lock();
+        if let Some(path) = &opened.new_admin_token {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            writeln!(out, "ADMIN-TOKEN {}", path.display())?;
+        }
+        writeln!(out, "REGISTRY-KEY {}", key.public_key)?;
+        writeln!(out, "LISTENING http://{address}")?;
+        out.flush()?;
+    }
+    if let Some(path) = &opened.new_admin_token {
+        tracing::info!(path = %path.display(), "a new admin token was written to its file (mode 0600); only its hash is kept");
+    }
+    if opened.new_signing_key {
+        tracing::info!(key_id = %key.key_id, "a new signing key was made");
+    }
+    tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving (plain HTTP: terminate TLS in front)");
+    tokio::spawn(registry.clone().keep_directory_fresh());
+    peyvand_registry::http::serve(listener, peyvand_registry::http::router(registry), crate::serve::shutdown_signal())
+        .await?;
+    tracing::info!("the registry stopped");
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! The regulator's registry: the real `peyvand registry serve` binary on an ephemeral port,
+//! driven over HTTP and through the `peyvand registry` commands as subprocesses: licences
+//! and their transitions, the audit log, the admin token, stable error codes, the signed
+//! directory, and a restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use peyvand_registry::keys::{decode_public_key, decode_signature};
+use peyvand_registry::verify_directory;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{DEADLINE, temp_dir};
+
+/// A running `peyvand registry serve`.
+struct Registry {
+    child: Child,
+    url: String,
+    data: PathBuf,
+    /// The `ADMIN-TOKEN` line: printed only at the start that made the token.
+    token_file: Option<PathBuf>,
+    /// The `REGISTRY-KEY` line.
+    public_key: String,
+}
+
+impl Registry {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+            .args(["registry", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("PEYVAND_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start peyvand registry serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut token_file, mut public_key) = (None, None);
+        let deadline = Instant::now() + DEADLINE;
+        let url = loop {
+            let left = deadline.checked_duration_since(Instant::now()).expect("the registry printed LISTENING in time");
+            let line = rx.recv_timeout(left).expect("the registry printed LISTENING");
+            match line.split_once(' ') {
+                Some(("ADMIN-TOKEN", path)) => token_file = Some(PathBuf::from(path)),
+                Some(("REGISTRY-KEY", key)) => public_key = Some(key.to_owned()),
+                Some(("LISTENING", url)) => break url.to_owned(),
+                _ => {}
+            }
+        };
+        Self { child, url, data: data.to_owned(), token_file, public_key: public_key.expect("REGISTRY-KEY line") }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn token(&self) -> String {
+        let path = self.data.join("admin-token");
+        std::fs::read_to_string(path).expect("admin token file").trim().to_owned()
+    }
+
+    /// Runs `peyvand registry ARGS` against this registry with the admin token file.
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec!["registry"];
+        all.extend_from_slice(args);
+        let child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+            .args(&all)
+            .env("PEYVAND_REGISTRY", &self.url)
+            .env("PEYVAND_REGISTRY_TOKEN_FILE", self.data.join("admin-token"))
+            .env_remove("PEYVAND_REGISTRY_TOKEN")
+            .env_remove("PEYVAND_OUTPUT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start peyvand registry");
+        finish(child, &all)
+    }
+
+    /// A command with `--output json` that must succeed; what it printed.
+    fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--output", "json"]);
+        let output = self.cli(&all);
+        assert!(output.status.success(), "{all:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{all:?} printed no JSON: {e}"))
+    }
+
+    /// A command that must fail; its standard error.
+    fn cli_fails(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(!output.status.success(), "{args:?} should have failed");
+        String::from_utf8(output.stderr).expect("UTF-8")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits for a command to end, killing it after the deadline.
+fn finish(mut child: Child, args: &[&str]) -> Output {
+    let deadline = Instant::now() + DEADLINE;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("peyvand {args:?} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// An HTTP call with an optional bearer token: the status and the JSON body.
+async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The directory as served, verified with the key from the `REGISTRY-KEY` line; also checks
+/// that `/v1/directory.sig` carries the same signature. The registry may re-sign between the
+/// two requests (a licence starting or ending, the half-life refresh): then they are asked again.
+async fn directory(registry: &Registry) -> peyvand_registry::Directory {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = reqwest::get(format!("{}/v1/directory", registry.url)).await.expect("directory");
+        assert_eq!(response.status().as_u16(), 200);
+        let header = response.headers()["peyvand-signature"].to_str().expect("ascii").to_owned();
+        let body = response.bytes().await.expect("body");
+        let signature = decode_signature(&header).expect("base64 signature");
+        let key = decode_public_key(&registry.public_key).expect("base64 key");
+        let document = verify_directory(&body, &signature, &key).expect("the directory verifies");
+        let sig_file = reqwest::get(format!("{}/v1/directory.sig", registry.url)).await.expect("sig").text().await;
+        if sig_file.expect("text").trim() == header {
+            return document;
+        }
+        assert!(std::time::Instant::now() < deadline, "/v1/directory.sig never matched the served directory");
+    }
+}
+
+fn in_a_year() -> String {
+    let at = peyvand_registry::time::now_millis() + 365 * 86_400_000;
+    peyvand_registry::time::format_millis(at)
+}
+
+#[tokio::test]
+async fn licences_audit_and_the_signed_directory() {
+    let data = temp_dir("registry");
+    let mut registry = Registry::start(&data);
+    let token = registry.token();
+    assert_eq!(registry.token_file.as_deref().map(|p| p.ends_with("admin-token")), Some(true));
+    assert!(token.starts_with("pvr_"));
+    #[cfg(unix)]
+    for file in ["admin-token", "registry-key.pk8"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join(file)).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let key_info = call(reqwest::Method::GET, &format!("{}/v1/registry-key", registry.url), None, None).await.1;
+    assert_eq!(key_info["public_key"], registry.public_key.as_str());
+    assert_eq!(key_info["algorithm"], "ed25519");
+    let first = directory(&registry).await;
+    assert!(first.providers.is_empty());
+
+    // Issue through the CLI (Persian name, Persian digits in the date).
+    let until = in_a_year();
+    let issued = registry.cli_json(&[
+        "licence",
+        "issue",
+        "--id",
+        "bale",
+        "--name",
+        "پیام‌رسان بله",
+        "--domain",
+        "bale.ir",
+        "--endpoint",
+        "https://ic.bale.ir",
+        "--contact",
+        "ops@bale.ir",
+        "--number",
+        "CRA-1404-001",
+        "--valid-until",
+        &until,
+        "--capability",
+        "messages",
+    ]);
+    assert_eq!(issued["provider_id"], "bale");
+    assert_eq!(issued["name"], "پیام‌رسان بله");
+    assert_eq!(issued["status"], "active");
+    assert_eq!(issued["endpoint"], "https://ic.bale.ir/");
+    let persian_date = registry.cli_json(&[
+        "licence",
+        "issue",
+        "--id",
+        "eitaa",
+        "--name",
+        "ایتا",
+        "--domain",
+        "eitaa.ir",
+        "--endpoint",
+        "http://127.0.0.1:9001",
+        "--contact",
+        "+98 21 0000 0000",
+        "--number",
+        "CRA-1404-002",
+        "--valid-until",
+        "۲۰۹۹-۰۱-۰۱",
+    ]);
+    assert_eq!(persian_date["valid_until"], 4_070_908_800_000i64);
+
+    // And over HTTP.
+    let admin = format!("{}/v1/admin", registry.url);
+    let rubika = json!({
+        "provider_id": "rubika", "name": "روبیکا", "domain": "rubika.ir", "endpoint": "https://ic.rubika.ir/",
+        "contact": "ops@rubika.ir", "licence_number": "CRA-1404-003",
+        "valid_until": peyvand_registry::time::now_millis() + 86_400_000,
+    });
+    let (status, body) =
+        call(reqwest::Method::POST, &format!("{admin}/licences"), Some(&token), Some(rubika.clone())).await;
+    assert_eq!(status, 201, "{body}");
+
+    let after_issue = directory(&registry).await;
+    assert_eq!(after_issue.version, first.version + 3);
+    assert_eq!(after_issue.providers.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["bale", "eitaa", "rubika"]);
+
+    // Listing, in text and JSON.
+    let listed = registry.cli_json(&["licence", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    let text = registry.cli(&["licence", "list"]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).expect("utf-8");
+    assert!(text.contains("bale  active  CRA-1404-001") && text.contains("پیام‌رسان بله"), "{text}");
+
+    // Keys and capabilities, set by the CLI, reach the directory.
+    let key = peyvand_registry::keys::encode_base64(&[5; 32]);
+    let with_keys = registry.cli_json(&["licence", "set-keys", "bale", &key, "--reason", "operator's key"]);
+    assert_eq!(with_keys["signing_keys"], json!([key]));
+    registry.cli_json(&["licence", "update", "bale", "--capabilities", "messages,discovery"]);
+    let bale = directory(&registry).await;
+    let entry = bale.provider("bale").expect("bale listed");
+    assert_eq!(entry.signing_keys, vec![key.clone()]);
+    assert_eq!(entry.capabilities, vec!["discovery", "messages"]);
+    assert_eq!(bale.version, after_issue.version + 2);
+
+    // Suspend, reinstate, revoke; each moves the directory on.
+    let suspended = registry.cli_json(&["licence", "suspend", "bale", "--reason", "late statistics"]);
+    assert_eq!(suspended["status"], "suspended");
+    let listing = directory(&registry).await;
+    assert_eq!(listing.version, bale.version + 1);
+    assert_eq!(listing.provider("bale").map(|p| p.status.as_str()), Some("suspended"));
+    let stderr = registry.cli_fails(&["licence", "suspend", "bale", "--reason", "again"]);
+    assert!(stderr.contains("invalid_transition"), "{stderr}");
+    registry.cli_json(&["licence", "reinstate", "bale", "--reason", "statistics received"]);
+    assert_eq!(directory(&registry).await.provider("bale").map(|p| p.status.as_str()), Some("active"));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{admin}/licences/rubika/revoke"),
+        Some(&token),
+        Some(json!({"reason": "licence terms broken"})),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("revoked")));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{admin}/licences/rubika/reinstate"),
+        Some(&token),
+        Some(json!({"reason": "changed our mind"})),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invalid_transition")));
+    let revoked = directory(&registry).await;
+    assert_eq!(revoked.provider("rubika").map(|p| p.status.as_str()), Some("revoked"));
+
+    // The audit log: every change, with actor, time and reason.
+    let log = registry.cli_json(&["audit"]);
+    let entries = log.as_array().expect("entries");
+    let actions: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["action"].as_str().unwrap_or(""), e["provider_id"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        actions,
+        [
+            ("issue", "bale"),
+            ("issue", "eitaa"),
+            ("issue", "rubika"),
+            ("update", "bale"),
+            ("update", "bale"),
+            ("suspend", "bale"),
+            ("reinstate", "bale"),
+            ("revoke", "rubika"),
+        ]
+    );
+    let now = peyvand_registry::time::now_millis();
+    for entry in entries {
+        assert_eq!(entry["actor"], "admin");
+        let at = entry["at"].as_i64().expect("time");
+        assert!(at > now - 60_000 && at <= now, "{entry}");
+    }
+    assert_eq!(entries[5]["reason"], "late statistics");
+    assert_eq!(entries[5]["before"]["status"], "active");
+    assert_eq!(entries[5]["after"]["status"], "suspended");
+    let only_rubika = registry.cli_json(&["audit", "--provider", "rubika"]);
+    assert_eq!(only_rubika.as_array().map(Vec::len), Some(2));
+    let text = String::from_utf8(registry.cli(&["audit", "--provider", "bale"]).stdout).expect("utf-8");
+    assert!(text.contains(" admin suspend bale: late statistics"), "{text}");
+
+    // `peyvand registry directory` verifies and prints, against a pinned key too.
+    let printed = registry.cli_json(&["directory", "--key", &registry.public_key]);
+    assert_eq!(printed["version"].as_u64(), Some(revoked.version));
+    let wrong_key = peyvand_registry::keys::encode_base64(&[1; 32]);
+    let stderr = registry.cli_fails(&["directory", "--key", &wrong_key]);
+    assert!(stderr.contains("signature does not verify"), "{stderr}");
+
+    // Data, key and token survive a restart; the same directory is served.
+    registry.stop();
+    let mut registry = Registry::start(&data);
+    assert!(registry.token_file.is_none(), "no new token at a restart");
+    assert_eq!(registry.token(), token);
+    let again = directory(&registry).await;
+    assert_eq!(again, revoked);
+    assert_eq!(registry.cli_json(&["licence", "list"]).as_array().map(Vec::len), Some(3));
+    assert_eq!(registry.cli_json(&["audit"]).as_array().map(Vec::len), Some(8));
+    let shown = registry.cli_json(&["licence", "show", "bale"]);
+    assert_eq!(shown["signing_keys"], json!([key]));
+    registry.cli_json(&["licence", "suspend", "eitaa", "--reason", "after the restart"]);
+    assert_eq!(directory(&registry).await.version, again.version + 1);
+    registry.stop();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_strangers_and_bad_input() {
+    let data = temp_dir("registry-refusals");
+    let registry = Registry::start(&data);
+    let token = registry.token();
+    let licences = format!("{}/v1/admin/licences", registry.url);
+
+    for bad in [None, Some("pvr_not-the-token"), Some("")] {
+        let (status, body) = call(reqwest::Method::GET, &licences, bad, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{bad:?}");
+    }
+    let (status, body) = call(reqwest::Method::GET, &format!("{}/v1/admin/audit", registry.url), None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let stderr = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .args(["registry", "licence", "list", "--registry", &registry.url])
+        .env("PEYVAND_REGISTRY_TOKEN", "pvr_wrong")
+        .env_remove("PEYVAND_REGISTRY_TOKEN_FILE")
+        .current_dir(&data)
+        .output()
+        .expect("run");
+    assert!(!stderr.status.success());
+    assert!(String::from_utf8_lossy(&stderr.stderr).contains("unauthorized"));
+
+    let good = json!({
+        "provider_id": "bale", "name": "بله", "domain": "bale.ir", "endpoint": "https://ic.bale.ir",
+        "contact": "ops@bale.ir", "licence_number": "L-1",
+        "valid_until": peyvand_registry::time::now_millis() + 86_400_000,
+    });
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("provider_id", json!("Bale")), 400, "invalid_provider_id"),
+        (with("name", json!("  ")), 400, "invalid_name"),
+        (with("domain", json!("bale")), 400, "invalid_domain"),
+        (with("endpoint", json!("http://ic.bale.ir")), 400, "invalid_endpoint"),
+        (with("contact", json!("")), 400, "invalid_contact"),
+        (with("licence_number", json!("L 1")), 400, "invalid_licence_number"),
+        (with("valid_until", json!(1)), 400, "invalid_validity"),
+        (with("signing_keys", json!(["short"])), 400, "invalid_signing_key"),
+        (with("capabilities", json!(["Bad Capability"])), 400, "invalid_capability"),
+        (with("unknown_field", json!(1)), 400, "bad_request"),
+        (json!({"provider_id": "bale"}), 400, "bad_request"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = call(reqwest::Method::POST, &licences, Some(&token), Some(body)).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+    }
+    let (status, _) = call(reqwest::Method::POST, &licences, Some(&token), Some(good.clone())).await;
+    assert_eq!(status, 201);
+    let (status, body) = call(reqwest::Method::POST, &licences, Some(&token), Some(good.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("provider_exists")));
+    let other = |id: &str| {
+        let mut body = good.clone();
+        body["provider_id"] = json!(id);
+        body
+    };
+    let (status, body) = call(reqwest::Method::POST, &licences, Some(&token), Some(other("eitaa"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("licence_number_taken")));
+    let mut same_domain = other("eitaa");
+    same_domain["licence_number"] = json!("L-2");
+    let (status, body) = call(reqwest::Method::POST, &licences, Some(&token), Some(same_domain)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("domain_taken")));
+    let (status, body) =
+        call(reqwest::Method::POST, &format!("{licences}/bale/suspend"), Some(&token), Some(json!({"reason": ""})))
+            .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_reason")));
+    let (status, body) = call(reqwest::Method::GET, &format!("{licences}/nobody"), Some(&token), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = call(reqwest::Method::GET, &format!("{}/v1/nothing", registry.url), None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let stderr = registry.cli_fails(&[
+        "licence",
+        "issue",
+        "--id",
+        "x",
+        "--name",
+        "x",
+        "--domain",
+        "x.ir",
+        "--endpoint",
+        "https://x.ir",
+        "--contact",
+        "c",
+        "--number",
+        "N-9",
+        "--valid-until",
+        "2099-01-01",
+    ]);
+    assert!(stderr.contains("invalid_provider_id"), "{stderr}");
+    let stderr = registry.cli_fails(&[
+        "licence",
+        "issue",
+        "--id",
+        "xy",
+        "--name",
+        "x",
+        "--domain",
+        "x.ir",
+        "--endpoint",
+        "https://x.ir",
+        "--contact",
+        "c",
+        "--number",
+        "N-9",
+        "--valid-until",
+        "next year",
+    ]);
+    assert!(stderr.contains("is not a date"), "{stderr}");
+
+    // Only the one good issue was recorded.
+    let (_, log) = call(reqwest::Method::GET, &format!("{}/v1/admin/audit", registry.url), Some(&token), None).await;
+    assert_eq!(log["entries"].as_array().map(Vec::len), Some(1));
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn a_licence_that_runs_out_is_listed_as_expired() {
+    let data = temp_dir("registry-expiry");
+    let registry = Registry::start(&data);
+    let token = registry.token();
+    let ends = peyvand_registry::time::now_millis() + 1_500;
+    let body = json!({
+        "provider_id": "soroush", "name": "سروش", "domain": "soroush.ir", "endpoint": "https://ic.soroush.ir",
+        "contact": "ops@soroush.ir", "licence_number": "L-7", "valid_until": ends,
+    });
+    let (status, _) =
+        call(reqwest::Method::POST, &format!("{}/v1/admin/licences", registry.url), Some(&token), Some(body)).await;
+    assert_eq!(status, 201);
+    let issued = directory(&registry).await;
+    assert_eq!(issued.provider("soroush").map(|p| p.status.as_str()), Some("active"));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = directory(&registry).await;
+        if now.provider("soroush").map(|p| p.status.as_str()) == Some("expired") {
+            assert_eq!(now.version, issued.version + 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the licence never showed as expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = registry.cli_json(&["licence", "show", "soroush"]);
+    assert_eq!((shown["status"].as_str(), shown["directory_status"].as_str()), (Some("active"), Some("expired")));
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -1,0 +1,303 @@
+//! The directory: a signed, versioned, expiring JSON document listing every licensed
+//! provider, and [`verify_directory`], which providers use to check one.
+//!
+//! The signature is a detached Ed25519 signature over the exact bytes served. The document
+//! names its own format (`peyvand-directory/1`), so a signature made by the registry's key over
+//! some other kind of document can never pass for a directory.
+
+use ring::signature::{ED25519, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::DirectoryStatus;
+use crate::store::{LicenceRecord, StoredDirectory};
+use crate::time::{Millis, now_millis};
+
+/// The value of the document's `format` field.
+pub const FORMAT: &str = "peyvand-directory/1";
+/// The response header that carries the signature (base64) with the document.
+pub const SIGNATURE_HEADER: &str = "peyvand-signature";
+/// How far a verifier's clock may lag the registry's before a new document looks issued in
+/// the future.
+pub const CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
+
+/// The directory document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Increases by one whenever a provider's entry changes (a licence issued, changed,
+    /// suspended, reinstated, revoked, or reaching the end or start of its validity). A
+    /// re-issue that only moves `issued_at` and `expires_at` keeps it.
+    pub version: u64,
+    pub issued_at: Millis,
+    /// Verifiers refuse the document from this moment on.
+    pub expires_at: Millis,
+    /// Every provider that ever had a licence, by id.
+    pub providers: Vec<DirectoryProvider>,
+}
+
+/// One provider in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryProvider {
+    pub id: String,
+    pub name: String,
+    pub domain: String,
+    pub endpoint: String,
+    /// Only `active` providers may be talked to.
+    pub status: DirectoryStatus,
+    pub licence_number: String,
+    pub valid_from: Millis,
+    pub valid_until: Millis,
+    /// Ed25519 public keys (base64) that the provider signs its requests with.
+    pub signing_keys: Vec<String>,
+    pub capabilities: Vec<String>,
+}
+
+impl Directory {
+    /// The provider with this id.
+    pub fn provider(&self, id: &str) -> Option<&DirectoryProvider> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+}
+
+impl DirectoryProvider {
+    fn from_record(record: &LicenceRecord, now: Millis) -> Self {
+        Self {
+            id: record.provider_id.clone(),
+            name: record.name.clone(),
+            domain: record.domain.clone(),
+            endpoint: record.endpoint.clone(),
+            status: record.directory_status(now),
+            licence_number: record.licence_number.clone(),
+            valid_from: record.valid_from,
+            valid_until: record.valid_until,
+            signing_keys: record.signing_keys.clone(),
+            capabilities: record.capabilities.clone(),
+        }
+    }
+}
+
+/// Why a directory was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the registry's public key is not a 32-byte Ed25519 key")]
+    BadKey,
+    #[error("the directory's signature does not verify against the registry's key")]
+    BadSignature,
+    #[error("the directory is not valid JSON of the expected shape: {0}")]
+    Malformed(String),
+    #[error("the document's format is `{0}`, not `{FORMAT}`")]
+    UnknownFormat(String),
+    #[error("the directory expired at {}", crate::time::format_millis(*.0))]
+    Expired(Millis),
+    #[error("the directory says it was issued at {}, in the future", crate::time::format_millis(*.0))]
+    IssuedInFuture(Millis),
+}
+
+/// Checks a directory as served: the signature over exactly `bytes` with the registry's
+/// Ed25519 public key (32 bytes), the format, and that it is current (not expired, not issued
+/// in the future beyond [`CLOCK_SKEW_MS`]).
+pub fn verify_directory(bytes: &[u8], signature: &[u8], registry_public_key: &[u8]) -> Result<Directory, VerifyError> {
+    verify_directory_at(bytes, signature, registry_public_key, now_millis())
+}
+
+/// [`verify_directory`] at a given time.
+pub fn verify_directory_at(
+    bytes: &[u8],
+    signature: &[u8],
+    registry_public_key: &[u8],
+    now: Millis,
+) -> Result<Directory, VerifyError> {
+    if registry_public_key.len() != 32 {
+        return Err(VerifyError::BadKey);
+    }
+    UnparsedPublicKey::new(&ED25519, registry_public_key)
+        .verify(bytes, signature)
+        .map_err(|_| VerifyError::BadSignature)?;
+    let directory: Directory = serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if directory.format != FORMAT {
+        return Err(VerifyError::UnknownFormat(directory.format));
+    }
+    if now >= directory.expires_at {
+        return Err(VerifyError::Expired(directory.expires_at));
+    }
+    if directory.issued_at > now.saturating_add(CLOCK_SKEW_MS) {
+        return Err(VerifyError::IssuedInFuture(directory.issued_at));
+    }
+    Ok(directory)
+}
+
+/// The providers' entries as they stand at `now`.
+pub(crate) fn providers_at(records: &[LicenceRecord], now: Millis) -> Vec<DirectoryProvider> {
+    let mut providers: Vec<DirectoryProvider> =
+        records.iter().map(|r| DirectoryProvider::from_record(r, now)).collect();
+    providers.sort_by(|a, b| a.id.cmp(&b.id));
+    providers
+}
+
+/// A digest of the providers' entries, to tell whether they changed.
+pub(crate) fn providers_hash(providers: &[DirectoryProvider]) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail; an empty hash would only cause a new version.
+    let bytes = serde_json::to_vec(providers).unwrap_or_default();
+    Sha256::digest(bytes).to_vec()
+}
+
+/// The first moment after `now` at which some entry changes by time alone: a licence's
+/// validity starting or ending.
+pub(crate) fn next_transition(records: &[LicenceRecord], now: Millis) -> Option<Millis> {
+    records.iter().flat_map(|r| [r.valid_from, r.valid_until]).filter(|at| *at > now).min()
+}
+
+/// Signs a new directory.
+pub(crate) fn issue(
+    key: &crate::keys::RegistryKey,
+    version: u64,
+    providers: Vec<DirectoryProvider>,
+    now: Millis,
+    ttl_ms: Millis,
+) -> StoredDirectory {
+    let providers_hash = providers_hash(&providers);
+    let directory = Directory {
+        format: FORMAT.to_owned(),
+        version,
+        issued_at: now,
+        expires_at: now.saturating_add(ttl_ms),
+        providers,
+    };
+    let body = serde_json::to_vec_pretty(&directory).unwrap_or_default();
+    let signature = key.sign(&body);
+    StoredDirectory {
+        version,
+        issued_at: directory.issued_at,
+        expires_at: directory.expires_at,
+        providers_hash,
+        body,
+        signature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::RegistryKey;
+    use crate::model::LicenceStatus;
+
+    const HOUR: Millis = 3_600_000;
+
+    fn record(id: &str, status: LicenceStatus, valid_from: Millis, valid_until: Millis) -> LicenceRecord {
+        LicenceRecord {
+            provider_id: id.into(),
+            name: "پیام‌رسان".into(),
+            domain: format!("{id}.ir"),
+            endpoint: format!("https://ic.{id}.ir/"),
+            contact: "ops@example.ir".into(),
+            licence_number: format!("L-{id}"),
+            valid_from,
+            valid_until,
+            status,
+            signing_keys: vec![crate::keys::encode_base64(&[1; 32])],
+            capabilities: vec!["messages".into()],
+            issued_at: valid_from,
+            updated_at: valid_from,
+        }
+    }
+
+    fn signed(now: Millis) -> (RegistryKey, StoredDirectory) {
+        let key = RegistryKey::ephemeral().expect("key");
+        let records = [record("bale", LicenceStatus::Active, 0, 100 * HOUR)];
+        let stored = issue(&key, 3, providers_at(&records, now), now, 24 * HOUR);
+        (key, stored)
+    }
+
+    #[test]
+    fn a_signed_directory_verifies() {
+        let now = 10 * HOUR;
+        let (key, stored) = signed(now);
+        let directory = verify_directory_at(&stored.body, &stored.signature, key.public_key(), now).expect("verifies");
+        assert_eq!(directory.version, 3);
+        assert_eq!(directory.format, FORMAT);
+        assert_eq!(directory.expires_at, now + 24 * HOUR);
+        assert_eq!(directory.provider("bale").map(|p| p.status), Some(DirectoryStatus::Active));
+    }
+
+    #[test]
+    fn a_tampered_directory_is_refused() {
+        let now = 10 * HOUR;
+        let (key, stored) = signed(now);
+        let text = String::from_utf8(stored.body.clone()).expect("utf-8");
+        let tampered = text.replace("https://ic.bale.ir/", "https://evil.example/");
+        assert_ne!(tampered, text);
+        assert_eq!(
+            verify_directory_at(tampered.as_bytes(), &stored.signature, key.public_key(), now),
+            Err(VerifyError::BadSignature)
+        );
+        let mut flipped = stored.signature.clone();
+        flipped[0] ^= 1;
+        assert_eq!(verify_directory_at(&stored.body, &flipped, key.public_key(), now), Err(VerifyError::BadSignature));
+        let other = RegistryKey::ephemeral().expect("key");
+        assert_eq!(
+            verify_directory_at(&stored.body, &stored.signature, other.public_key(), now),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(verify_directory_at(&stored.body, &stored.signature, &[0; 31], now), Err(VerifyError::BadKey));
+    }
+
+    #[test]
+    fn an_expired_or_future_directory_is_refused() {
+        let now = 10 * HOUR;
+        let (key, stored) = signed(now);
+        let at_expiry = now + 24 * HOUR;
+        assert_eq!(
+            verify_directory_at(&stored.body, &stored.signature, key.public_key(), at_expiry),
+            Err(VerifyError::Expired(at_expiry))
+        );
+        assert!(verify_directory_at(&stored.body, &stored.signature, key.public_key(), at_expiry - 1).is_ok());
+        assert_eq!(
+            verify_directory_at(&stored.body, &stored.signature, key.public_key(), now - CLOCK_SKEW_MS - 1),
+            Err(VerifyError::IssuedInFuture(now))
+        );
+    }
+
+    #[test]
+    fn other_documents_signed_by_the_registry_are_not_directories() {
+        let key = RegistryKey::ephemeral().expect("key");
+        let body = br#"{"format":"peyvand-statistics/1","version":1,"issued_at":0,"expires_at":9,"providers":[]}"#;
+        let signature = key.sign(body);
+        assert_eq!(
+            verify_directory_at(body, &signature, key.public_key(), 1),
+            Err(VerifyError::UnknownFormat("peyvand-statistics/1".into()))
+        );
+        let junk = b"not json";
+        assert!(matches!(
+            verify_directory_at(junk, &key.sign(junk), key.public_key(), 1),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn statuses_follow_the_validity_period() {
+        let records = [
+            record("active", LicenceStatus::Active, 0, 10 * HOUR),
+            record("ended", LicenceStatus::Active, 0, 5 * HOUR),
+            record("later", LicenceStatus::Active, 7 * HOUR, 10 * HOUR),
+            record("paused", LicenceStatus::Suspended, 0, 5 * HOUR),
+            record("gone", LicenceStatus::Revoked, 0, 10 * HOUR),
+        ];
+        let now = 6 * HOUR;
+        let statuses: Vec<(String, DirectoryStatus)> =
+            providers_at(&records, now).into_iter().map(|p| (p.id, p.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("active".into(), DirectoryStatus::Active),
+                ("ended".into(), DirectoryStatus::Expired),
+                ("gone".into(), DirectoryStatus::Revoked),
+                ("later".into(), DirectoryStatus::NotYetValid),
+                ("paused".into(), DirectoryStatus::Suspended),
+            ]
+        );
+        assert_eq!(next_transition(&records, now), Some(7 * HOUR));
+        assert_ne!(providers_hash(&providers_at(&records, now)), providers_hash(&providers_at(&records, 8 * HOUR)));
+    }
+}

@@ -1,0 +1,45 @@
+//! The registry's HTTP API (axum): the public directory and the admin API. Each handler's doc
+//! comment starts with its route.
+
+mod admin;
+mod extract;
+mod public;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::registry::Registry;
+
+pub use extract::Failure;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole API.
+pub fn router(registry: Registry) -> Router {
+    Router::new()
+        .route("/healthz", get(public::health))
+        .route("/v1/directory", get(public::directory))
+        .route("/v1/directory.sig", get(public::directory_signature))
+        .route("/v1/registry-key", get(public::registry_key))
+        .route("/v1/admin/licences", get(admin::list_licences).post(admin::issue_licence))
+        .route("/v1/admin/licences/{provider_id}", get(admin::get_licence).patch(admin::update_licence))
+        .route("/v1/admin/licences/{provider_id}/suspend", post(admin::suspend_licence))
+        .route("/v1/admin/licences/{provider_id}/reinstate", post(admin::reinstate_licence))
+        .route("/v1/admin/licences/{provider_id}/revoke", post(admin::revoke_licence))
+        .route("/v1/admin/audit", get(admin::audit_log))
+        .fallback(public::not_found)
+        .method_not_allowed_fallback(public::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(registry)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

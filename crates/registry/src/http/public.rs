@@ -1,0 +1,59 @@
+//! What anyone may read: the signed directory, the registry's key, health.
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+
+use crate::directory::SIGNATURE_HEADER;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::extract::{ApiResult, Failure, Json};
+use crate::keys::encode_base64;
+use crate::model::RegistryKeyInfo;
+use crate::registry::Registry;
+
+/// `GET /v1/directory`: the signed directory, exactly as signed; the signature (base64) is
+/// in the `Peyvand-Signature` header.
+pub async fn directory(State(registry): State<Registry>) -> ApiResult<Response> {
+    let published = registry.directory().await?;
+    let signature = encode_base64(&published.signature);
+    Ok((
+        [
+            (CONTENT_TYPE, "application/json".to_owned()),
+            (CACHE_CONTROL, "no-cache".to_owned()),
+            (axum::http::HeaderName::from_static(SIGNATURE_HEADER), signature),
+        ],
+        published.body.to_vec(),
+    )
+        .into_response())
+}
+
+/// `GET /v1/directory.sig`: the signature (base64) of the directory served now. A directory
+/// may change between two requests; the header of `GET /v1/directory` never mismatches.
+pub async fn directory_signature(State(registry): State<Registry>) -> ApiResult<Response> {
+    let published = registry.directory().await?;
+    let signature = format!("{}\n", encode_base64(&published.signature));
+    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8"), (CACHE_CONTROL, "no-cache")], signature).into_response())
+}
+
+/// `GET /v1/registry-key`: the Ed25519 public key the directory is signed with.
+pub async fn registry_key(State(registry): State<Registry>) -> Json<RegistryKeyInfo> {
+    Json(registry.key_info())
+}
+
+/// `GET /healthz`: the process is up; also says which directory it serves.
+pub async fn health(State(registry): State<Registry>) -> ApiResult<Json<serde_json::Value>> {
+    let published = registry.directory().await?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "directory_version": published.version,
+        "directory_expires_at": published.expires_at,
+    })))
+}
+
+pub async fn not_found() -> Failure {
+    Failure(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+}
+
+pub async fn method_not_allowed() -> Failure {
+    Failure(ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not take that method"))
+}
