@@ -136,8 +136,13 @@ async fn update_profile(store: &PgStore, id: i64, change: &ProfileChange) -> Att
 async fn delete_user(store: &PgStore, id: i64) -> Attempt<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    // The stream is closed first: a write that appends to it waits for this transaction and
-    // then finds it closed, so no update lands after the stream is emptied below.
+    // Rows under a chat's messages first, then the stream: the lock order of every write
+    // (a reaction locks its message and reaction rows before the streams it appends to).
+    for sql in ["DELETE FROM hidden WHERE user_id = $1", "DELETE FROM reactions WHERE user_id = $1"] {
+        execute(&tx, sql, &[&id]).await?;
+    }
+    // The stream is closed before it is emptied: a write that appends to it waits for this
+    // transaction and then finds it closed, so no update lands after the stream is emptied.
     execute(&tx, "UPDATE streams SET closed = true, pruned_through = cursor WHERE user_id = $1", &[&id]).await?;
     execute(
         &tx,
@@ -151,8 +156,6 @@ async fn delete_user(store: &PgStore, id: i64) -> Attempt<()> {
         "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM contacts WHERE owner_id = $1",
         "DELETE FROM blocks WHERE owner_id = $1 OR target_id = $1",
-        "DELETE FROM hidden WHERE user_id = $1",
-        "DELETE FROM reactions WHERE user_id = $1",
         "DELETE FROM presence WHERE user_id = $1",
     ] {
         execute(&tx, sql, &[&id]).await?;

@@ -180,6 +180,13 @@ impl UpdateStore for PgStore {
 async fn prune(store: &PgStore, before: i64, keep_last: i64) -> Attempt<u64> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
+    // Every node prunes on the same schedule; one at a time is enough, the others skip.
+    let solo = tx
+        .prepare_cached("SELECT pg_try_advisory_xact_lock(hashtext('peyvand-prune'), hashtext(current_schema()))")
+        .await?;
+    if !tx.query_one(&solo, &[]).await?.try_get::<_, bool>(0)? {
+        return Ok(0);
+    }
     let pruned = tx
         .prepare_cached(
             "WITH gone AS ( \
