@@ -163,6 +163,22 @@ impl UpdateFeed {
         }
     }
 
+    /// Asks the store whether it has updates this feed has not handed out although the feed
+    /// believes it is caught up, and if so makes the next [`UpdateFeed::next`] read them. For
+    /// a periodic check: an update can miss the bus without a sign (its publication never
+    /// happened because the request was cancelled after the commit, or NATS dropped it), and
+    /// the feed would otherwise see it only at the person's next update.
+    pub async fn recheck(&mut self) {
+        if self.behind {
+            return;
+        }
+        match self.service.store.cursor(self.user_id).await {
+            Ok(newest) if newest > self.last => self.behind = true,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(user_id = self.user_id, error = %e, "could not recheck a feed"),
+        }
+    }
+
     /// Marks the device as gone (presence, last seen).
     pub async fn close(mut self) {
         self.open = false;
@@ -179,5 +195,77 @@ impl Drop for UpdateFeed {
                 handle.spawn(async move { service.stream_closed(user_id).await });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use peyvand_api::{Event, Update};
+    use peyvand_bus::{Bus, BusHealth, LocalFanout, Subscription};
+    use peyvand_store::sqlite::SqliteStore;
+    use peyvand_store::{AccountStore, ChatStore, Store};
+
+    use crate::{ConsoleCodeSender, Service, ServiceConfig, Session};
+
+    /// A bus whose publications are all lost.
+    #[derive(Debug, Default)]
+    struct LosingBus(LocalFanout);
+
+    #[async_trait]
+    impl Bus for LosingBus {
+        async fn publish(&self, _user_id: i64, _update: Arc<Update>) {}
+
+        async fn subscribe(&self, user_id: i64) -> Subscription {
+            self.0.subscribe(user_id)
+        }
+
+        fn health(&self) -> BusHealth {
+            BusHealth { kind: "losing", connected: true, reconnects: 0, publish_errors: 0, invalid_messages: 0 }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recheck_finds_what_the_bus_lost() {
+        let dir = std::env::temp_dir().join(format!("peyvand-service-recheck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir).expect("open"));
+        let a = store.user_by_phone_or_create("+989120000001", 1).await.expect("user").0.id;
+        let b = store.user_by_phone_or_create("+989120000002", 1).await.expect("user").0.id;
+        let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
+        let shared: Arc<dyn Store> = store.clone();
+        let service =
+            Service::new(shared, Arc::new(LosingBus::default()), Arc::new(ConsoleCodeSender), ServiceConfig::default());
+        let mut feed = service.open_feed(Session { user_id: b, device_id: 1 }, 0).await.expect("feed");
+        while !feed.caught_up() {
+            feed.next().await.expect("next").expect("open");
+        }
+
+        // Stored, announced on a bus that loses it: the feed cannot know until it rechecks.
+        let new = peyvand_store::NewMessage {
+            chat_id: chat,
+            sender_id: a,
+            client_id: "lost".into(),
+            content: peyvand_api::Content::Text { text: "سلام".into() },
+            folded: "سلام".into(),
+            reply_to: None,
+            forwarded_from: None,
+            sent_at: 2,
+        };
+        store.append_message(new, vec![a, b]).await.expect("send");
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(100), feed.next()).await;
+        assert!(quiet.is_err(), "nothing arrives on its own");
+        feed.recheck().await;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+            .await
+            .expect("the recheck brings it")
+            .expect("next")
+            .expect("open");
+        assert!(matches!(&got[..], [Update { event: Event::MessageNew { message }, .. }] if message.seq == 1));
+        feed.close().await;
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -114,8 +114,9 @@ async fn refuse(socket: &mut WebSocket, state: &AppState, session: Session, e: A
 }
 
 /// Moves updates from the feed to the socket until either side ends. Every ping tick it also
-/// checks that the client answered since the last one (else the connection is dead) and that
-/// the device is still signed in (its `signed_out` update may have been lost to lag).
+/// checks that the client answered since the last one (else the connection is dead), that
+/// the device is still signed in (its `signed_out` update may have been lost to lag), and that
+/// the store has nothing the feed missed on the bus.
 async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: &mut WebSocket) -> UpdateFeed {
     let mut announced = false;
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -158,6 +159,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
                     return feed;
                 }
+                feed.recheck().await;
             }
         }
     }
