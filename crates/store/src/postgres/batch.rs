@@ -67,7 +67,12 @@ pub(super) fn start(store: PgStore, workers: usize) -> mpsc::UnboundedSender<Job
                     }
                     jobs
                 };
-                run(&store, jobs).await;
+                // In a task of its own, so that a panic (a bug) costs its batch, whose sends
+                // are answered `unavailable` when their replies drop, and not the worker.
+                let batch = store.clone();
+                if let Err(e) = tokio::spawn(async move { run(&batch, jobs).await }).await {
+                    tracing::error!(error = %e, "a batch of sends failed unexpectedly");
+                }
             }
         });
     }
