@@ -318,6 +318,50 @@ async fn concurrent_sends(store: Arc<dyn Store>) {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "every message gets its own seq, none skipped");
     assert_eq!(store.cursor(b).await.expect("cursor"), 200);
+
+    // Retries racing their first send (as a group-committing backend may put them in one
+    // batch), a reused client id with other content, and a chat that does not exist: one
+    // message per id, the retries get it back, nothing skips a seq or an update.
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        for attempt in 0..3 {
+            let store = store.clone();
+            let body = if i % 10 == 0 && attempt == 2 { "other" } else { "y" };
+            sends.spawn(async move {
+                let result = store.append_message(new_message(chat, a, &format!("d{i}"), body), vec![a, b]).await;
+                (i, body, result)
+            });
+        }
+    }
+    {
+        let store = store.clone();
+        sends
+            .spawn(async move { (-1, "y", store.append_message(new_message(chat + 999, a, "z", "y"), vec![a]).await) });
+    }
+    let mut by_id: std::collections::HashMap<i64, Vec<(i64, bool)>> = std::collections::HashMap::new();
+    for (i, body, result) in sends.join_all().await {
+        match (i, body, result) {
+            (-1, _, result) => assert!(matches!(result, Err(StoreError::NotFound)), "no such chat: {result:?}"),
+            (_, "other", Ok((message, created, _))) => {
+                // It won the race: the stored message is the other content; then the "y"
+                // sends of this id are the conflicting ones.
+                assert!(created && message.content == text("other"));
+                by_id.entry(i).or_default().push((message.seq, true));
+            }
+            (_, _, Err(StoreError::IdempotencyConflict)) => assert_eq!(i % 10, 0, "only reused ids conflict"),
+            (_, _, Ok((message, created, _))) => by_id.entry(i).or_default().push((message.seq, created)),
+            (_, _, Err(e)) => panic!("send {i}: {e}"),
+        }
+    }
+    let mut seqs = Vec::new();
+    for (i, answers) in &by_id {
+        assert_eq!(answers.iter().filter(|(_, created)| *created).count(), 1, "id d{i} stored once: {answers:?}");
+        assert!(answers.iter().all(|(seq, _)| *seq == answers[0].0), "retries of d{i} get its message");
+        seqs.push(answers[0].0);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (201..=240).collect::<Vec<_>>(), "no seq skipped or doubled");
+    assert_eq!(store.cursor(b).await.expect("cursor"), 240, "one update per stored message");
 }
 
 async fn presence(store: Arc<dyn Store>) {
