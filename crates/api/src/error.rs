@@ -38,6 +38,24 @@ pub enum ErrorCode {
     /// The server could not store the request; retrying with the same client id is safe.
     Unavailable,
     Internal,
+    // The registry's admin API (`peyvand registry`): a licence's fields and changes.
+    InvalidProviderId,
+    InvalidName,
+    InvalidDomain,
+    InvalidEndpoint,
+    InvalidContact,
+    InvalidLicenceNumber,
+    InvalidValidity,
+    InvalidSigningKey,
+    InvalidCapability,
+    InvalidReason,
+    /// A licence for this provider id already exists (revoked ones included: ids are never reused).
+    ProviderExists,
+    LicenceNumberTaken,
+    DomainTaken,
+    /// The licence's status does not allow this change (reinstate only a suspended licence;
+    /// nothing changes a revoked one).
+    InvalidTransition,
 }
 
 impl ErrorCode {
@@ -48,12 +66,27 @@ impl ErrorCode {
             | Self::InvalidPhone
             | Self::InvalidUsername
             | Self::InvalidProfile
-            | Self::InvalidContent => 400,
+            | Self::InvalidContent
+            | Self::InvalidProviderId
+            | Self::InvalidName
+            | Self::InvalidDomain
+            | Self::InvalidEndpoint
+            | Self::InvalidContact
+            | Self::InvalidLicenceNumber
+            | Self::InvalidValidity
+            | Self::InvalidSigningKey
+            | Self::InvalidCapability
+            | Self::InvalidReason => 400,
             Self::InvalidCode | Self::CodeExpired | Self::InvalidPin | Self::PinRequired => 401,
             Self::Unauthorized => 401,
             Self::Forbidden | Self::Blocked | Self::PrivacyRestricted => 403,
             Self::NotFound => 404,
-            Self::UsernameTaken | Self::IdempotencyConflict => 409,
+            Self::UsernameTaken
+            | Self::IdempotencyConflict
+            | Self::ProviderExists
+            | Self::LicenceNumberTaken
+            | Self::DomainTaken
+            | Self::InvalidTransition => 409,
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
@@ -89,6 +122,20 @@ impl ErrorCode {
             Self::ResyncRequired => "resync_required",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::InvalidProviderId => "invalid_provider_id",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidDomain => "invalid_domain",
+            Self::InvalidEndpoint => "invalid_endpoint",
+            Self::InvalidContact => "invalid_contact",
+            Self::InvalidLicenceNumber => "invalid_licence_number",
+            Self::InvalidValidity => "invalid_validity",
+            Self::InvalidSigningKey => "invalid_signing_key",
+            Self::InvalidCapability => "invalid_capability",
+            Self::InvalidReason => "invalid_reason",
+            Self::ProviderExists => "provider_exists",
+            Self::LicenceNumberTaken => "licence_number_taken",
+            Self::DomainTaken => "domain_taken",
+            Self::InvalidTransition => "invalid_transition",
         }
     }
 }
@@ -128,7 +175,13 @@ mod tests {
 
     #[test]
     fn wire_names_match_serde() {
-        for code in [ErrorCode::BadRequest, ErrorCode::ResyncRequired, ErrorCode::IdempotencyConflict] {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::ResyncRequired,
+            ErrorCode::IdempotencyConflict,
+            ErrorCode::InvalidLicenceNumber,
+            ErrorCode::InvalidTransition,
+        ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));
         }

@@ -1,82 +1,17 @@
 //! Extractors whose failures are API errors with stable codes, not axum's plain text.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use peyvand_api::{ApiError, ErrorBody, ErrorCode};
+use peyvand_api::{ApiError, ErrorCode};
 use std::net::IpAddr;
 
 use peyvand_service::Session;
 
 use crate::AppState;
 
-/// An API error as an HTTP response.
-#[derive(Debug)]
-pub struct Failure(pub ApiError);
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry_after = self.0.retry_after;
-        let mut response = (status, axum::Json(ErrorBody { error: self.0 })).into_response();
-        if let Some(value) = retry_after.and_then(|secs| secs.to_string().parse().ok()) {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-        }
-        response
-    }
-}
-
-impl From<JsonRejection> for Failure {
-    fn from(r: JsonRejection) -> Self {
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ErrorCode::PayloadTooLarge
-        } else {
-            ErrorCode::BadRequest
-        };
-        Self(ApiError::new(code, r.body_text()))
-    }
-}
-
-impl From<QueryRejection> for Failure {
-    fn from(r: QueryRejection) -> Self {
-        Self(ApiError::new(ErrorCode::BadRequest, r.body_text()))
-    }
-}
-
-impl From<PathRejection> for Failure {
-    fn from(r: PathRejection) -> Self {
-        Self(ApiError::new(ErrorCode::BadRequest, r.body_text()))
-    }
-}
-
-/// A JSON body.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(Failure))]
-pub struct Json<T>(pub T);
-
-impl<T: serde::Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// A query string.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Failure))]
-pub struct Query<T>(pub T);
-
-/// Path parameters.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(Failure))]
-pub struct Path<T>(pub T);
+pub use peyvand_http::{Failure, Json, Path, Query};
 
 /// The signed-in session of a request, from `Authorization: Bearer <token>`.
 #[derive(Debug, Clone, Copy)]
