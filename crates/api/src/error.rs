@@ -56,6 +56,15 @@ pub enum ErrorCode {
     /// The licence's status does not allow this change (reinstate only a suspended licence;
     /// nothing changes a revoked one).
     InvalidTransition,
+    // The registry's certificate authority: enrolment of providers for mutual TLS.
+    /// The enrolment token is unknown, already used or expired.
+    InvalidEnrolmentToken,
+    /// The certificate signing request is not a valid PEM CSR with a good signature.
+    InvalidCsr,
+    /// The CSR asks for names that are not the provider's (its domain, its id).
+    CsrNameMismatch,
+    /// The licence is not active (suspended, revoked, expired or not yet valid): no certificate.
+    LicenceNotActive,
 }
 
 impl ErrorCode {
@@ -76,17 +85,20 @@ impl ErrorCode {
             | Self::InvalidValidity
             | Self::InvalidSigningKey
             | Self::InvalidCapability
-            | Self::InvalidReason => 400,
+            | Self::InvalidReason
+            | Self::InvalidCsr
+            | Self::CsrNameMismatch => 400,
             Self::InvalidCode | Self::CodeExpired | Self::InvalidPin | Self::PinRequired => 401,
             Self::Unauthorized => 401,
-            Self::Forbidden | Self::Blocked | Self::PrivacyRestricted => 403,
+            Self::Forbidden | Self::Blocked | Self::PrivacyRestricted | Self::InvalidEnrolmentToken => 403,
             Self::NotFound => 404,
             Self::UsernameTaken
             | Self::IdempotencyConflict
             | Self::ProviderExists
             | Self::LicenceNumberTaken
             | Self::DomainTaken
-            | Self::InvalidTransition => 409,
+            | Self::InvalidTransition
+            | Self::LicenceNotActive => 409,
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
@@ -136,6 +148,10 @@ impl ErrorCode {
             Self::LicenceNumberTaken => "licence_number_taken",
             Self::DomainTaken => "domain_taken",
             Self::InvalidTransition => "invalid_transition",
+            Self::InvalidEnrolmentToken => "invalid_enrolment_token",
+            Self::InvalidCsr => "invalid_csr",
+            Self::CsrNameMismatch => "csr_name_mismatch",
+            Self::LicenceNotActive => "licence_not_active",
         }
     }
 }
@@ -181,6 +197,8 @@ mod tests {
             ErrorCode::IdempotencyConflict,
             ErrorCode::InvalidLicenceNumber,
             ErrorCode::InvalidTransition,
+            ErrorCode::InvalidEnrolmentToken,
+            ErrorCode::CsrNameMismatch,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -501,3 +501,108 @@ async fn a_licence_that_runs_out_is_listed_as_expired() {
     drop(registry);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The certificate authority: the CA made at first start, an enrolment token made with
+/// `licence enrol`, a provider enrolling with `peyvand registry enrol`, the certificate in the
+/// directory, a reused token refused, and a revoked licence's serial listed as revoked.
+#[tokio::test]
+async fn providers_enrol_for_certificates_that_revocation_lists() {
+    let data = temp_dir("registry-ca");
+    let registry = Registry::start(&data);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("ca-key.pem")).expect("CA key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let ca_file = std::fs::read_to_string(data.join("ca-cert.pem")).expect("CA certificate");
+    let served_ca = reqwest::get(format!("{}/v1/ca.pem", registry.url)).await.expect("ca").text().await.expect("text");
+    assert_eq!(served_ca, ca_file);
+    assert!(served_ca.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let until = in_a_year();
+    let issue = [
+        "licence",
+        "issue",
+        "--id",
+        "bale",
+        "--name",
+        "پیام‌رسان بله",
+        "--domain",
+        "bale.ir",
+        "--endpoint",
+        "https://ic.bale.ir",
+        "--contact",
+        "ops@bale.ir",
+        "--number",
+        "CRA-1404-001",
+        "--valid-until",
+        &until,
+    ];
+    registry.cli_json(&issue);
+    let before = directory(&registry).await;
+    assert_eq!(before.provider("bale").and_then(|p| p.certificate.clone()), None);
+
+    let output = registry.cli(&["licence", "enrol", "bale"]);
+    assert!(output.status.success(), "enrol token: {}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned();
+    assert!(token.starts_with("pve_"), "{token}");
+
+    let out = data.join("provider-bale");
+    let enrolled =
+        registry.cli_json(&["enrol", "--token", &token, "--provider", "bale", "--out", out.to_str().expect("path")]);
+    let serial = enrolled["serial"].as_str().expect("serial").to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(out.join("key.pem")).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let cert = std::fs::read_to_string(out.join("cert.pem")).expect("cert.pem");
+    let chain = std::fs::read_to_string(out.join("chain.pem")).expect("chain.pem");
+    assert_eq!(chain.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+    assert!(chain.starts_with(cert.trim_end()) && chain.ends_with(&ca_file));
+    assert!(std::fs::read_to_string(out.join("csr.pem")).expect("csr").contains("CERTIFICATE REQUEST"));
+
+    let listed = directory(&registry).await;
+    assert_eq!(listed.version, before.version + 1);
+    let bale = listed.provider("bale").expect("bale listed");
+    assert_eq!(bale.certificate_serial.as_deref(), Some(serial.as_str()));
+    assert_eq!(bale.certificate.as_deref(), Some(cert.as_str()));
+
+    // The token was used up: the CLI and the API both say so with the stable code.
+    let again = data.join("provider-bale-again");
+    let stderr =
+        registry.cli_fails(&["enrol", "--token", &token, "--provider", "bale", "--out", again.to_str().expect("path")]);
+    assert!(stderr.contains("invalid_enrolment_token"), "{stderr}");
+    assert!(!again.exists(), "nothing is written when enrolment fails");
+    let csr = std::fs::read_to_string(out.join("csr.pem")).expect("csr");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{}/v1/enrol", registry.url),
+        None,
+        Some(json!({"token": token, "csr": csr})),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("invalid_enrolment_token")));
+    let (status, body) =
+        call(reqwest::Method::POST, &format!("{}/v1/admin/licences/bale/enrolment-tokens", registry.url), None, None)
+            .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+
+    // Revoking the licence revokes its certificate.
+    registry.cli_json(&["licence", "revoke", "bale", "--reason", "licence terms broken"]);
+    let revoked = directory(&registry).await;
+    assert_eq!(revoked.revoked_certificates, vec![serial.clone()]);
+    assert_eq!(revoked.provider("bale").and_then(|p| p.certificate.clone()), None);
+    let certificates = registry.cli_json(&["licence", "certificates", "bale"]);
+    assert_eq!(certificates[0]["serial"].as_str(), Some(serial.as_str()));
+    assert!(certificates[0]["revoked_at"].is_i64());
+    let stderr = registry.cli_fails(&["licence", "enrol", "bale"]);
+    assert!(stderr.contains("licence_not_active"), "{stderr}");
+
+    let audit = registry.cli_json(&["audit", "--provider", "bale"]);
+    let actions: Vec<&str> = audit.as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, vec!["issue", "enrolment_token", "certificate_issue", "revoke", "certificate_revoke"]);
+    let _ = std::fs::remove_dir_all(&data);
+}

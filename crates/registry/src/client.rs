@@ -11,7 +11,8 @@ use crate::directory::{Directory, SIGNATURE_HEADER, VerifyError, verify_director
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::decode_signature;
 use crate::model::{
-    AuditLog, AuditQuery, IssueLicence, Licence, LicenceList, RegistryKeyInfo, StatusChange, UpdateLicence,
+    AuditLog, AuditQuery, Certificate, CertificateList, EnrolRequest, EnrolmentToken, IssueLicence, Licence,
+    LicenceList, RegistryKeyInfo, StatusChange, UpdateLicence,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -158,6 +159,34 @@ impl RegistryClient {
     async fn status_change(&self, provider_id: &str, action: &str, reason: &str) -> Result<Licence, ClientError> {
         let path = format!("v1/admin/licences/{}/{action}", segment(provider_id));
         self.post(&path, &StatusChange { reason: reason.to_owned() }).await
+    }
+
+    /// `POST /v1/admin/licences/{provider_id}/enrolment-tokens`.
+    pub async fn create_enrolment_token(&self, provider_id: &str) -> Result<EnrolmentToken, ClientError> {
+        let path = format!("v1/admin/licences/{}/enrolment-tokens", segment(provider_id));
+        self.send(self.request(Method::POST, &path)?).await
+    }
+
+    /// `GET /v1/admin/licences/{provider_id}/certificates`.
+    pub async fn certificates(&self, provider_id: &str) -> Result<Vec<Certificate>, ClientError> {
+        let path = format!("v1/admin/licences/{}/certificates", segment(provider_id));
+        Ok(self.get::<CertificateList>(&path).await?.certificates)
+    }
+
+    /// `POST /v1/admin/certificates/{serial}/revoke`.
+    pub async fn revoke_certificate(&self, serial: &str, reason: &str) -> Result<Certificate, ClientError> {
+        let path = format!("v1/admin/certificates/{}/revoke", segment(serial));
+        self.post(&path, &StatusChange { reason: reason.to_owned() }).await
+    }
+
+    /// `POST /v1/enrol`: needs no admin token, only the one-time enrolment token.
+    pub async fn enrol(&self, token: &str, csr_pem: &str) -> Result<Certificate, ClientError> {
+        self.post("v1/enrol", &EnrolRequest { token: token.to_owned(), csr: csr_pem.to_owned() }).await
+    }
+
+    /// `GET /v1/ca.pem`: the CA's certificate (PEM).
+    pub async fn ca_certificate(&self) -> Result<String, ClientError> {
+        Ok(check(self.request(Method::GET, "v1/ca.pem")?.send().await?).await?.text().await?)
     }
 
     /// `GET /v1/admin/audit`.

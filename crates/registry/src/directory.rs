@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::DirectoryStatus;
-use crate::store::{LicenceRecord, StoredDirectory};
+use crate::store::{CertificateRecord, LicenceRecord, StoredDirectory};
 use crate::time::{Millis, now_millis};
 
 /// The value of the document's `format` field.
@@ -35,6 +35,10 @@ pub struct Directory {
     pub expires_at: Millis,
     /// Every provider that ever had a licence, by id.
     pub providers: Vec<DirectoryProvider>,
+    /// The serials (lowercase hex) of every certificate the registry's CA revoked, sorted.
+    /// A peer presenting one of them is refused even though it chains to the CA.
+    #[serde(default)]
+    pub revoked_certificates: Vec<String>,
 }
 
 /// One provider in the directory.
@@ -52,6 +56,14 @@ pub struct DirectoryProvider {
     /// Ed25519 public keys (base64) that the provider signs its requests with.
     pub signing_keys: Vec<String>,
     pub capabilities: Vec<String>,
+    /// The provider's current TLS certificate (PEM), issued by the registry's CA: the newest
+    /// one not revoked. Absent before the provider enrolled, and once its certificates are
+    /// revoked (a suspension or revocation of the licence revokes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// That certificate's serial (lowercase hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_serial: Option<String>,
 }
 
 impl Directory {
@@ -62,7 +74,7 @@ impl Directory {
 }
 
 impl DirectoryProvider {
-    fn from_record(record: &LicenceRecord, now: Millis) -> Self {
+    fn from_record(record: &LicenceRecord, certificate: Option<&CertificateRecord>, now: Millis) -> Self {
         Self {
             id: record.provider_id.clone(),
             name: record.name.clone(),
@@ -74,6 +86,8 @@ impl DirectoryProvider {
             valid_until: record.valid_until,
             signing_keys: record.signing_keys.clone(),
             capabilities: record.capabilities.clone(),
+            certificate: certificate.map(|c| c.pem.clone()),
+            certificate_serial: certificate.map(|c| c.serial.clone()),
         }
     }
 }
@@ -128,18 +142,34 @@ pub fn verify_directory_at(
     Ok(directory)
 }
 
-/// The providers' entries as they stand at `now`.
-pub(crate) fn providers_at(records: &[LicenceRecord], now: Millis) -> Vec<DirectoryProvider> {
-    let mut providers: Vec<DirectoryProvider> =
-        records.iter().map(|r| DirectoryProvider::from_record(r, now)).collect();
-    providers.sort_by(|a, b| a.id.cmp(&b.id));
-    providers
+/// What the directory lists, apart from its version and times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Listing {
+    pub providers: Vec<DirectoryProvider>,
+    pub revoked_certificates: Vec<String>,
 }
 
-/// A digest of the providers' entries, to tell whether they changed.
-pub(crate) fn providers_hash(providers: &[DirectoryProvider]) -> Vec<u8> {
+/// The providers' entries and the revoked serials as they stand at `now`.
+pub(crate) fn listing_at(records: &[LicenceRecord], certificates: &[CertificateRecord], now: Millis) -> Listing {
+    let current = |provider_id: &str| {
+        certificates
+            .iter()
+            .filter(|c| c.provider_id == provider_id && c.revoked_at.is_none())
+            .max_by_key(|c| (c.issued_at, c.not_after))
+    };
+    let mut providers: Vec<DirectoryProvider> =
+        records.iter().map(|r| DirectoryProvider::from_record(r, current(&r.provider_id), now)).collect();
+    providers.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut revoked_certificates: Vec<String> =
+        certificates.iter().filter(|c| c.revoked_at.is_some()).map(|c| c.serial.clone()).collect();
+    revoked_certificates.sort();
+    Listing { providers, revoked_certificates }
+}
+
+/// A digest of the listing, to tell whether it changed.
+pub(crate) fn listing_hash(listing: &Listing) -> Vec<u8> {
     // Serialising our own plain structs cannot fail; an empty hash would only cause a new version.
-    let bytes = serde_json::to_vec(providers).unwrap_or_default();
+    let bytes = serde_json::to_vec(listing).unwrap_or_default();
     Sha256::digest(bytes).to_vec()
 }
 
@@ -153,17 +183,18 @@ pub(crate) fn next_transition(records: &[LicenceRecord], now: Millis) -> Option<
 pub(crate) fn issue(
     key: &crate::keys::RegistryKey,
     version: u64,
-    providers: Vec<DirectoryProvider>,
+    listing: Listing,
     now: Millis,
     ttl_ms: Millis,
 ) -> StoredDirectory {
-    let providers_hash = providers_hash(&providers);
+    let providers_hash = listing_hash(&listing);
     let directory = Directory {
         format: FORMAT.to_owned(),
         version,
         issued_at: now,
         expires_at: now.saturating_add(ttl_ms),
-        providers,
+        providers: listing.providers,
+        revoked_certificates: listing.revoked_certificates,
     };
     let body = serde_json::to_vec_pretty(&directory).unwrap_or_default();
     let signature = key.sign(&body);
@@ -206,7 +237,7 @@ mod tests {
     fn signed(now: Millis) -> (RegistryKey, StoredDirectory) {
         let key = RegistryKey::ephemeral().expect("key");
         let records = [record("bale", LicenceStatus::Active, 0, 100 * HOUR)];
-        let stored = issue(&key, 3, providers_at(&records, now), now, 24 * HOUR);
+        let stored = issue(&key, 3, listing_at(&records, &[], now), now, 24 * HOUR);
         (key, stored)
     }
 
@@ -275,6 +306,43 @@ mod tests {
         ));
     }
 
+    fn certificate(serial: &str, provider_id: &str, issued_at: Millis, revoked: bool) -> CertificateRecord {
+        CertificateRecord {
+            serial: serial.into(),
+            provider_id: provider_id.into(),
+            pem: format!("PEM {serial}"),
+            not_before: issued_at,
+            not_after: issued_at + 90 * 24 * HOUR,
+            issued_at,
+            revoked_at: revoked.then_some(issued_at + 1),
+            revoke_reason: revoked.then(|| "compromised".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_newest_unrevoked_certificate_is_listed_and_revoked_serials_too() {
+        let records = [
+            record("bale", LicenceStatus::Active, 0, 100 * HOUR),
+            record("eitaa", LicenceStatus::Active, 0, 100 * HOUR),
+        ];
+        let certificates = [
+            certificate("0a", "bale", HOUR, false),
+            certificate("0c", "bale", 3 * HOUR, true),
+            certificate("0b", "bale", 2 * HOUR, false),
+            certificate("01", "eitaa", HOUR, true),
+        ];
+        let listing = listing_at(&records, &certificates, 4 * HOUR);
+        let bale = &listing.providers[0];
+        assert_eq!(bale.certificate_serial.as_deref(), Some("0b"));
+        assert_eq!(bale.certificate.as_deref(), Some("PEM 0b"));
+        assert_eq!(listing.providers[1].certificate, None);
+        assert_eq!(listing.revoked_certificates, vec!["01".to_owned(), "0c".to_owned()]);
+        let key = RegistryKey::ephemeral().expect("key");
+        let stored = issue(&key, 1, listing, 4 * HOUR, HOUR);
+        let directory = verify_directory_at(&stored.body, &stored.signature, key.public_key(), 4 * HOUR).expect("ok");
+        assert_eq!(directory.revoked_certificates, vec!["01".to_owned(), "0c".to_owned()]);
+    }
+
     #[test]
     fn statuses_follow_the_validity_period() {
         let records = [
@@ -286,7 +354,7 @@ mod tests {
         ];
         let now = 6 * HOUR;
         let statuses: Vec<(String, DirectoryStatus)> =
-            providers_at(&records, now).into_iter().map(|p| (p.id, p.status)).collect();
+            listing_at(&records, &[], now).providers.into_iter().map(|p| (p.id, p.status)).collect();
         assert_eq!(
             statuses,
             vec![
@@ -298,6 +366,6 @@ mod tests {
             ]
         );
         assert_eq!(next_transition(&records, now), Some(7 * HOUR));
-        assert_ne!(providers_hash(&providers_at(&records, now)), providers_hash(&providers_at(&records, 8 * HOUR)));
+        assert_ne!(listing_hash(&listing_at(&records, &[], now)), listing_hash(&listing_at(&records, &[], 8 * HOUR)));
     }
 }

@@ -167,6 +167,12 @@ pub enum AuditAction {
     Suspend,
     Reinstate,
     Revoke,
+    /// A one-time enrolment token was made for the licence (the token itself is not recorded).
+    EnrolmentToken,
+    /// The CA issued a certificate to the provider.
+    CertificateIssue,
+    /// A certificate was revoked: by hand, or because its licence was suspended or revoked.
+    CertificateRevoke,
 }
 
 impl AuditAction {
@@ -177,6 +183,9 @@ impl AuditAction {
             Self::Suspend => "suspend",
             Self::Reinstate => "reinstate",
             Self::Revoke => "revoke",
+            Self::EnrolmentToken => "enrolment_token",
+            Self::CertificateIssue => "certificate_issue",
+            Self::CertificateRevoke => "certificate_revoke",
         }
     }
 
@@ -187,6 +196,9 @@ impl AuditAction {
             "suspend" => Some(Self::Suspend),
             "reinstate" => Some(Self::Reinstate),
             "revoke" => Some(Self::Revoke),
+            "enrolment_token" => Some(Self::EnrolmentToken),
+            "certificate_issue" => Some(Self::CertificateIssue),
+            "certificate_revoke" => Some(Self::CertificateRevoke),
             _ => None,
         }
     }
@@ -238,4 +250,43 @@ pub struct RegistryKeyInfo {
     pub public_key: String,
     /// The first 16 hex digits of the key's SHA-256, for people comparing keys.
     pub key_id: String,
+}
+
+/// `POST /v1/admin/licences/{id}/enrolment-tokens`: a one-time token for the provider to get
+/// a certificate with. Shown only here, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentToken {
+    pub provider_id: String,
+    pub token: String,
+    pub expires_at: Millis,
+}
+
+/// `POST /v1/enrol`: a one-time enrolment token and a PEM certificate signing request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub token: String,
+    pub csr: String,
+}
+
+/// A certificate the registry's CA issued, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Lowercase hex.
+    pub serial: String,
+    pub provider_id: String,
+    /// The certificate (PEM).
+    pub certificate: String,
+    /// The CA's certificate (PEM): the chain is `certificate` then this.
+    pub ca_certificate: String,
+    pub not_before: Millis,
+    pub not_after: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
+}
+
+/// `GET /v1/admin/licences/{id}/certificates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateList {
+    pub certificates: Vec<Certificate>,
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::directory::{self, providers_at, providers_hash};
+use crate::ca::{CertificateAuthority, DEFAULT_CERTIFICATE_VALIDITY};
+use crate::directory::{self, listing_at, listing_hash};
 use crate::error::{ErrorCode, RegistryError, RegistryResult};
 use crate::keys::{self, RegistryKey};
 use crate::model::{
@@ -19,10 +20,16 @@ use crate::store::{self, LicenceRecord, RegistryStore, StoredDirectory};
 use crate::time::{Millis, now_millis};
 use crate::validate;
 
+mod enrolment;
+
 /// The label of the admin token made at first start: the actor its changes are recorded as.
 pub const FIRST_ADMIN_LABEL: &str = "admin";
 /// The shortest directory lifetime accepted.
 pub const MIN_DIRECTORY_TTL: Duration = Duration::from_secs(60);
+/// The shortest certificate validity accepted.
+pub const MIN_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(3600);
+/// How long an enrolment token can be used unless configured otherwise.
+pub const DEFAULT_ENROLMENT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How often [`Registry::keep_directory_fresh`] looks whether the directory is due.
 const FRESHNESS_CHECK: Duration = Duration::from_secs(30);
 
@@ -33,11 +40,19 @@ pub struct RegistryConfig {
     /// half of it has passed, so providers that refresh more often than that always hold a
     /// current one.
     pub directory_ttl: Duration,
+    /// How long a provider's TLS certificate is valid from its issue.
+    pub certificate_validity: Duration,
+    /// How long an enrolment token can be used after it is made.
+    pub enrolment_token_ttl: Duration,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { directory_ttl: Duration::from_secs(24 * 3600) }
+        Self {
+            directory_ttl: Duration::from_secs(24 * 3600),
+            certificate_validity: DEFAULT_CERTIFICATE_VALIDITY,
+            enrolment_token_ttl: DEFAULT_ENROLMENT_TOKEN_TTL,
+        }
     }
 }
 
@@ -75,6 +90,8 @@ pub struct Opened {
     pub new_admin_token: Option<PathBuf>,
     /// Whether the signing key was made at this start.
     pub new_signing_key: bool,
+    /// Whether the certificate authority's key and certificate were made at this start.
+    pub new_ca: bool,
 }
 
 /// The regulator's registry. Cheap to clone.
@@ -87,7 +104,10 @@ pub struct Registry {
 struct Inner {
     store: RegistryStore,
     key: RegistryKey,
+    ca: CertificateAuthority,
     ttl_ms: Millis,
+    certificate_validity: Duration,
+    enrolment_token_ttl_ms: Millis,
     /// The SHA-256 of each admin token and its label.
     tokens: HashMap<[u8; 32], String>,
     current: RwLock<Arc<Published>>,
@@ -107,8 +127,15 @@ impl Registry {
                 format!("the directory's lifetime must be at least {} s", MIN_DIRECTORY_TTL.as_secs()),
             ));
         }
+        if config.certificate_validity < MIN_CERTIFICATE_VALIDITY {
+            return Err(RegistryError::refused(
+                ErrorCode::BadRequest,
+                format!("certificates must be valid for at least {} s", MIN_CERTIFICATE_VALIDITY.as_secs()),
+            ));
+        }
         create_private_dir(dir)?;
         let (key, new_signing_key) = RegistryKey::load_or_create(dir)?;
+        let (ca, new_ca) = CertificateAuthority::load_or_create(dir, now_millis())?;
         let store = RegistryStore::open(dir)?;
         let mut new_admin_token = None;
         let mut stored_tokens = store.read(store::all_tokens).await?;
@@ -135,10 +162,21 @@ impl Registry {
             signature: Arc::from(Vec::new()),
             next_change_at: 0,
         };
-        let registry =
-            Self { inner: Arc::new(Inner { store, key, ttl_ms, tokens, current: RwLock::new(Arc::new(unsigned)) }) };
+        let enrolment_token_ttl_ms = i64::try_from(config.enrolment_token_ttl.as_millis()).unwrap_or(i64::MAX);
+        let registry = Self {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                ca,
+                ttl_ms,
+                certificate_validity: config.certificate_validity,
+                enrolment_token_ttl_ms,
+                tokens,
+                current: RwLock::new(Arc::new(unsigned)),
+            }),
+        };
         registry.refresh_directory().await?;
-        Ok(Opened { registry, new_admin_token, new_signing_key })
+        Ok(Opened { registry, new_admin_token, new_signing_key, new_ca })
     }
 
     /// The label of the admin token `token`, if it is one.
@@ -332,6 +370,10 @@ impl Registry {
                 after.updated_at = now;
                 store::replace_licence(tx, &after)?;
                 store::append_audit(tx, now, &actor_label, action, &id, reason.as_deref(), Some(&before), &after)?;
+                if after.status != LicenceStatus::Active {
+                    let why = format!("licence {}: {}", after.status.as_str(), reason.as_deref().unwrap_or("-"));
+                    enrolment::revoke_all(tx, now, &actor_label, &id, &why)?;
+                }
                 let published = inner.publish(tx, now)?;
                 Ok((after.to_licence(now), published))
             })
@@ -404,8 +446,9 @@ impl Inner {
     /// returns the directory to serve.
     fn publish(&self, conn: &Connection, now: Millis) -> RegistryResult<Published> {
         let records = store::list_licences(conn)?;
-        let providers = providers_at(&records, now);
-        let hash = providers_hash(&providers);
+        let certificates = store::list_certificates(conn)?;
+        let listing = listing_at(&records, &certificates, now);
+        let hash = listing_hash(&listing);
         let stored = store::load_directory(conn)?;
         let refresh_at = |s: &StoredDirectory| s.issued_at.saturating_add(self.ttl_ms / 2);
         let next_transition = directory::next_transition(&records, now).unwrap_or(Millis::MAX);
@@ -424,7 +467,7 @@ impl Inner {
                     Some(s) if s.providers_hash == hash => s.version,
                     Some(s) => s.version + 1,
                 };
-                let signed = directory::issue(&self.key, version, providers, now, self.ttl_ms);
+                let signed = directory::issue(&self.key, version, listing, now, self.ttl_ms);
                 store::save_directory(conn, &signed)?;
                 if previous.as_ref().is_none_or(|p| p.version != version) {
                     tracing::info!(version, "directory signed");
@@ -467,7 +510,7 @@ mod tests {
 
     const DAY: Millis = 86_400_000;
 
-    fn temp_dir(label: &str) -> PathBuf {
+    pub(super) fn temp_dir(label: &str) -> PathBuf {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("peyvand-registry-{label}-{}-{n}", std::process::id()));
@@ -475,7 +518,7 @@ mod tests {
         dir
     }
 
-    fn request(id: &str, number: &str) -> IssueLicence {
+    pub(super) fn request(id: &str, number: &str) -> IssueLicence {
         IssueLicence {
             provider_id: id.into(),
             name: "پیام‌رسان نمونه".into(),
@@ -491,11 +534,11 @@ mod tests {
         }
     }
 
-    fn code<T: std::fmt::Debug>(result: RegistryResult<T>) -> ErrorCode {
+    pub(super) fn code<T: std::fmt::Debug>(result: RegistryResult<T>) -> ErrorCode {
         result.expect_err("refused").code()
     }
 
-    async fn served(registry: &Registry) -> crate::directory::Directory {
+    pub(super) async fn served(registry: &Registry) -> crate::directory::Directory {
         let published = registry.directory().await.expect("directory");
         verify_directory(&published.body, &published.signature, registry.inner.key.public_key()).expect("verifies")
     }
@@ -671,12 +714,12 @@ mod tests {
         let registry = Registry::open(&dir, RegistryConfig::default()).await.expect("open").registry;
         let first = served(&registry).await;
         drop(registry);
-        let config = RegistryConfig { directory_ttl: Duration::from_secs(3600) };
+        let config = RegistryConfig { directory_ttl: Duration::from_secs(3600), ..Default::default() };
         let registry = Registry::open(&dir, config).await.expect("reopen").registry;
         let second = served(&registry).await;
         assert_eq!(second.version, first.version);
         assert_eq!(second.expires_at - second.issued_at, 3_600_000);
-        let too_short = RegistryConfig { directory_ttl: Duration::from_secs(1) };
+        let too_short = RegistryConfig { directory_ttl: Duration::from_secs(1), ..Default::default() };
         assert_eq!(code(Registry::open(&dir, too_short).await), ErrorCode::BadRequest);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -8,7 +8,7 @@ use peyvand_registry::model::{AuditQuery, IssueLicence, Licence, UpdateLicence};
 use peyvand_registry::{RegistryClient, verify_directory};
 use serde::Serialize;
 
-use super::args::{AuditArgs, Connection, DEFAULT_DATA, LicenceCommand};
+use super::args::{AuditArgs, CertificateCommand, Connection, DEFAULT_DATA, LicenceCommand};
 use super::format;
 
 /// The admin token: from `--token-file`, else `PEYVAND_REGISTRY_TOKEN`, else the file a
@@ -110,6 +110,31 @@ pub async fn licence(connection: &Connection, json: bool, command: LicenceComman
                 reason: args.reason,
             };
             show_licence(json, &client.update(&args.provider_id, &request).await?)
+        }
+        LicenceCommand::Enrol { provider_id } => {
+            let token = client.create_enrolment_token(&provider_id).await?;
+            if !json {
+                super::note(format!(
+                    "a one-time enrolment token for `{}`, valid until {}; it is shown only now",
+                    token.provider_id,
+                    peyvand_registry::time::format_millis(token.expires_at)
+                ));
+            }
+            show(json, &token, |t| t.token.clone())
+        }
+        LicenceCommand::Certificates { provider_id } => {
+            let certificates = client.certificates(&provider_id).await?;
+            show(json, &certificates, |c| format::certificates(c))
+        }
+    }
+}
+
+pub async fn certificate(connection: &Connection, json: bool, command: CertificateCommand) -> Result<()> {
+    let client = admin_client(connection)?;
+    match command {
+        CertificateCommand::Revoke { serial, reason } => {
+            let certificate = client.revoke_certificate(&serial, &reason).await?;
+            show(json, &certificate, |c| format::certificates(std::slice::from_ref(c)))
         }
     }
 }

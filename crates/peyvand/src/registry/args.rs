@@ -26,6 +26,16 @@ pub enum RegistryCommand {
         #[command(flatten)]
         query: AuditArgs,
     },
+    /// Revokes one certificate the registry's CA issued (admin API).
+    Certificate {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: CertificateCommand,
+    },
+    /// For a provider: makes a key and a certificate signing request, exchanges it and a
+    /// one-time enrolment token for a certificate, and writes them to a directory.
+    Enrol(EnrolArgs),
     /// Fetches the directory, verifies its signature and expiry, and prints it.
     Directory {
         /// The registry to talk to.
@@ -50,6 +60,42 @@ pub struct ServeArgs {
     /// How long a signed directory stays valid, in seconds (at least 60).
     #[arg(long, env = "PEYVAND_DIRECTORY_TTL_SECS", default_value_t = 86_400)]
     pub directory_ttl_secs: u64,
+    /// How long a provider's TLS certificate is valid, in days.
+    #[arg(long, env = "PEYVAND_CERTIFICATE_VALIDITY_DAYS", default_value_t = 90)]
+    pub certificate_validity_days: u64,
+    /// How long an enrolment token can be used, in hours.
+    #[arg(long, env = "PEYVAND_ENROLMENT_TOKEN_TTL_HOURS", default_value_t = 24)]
+    pub enrolment_token_ttl_hours: u64,
+}
+
+/// Options of `peyvand registry enrol`.
+#[derive(Debug, Clone, Args)]
+pub struct EnrolArgs {
+    /// The registry to enrol with.
+    #[arg(long, env = "PEYVAND_REGISTRY", default_value = "http://127.0.0.1:8090")]
+    pub registry: String,
+    /// The one-time enrolment token the regulator gave (`pve_...`).
+    #[arg(long, env = "PEYVAND_ENROLMENT_TOKEN")]
+    pub token: String,
+    /// The provider's id, as in its licence.
+    #[arg(long = "provider")]
+    pub provider_id: String,
+    /// The provider's domain [default: the one the directory lists for the provider].
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Where to write `key.pem` (mode 0600), `csr.pem`, `cert.pem`, `chain.pem` and `ca.pem`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificateCommand {
+    /// Revokes a certificate by its serial (hex).
+    Revoke {
+        serial: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Where the registry is and the admin token to use.
@@ -99,6 +145,11 @@ pub enum LicenceCommand {
     },
     /// Changes a licence's name, endpoint, contact, end of validity or capabilities.
     Update(UpdateArgs),
+    /// Makes a one-time enrolment token for the provider to get (or renew) its certificate
+    /// with; prints it once.
+    Enrol { provider_id: String },
+    /// Lists the certificates issued to the provider.
+    Certificates { provider_id: String },
 }
 
 #[derive(Debug, Args)]

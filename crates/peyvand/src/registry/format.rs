@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use peyvand_registry::Directory;
-use peyvand_registry::model::{AuditEntry, Licence};
+use peyvand_registry::model::{AuditEntry, Certificate, Licence};
 use peyvand_registry::time::format_millis;
 
 pub fn licence(l: &Licence) -> String {
@@ -81,14 +81,43 @@ pub fn directory(d: &Directory, key_id: &str) -> String {
     for p in &d.providers {
         let _ = write!(
             out,
-            "\n{}  {}  {}  {}  keys: {}  capabilities: {}",
+            "\n{}  {}  {}  {}  keys: {}  capabilities: {}  certificate: {}",
             p.id,
             p.status.as_str(),
             p.domain,
             p.endpoint,
             p.signing_keys.len(),
-            list(&p.capabilities)
+            list(&p.capabilities),
+            p.certificate_serial.as_deref().unwrap_or("none")
         );
     }
+    if !d.revoked_certificates.is_empty() {
+        let _ = write!(out, "\nrevoked certificates: {}", d.revoked_certificates.join(", "));
+    }
     out
+}
+
+/// One line per certificate: serial, validity, and whether it is revoked.
+pub fn certificates(certificates: &[Certificate]) -> String {
+    if certificates.is_empty() {
+        return "no certificates".to_owned();
+    }
+    certificates
+        .iter()
+        .map(|c| {
+            let state = match c.revoked_at {
+                Some(at) => format!("revoked {}", format_millis(at)),
+                None => "valid".to_owned(),
+            };
+            format!(
+                "{}  {}  {} to {}  {}",
+                c.serial,
+                c.provider_id,
+                format_millis(c.not_before),
+                format_millis(c.not_after),
+                state
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,8 +1,10 @@
 //! `peyvand registry`: the regulator's registry (`serve`) and the commands that manage it
-//! through its admin API (`licence ...`, `audit`, `directory`).
+//! through its admin API (`licence ...`, `certificate`, `audit`, `directory`), and `enrol`,
+//! which a provider runs to get its certificate.
 
 mod admin;
 mod args;
+mod enrol;
 mod format;
 mod serve;
 
@@ -20,6 +22,8 @@ pub async fn run(global: GlobalArgs, command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Serve(args) => serve::run(args).await,
         RegistryCommand::Licence { connection, command } => admin::licence(&connection, json, command).await,
+        RegistryCommand::Certificate { connection, command } => admin::certificate(&connection, json, command).await,
+        RegistryCommand::Enrol(args) => enrol::run(args, json).await,
         RegistryCommand::Audit { connection, query } => admin::audit(&connection, json, query).await,
         RegistryCommand::Directory { registry, key } => admin::directory(&registry, key.as_deref(), json).await,
     }

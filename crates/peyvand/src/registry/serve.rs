@@ -11,7 +11,11 @@ use crate::config::LogFormat;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::serve::init_logging(LogFormat::Text);
-    let config = RegistryConfig { directory_ttl: Duration::from_secs(args.directory_ttl_secs) };
+    let config = RegistryConfig {
+        directory_ttl: Duration::from_secs(args.directory_ttl_secs),
+        certificate_validity: Duration::from_secs(args.certificate_validity_days.saturating_mul(86_400)),
+        enrolment_token_ttl: Duration::from_secs(args.enrolment_token_ttl_hours.saturating_mul(3600)),
+    };
     let opened = Registry::open(&args.data, config)
         .await
         .with_context(|| format!("cannot open the registry in {}", args.data.display()))?;
@@ -34,6 +38,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &opened.new_admin_token {
         tracing::info!(path = %path.display(), "a new admin token was written to its file (mode 0600); only its hash is kept");
+    }
+    if opened.new_ca {
+        let ca = args.data.join(peyvand_registry::ca::CA_CERT_FILE);
+        tracing::info!(path = %ca.display(), "a new certificate authority was made");
     }
     if opened.new_signing_key {
         tracing::info!(key_id = %key.key_id, "a new signing key was made");

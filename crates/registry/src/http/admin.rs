@@ -4,7 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::http::extract::{Admin, ApiResult, Json, Path, Query};
-use crate::model::{AuditLog, AuditQuery, IssueLicence, Licence, LicenceList, StatusChange, UpdateLicence};
+use crate::model::{
+    AuditLog, AuditQuery, Certificate, CertificateList, EnrolmentToken, IssueLicence, Licence, LicenceList,
+    StatusChange, UpdateLicence,
+};
 use crate::registry::Registry;
 
 /// `GET /v1/admin/licences`: every licence, by provider id.
@@ -69,6 +72,36 @@ pub async fn revoke_licence(
     Json(change): Json<StatusChange>,
 ) -> ApiResult<Json<Licence>> {
     Ok(Json(registry.revoke(&actor, &provider_id, &change.reason).await?))
+}
+
+/// `POST /v1/admin/licences/{provider_id}/enrolment-tokens`: a one-time token (201) with which
+/// the provider gets a certificate at `POST /v1/enrol`; shown only in this answer.
+pub async fn create_enrolment_token(
+    State(registry): State<Registry>,
+    Admin(actor): Admin,
+    Path(provider_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<EnrolmentToken>)> {
+    Ok((StatusCode::CREATED, Json(registry.create_enrolment_token(&actor, &provider_id).await?)))
+}
+
+/// `GET /v1/admin/licences/{provider_id}/certificates`: every certificate issued to the
+/// provider, oldest first.
+pub async fn list_certificates(
+    State(registry): State<Registry>,
+    _admin: Admin,
+    Path(provider_id): Path<String>,
+) -> ApiResult<Json<CertificateList>> {
+    Ok(Json(CertificateList { certificates: registry.certificates(&provider_id).await? }))
+}
+
+/// `POST /v1/admin/certificates/{serial}/revoke`: revokes one certificate.
+pub async fn revoke_certificate(
+    State(registry): State<Registry>,
+    Admin(actor): Admin,
+    Path(serial): Path<String>,
+    Json(change): Json<StatusChange>,
+) -> ApiResult<Json<Certificate>> {
+    Ok(Json(registry.revoke_certificate(&actor, &serial, &change.reason).await?))
 }
 
 /// `GET /v1/admin/audit`: audit entries, oldest first (`provider_id`, `after`, `limit`).

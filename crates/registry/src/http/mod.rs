@@ -1,4 +1,5 @@
-//! The registry's HTTP API (axum): the public directory and the admin API. Each handler's doc
+//! The registry's HTTP API (axum): the public directory, the CA certificate and enrolment,
+//! and the admin API. Each handler's doc
 //! comment starts with its route.
 
 mod admin;
@@ -23,11 +24,16 @@ pub fn router(registry: Registry) -> Router {
         .route("/v1/directory", get(public::directory))
         .route("/v1/directory.sig", get(public::directory_signature))
         .route("/v1/registry-key", get(public::registry_key))
+        .route("/v1/ca.pem", get(public::ca_certificate))
+        .route("/v1/enrol", post(public::enrol))
         .route("/v1/admin/licences", get(admin::list_licences).post(admin::issue_licence))
         .route("/v1/admin/licences/{provider_id}", get(admin::get_licence).patch(admin::update_licence))
         .route("/v1/admin/licences/{provider_id}/suspend", post(admin::suspend_licence))
         .route("/v1/admin/licences/{provider_id}/reinstate", post(admin::reinstate_licence))
         .route("/v1/admin/licences/{provider_id}/revoke", post(admin::revoke_licence))
+        .route("/v1/admin/licences/{provider_id}/enrolment-tokens", post(admin::create_enrolment_token))
+        .route("/v1/admin/licences/{provider_id}/certificates", get(admin::list_certificates))
+        .route("/v1/admin/certificates/{serial}/revoke", post(admin::revoke_certificate))
         .route("/v1/admin/audit", get(admin::audit_log))
         .fallback(public::not_found)
         .method_not_allowed_fallback(public::method_not_allowed)

@@ -1,4 +1,5 @@
-//! What anyone may read: the signed directory, the registry's key, health.
+//! What anyone may read or do: the signed directory, the registry's key, the CA certificate,
+//! enrolment with a one-time token, health.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -8,7 +9,7 @@ use crate::directory::SIGNATURE_HEADER;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::extract::{ApiResult, Failure, Json};
 use crate::keys::encode_base64;
-use crate::model::RegistryKeyInfo;
+use crate::model::{Certificate, EnrolRequest, RegistryKeyInfo};
 use crate::registry::Registry;
 
 /// `GET /v1/directory`: the signed directory, exactly as signed; the signature (base64) is
@@ -38,6 +39,21 @@ pub async fn directory_signature(State(registry): State<Registry>) -> ApiResult<
 /// `GET /v1/registry-key`: the Ed25519 public key the directory is signed with.
 pub async fn registry_key(State(registry): State<Registry>) -> Json<RegistryKeyInfo> {
     Json(registry.key_info())
+}
+
+/// `GET /v1/ca.pem`: the certificate of the registry's CA (PEM), the trust anchor for mutual
+/// TLS between providers.
+pub async fn ca_certificate(State(registry): State<Registry>) -> Response {
+    ([(CONTENT_TYPE, "application/x-pem-file")], registry.ca_certificate_pem().to_owned()).into_response()
+}
+
+/// `POST /v1/enrol`: a one-time enrolment token and a CSR (PEM) in, the provider's certificate
+/// (201) out. Renewal is the same call with a fresh token.
+pub async fn enrol(
+    State(registry): State<Registry>,
+    Json(request): Json<EnrolRequest>,
+) -> ApiResult<(axum::http::StatusCode, Json<Certificate>)> {
+    Ok((axum::http::StatusCode::CREATED, Json(registry.enrol(&request.token, &request.csr).await?)))
 }
 
 /// `GET /healthz`: the process is up; also says which directory it serves.

@@ -31,6 +31,24 @@ pub(crate) fn append(
     Ok(conn.last_insert_rowid())
 }
 
+/// Records an event that is not a change to the licence itself (an enrolment token made, a
+/// certificate issued or revoked): `after` says what it made or changed.
+pub(crate) fn append_event(
+    conn: &Connection,
+    at: Millis,
+    actor: &str,
+    action: AuditAction,
+    provider_id: &str,
+    reason: Option<&str>,
+    after: &serde_json::Value,
+) -> RegistryResult<i64> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, action, provider_id, reason, before, after) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+    )?
+    .execute(params![at, actor, action.as_str(), provider_id, reason, serde_json::to_string(after)?])?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Entries after `query.after`, oldest first, of one provider or all.
 pub(crate) fn list(conn: &Connection, query: &AuditQuery) -> RegistryResult<Vec<AuditEntry>> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);

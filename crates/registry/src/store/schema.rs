@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use crate::error::{RegistryError, RegistryResult};
 
 /// Each migration runs once, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE licences (
     provider_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -50,7 +51,28 @@ CREATE TABLE directory (
     body BLOB NOT NULL,
     signature BLOB NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE enrolment_tokens (
+    token_hash BLOB PRIMARY KEY,
+    provider_id TEXT NOT NULL REFERENCES licences (provider_id),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    provider_id TEXT NOT NULL REFERENCES licences (provider_id),
+    pem TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    issued_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    revoke_reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX certificates_provider ON certificates (provider_id, issued_at);
+"#,
+];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
 pub(super) fn migrate(conn: &mut Connection) -> RegistryResult<()> {

@@ -1,0 +1,319 @@
+//! The certificate authority's side of [`Registry`]: one-time enrolment tokens, issuing a
+//! provider's certificate from its CSR, and revoking certificates. Each is one transaction
+//! with its audit entry and the directory that follows (which lists the current certificate
+//! of every provider and every revoked serial).
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::{Registry, not_found};
+use crate::error::{ErrorCode, RegistryError, RegistryResult};
+use crate::keys;
+use crate::model::{AuditAction, Certificate, DirectoryStatus, EnrolmentToken};
+use crate::store::{self, CertificateRecord};
+use crate::time::{Millis, now_millis};
+use crate::validate;
+
+/// The prefix of an enrolment token (an admin token starts with `pvr_`).
+pub const ENROLMENT_TOKEN_PREFIX: &str = "pve_";
+
+fn bad_token() -> RegistryError {
+    RegistryError::refused(ErrorCode::InvalidEnrolmentToken, "the enrolment token is unknown, used or expired")
+}
+
+/// The actor the audit log records for what a provider did with its enrolment token.
+fn provider_actor(provider_id: &str) -> String {
+    format!("provider:{provider_id}")
+}
+
+impl Registry {
+    /// Makes a one-time enrolment token for an active licence. Only its SHA-256 is kept; the
+    /// token is in the answer and nowhere else.
+    pub async fn create_enrolment_token(&self, actor: &str, provider_id: &str) -> RegistryResult<EnrolmentToken> {
+        let token = format!("{ENROLMENT_TOKEN_PREFIX}{}", keys::generate_token()?.trim_start_matches("pvr_"));
+        let hash = keys::hash_token(&token);
+        let now = now_millis();
+        let expires_at = now.saturating_add(self.inner.enrolment_token_ttl_ms);
+        let id = provider_id.to_owned();
+        let actor = actor.to_owned();
+        self.inner
+            .store
+            .write(move |tx| {
+                let licence = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
+                require_active(licence.directory_status(now), &id)?;
+                store::insert_enrolment_token(tx, &hash, &id, now, expires_at)?;
+                let after = json!({ "expires_at": expires_at, "token_sha256": hex::encode(hash) });
+                store::append_audit_event(tx, now, &actor, AuditAction::EnrolmentToken, &id, None, &after)?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(provider = %provider_id, "enrolment token made");
+        Ok(EnrolmentToken { provider_id: provider_id.to_owned(), token, expires_at })
+    }
+
+    /// Uses a one-time enrolment token: checks the CSR against the licence (its domain and
+    /// provider id), issues the certificate, and lists it in the directory. A refused request
+    /// (a bad CSR, a licence that is not active) leaves the token unused.
+    pub async fn enrol(&self, token: &str, csr_pem: &str) -> RegistryResult<Certificate> {
+        let token = token.trim();
+        if !token.starts_with(ENROLMENT_TOKEN_PREFIX) {
+            return Err(bad_token());
+        }
+        let hash = keys::hash_token(token);
+        let csr = csr_pem.to_owned();
+        let inner = self.inner.clone();
+        let (record, published) = self
+            .inner
+            .store
+            .write(move |tx| {
+                let now = now_millis();
+                let stored = store::get_enrolment_token(tx, &hash)?.ok_or_else(bad_token)?;
+                if stored.used_at.is_some() || now >= stored.expires_at {
+                    return Err(bad_token());
+                }
+                let id = stored.provider_id;
+                let licence = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
+                require_active(licence.directory_status(now), &id)?;
+                let issued = inner.ca.issue(&csr, &id, &licence.domain, now, inner.certificate_validity)?;
+                if !store::use_enrolment_token(tx, &hash, now)? {
+                    return Err(bad_token());
+                }
+                let record = CertificateRecord {
+                    serial: issued.serial,
+                    provider_id: id.clone(),
+                    pem: issued.pem,
+                    not_before: issued.not_before,
+                    not_after: issued.not_after,
+                    issued_at: now,
+                    revoked_at: None,
+                    revoke_reason: None,
+                };
+                store::insert_certificate(tx, &record)?;
+                let after = serde_json::to_value(&record)?;
+                store::append_audit_event(
+                    tx,
+                    now,
+                    &provider_actor(&id),
+                    AuditAction::CertificateIssue,
+                    &id,
+                    None,
+                    &after,
+                )?;
+                let published = inner.publish(tx, now)?;
+                Ok((record, published))
+            })
+            .await?;
+        self.install(published);
+        tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate issued");
+        Ok(self.to_certificate(record))
+    }
+
+    /// Revokes one certificate by its serial (lowercase or uppercase hex).
+    pub async fn revoke_certificate(&self, actor: &str, serial: &str, reason: &str) -> RegistryResult<Certificate> {
+        let reason = validate::reason(reason)?;
+        let serial = serial.trim().to_ascii_lowercase();
+        let actor = actor.to_owned();
+        let inner = self.inner.clone();
+        let (record, published) = self
+            .inner
+            .store
+            .write(move |tx| {
+                let now = now_millis();
+                let unknown =
+                    || RegistryError::refused(ErrorCode::NotFound, format!("no certificate with serial `{serial}`"));
+                let before = store::get_certificate(tx, &serial)?.ok_or_else(unknown)?;
+                if before.revoked_at.is_some() {
+                    return Err(RegistryError::refused(
+                        ErrorCode::InvalidTransition,
+                        format!("the certificate `{serial}` is already revoked"),
+                    ));
+                }
+                revoke(tx, now, &actor, &before, &reason)?;
+                let after = store::get_certificate(tx, &serial)?.ok_or_else(unknown)?;
+                let published = inner.publish(tx, now)?;
+                Ok((after, published))
+            })
+            .await?;
+        self.install(published);
+        tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate revoked");
+        Ok(self.to_certificate(record))
+    }
+
+    /// Every certificate issued to a provider, oldest first.
+    pub async fn certificates(&self, provider_id: &str) -> RegistryResult<Vec<Certificate>> {
+        let id = provider_id.to_owned();
+        let (licence, records) = self
+            .inner
+            .store
+            .read(move |conn| Ok((store::get_licence(conn, &id)?, store::list_certificates(conn)?)))
+            .await?;
+        if licence.is_none() {
+            return Err(not_found(provider_id));
+        }
+        Ok(records.into_iter().filter(|c| c.provider_id == provider_id).map(|c| self.to_certificate(c)).collect())
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca_certificate_pem(&self) -> &str {
+        self.inner.ca.certificate_pem()
+    }
+
+    fn to_certificate(&self, record: CertificateRecord) -> Certificate {
+        Certificate {
+            serial: record.serial,
+            provider_id: record.provider_id,
+            certificate: record.pem,
+            ca_certificate: self.inner.ca.certificate_pem().to_owned(),
+            not_before: record.not_before,
+            not_after: record.not_after,
+            revoked_at: record.revoked_at,
+        }
+    }
+}
+
+fn require_active(status: DirectoryStatus, provider_id: &str) -> RegistryResult<()> {
+    if status == DirectoryStatus::Active {
+        return Ok(());
+    }
+    Err(RegistryError::refused(
+        ErrorCode::LicenceNotActive,
+        format!("the licence of `{provider_id}` is {}: no certificate is issued", status.as_str()),
+    ))
+}
+
+fn revoke(
+    conn: &Connection,
+    now: Millis,
+    actor: &str,
+    certificate: &CertificateRecord,
+    reason: &str,
+) -> RegistryResult<()> {
+    store::revoke_certificate(conn, &certificate.serial, now, reason)?;
+    let after = json!({ "serial": certificate.serial, "revoked_at": now, "not_after": certificate.not_after });
+    store::append_audit_event(
+        conn,
+        now,
+        actor,
+        AuditAction::CertificateRevoke,
+        &certificate.provider_id,
+        Some(reason),
+        &after,
+    )?;
+    Ok(())
+}
+
+/// Inside a transaction: revokes every certificate of the provider that is not revoked yet
+/// (its licence was suspended or revoked).
+pub(super) fn revoke_all(
+    conn: &Connection,
+    now: Millis,
+    actor: &str,
+    provider_id: &str,
+    reason: &str,
+) -> RegistryResult<()> {
+    for certificate in store::list_certificates(conn)? {
+        if certificate.provider_id == provider_id && certificate.revoked_at.is_none() {
+            revoke(conn, now, actor, &certificate, reason)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::tests::{code, request, served, temp_dir};
+    use super::*;
+    use crate::ca::generate_key_and_csr;
+    use crate::model::AuditQuery;
+    use crate::registry::{FIRST_ADMIN_LABEL as ADMIN, RegistryConfig};
+
+    #[tokio::test]
+    async fn an_enrolment_token_is_single_use_and_lists_the_certificate() {
+        let dir = temp_dir("enrol");
+        let registry = Registry::open(&dir, RegistryConfig::default()).await.expect("open").registry;
+        registry.issue(ADMIN, request("bale", "L-1")).await.expect("issued");
+        let before = served(&registry).await.version;
+        let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
+        assert!(token.token.starts_with(ENROLMENT_TOKEN_PREFIX));
+        let (_, wrong) = generate_key_and_csr("bale", "eitaa.ir").expect("csr");
+        assert_eq!(code(registry.enrol(&token.token, &wrong).await), ErrorCode::CsrNameMismatch);
+        assert_eq!(code(registry.enrol(&token.token, "garbage").await), ErrorCode::InvalidCsr);
+        // The refusals left the token unused.
+        let (_, csr) = generate_key_and_csr("bale", "bale.ir").expect("csr");
+        let certificate = registry.enrol(&token.token, &csr).await.expect("enrolled");
+        assert_eq!(certificate.ca_certificate, registry.ca_certificate_pem());
+        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::InvalidEnrolmentToken);
+        assert_eq!(code(registry.enrol("pve_unknown", &csr).await), ErrorCode::InvalidEnrolmentToken);
+        let directory = served(&registry).await;
+        assert_eq!(directory.version, before + 1);
+        let bale = directory.provider("bale").expect("listed");
+        assert_eq!(bale.certificate_serial.as_deref(), Some(certificate.serial.as_str()));
+        assert_eq!(bale.certificate.as_deref(), Some(certificate.certificate.as_str()));
+
+        // Renewal: a fresh token, a new certificate that becomes the listed one.
+        let again = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
+        let renewed = registry.enrol(&again.token, &csr).await.expect("renewed");
+        assert_ne!(renewed.serial, certificate.serial);
+        let directory = served(&registry).await;
+        assert_eq!(directory.provider("bale").and_then(|p| p.certificate_serial.clone()), Some(renewed.serial.clone()));
+
+        // Revoking one certificate lists it and falls back to none once both are gone.
+        registry.revoke_certificate(ADMIN, &renewed.serial, "key lost").await.expect("revoked");
+        assert_eq!(
+            code(registry.revoke_certificate(ADMIN, &renewed.serial, "again").await),
+            ErrorCode::InvalidTransition
+        );
+        let directory = served(&registry).await;
+        assert_eq!(directory.revoked_certificates, vec![renewed.serial.clone()]);
+        assert_eq!(
+            directory.provider("bale").and_then(|p| p.certificate_serial.clone()),
+            Some(certificate.serial.clone())
+        );
+
+        // Suspending the licence revokes the rest, and no token is made for it.
+        registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
+        let directory = served(&registry).await;
+        assert_eq!(directory.provider("bale").and_then(|p| p.certificate.clone()), None);
+        let mut revoked = vec![certificate.serial.clone(), renewed.serial.clone()];
+        revoked.sort();
+        assert_eq!(directory.revoked_certificates, revoked);
+        assert_eq!(code(registry.create_enrolment_token(ADMIN, "bale").await), ErrorCode::LicenceNotActive);
+        assert_eq!(code(registry.create_enrolment_token(ADMIN, "nobody").await), ErrorCode::NotFound);
+
+        let actions: Vec<AuditAction> =
+            registry.audit(AuditQuery::default()).await.expect("audit").iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            vec![
+                AuditAction::Issue,
+                AuditAction::EnrolmentToken,
+                AuditAction::CertificateIssue,
+                AuditAction::EnrolmentToken,
+                AuditAction::CertificateIssue,
+                AuditAction::CertificateRevoke,
+                AuditAction::Suspend,
+                AuditAction::CertificateRevoke,
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_refused_and_a_suspended_licence_gets_no_certificate() {
+        let dir = temp_dir("enrol-expiry");
+        let config = RegistryConfig { enrolment_token_ttl: Duration::from_millis(200), ..Default::default() };
+        let registry = Registry::open(&dir, config).await.expect("open").registry;
+        registry.issue(ADMIN, request("bale", "L-1")).await.expect("issued");
+        let (_, csr) = generate_key_and_csr("bale", "bale.ir").expect("csr");
+        let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::InvalidEnrolmentToken);
+
+        let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
+        registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
+        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::LicenceNotActive);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
