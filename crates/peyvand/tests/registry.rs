@@ -163,6 +163,28 @@ async fn directory(registry: &Registry) -> peyvand_registry::Directory {
     }
 }
 
+/// `licence issue` for the provider the tests use most, valid until `until`.
+fn issue_bale(until: &str) -> Vec<&str> {
+    vec![
+        "licence",
+        "issue",
+        "--id",
+        "bale",
+        "--name",
+        "پیام‌رسان بله",
+        "--domain",
+        "bale.ir",
+        "--endpoint",
+        "https://ic.bale.ir",
+        "--contact",
+        "ops@bale.ir",
+        "--number",
+        "CRA-1404-001",
+        "--valid-until",
+        until,
+    ]
+}
+
 fn in_a_year() -> String {
     let at = peyvand_registry::time::now_millis() + 365 * 86_400_000;
     peyvand_registry::time::format_millis(at)
@@ -189,26 +211,7 @@ async fn licences_audit_and_the_signed_directory() {
 
     // Issue through the CLI (Persian name, Persian digits in the date).
     let until = in_a_year();
-    let issued = registry.cli_json(&[
-        "licence",
-        "issue",
-        "--id",
-        "bale",
-        "--name",
-        "پیام‌رسان بله",
-        "--domain",
-        "bale.ir",
-        "--endpoint",
-        "https://ic.bale.ir",
-        "--contact",
-        "ops@bale.ir",
-        "--number",
-        "CRA-1404-001",
-        "--valid-until",
-        &until,
-        "--capability",
-        "messages",
-    ]);
+    let issued = registry.cli_json(&[issue_bale(&until).as_slice(), &["--capability", "messages"]].concat());
     assert_eq!(issued["provider_id"], "bale");
     assert_eq!(issued["name"], "پیام‌رسان بله");
     assert_eq!(issued["status"], "active");
@@ -521,25 +524,7 @@ async fn providers_enrol_for_certificates_that_revocation_lists() {
     assert!(served_ca.starts_with("-----BEGIN CERTIFICATE-----"));
 
     let until = in_a_year();
-    let issue = [
-        "licence",
-        "issue",
-        "--id",
-        "bale",
-        "--name",
-        "پیام‌رسان بله",
-        "--domain",
-        "bale.ir",
-        "--endpoint",
-        "https://ic.bale.ir",
-        "--contact",
-        "ops@bale.ir",
-        "--number",
-        "CRA-1404-001",
-        "--valid-until",
-        &until,
-    ];
-    registry.cli_json(&issue);
+    registry.cli_json(&issue_bale(&until));
     let before = directory(&registry).await;
     assert_eq!(before.provider("bale").and_then(|p| p.certificate.clone()), None);
 
