@@ -163,26 +163,39 @@ async fn directory(registry: &Registry) -> peyvand_registry::Directory {
     }
 }
 
-/// `licence issue` for the provider the tests use most, valid until `until`.
-fn issue_bale(until: &str) -> Vec<&str> {
+/// `licence issue` with every field given.
+fn issue_args<'a>(
+    id: &'a str,
+    name: &'a str,
+    domain: &'a str,
+    endpoint: &'a str,
+    contact: &'a str,
+    number: &'a str,
+    valid_until: &'a str,
+) -> Vec<&'a str> {
     vec![
         "licence",
         "issue",
         "--id",
-        "bale",
+        id,
         "--name",
-        "پیام‌رسان بله",
+        name,
         "--domain",
-        "bale.ir",
+        domain,
         "--endpoint",
-        "https://ic.bale.ir",
+        endpoint,
         "--contact",
-        "ops@bale.ir",
+        contact,
         "--number",
-        "CRA-1404-001",
+        number,
         "--valid-until",
-        until,
+        valid_until,
     ]
+}
+
+/// `licence issue` for the provider the tests use most, valid until `until`.
+fn issue_bale(until: &str) -> Vec<&str> {
+    issue_args("bale", "پیام‌رسان بله", "bale.ir", "https://ic.bale.ir", "ops@bale.ir", "CRA-1404-001", until)
 }
 
 fn in_a_year() -> String {
@@ -216,24 +229,15 @@ async fn licences_audit_and_the_signed_directory() {
     assert_eq!(issued["name"], "پیام‌رسان بله");
     assert_eq!(issued["status"], "active");
     assert_eq!(issued["endpoint"], "https://ic.bale.ir/");
-    let persian_date = registry.cli_json(&[
-        "licence",
-        "issue",
-        "--id",
+    let persian_date = registry.cli_json(&issue_args(
         "eitaa",
-        "--name",
         "ایتا",
-        "--domain",
         "eitaa.ir",
-        "--endpoint",
         "http://127.0.0.1:9001",
-        "--contact",
         "+98 21 0000 0000",
-        "--number",
         "CRA-1404-002",
-        "--valid-until",
         "۲۰۹۹-۰۱-۰۱",
-    ]);
+    ));
     assert_eq!(persian_date["valid_until"], 4_070_908_800_000i64);
 
     // And over HTTP.
@@ -428,43 +432,9 @@ async fn the_admin_api_refuses_strangers_and_bad_input() {
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, body) = call(reqwest::Method::GET, &format!("{}/v1/nothing", registry.url), None, None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    let stderr = registry.cli_fails(&[
-        "licence",
-        "issue",
-        "--id",
-        "x",
-        "--name",
-        "x",
-        "--domain",
-        "x.ir",
-        "--endpoint",
-        "https://x.ir",
-        "--contact",
-        "c",
-        "--number",
-        "N-9",
-        "--valid-until",
-        "2099-01-01",
-    ]);
+    let stderr = registry.cli_fails(&issue_args("x", "x", "x.ir", "https://x.ir", "c", "N-9", "2099-01-01"));
     assert!(stderr.contains("invalid_provider_id"), "{stderr}");
-    let stderr = registry.cli_fails(&[
-        "licence",
-        "issue",
-        "--id",
-        "xy",
-        "--name",
-        "x",
-        "--domain",
-        "x.ir",
-        "--endpoint",
-        "https://x.ir",
-        "--contact",
-        "c",
-        "--number",
-        "N-9",
-        "--valid-until",
-        "next year",
-    ]);
+    let stderr = registry.cli_fails(&issue_args("xy", "x", "x.ir", "https://x.ir", "c", "N-9", "next year"));
     assert!(stderr.contains("is not a date"), "{stderr}");
 
     // Only the one good issue was recorded.
