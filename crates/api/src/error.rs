@@ -65,6 +65,27 @@ pub enum ErrorCode {
     CsrNameMismatch,
     /// The licence is not active (suspended, revoked, expired or not yet valid): no certificate.
     LicenceNotActive,
+    // The interconnect: requests between providers, and the client API's cross-provider calls.
+    /// This server is not connected to other messengers (no interconnect configured).
+    InterconnectDisabled,
+    /// No provider with this id is in the registry's directory.
+    UnknownProvider,
+    /// The peer's TLS certificate is not one the registry's CA issued to a listed provider.
+    PeerNotListed,
+    /// The provider's licence is not active in the current directory (suspended, revoked,
+    /// expired, not yet valid), or it has no current certificate: nothing is exchanged with it.
+    PeerNotActive,
+    /// The request's provider signature is missing, malformed, or does not verify against the
+    /// provider's signing keys in the directory.
+    InvalidSignature,
+    /// The request's signed timestamp is too far from the receiver's clock.
+    StaleRequest,
+    /// The request's nonce was already seen: a replay.
+    ReplayedRequest,
+    /// The peer provider could not be reached or did not answer in time; retry later.
+    PeerUnavailable,
+    /// The peer answered with something that is not the protocol.
+    PeerProtocol,
 }
 
 impl ErrorCode {
@@ -88,6 +109,11 @@ impl ErrorCode {
             | Self::InvalidReason
             | Self::InvalidCsr
             | Self::CsrNameMismatch => 400,
+            Self::InvalidSignature | Self::StaleRequest => 401,
+            Self::PeerNotListed | Self::PeerNotActive => 403,
+            Self::InterconnectDisabled | Self::UnknownProvider => 404,
+            Self::ReplayedRequest => 409,
+            Self::PeerUnavailable | Self::PeerProtocol => 502,
             Self::InvalidCode | Self::CodeExpired | Self::InvalidPin | Self::PinRequired => 401,
             Self::Unauthorized => 401,
             Self::Forbidden | Self::Blocked | Self::PrivacyRestricted | Self::InvalidEnrolmentToken => 403,
@@ -152,6 +178,15 @@ impl ErrorCode {
             Self::InvalidCsr => "invalid_csr",
             Self::CsrNameMismatch => "csr_name_mismatch",
             Self::LicenceNotActive => "licence_not_active",
+            Self::InterconnectDisabled => "interconnect_disabled",
+            Self::UnknownProvider => "unknown_provider",
+            Self::PeerNotListed => "peer_not_listed",
+            Self::PeerNotActive => "peer_not_active",
+            Self::InvalidSignature => "invalid_signature",
+            Self::StaleRequest => "stale_request",
+            Self::ReplayedRequest => "replayed_request",
+            Self::PeerUnavailable => "peer_unavailable",
+            Self::PeerProtocol => "peer_protocol",
         }
     }
 }
@@ -199,6 +234,8 @@ mod tests {
             ErrorCode::InvalidTransition,
             ErrorCode::InvalidEnrolmentToken,
             ErrorCode::CsrNameMismatch,
+            ErrorCode::PeerNotActive,
+            ErrorCode::ReplayedRequest,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

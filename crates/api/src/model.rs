@@ -107,6 +107,14 @@ pub struct PrivacySettings {
     pub messages: Audience,
     /// Who can add me to groups.
     pub group_invites: Audience,
+    /// "Connect to other messengers": who on other licensed messengers can find me by my
+    /// phone number and message me. `nobody` (the default) means off: nobody there can.
+    #[serde(default = "interconnect_off")]
+    pub interconnect: Audience,
+}
+
+fn interconnect_off() -> Audience {
+    Audience::Nobody
 }
 
 impl Default for PrivacySettings {
@@ -116,6 +124,7 @@ impl Default for PrivacySettings {
             phone_discovery: Audience::Everybody,
             messages: Audience::Everybody,
             group_invites: Audience::Everybody,
+            interconnect: interconnect_off(),
         }
     }
 }
@@ -205,4 +214,38 @@ pub struct Chat {
 pub struct SearchHit {
     pub chat_id: i64,
     pub message: Message,
+}
+
+/// `GET /v1/interconnect/lookup?phone=`: the messengers where a phone number can be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReachableList {
+    /// The number asked about, E.164.
+    pub phone: String,
+    pub reachable: Vec<Reachable>,
+    /// Messengers that could not be asked, and why (down, refusing, rate limits).
+    pub unreachable: Vec<ProviderFailure>,
+}
+
+/// A messenger where a phone number can be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reachable {
+    pub provider_id: String,
+    /// The messenger's name for people.
+    pub provider_name: String,
+    /// `PHONE@PROVIDER-ID`: how to write this person as a recipient.
+    pub address: String,
+    pub display_name: String,
+    /// On this messenger (the asker's own).
+    pub local: bool,
+    /// The person's user id, when they are on this messenger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+}
+
+/// A messenger that could not answer a cross-messenger call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderFailure {
+    pub provider_id: String,
+    pub code: crate::ErrorCode,
+    pub message: String,
 }

@@ -77,6 +77,9 @@ pub struct SettingsUpdate {
     pub messages: Option<Audience>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_invites: Option<Audience>,
+    /// `nobody` turns "connect to other messengers" off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interconnect: Option<Audience>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -212,4 +215,10 @@ pub struct UpdatesQuery {
     pub timeout: Option<u64>,
     /// The session token, for WebSocket clients that cannot set a header.
     pub token: Option<String>,
+}
+
+/// `GET /v1/interconnect/lookup?phone=`: a phone number in any accepted form.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+pub struct LookupQuery {
+    pub phone: String,
 }

@@ -1,6 +1,6 @@
 //! Other people: profiles, contacts and blocks.
 
-use peyvand_api::{ContactsImport, ContactsImported, UserList, UserProfile};
+use peyvand_api::{ContactsImport, ContactsImported, ReachableList, UserList, UserProfile};
 use reqwest::Method;
 
 use crate::{Client, ClientError};
@@ -14,6 +14,12 @@ impl Client {
     /// `GET /v1/users/resolve?q=`: finds a person by `@username` or by phone number.
     pub async fn resolve(&self, query: &str) -> Result<UserProfile, ClientError> {
         Self::json(self.request(Method::GET, "v1/users/resolve")?.query(&[("q", query)])).await
+    }
+
+    /// `GET /v1/interconnect/lookup?phone=`: the messengers (this one included) where a phone
+    /// number can be reached.
+    pub async fn lookup(&self, phone: &str) -> Result<ReachableList, ClientError> {
+        Self::json(self.request(Method::GET, "v1/interconnect/lookup")?.query(&[("phone", phone)])).await
     }
 
     /// `GET /v1/users/search?q=`: people whose name or username matches, Persian-folded.

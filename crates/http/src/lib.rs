@@ -1,6 +1,9 @@
 //! What every HTTP API of Peyvand (the messenger's client API, the registry's admin API)
 //! shares: errors as JSON with a stable code (`{"error": {"code", "message"}}`), and
-//! extractors whose failures are such errors instead of axum's plain text.
+//! extractors whose failures are such errors instead of axum's plain text; and the listener
+//! that serves plain HTTP and mutual-TLS HTTPS on one port ([`listener`]).
+
+pub mod listener;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use peyvand_interconnect::InterconnectConfig;
 use peyvand_service::ServiceConfig;
 use serde::Deserialize;
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub sms: SmsConfig,
     pub service: ServiceConfig,
+    /// The link to other licensed messengers; off unless `provider_id` is set.
+    pub interconnect: InterconnectConfig,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
+            interconnect: InterconnectConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod demo;
 mod registry;
 mod serve;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Runs the messenger server.
     Serve(serve::ServeArgs),
+    /// Runs a registry and three licensed messengers connected to each other, on one machine.
+    Demo(demo::DemoArgs),
     /// Brings the storage's schema up to date and exits.
     Migrate(serve::StorageArgs),
     /// The regulator's registry: licences, the audit log and the signed directory.
@@ -52,6 +55,7 @@ async fn run() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,
+        Command::Demo(demo_args) => demo::run(demo_args).await,
         Command::Migrate(storage) => serve::migrate(storage).await,
         Command::Registry(command) => registry::run(args.global, command).await,
         Command::Client(command) => cli::run(args.global, command).await,

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use peyvand_bus::{Bus, InProcessBus, NatsBus};
 use peyvand_core::url::redact_credentials;
+use peyvand_http::listener::{DualListener, TlsSlot};
+use peyvand_interconnect::Interconnect;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
 use peyvand_store::Store;
 use peyvand_store::postgres::{PgOptions, PgStore};
@@ -114,25 +116,85 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.bus_kind()?;
     }
     init_logging(config.log_format);
-    let store = open_store(&config).await?;
-    let bus = open_bus(&config).await?;
-    let codes: Arc<dyn CodeSender> = match config.sms.gateway {
-        SmsGateway::Console => Arc::new(ConsoleCodeSender),
-        SmsGateway::Http => {
-            Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
-        }
-    };
-    let service = Service::new(store, bus, codes, config.service.clone());
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr()?;
+    let server = Server::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "LISTENING http://{address}")?;
+        writeln!(out, "LISTENING http://{}", server.address)?;
         out.flush()?;
     }
-    tracing::info!(%address, node = service.node_id(), storage = %storage_label(&config), bus = %bus_label(&config), "peyvand is serving");
+    server.serve(shutdown_signal()).await
+}
+
+/// A messenger server that is listening, with its background work running, and not yet
+/// answering: [`Server::serve`] does that. `peyvand serve` runs one; `peyvand demo` several.
+#[derive(Debug)]
+pub struct Server {
+    pub address: std::net::SocketAddr,
+    listener: DualListener,
+    router: axum::Router,
+    service: Service,
+    /// The link to other messengers, when configured.
+    pub interconnect: Option<Interconnect>,
+}
+
+impl Server {
+    /// Opens the storage and the bus, binds the address, starts the interconnect when one is
+    /// configured (which may enrol with the registry), and starts the background work.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let tcp = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::start_on(config, tcp).await
+    }
+
+    /// [`Server::start`] on a socket that is already bound (`config.listen` is not used).
+    pub async fn start_on(config: Config, tcp: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let bus = open_bus(&config).await?;
+        let codes: Arc<dyn CodeSender> = match config.sms.gateway {
+            SmsGateway::Console => Arc::new(ConsoleCodeSender),
+            SmsGateway::Http => {
+                Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
+            }
+        };
+        let service = Service::new(store, bus, codes, config.service.clone());
+        let address = tcp.local_addr()?;
+        let tls = TlsSlot::default();
+        let interconnect = if config.interconnect.enabled() {
+            let interconnect =
+                Interconnect::start(config.interconnect.clone(), &config.data, service.clone(), tls.clone())
+                    .await
+                    .context("cannot start the interconnect")?;
+            tokio::spawn(interconnect.clone().keep_directory_fresh());
+            Some(interconnect)
+        } else {
+            None
+        };
+        let listener = DualListener::new(tcp, tls)?;
+        tracing::info!(
+            %address,
+            node = service.node_id(),
+            storage = %storage_label(&config),
+            bus = %bus_label(&config),
+            provider = interconnect.as_ref().map_or("-", |i| i.provider_id()),
+            "peyvand is serving"
+        );
+        spawn_background_work(&service);
+        let router = peyvand_server::router(service.clone(), config.trusted_proxies.clone(), interconnect.clone());
+        Ok(Self { address, listener, router, service, interconnect })
+    }
+
+    /// Answers requests until `shutdown` resolves, then leaves the cluster.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        peyvand_server::serve(self.listener, self.router, shutdown).await?;
+        self.service.leave_cluster().await;
+        tracing::info!(address = %self.address, "peyvand stopped");
+        Ok(())
+    }
+}
+
+/// Presence heartbeats and the pruning of old updates.
+fn spawn_background_work(service: &Service) {
     let beating = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(beating.config().presence_heartbeat_secs));
@@ -152,15 +214,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    peyvand_server::serve(
-        listener,
-        peyvand_server::router(service.clone(), config.trusted_proxies.clone()),
-        shutdown_signal(),
-    )
-    .await?;
-    service.leave_cluster().await;
-    tracing::info!("peyvand stopped");
-    Ok(())
 }
 
 /// The storage for logs, without a password.

@@ -180,8 +180,19 @@ impl RegistryClient {
     }
 
     /// `POST /v1/enrol`: needs no admin token, only the one-time enrolment token.
-    pub async fn enrol(&self, token: &str, csr_pem: &str) -> Result<Certificate, ClientError> {
-        self.post("v1/enrol", &EnrolRequest { token: token.to_owned(), csr: csr_pem.to_owned() }).await
+    /// With `signing_key`, the provider's request-signing key joins its licence's keys.
+    pub async fn enrol(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        signing_key: Option<&str>,
+    ) -> Result<Certificate, ClientError> {
+        let request = EnrolRequest {
+            token: token.to_owned(),
+            csr: csr_pem.to_owned(),
+            signing_key: signing_key.map(str::to_owned),
+        };
+        self.post("v1/enrol", &request).await
     }
 
     /// `GET /v1/ca.pem`: the CA's certificate (PEM).

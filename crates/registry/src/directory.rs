@@ -39,6 +39,10 @@ pub struct Directory {
     /// A peer presenting one of them is refused even though it chains to the CA.
     #[serde(default)]
     pub revoked_certificates: Vec<String>,
+    /// The registry CA's certificate (PEM): providers trust exactly the certificates it issued,
+    /// and learn it here, under the directory's signature, rather than over an unsigned fetch.
+    #[serde(default)]
+    pub ca_certificate: String,
 }
 
 /// One provider in the directory.
@@ -58,7 +62,7 @@ pub struct DirectoryProvider {
     pub capabilities: Vec<String>,
     /// The provider's current TLS certificate (PEM), issued by the registry's CA: the newest
     /// one not revoked. Absent before the provider enrolled, and once its certificates are
-    /// revoked (a suspension or revocation of the licence revokes them).
+    /// revoked (a revocation of the licence revokes them; a suspension keeps them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
     /// That certificate's serial (lowercase hex).
@@ -147,10 +151,16 @@ pub fn verify_directory_at(
 pub(crate) struct Listing {
     pub providers: Vec<DirectoryProvider>,
     pub revoked_certificates: Vec<String>,
+    pub ca_certificate: String,
 }
 
 /// The providers' entries and the revoked serials as they stand at `now`.
-pub(crate) fn listing_at(records: &[LicenceRecord], certificates: &[CertificateRecord], now: Millis) -> Listing {
+pub(crate) fn listing_at(
+    records: &[LicenceRecord],
+    certificates: &[CertificateRecord],
+    ca_certificate: &str,
+    now: Millis,
+) -> Listing {
     let current = |provider_id: &str| {
         certificates
             .iter()
@@ -163,7 +173,7 @@ pub(crate) fn listing_at(records: &[LicenceRecord], certificates: &[CertificateR
     let mut revoked_certificates: Vec<String> =
         certificates.iter().filter(|c| c.revoked_at.is_some()).map(|c| c.serial.clone()).collect();
     revoked_certificates.sort();
-    Listing { providers, revoked_certificates }
+    Listing { providers, revoked_certificates, ca_certificate: ca_certificate.to_owned() }
 }
 
 /// A digest of the listing, to tell whether it changed.
@@ -195,6 +205,7 @@ pub(crate) fn issue(
         expires_at: now.saturating_add(ttl_ms),
         providers: listing.providers,
         revoked_certificates: listing.revoked_certificates,
+        ca_certificate: listing.ca_certificate,
     };
     let body = serde_json::to_vec_pretty(&directory).unwrap_or_default();
     let signature = key.sign(&body);
@@ -237,7 +248,7 @@ mod tests {
     fn signed(now: Millis) -> (RegistryKey, StoredDirectory) {
         let key = RegistryKey::ephemeral().expect("key");
         let records = [record("bale", LicenceStatus::Active, 0, 100 * HOUR)];
-        let stored = issue(&key, 3, listing_at(&records, &[], now), now, 24 * HOUR);
+        let stored = issue(&key, 3, listing_at(&records, &[], "", now), now, 24 * HOUR);
         (key, stored)
     }
 
@@ -331,7 +342,7 @@ mod tests {
             certificate("0b", "bale", 2 * HOUR, false),
             certificate("01", "eitaa", HOUR, true),
         ];
-        let listing = listing_at(&records, &certificates, 4 * HOUR);
+        let listing = listing_at(&records, &certificates, "", 4 * HOUR);
         let bale = &listing.providers[0];
         assert_eq!(bale.certificate_serial.as_deref(), Some("0b"));
         assert_eq!(bale.certificate.as_deref(), Some("PEM 0b"));
@@ -354,7 +365,7 @@ mod tests {
         ];
         let now = 6 * HOUR;
         let statuses: Vec<(String, DirectoryStatus)> =
-            listing_at(&records, &[], now).providers.into_iter().map(|p| (p.id, p.status)).collect();
+            listing_at(&records, &[], "", now).providers.into_iter().map(|p| (p.id, p.status)).collect();
         assert_eq!(
             statuses,
             vec![
@@ -366,6 +377,9 @@ mod tests {
             ]
         );
         assert_eq!(next_transition(&records, now), Some(7 * HOUR));
-        assert_ne!(listing_hash(&listing_at(&records, &[], now)), listing_hash(&listing_at(&records, &[], 8 * HOUR)));
+        assert_ne!(
+            listing_hash(&listing_at(&records, &[], "", now)),
+            listing_hash(&listing_at(&records, &[], "", 8 * HOUR))
+        );
     }
 }

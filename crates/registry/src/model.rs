@@ -171,7 +171,7 @@ pub enum AuditAction {
     EnrolmentToken,
     /// The CA issued a certificate to the provider.
     CertificateIssue,
-    /// A certificate was revoked: by hand, or because its licence was suspended or revoked.
+    /// A certificate was revoked: by hand, or because its licence was revoked.
     CertificateRevoke,
 }
 
@@ -267,6 +267,10 @@ pub struct EnrolmentToken {
 pub struct EnrolRequest {
     pub token: String,
     pub csr: String,
+    /// The provider's Ed25519 request-signing public key (base64 of 32 bytes), added to its
+    /// licence's signing keys if it is not there already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// A certificate the registry's CA issued, as the API shows it.

@@ -370,7 +370,9 @@ impl Registry {
                 after.updated_at = now;
                 store::replace_licence(tx, &after)?;
                 store::append_audit(tx, now, &actor_label, action, &id, reason.as_deref(), Some(&before), &after)?;
-                if after.status != LicenceStatus::Active {
+                // A suspension keeps the certificates: the directory's status already refuses the
+                // provider everywhere, and a reinstated provider works again without enrolling.
+                if after.status == LicenceStatus::Revoked {
                     let why = format!("licence {}: {}", after.status.as_str(), reason.as_deref().unwrap_or("-"));
                     enrolment::revoke_all(tx, now, &actor_label, &id, &why)?;
                 }
@@ -447,7 +449,7 @@ impl Inner {
     fn publish(&self, conn: &Connection, now: Millis) -> RegistryResult<Published> {
         let records = store::list_licences(conn)?;
         let certificates = store::list_certificates(conn)?;
-        let listing = listing_at(&records, &certificates, now);
+        let listing = listing_at(&records, &certificates, self.ca.certificate_pem(), now);
         let hash = listing_hash(&listing);
         let stored = store::load_directory(conn)?;
         let refresh_at = |s: &StoredDirectory| s.issued_at.saturating_add(self.ttl_ms / 2);

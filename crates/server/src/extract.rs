@@ -62,7 +62,10 @@ impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<peyvand_http::listener::ConnInfo>>()
+            .map(|info| info.0.remote.ip());
         let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
         let address = client_address(peer, forwarded, &state.trusted_proxies);
         Ok(Self(address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())))

@@ -9,11 +9,12 @@ mod metrics;
 pub mod openapi;
 mod routes;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use peyvand_http::listener::{ConnInfo, DualListener};
+use peyvand_interconnect::Interconnect;
 use peyvand_service::Service;
 
 pub use metrics::Metrics;
@@ -28,26 +29,41 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Proxies (load balancers) whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// The link to other messengers, when configured.
+    pub interconnect: Option<Interconnect>,
 }
 
-/// The whole client API. Requests from `trusted_proxies` are counted against the address their
+/// The whole client API, and the interconnect's endpoints for other providers when there is
+/// one. Requests from `trusted_proxies` are counted against the address their
 /// `X-Forwarded-For` names; everyone else's against their own.
-pub fn router(service: Service, trusted_proxies: Vec<std::net::IpAddr>) -> Router {
-    let state = AppState { service, metrics: Arc::new(Metrics::default()), trusted_proxies: Arc::new(trusted_proxies) };
-    routes::router()
+pub fn router(service: Service, trusted_proxies: Vec<std::net::IpAddr>, interconnect: Option<Interconnect>) -> Router {
+    let peers = interconnect.as_ref().map(Interconnect::router);
+    let state = AppState {
+        service,
+        metrics: Arc::new(Metrics::default()),
+        trusted_proxies: Arc::new(trusted_proxies),
+        interconnect,
+    };
+    let client_api = routes::router();
+    let client_api = match peers {
+        Some(peers) => client_api.merge(peers.with_state(())),
+        None => client_api,
+    };
+    client_api
         .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves. Plain HTTP always; HTTPS with
+/// mutual TLS too once the listener has a TLS configuration (the interconnect's).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: DualListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, router.into_make_service_with_connect_info::<ConnInfo>())
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -20,7 +20,7 @@ use crate::routes;
         routes::list_chats, routes::open_direct, routes::get_chat, routes::history, routes::send_message,
         routes::get_message, routes::edit_message, routes::delete_message, routes::set_reaction, routes::remove_reaction,
         routes::mark_read, routes::mark_delivered, routes::typing, routes::search,
-        routes::sync_state, routes::poll_updates, routes::updates_ws,
+        routes::sync_state, routes::poll_updates, routes::updates_ws, routes::interconnect_lookup,
     ),
     components(schemas(peyvand_api::ErrorCode, peyvand_api::Update, peyvand_api::Event, peyvand_api::StreamFrame)),
     modifiers(&BearerAuth)

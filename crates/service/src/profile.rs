@@ -104,6 +104,9 @@ impl Service {
         if let Some(v) = update.group_invites {
             privacy.group_invites = v;
         }
+        if let Some(v) = update.interconnect {
+            privacy.interconnect = v;
+        }
         self.store.set_privacy(session.user_id, privacy).await.map_err(store_error)?;
         Ok(privacy)
     }

@@ -132,6 +132,8 @@ async fn contacts_and_blocks(store: Arc<dyn Store>) {
     store.add_contacts(a, &["+989120000002".into(), "+989129999999".into()]).await.expect("add");
     assert!(store.has_contact(a, b).await.expect("has"));
     assert!(!store.has_contact(b, a).await.expect("has"));
+    assert!(store.has_contact_phone(a, "+989129999999").await.expect("has"), "a number with no account");
+    assert!(!store.has_contact_phone(b, "+989120000001").await.expect("has"));
     assert_eq!(store.contacts(a).await.expect("list").iter().map(|u| u.id).collect::<Vec<_>>(), vec![b]);
     // A contact who signs up later is matched by number.
     let c = user(&store, "+989129999999").await;

@@ -82,6 +82,9 @@ pub trait AccountStore: Send + Sync {
     async fn contacts(&self, owner: i64) -> StoreResult<Vec<UserRecord>>;
     /// Whether `owner` has `other` in their contacts.
     async fn has_contact(&self, owner: i64, other: i64) -> StoreResult<bool>;
+    /// Whether `owner` has this phone number (E.164) in their contacts, whether or not it
+    /// belongs to an account here (people on other messengers are known by number only).
+    async fn has_contact_phone(&self, owner: i64, phone: &str) -> StoreResult<bool>;
     async fn set_blocked(&self, owner: i64, target: i64, blocked: bool) -> StoreResult<()>;
     async fn is_blocked(&self, owner: i64, target: i64) -> StoreResult<bool>;
     async fn blocked(&self, owner: i64) -> StoreResult<Vec<UserRecord>>;

@@ -3,7 +3,9 @@
 use anyhow::{Result, bail};
 use peyvand_api::{Audience, ProfileUpdate, SettingsUpdate};
 
-use super::args::{AccountCommand, AudienceArg, DevicesCommand, PinCommand, ProfileCommand, Setting, SettingsCommand};
+use super::args::{
+    AccountCommand, AudienceArg, DevicesCommand, InterconnectArg, PinCommand, ProfileCommand, Setting, SettingsCommand,
+};
 use super::output::note;
 use super::{Context, format};
 
@@ -89,6 +91,15 @@ pub async fn settings(cx: &Context, action: Option<SettingsCommand>) -> Result<(
                 Setting::GroupInvites => &mut update.group_invites,
             };
             *field = Some(audience);
+            client.update_settings(&update).await?
+        }
+        Some(SettingsCommand::Interconnect { mode }) => {
+            let audience = match mode {
+                InterconnectArg::On | InterconnectArg::Everybody => Audience::Everybody,
+                InterconnectArg::Contacts => Audience::Contacts,
+                InterconnectArg::Off => Audience::Nobody,
+            };
+            let update = SettingsUpdate { interconnect: Some(audience), ..SettingsUpdate::default() };
             client.update_settings(&update).await?
         }
     };

@@ -49,6 +49,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         action: Option<ContactsCommand>,
     },
+    /// Lists the messengers (this one and the connected others) where a phone number can be
+    /// reached, with the address to write to them there (`PHONE@PROVIDER-ID`).
+    Lookup {
+        /// A phone number in any accepted form.
+        phone: String,
+    },
     /// Blocks a person.
     Block {
         /// `@username`, a phone number, or a user id (`user:12`).
@@ -214,6 +220,18 @@ pub enum ContactsCommand {
 pub enum SettingsCommand {
     /// Changes one privacy setting.
     Set { setting: Setting, audience: AudienceArg },
+    /// Turns "connect to other messengers" on (everybody there may find and message me),
+    /// on for my contacts only, or off (the default).
+    Interconnect { mode: InterconnectArg },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InterconnectArg {
+    /// The same as `everybody`.
+    On,
+    Everybody,
+    Contacts,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

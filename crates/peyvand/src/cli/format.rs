@@ -120,15 +120,37 @@ pub fn devices(devices: &[Device]) -> String {
     lines.join("\n")
 }
 
+/// One line per messenger where the number can be reached, then one per messenger that could
+/// not be asked.
+pub fn reachable(list: &peyvand_api::ReachableList) -> String {
+    let mut lines: Vec<String> = list
+        .reachable
+        .iter()
+        .map(|r| {
+            let here = if r.local { "  (this messenger)" } else { "" };
+            format!("{}  {}  {}{here}", r.address, r.provider_name, r.display_name)
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(format!("{} cannot be reached on any connected messenger", list.phone));
+    }
+    lines.extend(list.unreachable.iter().map(|f| format!("! {}: {} ({})", f.provider_id, f.message, f.code)));
+    lines.join("\n")
+}
+
 pub fn settings(settings: &PrivacySettings) -> String {
     [
         ("last-seen", settings.last_seen),
         ("phone-discovery", settings.phone_discovery),
         ("messages", settings.messages),
         ("group-invites", settings.group_invites),
+        ("interconnect", settings.interconnect),
     ]
     .iter()
-    .map(|(name, audience)| format!("{name:<16} {}", audience.as_str()))
+    .map(|(name, audience)| match (*name, audience) {
+        ("interconnect", peyvand_api::Audience::Nobody) => format!("{name:<16} off"),
+        _ => format!("{name:<16} {}", audience.as_str()),
+    })
     .collect::<Vec<_>>()
     .join("\n")
 }

@@ -82,6 +82,7 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> Result<()> {
         ClientCommand::Account(command) => account::account(&mut cx, command).await,
         ClientCommand::Settings { action } => account::settings(&cx, action).await,
         ClientCommand::Contacts { action } => people::contacts(&cx, action).await,
+        ClientCommand::Lookup { phone } => people::lookup(&cx, &phone).await,
         ClientCommand::Block { user } => people::block(&cx, &user, true).await,
         ClientCommand::Unblock { user } => people::block(&cx, &user, false).await,
         ClientCommand::Blocks => people::blocks(&cx).await,

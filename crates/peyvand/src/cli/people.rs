@@ -10,6 +10,11 @@ use peyvand_api::ContactsImported;
 use super::args::ContactsCommand;
 use super::{Context, format};
 
+pub async fn lookup(cx: &Context, phone: &str) -> Result<()> {
+    let found = cx.client()?.lookup(phone).await?;
+    cx.out.show(&found, format::reachable)
+}
+
 pub async fn contacts(cx: &Context, action: Option<ContactsCommand>) -> Result<()> {
     let client = cx.client()?;
     match action {

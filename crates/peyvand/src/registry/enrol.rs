@@ -36,7 +36,7 @@ pub async fn run(args: EnrolArgs, json: bool) -> Result<()> {
     };
     let (key_pem, csr_pem) = peyvand_registry::ca::generate_key_and_csr(&args.provider_id, &domain)
         .map_err(|e| anyhow!("cannot make the key and request: {e}"))?;
-    let certificate = client.enrol(args.token.trim(), &csr_pem).await?;
+    let certificate = client.enrol(args.token.trim(), &csr_pem, None).await?;
     write_files(&args.out, &key_pem, &csr_pem, &certificate.certificate, &certificate.ca_certificate)?;
     let summary = Enrolled {
         provider_id: &certificate.provider_id,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod demo;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -53,7 +53,10 @@ pub async fn enrol(
     State(registry): State<Registry>,
     Json(request): Json<EnrolRequest>,
 ) -> ApiResult<(axum::http::StatusCode, Json<Certificate>)> {
-    Ok((axum::http::StatusCode::CREATED, Json(registry.enrol(&request.token, &request.csr).await?)))
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(registry.enrol(&request.token, &request.csr, request.signing_key.as_deref()).await?),
+    ))
 }
 
 /// `GET /healthz`: the process is up; also says which directory it serves.

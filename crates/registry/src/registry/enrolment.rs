@@ -52,13 +52,19 @@ impl Registry {
     }
 
     /// Uses a one-time enrolment token: checks the CSR against the licence (its domain and
-    /// provider id), issues the certificate, and lists it in the directory. A refused request
-    /// (a bad CSR, a licence that is not active) leaves the token unused.
-    pub async fn enrol(&self, token: &str, csr_pem: &str) -> RegistryResult<Certificate> {
+    /// provider id), issues the certificate, and lists it in the directory. A `signing_key`
+    /// (the provider's Ed25519 request-signing key, base64) is added to the licence's keys in
+    /// the same transaction unless it is there already. A refused request (a bad CSR or key, a
+    /// licence that is not active) leaves the token unused.
+    pub async fn enrol(&self, token: &str, csr_pem: &str, signing_key: Option<&str>) -> RegistryResult<Certificate> {
         let token = token.trim();
         if !token.starts_with(ENROLMENT_TOKEN_PREFIX) {
             return Err(bad_token());
         }
+        let signing_key = match signing_key {
+            Some(key) => validate::signing_keys(&[key.to_owned()])?.pop(),
+            None => None,
+        };
         let hash = keys::hash_token(token);
         let csr = csr_pem.to_owned();
         let inner = self.inner.clone();
@@ -74,6 +80,23 @@ impl Registry {
                 let id = stored.provider_id;
                 let licence = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
                 require_active(licence.directory_status(now), &id)?;
+                if let Some(key) = signing_key.filter(|k| !licence.signing_keys.contains(k)) {
+                    let mut after = licence.clone();
+                    after.signing_keys.push(key);
+                    after.signing_keys = validate::signing_keys(&after.signing_keys)?;
+                    after.updated_at = now;
+                    store::replace_licence(tx, &after)?;
+                    store::append_audit(
+                        tx,
+                        now,
+                        &provider_actor(&id),
+                        AuditAction::Update,
+                        &id,
+                        Some("signing key registered at enrolment"),
+                        Some(&licence),
+                        &after,
+                    )?;
+                }
                 let issued = inner.ca.issue(&csr, &id, &licence.domain, now, inner.certificate_validity)?;
                 if !store::use_enrolment_token(tx, &hash, now)? {
                     return Err(bad_token());
@@ -203,7 +226,7 @@ fn revoke(
 }
 
 /// Inside a transaction: revokes every certificate of the provider that is not revoked yet
-/// (its licence was suspended or revoked).
+/// (its licence was revoked).
 pub(super) fn revoke_all(
     conn: &Connection,
     now: Millis,
@@ -238,14 +261,14 @@ mod tests {
         let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
         assert!(token.token.starts_with(ENROLMENT_TOKEN_PREFIX));
         let (_, wrong) = generate_key_and_csr("bale", "eitaa.ir").expect("csr");
-        assert_eq!(code(registry.enrol(&token.token, &wrong).await), ErrorCode::CsrNameMismatch);
-        assert_eq!(code(registry.enrol(&token.token, "garbage").await), ErrorCode::InvalidCsr);
+        assert_eq!(code(registry.enrol(&token.token, &wrong, None).await), ErrorCode::CsrNameMismatch);
+        assert_eq!(code(registry.enrol(&token.token, "garbage", None).await), ErrorCode::InvalidCsr);
         // The refusals left the token unused.
         let (_, csr) = generate_key_and_csr("bale", "bale.ir").expect("csr");
-        let certificate = registry.enrol(&token.token, &csr).await.expect("enrolled");
+        let certificate = registry.enrol(&token.token, &csr, None).await.expect("enrolled");
         assert_eq!(certificate.ca_certificate, registry.ca_certificate_pem());
-        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::InvalidEnrolmentToken);
-        assert_eq!(code(registry.enrol("pve_unknown", &csr).await), ErrorCode::InvalidEnrolmentToken);
+        assert_eq!(code(registry.enrol(&token.token, &csr, None).await), ErrorCode::InvalidEnrolmentToken);
+        assert_eq!(code(registry.enrol("pve_unknown", &csr, None).await), ErrorCode::InvalidEnrolmentToken);
         let directory = served(&registry).await;
         assert_eq!(directory.version, before + 1);
         let bale = directory.provider("bale").expect("listed");
@@ -254,7 +277,7 @@ mod tests {
 
         // Renewal: a fresh token, a new certificate that becomes the listed one.
         let again = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
-        let renewed = registry.enrol(&again.token, &csr).await.expect("renewed");
+        let renewed = registry.enrol(&again.token, &csr, None).await.expect("renewed");
         assert_ne!(renewed.serial, certificate.serial);
         let directory = served(&registry).await;
         assert_eq!(directory.provider("bale").and_then(|p| p.certificate_serial.clone()), Some(renewed.serial.clone()));
@@ -272,14 +295,22 @@ mod tests {
             Some(certificate.serial.clone())
         );
 
-        // Suspending the licence revokes the rest, and no token is made for it.
+        // Suspending the licence keeps its certificate (the status refuses the provider), and
+        // no token is made for it; revoking the licence revokes the rest.
         registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
+        let directory = served(&registry).await;
+        assert_eq!(
+            directory.provider("bale").and_then(|p| p.certificate_serial.clone()),
+            Some(certificate.serial.clone())
+        );
+        assert_eq!(directory.revoked_certificates, vec![renewed.serial.clone()]);
+        assert_eq!(code(registry.create_enrolment_token(ADMIN, "bale").await), ErrorCode::LicenceNotActive);
+        registry.revoke(ADMIN, "bale", "licence withdrawn").await.expect("revoked");
         let directory = served(&registry).await;
         assert_eq!(directory.provider("bale").and_then(|p| p.certificate.clone()), None);
         let mut revoked = vec![certificate.serial.clone(), renewed.serial.clone()];
         revoked.sort();
         assert_eq!(directory.revoked_certificates, revoked);
-        assert_eq!(code(registry.create_enrolment_token(ADMIN, "bale").await), ErrorCode::LicenceNotActive);
         assert_eq!(code(registry.create_enrolment_token(ADMIN, "nobody").await), ErrorCode::NotFound);
 
         let actions: Vec<AuditAction> =
@@ -294,6 +325,7 @@ mod tests {
                 AuditAction::CertificateIssue,
                 AuditAction::CertificateRevoke,
                 AuditAction::Suspend,
+                AuditAction::Revoke,
                 AuditAction::CertificateRevoke,
             ]
         );
@@ -309,11 +341,11 @@ mod tests {
         let (_, csr) = generate_key_and_csr("bale", "bale.ir").expect("csr");
         let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::InvalidEnrolmentToken);
+        assert_eq!(code(registry.enrol(&token.token, &csr, None).await), ErrorCode::InvalidEnrolmentToken);
 
         let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
         registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
-        assert_eq!(code(registry.enrol(&token.token, &csr).await), ErrorCode::LicenceNotActive);
+        assert_eq!(code(registry.enrol(&token.token, &csr, None).await), ErrorCode::LicenceNotActive);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod chats;
+mod interconnect;
 mod me;
 mod meta;
 mod updates;
@@ -14,6 +15,7 @@ use crate::AppState;
 
 pub(crate) use auth::*;
 pub(crate) use chats::*;
+pub(crate) use interconnect::*;
 pub(crate) use me::*;
 pub(crate) use meta::*;
 pub(crate) use updates::*;
@@ -47,6 +49,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/chats/{chat_id}/delivered", post(mark_delivered))
         .route("/v1/chats/{chat_id}/typing", post(typing))
         .route("/v1/search", get(search))
+        .route("/v1/interconnect/lookup", get(interconnect_lookup))
         .route("/v1/state", get(sync_state))
         .route("/v1/updates", get(poll_updates))
         .route("/v1/updates/ws", get(updates_ws))

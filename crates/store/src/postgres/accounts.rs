@@ -384,6 +384,17 @@ impl AccountStore for PgStore {
         .await
     }
 
+    async fn has_contact_phone(&self, owner: i64, phone: &str) -> StoreResult<bool> {
+        once(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM contacts WHERE owner_id = $1 AND phone = $2)")
+                .await?;
+            Ok(client.query_one(&statement, &[&owner, &phone]).await?.try_get(0)?)
+        })
+        .await
+    }
+
     async fn set_blocked(&self, owner: i64, target: i64, blocked: bool) -> StoreResult<()> {
         let sql = if blocked {
             "INSERT INTO blocks (owner_id, target_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"

@@ -329,6 +329,16 @@ impl AccountStore for SqliteStore {
         self.read(move |conn| has_contact(conn, owner, other)).await
     }
 
+    async fn has_contact_phone(&self, owner: i64, phone: &str) -> StoreResult<bool> {
+        let phone = phone.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM contacts WHERE owner_id = ?1 AND phone = ?2")?
+                .exists(params![owner, phone])?)
+        })
+        .await
+    }
+
     async fn set_blocked(&self, owner: i64, target: i64, blocked: bool) -> StoreResult<()> {
         self.write(move |conn| {
             let sql = if blocked {

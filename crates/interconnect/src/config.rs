@@ -1,0 +1,62 @@
+//! The `[interconnect]` section of the server's configuration.
+
+use serde::Deserialize;
+
+/// See the module's documentation. An empty `provider_id` leaves the interconnect off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterconnectConfig {
+    /// This provider's id in the registry's directory (its licence).
+    pub provider_id: String,
+    /// The registry's URL (`http://registry.example:8090`).
+    pub registry: String,
+    /// The registry's Ed25519 public key, base64 (`peyvand registry key` prints it): the only
+    /// thing trusted without checking, so it is configured, never fetched.
+    pub registry_key: String,
+    /// A one-time enrolment token from the regulator, used at start when this provider has no
+    /// certificate yet (or its certificate was revoked or expires within 30 days).
+    pub enrolment_token: Option<String>,
+    /// How often the directory is fetched again; a suspension reaches this provider within it.
+    pub directory_refresh_secs: u64,
+    /// How long a call to another provider may take.
+    pub request_timeout_secs: u64,
+    pub limits: InterconnectLimits,
+}
+
+impl Default for InterconnectConfig {
+    fn default() -> Self {
+        Self {
+            provider_id: String::new(),
+            registry: String::new(),
+            registry_key: String::new(),
+            enrolment_token: None,
+            directory_refresh_secs: 60,
+            request_timeout_secs: 10,
+            limits: InterconnectLimits::default(),
+        }
+    }
+}
+
+impl InterconnectConfig {
+    pub fn enabled(&self) -> bool {
+        !self.provider_id.trim().is_empty()
+    }
+}
+
+/// Rate limits of the interconnect, shared by the nodes of a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterconnectLimits {
+    /// Cross-messenger lookups one person here may make (each asks every peer).
+    pub lookups_per_user_per_hour: u32,
+    /// Lookups one peer may ask of this provider.
+    pub lookups_per_peer_per_minute: u32,
+    /// Lookups one peer may ask on behalf of one of its users.
+    pub lookups_per_remote_user_per_hour: u32,
+}
+
+impl Default for InterconnectLimits {
+    fn default() -> Self {
+        Self { lookups_per_user_per_hour: 60, lookups_per_peer_per_minute: 600, lookups_per_remote_user_per_hour: 60 }
+    }
+}

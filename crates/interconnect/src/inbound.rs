@@ -1,0 +1,185 @@
+//! The interconnect's endpoints, as other providers call them (`/interconnect/v1/...` on the
+//! provider's endpoint, over mutual TLS only). [`authenticate`] runs before every handler.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use peyvand_api::{ApiError, ErrorCode};
+use peyvand_http::listener::ConnInfo;
+use peyvand_http::{Failure, Json};
+use peyvand_registry::DirectoryProvider;
+
+use crate::Interconnect;
+use crate::peers::active_peer;
+use crate::protocol::{
+    HEADER_NONCE, HEADER_PROVIDER, HEADER_SIGNATURE, HEADER_TARGET, HEADER_TIMESTAMP, LookupRequest, LookupResponse,
+    PROTOCOL, ProviderInfo, RemoteUser, address,
+};
+use crate::signing::{MAX_SKEW_MS, Signed, valid_nonce};
+use crate::tls::certificate_facts;
+
+/// The largest request body a peer may send.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+
+/// The provider that sent the request, as the directory lists it; put on the request by
+/// [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct Peer(pub DirectoryProvider);
+
+type PeerResult<T> = Result<T, Failure>;
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure(ApiError::new(code, message))
+}
+
+/// The endpoints, with [`authenticate`] in front of each.
+pub fn router(interconnect: Interconnect) -> Router {
+    Router::new()
+        .route("/interconnect/v1/provider", get(provider))
+        .route("/interconnect/v1/lookup", post(lookup))
+        .route_layer(axum::middleware::from_fn_with_state(interconnect.clone(), authenticate))
+        .with_state(interconnect)
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> PeerResult<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refuse(ErrorCode::InvalidSignature, format!("the request has no `{name}` header")))
+}
+
+/// Lets a request through only when all of these hold, in this order, each with its own code:
+/// it came over mutual TLS with a certificate from the registry's CA (`peer_not_listed`
+/// otherwise); the certificate's provider is in the current directory (`peer_not_listed`),
+/// active with this certificate not revoked (`peer_not_active`); it is signed, for this
+/// provider, by a key the directory lists for the sender (`invalid_signature`); it was signed
+/// within [`MAX_SKEW_MS`] of now (`stale_request`); its nonce is new (`replayed_request`).
+pub async fn authenticate(State(interconnect): State<Interconnect>, request: Request, next: Next) -> Response {
+    match check(&interconnect, request).await {
+        Ok(request) => next.run(request).await,
+        Err(failure) => {
+            tracing::info!(code = %failure.0.code, message = %failure.0.message, "refused a peer's request");
+            failure.into_response()
+        }
+    }
+}
+
+async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Request> {
+    let certificates = request
+        .extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .and_then(|info| info.0.peer_certificates.clone())
+        .ok_or_else(|| {
+            refuse(ErrorCode::PeerNotListed, "providers must call over mutual TLS with their registry certificate")
+        })?;
+    let facts = certificates
+        .first()
+        .and_then(|leaf| certificate_facts(leaf))
+        .ok_or_else(|| refuse(ErrorCode::PeerNotListed, "the certificate names no provider"))?;
+    let directory = interconnect.directory().ok_or_else(|| {
+        refuse(ErrorCode::Unavailable, "this provider has no current directory from the registry; retry later")
+    })?;
+    if directory.revoked_certificates.contains(&facts.serial) {
+        return Err(refuse(ErrorCode::PeerNotActive, format!("certificate {} is revoked", facts.serial)));
+    }
+    let provider = match active_peer(&directory, &facts.provider_id) {
+        Ok(provider) => provider.clone(),
+        Err(e) if e.code == ErrorCode::UnknownProvider => return Err(refuse(ErrorCode::PeerNotListed, e.message)),
+        Err(e) => return Err(Failure(e)),
+    };
+
+    let (parts, body) = request.into_parts();
+    let from = header(&parts.headers, HEADER_PROVIDER)?;
+    if from != provider.id {
+        return Err(refuse(
+            ErrorCode::InvalidSignature,
+            format!("the request says it is from `{from}` but the certificate is `{}`'s", provider.id),
+        ));
+    }
+    let to = header(&parts.headers, HEADER_TARGET)?;
+    if to != interconnect.provider_id() {
+        return Err(refuse(ErrorCode::InvalidSignature, format!("the request is for `{to}`, not this provider")));
+    }
+    let timestamp: i64 = header(&parts.headers, HEADER_TIMESTAMP)?
+        .parse()
+        .map_err(|_| refuse(ErrorCode::InvalidSignature, "the timestamp is not a number of milliseconds"))?;
+    let nonce = header(&parts.headers, HEADER_NONCE)?;
+    if !valid_nonce(nonce) {
+        return Err(refuse(ErrorCode::InvalidSignature, "the nonce must be 32 lowercase hex digits"));
+    }
+    let signature = header(&parts.headers, HEADER_SIGNATURE)?;
+    let body: Bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| refuse(ErrorCode::PayloadTooLarge, format!("at most {MAX_REQUEST_BYTES} bytes")))?;
+    let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+    let signed = Signed { method: parts.method.as_str(), path_and_query, from, to, timestamp, nonce, body: &body };
+    if !signed.verify(signature, &provider.signing_keys) {
+        return Err(refuse(
+            ErrorCode::InvalidSignature,
+            format!("the signature does not verify with `{}`'s keys in the directory", provider.id),
+        ));
+    }
+    let now = peyvand_service::now_millis();
+    if (now - timestamp).abs() > MAX_SKEW_MS {
+        return Err(refuse(
+            ErrorCode::StaleRequest,
+            format!("the request was signed {} s from this provider's clock", (now - timestamp) / 1000),
+        ));
+    }
+    if !interconnect.nonces().first_use(&provider.id, nonce, now) {
+        return Err(refuse(ErrorCode::ReplayedRequest, "this request (its nonce) was already received"));
+    }
+    let mut request = Request::from_parts(parts, Body::from(body));
+    request.extensions_mut().insert(Peer(provider));
+    Ok(request)
+}
+
+/// `GET /interconnect/v1/provider`: who this provider is and which protocol it speaks.
+async fn provider(State(interconnect): State<Interconnect>) -> Json<ProviderInfo> {
+    Json(ProviderInfo {
+        provider_id: interconnect.provider_id().to_owned(),
+        protocol: PROTOCOL.to_owned(),
+        capabilities: crate::CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+    })
+}
+
+/// `POST /interconnect/v1/lookup`: whether a number is reachable here for the requester.
+/// Limited per peer and per (peer, requester).
+async fn lookup(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(request): Json<LookupRequest>,
+) -> PeerResult<Json<LookupResponse>> {
+    let service = interconnect.service();
+    let limits = &interconnect.config().limits;
+    service
+        .rate_limit(format!("ic:lookup:{}", peer.id), MINUTE_MS, limits.lookups_per_peer_per_minute, "lookups")
+        .await?;
+    let requester = peyvand_core::phone::PhoneNumber::parse(&request.requester_phone)
+        .map_err(|e| refuse(ErrorCode::InvalidPhone, format!("requester_phone: {e}")))?;
+    service
+        .rate_limit(
+            format!("ic:lookup:{}:{}", peer.id, requester.as_str()),
+            HOUR_MS,
+            limits.lookups_per_remote_user_per_hour,
+            "lookups by this person",
+        )
+        .await?;
+    let found = service.reachable_from_peer(&request.phone, Some(requester.as_str())).await?;
+    Ok(Json(match found {
+        Some(user) => LookupResponse {
+            found: true,
+            user: Some(RemoteUser {
+                address: address(&user.phone, interconnect.provider_id()),
+                display_name: user.display_name,
+            }),
+        },
+        None => LookupResponse { found: false, user: None },
+    }))
+}

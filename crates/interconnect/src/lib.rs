@@ -1,0 +1,324 @@
+//! The interconnect: how a Peyvand server talks to the servers of other licensed messengers
+//! (`docs/protocol/` is the specification).
+//!
+//! - [`directory`]: the registry's signed directory, verified and refreshed; it decides which
+//!   providers may be talked to, in both directions.
+//! - [`identity`] and [`tls`]: this provider's signing key and CA-issued certificate; mutual
+//!   TLS 1.3 on both sides.
+//! - [`signing`] and [`replay`]: every request signed over its canonical form, timestamped and
+//!   carrying a one-time nonce.
+//! - [`inbound`]: the endpoints other providers call; [`peers`]: calling them.
+//! - [`Interconnect`] ties these to the messenger ([`peyvand_service::Service`]) and offers the
+//!   client API's cross-messenger calls (lookup).
+
+pub mod config;
+pub mod directory;
+pub mod identity;
+pub mod inbound;
+pub mod peers;
+pub mod protocol;
+pub mod replay;
+pub mod signing;
+pub mod tls;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use peyvand_api::{ApiError, ErrorCode, ProviderFailure, Reachable, ReachableList};
+use peyvand_http::listener::TlsSlot;
+use peyvand_registry::{Directory, RegistryClient};
+use peyvand_service::{Service, Session};
+use reqwest::Method;
+
+pub use config::{InterconnectConfig, InterconnectLimits};
+
+use crate::directory::DirectoryCache;
+use crate::identity::Identity;
+use crate::peers::{Peers, Sender};
+use crate::protocol::{LookupRequest, LookupResponse};
+use crate::replay::NonceCache;
+use crate::tls::{TlsIdentity, pem_certificate_facts, server_config};
+
+/// What this implementation's interconnect offers, as listed in `GET /interconnect/v1/provider`.
+pub const CAPABILITIES: &[&str] = &["discovery"];
+/// A certificate that expires sooner than this is renewed at start when a token is given.
+const RENEW_BEFORE_MS: i64 = 30 * 24 * 3600 * 1000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Why the interconnect could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("interconnect configuration: {0}")]
+    Config(String),
+    #[error("interconnect files: {0}")]
+    Files(String),
+    #[error("the registry's directory: {0}")]
+    Directory(String),
+    #[error("enrolment with the registry failed: {0}")]
+    Enrolment(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// See the crate's documentation. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Interconnect {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: InterconnectConfig,
+    identity: Identity,
+    tls_identity: RwLock<Arc<TlsIdentity>>,
+    directory: DirectoryCache,
+    /// Where the server's listener takes its TLS configuration from.
+    tls_slot: TlsSlot,
+    peers: Peers,
+    nonces: NonceCache,
+    service: Service,
+}
+
+impl Interconnect {
+    /// Loads or makes this provider's keys under `data/interconnect`, fetches the directory
+    /// (or uses the copy kept from before when the registry does not answer), enrols with the
+    /// registry when there is no usable certificate and a token is configured, and installs the
+    /// TLS configuration in `tls_slot`.
+    pub async fn start(
+        config: InterconnectConfig,
+        data: &Path,
+        service: Service,
+        tls_slot: TlsSlot,
+    ) -> Result<Self, Error> {
+        let provider_id = config.provider_id.trim().to_owned();
+        if config.directory_refresh_secs == 0 || config.request_timeout_secs == 0 {
+            return Err(Error::Config("`directory_refresh_secs` and `request_timeout_secs` must be positive".into()));
+        }
+        let registry =
+            RegistryClient::new(&config.registry, None).map_err(|e| Error::Config(format!("`registry`: {e}")))?;
+        let dir = data.join("interconnect");
+        let identity = Identity::load_or_create(&dir, &provider_id)?;
+        let directory = DirectoryCache::new(registry.clone(), &config.registry_key, dir)?;
+        let current = match directory.refresh().await {
+            Ok(current) => current,
+            Err(e) => match directory.current() {
+                Some(saved) => {
+                    tracing::warn!(error = %e, version = saved.version, "the registry does not answer: using the saved directory");
+                    saved
+                }
+                None => return Err(e),
+            },
+        };
+        let me = current.provider(&provider_id).ok_or_else(|| {
+            Error::Config(format!("provider `{provider_id}` is not in the registry's directory: is it licensed?"))
+        })?;
+        let token = config.enrolment_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let (certificate, key) = match (identity.tls()?, token) {
+            (Some(kept), token) if certificate_state(&kept.0, &current) != CertificateState::Unusable => {
+                match (certificate_state(&kept.0, &current), token) {
+                    (CertificateState::ExpiresSoon, Some(token)) => {
+                        match identity.enrol(&registry, token, &me.domain).await {
+                            Ok(renewed) => {
+                                tracing::info!(provider = %provider_id, "certificate renewed");
+                                renewed
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot renew the certificate, which expires soon");
+                                kept
+                            }
+                        }
+                    }
+                    (CertificateState::ExpiresSoon, None) => {
+                        tracing::warn!(
+                            "this provider's certificate expires within 30 days: ask the regulator for an enrolment token"
+                        );
+                        kept
+                    }
+                    _ => kept,
+                }
+            }
+            (_, Some(token)) => {
+                let enrolled = identity.enrol(&registry, token, &me.domain).await?;
+                tracing::info!(provider = %provider_id, "enrolled with the registry: certificate issued");
+                enrolled
+            }
+            (Some(_), None) => {
+                return Err(Error::Enrolment(
+                    "this provider's certificate is revoked or expired: configure a new `enrolment_token`".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::Enrolment(
+                    "this provider has no certificate yet: configure the `enrolment_token` the regulator issued".into(),
+                ));
+            }
+        };
+        let tls_identity = TlsIdentity::new(&certificate, &key, &current.ca_certificate)?;
+        tls_slot.set(Some(server_config(&tls_identity, &current.ca_certificate)?));
+        let peers = Peers::new(Duration::from_secs(config.request_timeout_secs));
+        let inner = Inner {
+            config,
+            identity,
+            tls_identity: RwLock::new(Arc::new(tls_identity)),
+            directory,
+            tls_slot,
+            peers,
+            nonces: NonceCache::default(),
+            service,
+        };
+        // A refresh may have the directory with the new certificate now.
+        let interconnect = Self { inner: Arc::new(inner) };
+        if let Err(e) = interconnect.inner.directory.refresh().await {
+            tracing::debug!(error = %e, "refreshing the directory after enrolment");
+        }
+        Ok(interconnect)
+    }
+
+    pub fn provider_id(&self) -> &str {
+        &self.inner.identity.provider_id
+    }
+
+    pub fn config(&self) -> &InterconnectConfig {
+        &self.inner.config
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.inner.service
+    }
+
+    /// The current directory, if it has not expired.
+    pub fn directory(&self) -> Option<Arc<Directory>> {
+        self.inner.directory.current()
+    }
+
+    pub(crate) fn nonces(&self) -> &NonceCache {
+        &self.inner.nonces
+    }
+
+    /// The endpoints other providers call (mount on the server's router).
+    pub fn router(&self) -> axum::Router {
+        inbound::router(self.clone())
+    }
+
+    /// Fetches the directory now (as the periodic refresh does).
+    pub async fn refresh_directory(&self) -> Result<(), Error> {
+        self.inner.directory.refresh().await.map(|_| ())
+    }
+
+    /// Refreshes the directory every `directory_refresh_secs`, and the TLS configuration with
+    /// it (the CA could change). Runs until the process ends.
+    pub async fn keep_directory_fresh(self) {
+        let mut every = tokio::time::interval(Duration::from_secs(self.inner.config.directory_refresh_secs));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            match self.inner.directory.refresh().await {
+                Ok(directory) => {
+                    tracing::debug!(version = directory.version, "directory refreshed");
+                    let identity = self.inner.tls_identity.read().ok().map(|i| i.clone());
+                    if let Some(identity) = identity {
+                        match server_config(&identity, &directory.ca_certificate) {
+                            Ok(config) => self.inner.tls_slot.set(Some(config)),
+                            Err(e) => tracing::error!(error = %e, "the directory's CA certificate is unusable"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot refresh the directory"),
+            }
+        }
+    }
+
+    /// `GET /v1/interconnect/lookup?phone=`: where a phone number can be reached: here (within
+    /// the person's phone-discovery setting) and on every active peer that answers (within the
+    /// person's "connect to other messengers" setting there). Peers that cannot be asked are
+    /// listed with the reason. Counts against the person's hourly lookup limit.
+    pub async fn lookup(&self, session: Session, raw_phone: &str) -> Result<ReachableList, ApiError> {
+        let service = &self.inner.service;
+        let phone = peyvand_core::phone::PhoneNumber::parse(raw_phone)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPhone, e.to_string()))?;
+        service
+            .rate_limit(
+                format!("ic:lookups:{}", session.user_id),
+                HOUR_MS,
+                self.inner.config.limits.lookups_per_user_per_hour,
+                "lookups on other messengers",
+            )
+            .await?;
+        let directory = self.directory().ok_or_else(|| {
+            ApiError::new(ErrorCode::Unavailable, "no current directory from the registry; retry later")
+        })?;
+        let requester_phone = service.phone_of(session).await?;
+        let mut reachable = Vec::new();
+        let me = self.provider_id();
+        let my_name = directory.provider(me).map_or_else(|| me.to_owned(), |p| p.name.clone());
+        if let Ok(profile) = service.resolve(session, phone.as_str()).await {
+            reachable.push(Reachable {
+                provider_id: me.to_owned(),
+                provider_name: my_name,
+                address: protocol::address(phone.as_str(), me),
+                display_name: profile.display_name,
+                local: true,
+                user_id: Some(profile.id),
+            });
+        }
+        let request = LookupRequest { phone: phone.as_str().to_owned(), requester_phone };
+        let tls = self.inner.tls_identity.read().map_err(|_| ApiError::new(ErrorCode::Internal, "poisoned"))?.clone();
+        let asks = directory.providers.iter().filter(|p| p.id != me && p.capabilities.iter().any(|c| c == "discovery"));
+        let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
+        let answers = join_all(asks.map(|peer| {
+            let request = &request;
+            let sender = &sender;
+            async move {
+                let path = "/interconnect/v1/lookup";
+                let answer: Result<LookupResponse, ApiError> =
+                    self.inner.peers.call(sender, &peer.id, Method::POST, path, Some(request)).await;
+                (peer, answer)
+            }
+        }))
+        .await;
+        let mut unreachable = Vec::new();
+        for (peer, answer) in answers {
+            match answer {
+                Ok(LookupResponse { found: true, user: Some(user) }) => reachable.push(Reachable {
+                    provider_id: peer.id.clone(),
+                    provider_name: peer.name.clone(),
+                    address: user.address,
+                    display_name: user.display_name,
+                    local: false,
+                    user_id: None,
+                }),
+                Ok(_) => {}
+                Err(error) => unreachable.push(ProviderFailure {
+                    provider_id: peer.id.clone(),
+                    code: error.code,
+                    message: error.message,
+                }),
+            }
+        }
+        Ok(ReachableList { phone: phone.as_str().to_owned(), reachable, unreachable })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CertificateState {
+    Good,
+    /// Within [`RENEW_BEFORE_MS`] of its end.
+    ExpiresSoon,
+    /// Revoked, expired, or not a certificate.
+    Unusable,
+}
+
+fn certificate_state(certificate_pem: &str, directory: &Directory) -> CertificateState {
+    let now = peyvand_service::now_millis();
+    match pem_certificate_facts(certificate_pem) {
+        Some(facts) if directory.revoked_certificates.contains(&facts.serial) || facts.not_after <= now => {
+            CertificateState::Unusable
+        }
+        Some(facts) if facts.not_after - now <= RENEW_BEFORE_MS => CertificateState::ExpiresSoon,
+        Some(_) => CertificateState::Good,
+        None => CertificateState::Unusable,
+    }
+}
