@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Every error code the client API can return. The code is stable; the message is for people.
+/// Every error code of Peyvand's APIs: the client API, the registry's, and the interconnect
+/// between providers. The code is stable; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -49,6 +49,9 @@ impl DirectoryCache {
             verify_directory(&signed.body, &signed.signature, &self.registry_key)
                 .map_err(|e| Error::Directory(e.to_string()))?,
         );
+        if directory.ca_certificate.trim().is_empty() {
+            return Err(Error::Directory("the directory names no CA certificate: kept the one held".into()));
+        }
         if let Some(current) = self.current.read().ok().and_then(|c| c.clone())
             && directory.version < current.version
         {

@@ -15,8 +15,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use crate::Error;
 
 const SIGNING_KEY: &str = "signing.pk8";
-const TLS_KEY: &str = "tls-key.pem";
-const TLS_CERTIFICATE: &str = "tls-certificate.pem";
+/// The certificate and its key in one file, so that they are replaced together.
+const TLS: &str = "tls.pem";
 
 /// See the module's documentation.
 #[derive(Debug)]
@@ -55,15 +55,12 @@ impl Identity {
 
     /// The TLS certificate and key (PEM) from the last enrolment, if any.
     pub fn tls(&self) -> Result<Option<(String, String)>, Error> {
-        let read = |name: &str| match std::fs::read_to_string(self.dir.join(name)) {
-            Ok(text) => Ok(Some(text)),
+        match std::fs::read_to_string(self.dir.join(TLS)) {
+            // PEM readers take the sections they look for: the certificate, then the key.
+            Ok(text) => Ok(Some((text.clone(), text))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Files(format!("cannot read {name}: {e}"))),
-        };
-        Ok(match (read(TLS_CERTIFICATE)?, read(TLS_KEY)?) {
-            (Some(certificate), Some(key)) => Some((certificate, key)),
-            _ => None,
-        })
+            Err(e) => Err(Error::Files(format!("cannot read {TLS}: {e}"))),
+        }
     }
 
     /// Enrols with the registry: a new TLS key and a CSR naming `domain` and this provider,
@@ -76,8 +73,7 @@ impl Identity {
             .enrol(token, &csr, Some(&self.signing_public))
             .await
             .map_err(|e| Error::Enrolment(e.to_string()))?;
-        write_secret(&self.dir.join(TLS_KEY), key.as_bytes())?;
-        write_secret(&self.dir.join(TLS_CERTIFICATE), certificate.certificate.as_bytes())?;
+        write_secret(&self.dir.join(TLS), format!("{}{key}", certificate.certificate).as_bytes())?;
         Ok((certificate.certificate, key))
     }
 }

@@ -22,8 +22,8 @@ use crate::protocol::{
 use crate::signing::{MAX_SKEW_MS, Signed, valid_nonce};
 use crate::tls::certificate_facts;
 
-/// The largest request body a peer may send.
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// The largest request body a peer may send: the server's limit for every route.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
 
@@ -106,9 +106,12 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
     if to != interconnect.provider_id() {
         return Err(refuse(ErrorCode::InvalidSignature, format!("the request is for `{to}`, not this provider")));
     }
-    let timestamp: i64 = header(&parts.headers, HEADER_TIMESTAMP)?
-        .parse()
-        .map_err(|_| refuse(ErrorCode::InvalidSignature, "the timestamp is not a number of milliseconds"))?;
+    let timestamp = header(&parts.headers, HEADER_TIMESTAMP)?;
+    // Plain decimal digits only: the canonical form writes the number back the same way.
+    let timestamp: i64 = Some(timestamp)
+        .filter(|t| !t.is_empty() && t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| refuse(ErrorCode::InvalidSignature, "the timestamp must be milliseconds in decimal digits"))?;
     let nonce = header(&parts.headers, HEADER_NONCE)?;
     if !valid_nonce(nonce) {
         return Err(refuse(ErrorCode::InvalidSignature, "the nonce must be 32 lowercase hex digits"));

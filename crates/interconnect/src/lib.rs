@@ -28,6 +28,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use peyvand_api::{ApiError, ErrorCode, ProviderFailure, Reachable, ReachableList};
 use peyvand_http::listener::TlsSlot;
+use peyvand_registry::model::DirectoryStatus;
 use peyvand_registry::{Directory, RegistryClient};
 use peyvand_service::{Service, Session};
 use reqwest::Method;
@@ -253,20 +254,27 @@ impl Interconnect {
         let requester_phone = service.phone_of(session).await?;
         let mut reachable = Vec::new();
         let me = self.provider_id();
+        let mut unreachable = Vec::new();
         let my_name = directory.provider(me).map_or_else(|| me.to_owned(), |p| p.name.clone());
-        if let Ok(profile) = service.resolve(session, phone.as_str()).await {
-            reachable.push(Reachable {
+        match service.resolve(session, phone.as_str()).await {
+            Ok(profile) => reachable.push(Reachable {
                 provider_id: me.to_owned(),
                 provider_name: my_name,
                 address: protocol::address(phone.as_str(), me),
                 display_name: profile.display_name,
                 local: true,
                 user_id: Some(profile.id),
-            });
+            }),
+            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) => {
+                unreachable.push(ProviderFailure { provider_id: me.to_owned(), code: e.code, message: e.message })
+            }
         }
         let request = LookupRequest { phone: phone.as_str().to_owned(), requester_phone };
         let tls = self.inner.tls_identity.read().map_err(|_| ApiError::new(ErrorCode::Internal, "poisoned"))?.clone();
-        let asks = directory.providers.iter().filter(|p| p.id != me && p.capabilities.iter().any(|c| c == "discovery"));
+        let asks = directory.providers.iter().filter(|p| {
+            p.id != me && p.status == DirectoryStatus::Active && p.capabilities.iter().any(|c| c == "discovery")
+        });
         let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
         let answers = join_all(asks.map(|peer| {
             let request = &request;
@@ -279,16 +287,27 @@ impl Interconnect {
             }
         }))
         .await;
-        let mut unreachable = Vec::new();
+        let expected_address = |peer: &str| protocol::address(phone.as_str(), peer);
         for (peer, answer) in answers {
             match answer {
-                Ok(LookupResponse { found: true, user: Some(user) }) => reachable.push(Reachable {
+                Ok(LookupResponse { found: true, user: Some(user) }) if user.address == expected_address(&peer.id) => {
+                    reachable.push(Reachable {
+                        provider_id: peer.id.clone(),
+                        provider_name: peer.name.clone(),
+                        address: user.address,
+                        display_name: user.display_name,
+                        local: false,
+                        user_id: None,
+                    });
+                }
+                Ok(LookupResponse { found: true, user }) => unreachable.push(ProviderFailure {
                     provider_id: peer.id.clone(),
-                    provider_name: peer.name.clone(),
-                    address: user.address,
-                    display_name: user.display_name,
-                    local: false,
-                    user_id: None,
+                    code: ErrorCode::PeerProtocol,
+                    message: format!(
+                        "`{}` answered with another person's address ({:?})",
+                        peer.id,
+                        user.map(|u| u.address)
+                    ),
                 }),
                 Ok(_) => {}
                 Err(error) => unreachable.push(ProviderFailure {

@@ -112,11 +112,18 @@ impl Peers {
             None => Vec::new(),
         };
         let url = format!("{}{path}", peer.endpoint.trim_end_matches('/'));
+        // What the peer receives is the endpoint's own path (if any) followed by `path`.
+        let target = reqwest::Url::parse(&url)
+            .map_err(|e| ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}`'s endpoint: {e}")))?;
+        let path_and_query = match target.query() {
+            Some(query) => format!("{}?{query}", target.path()),
+            None => target.path().to_owned(),
+        };
         let nonce = new_nonce();
         let timestamp = peyvand_service::now_millis();
         let signed = Signed {
             method: method.as_str(),
-            path_and_query: path,
+            path_and_query: &path_and_query,
             from: &me.provider_id,
             to: peer_id,
             timestamp,
@@ -124,7 +131,7 @@ impl Peers {
             body: &body,
         };
         let mut request = client
-            .request(method.clone(), &url)
+            .request(method.clone(), target)
             .header(HEADER_PROVIDER, &me.provider_id)
             .header(HEADER_TARGET, peer_id)
             .header(HEADER_TIMESTAMP, timestamp.to_string())
