@@ -8,10 +8,12 @@
 //! - [`signing`] and [`replay`]: every request signed over its canonical form, timestamped and
 //!   carrying a one-time nonce.
 //! - [`inbound`]: the endpoints other providers call; [`peers`]: calling them.
+//! - [`conformance`]: the conformance kit, which checks any provider against the protocol.
 //! - [`Interconnect`] ties these to the messenger ([`peyvand_service::Service`]) and offers the
 //!   client API's cross-messenger calls (lookup).
 
 pub mod config;
+pub mod conformance;
 pub mod directory;
 pub mod identity;
 pub mod inbound;

@@ -75,7 +75,7 @@ impl Peers {
             return Ok(client.clone());
         }
         let tls = client_config(
-            identity,
+            Some(identity),
             &directory.ca_certificate,
             &peer.id,
             &peer.domain,

@@ -112,10 +112,11 @@ pub fn server_config(identity: &TlsIdentity, ca_pem: &str) -> Result<Arc<ServerC
     Ok(Arc::new(config))
 }
 
-/// The client side towards one peer: TLS 1.3 only, this provider's certificate offered, the
-/// peer's checked by [`PeerVerifier`].
+/// The client side towards one peer: TLS 1.3 only, this provider's certificate offered (none
+/// only for the conformance kit, which checks that peers refuse that), the peer's checked by
+/// [`PeerVerifier`].
 pub fn client_config(
-    identity: &TlsIdentity,
+    identity: Option<&TlsIdentity>,
     ca_pem: &str,
     peer_id: &str,
     peer_domain: &str,
@@ -126,11 +127,14 @@ pub fn client_config(
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let domain = ServerName::try_from(peer_domain.to_owned()).map_err(|e| TlsError::Verifier(e.to_string()))?;
     let verifier = PeerVerifier { inner, domain, provider_uri: provider_uri(peer_id), revoked };
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(identity.chain.clone(), identity.key()?)?;
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        Some(identity) => builder.with_client_auth_cert(identity.chain.clone(), identity.key()?)?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod conformance;
 mod demo;
 mod registry;
 mod serve;
@@ -26,6 +27,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Runs a registry and three licensed messengers connected to each other, on one machine.
     Demo(demo::DemoArgs),
+    /// Checks a provider's interconnect against the protocol's requirements (needs the
+    /// registry's admin token: the kit licenses a temporary provider of its own).
+    Conformance(conformance::ConformanceArgs),
     /// Brings the storage's schema up to date and exits.
     Migrate(serve::StorageArgs),
     /// The regulator's registry: licences, the audit log and the signed directory.
@@ -56,6 +60,7 @@ async fn run() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,
         Command::Demo(demo_args) => demo::run(demo_args).await,
+        Command::Conformance(conformance_args) => conformance::run(args.global, conformance_args).await,
         Command::Migrate(storage) => serve::migrate(storage).await,
         Command::Registry(command) => registry::run(args.global, command).await,
         Command::Client(command) => cli::run(args.global, command).await,

@@ -1,25 +1,17 @@
 //! The interconnect between providers, end to end: `peyvand demo` runs a registry and three
 //! licensed providers (alborz, damavand, sahand) that talk over mutual TLS with signed
 //! requests; the tests use the client API of each, the registry's admin API, and (for the
-//! refusals) hand-made requests from a licensed test provider.
+//! refusals) the conformance kit and hand-made TLS clients.
 
 mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::demo::Demo;
 use common::{DEADLINE, eventually};
 use peyvand_api::{Audience, ErrorCode, ReachableList, SettingsUpdate};
-use peyvand_interconnect::protocol::{
-    HEADER_NONCE, HEADER_PROVIDER, HEADER_SIGNATURE, HEADER_TARGET, HEADER_TIMESTAMP,
-};
-use peyvand_interconnect::signing::{Signed, new_nonce};
 use peyvand_interconnect::tls::{TlsIdentity, client_config};
 use reqwest::Method;
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
 const ALI: &str = "+989121000001";
@@ -120,197 +112,67 @@ async fn lookups_follow_consent_and_licences() {
     assert!(limited, "a person's lookups are rate-limited");
 }
 
-/// A provider the test licenses and enrols itself, to send hand-made requests.
-struct Tester {
-    signing: Ed25519KeyPair,
-    http: reqwest::Client,
-}
-
-impl Tester {
-    async fn enrol(demo: &Demo, id: &str, target: &str) -> Self {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("key");
-        let signing = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
-        let public = STANDARD.encode(signing.public_key().as_ref());
-        let domain = format!("{id}.example");
-        let until = peyvand_service::now_millis() + 86_400_000;
-        let (status, body) = demo
-            .admin(
-                Method::POST,
-                "/v1/admin/licences",
-                json!({"provider_id": id, "name": id, "domain": domain, "endpoint": format!("https://{domain}"),
-                       "contact": "test", "licence_number": format!("T-{id}"), "valid_until": until,
-                       "signing_keys": [public], "capabilities": ["discovery"]}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let (_, token) =
-            demo.admin(Method::POST, &format!("/v1/admin/licences/{id}/enrolment-tokens"), Value::Null).await;
-        let (key, csr) = peyvand_registry::ca::generate_key_and_csr(id, &domain).expect("csr");
-        let registry = peyvand_registry::RegistryClient::new(&demo.registry, None).expect("registry client");
-        let certificate = registry.enrol(token["token"].as_str().expect("token"), &csr, None).await.expect("enrolled");
-        let identity = TlsIdentity::new(&certificate.certificate, &key, &certificate.ca_certificate).expect("identity");
-        Self { signing, http: client_to(&identity, &certificate.ca_certificate, target) }
-    }
-}
-
-fn client_to(identity: &TlsIdentity, ca: &str, target: &str) -> reqwest::Client {
-    let tls = client_config(identity, ca, target, &format!("{target}.example"), Vec::new()).expect("tls");
-    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(DEADLINE).build().expect("client")
-}
-
-/// What a hand-made request carries.
-struct Outgoing<'a> {
-    from: &'a str,
-    to: &'a str,
-    timestamp: i64,
-    nonce: String,
-    body: Vec<u8>,
-}
-
-impl Outgoing<'_> {
-    fn signed<'s>(&'s self, path: &'s str) -> Signed<'s> {
-        Signed {
-            method: "POST",
-            path_and_query: path,
-            from: self.from,
-            to: self.to,
-            timestamp: self.timestamp,
-            nonce: &self.nonce,
-            body: &self.body,
-        }
-    }
-}
-
-async fn send(http: &reqwest::Client, url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-    let mut request = http.post(url).header("content-type", "application/json").body(body.to_vec());
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    let response = request.send().await.expect("the request got an answer");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn code(answer: &(u16, Value)) -> (u16, &str) {
-    (answer.0, answer.1["error"]["code"].as_str().unwrap_or("-"))
-}
-
+/// `peyvand conformance` against one of the demo's providers: every check passes, and the
+/// kit's temporary licence is revoked at the end.
 #[tokio::test]
-async fn peers_must_be_listed_active_signed_and_new() {
+async fn the_conformance_kit_passes_against_peyvand() {
     let demo = Demo::start(&[]);
-    let ali = demo.sign_in("alborz", ALI).await;
-    ali.update_settings(&interconnect(Audience::Everybody)).await.expect("on");
-    let alborz = demo.url("alborz");
-    let endpoint = alborz.replace("http://", "https://");
-    let path = "/interconnect/v1/lookup";
-    let url = format!("{endpoint}{path}");
-    let tester = Tester::enrol(&demo, "tester", "alborz").await;
-    let body = serde_json::to_vec(&json!({"phone": ALI, "requester_phone": BABAK})).expect("json");
-    let fresh = || Outgoing {
-        from: "tester",
-        to: "alborz",
-        timestamp: peyvand_service::now_millis(),
-        nonce: new_nonce(),
-        body: body.clone(),
-    };
-    let headers = |o: &Outgoing<'_>, signature: String| {
-        vec![
-            (HEADER_PROVIDER, o.from.to_owned()),
-            (HEADER_TARGET, o.to.to_owned()),
-            (HEADER_TIMESTAMP, o.timestamp.to_string()),
-            (HEADER_NONCE, o.nonce.clone()),
-            (HEADER_SIGNATURE, signature),
-        ]
-    };
-
-    // Properly signed: answered (once alborz's directory lists the new licence), and only once.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    let (good, good_headers, answer) = loop {
-        let good = fresh();
-        let good_headers = headers(&good, good.signed(path).sign(&tester.signing));
-        let answer = send(&tester.http, &url, &good_headers, &good.body).await;
-        if code(&answer) != (403, "peer_not_listed") {
-            break (good, good_headers, answer);
-        }
-        assert!(std::time::Instant::now() < deadline, "alborz never learnt of the new licence");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(answer.0, 200, "{}", answer.1);
-    assert_eq!(answer.1["user"]["address"], format!("{ALI}@alborz"));
-    assert_eq!(code(&send(&tester.http, &url, &good_headers, &good.body).await), (409, "replayed_request"));
-
-    // Unsigned.
-    let unsigned = send(&tester.http, &url, &[(HEADER_PROVIDER, "tester".to_owned())], &body).await;
-    assert_eq!(code(&unsigned), (401, "invalid_signature"));
-    // Signed by a key that is not the provider's.
-    let stranger =
-        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("key").as_ref())
-            .expect("key");
-    let forged = fresh();
-    let answer = send(&tester.http, &url, &headers(&forged, forged.signed(path).sign(&stranger)), &forged.body).await;
-    assert_eq!(code(&answer), (401, "invalid_signature"));
-    // A body changed after signing.
-    let changed = fresh();
-    let signature = changed.signed(path).sign(&tester.signing);
-    let other_body = serde_json::to_vec(&json!({"phone": CYRUS, "requester_phone": BABAK})).expect("json");
-    assert_eq!(
-        code(&send(&tester.http, &url, &headers(&changed, signature), &other_body).await),
-        (401, "invalid_signature")
-    );
-    // Signed for another provider.
-    let elsewhere = Outgoing { to: "sahand", ..fresh() };
-    let mut elsewhere_headers = headers(&elsewhere, elsewhere.signed(path).sign(&tester.signing));
-    elsewhere_headers[1].1 = "alborz".to_owned();
-    assert_eq!(code(&send(&tester.http, &url, &elsewhere_headers, &body).await), (401, "invalid_signature"));
-    // Claiming to be another provider than the certificate says.
-    let impostor = Outgoing { from: "damavand", ..fresh() };
-    let answer =
-        send(&tester.http, &url, &headers(&impostor, impostor.signed(path).sign(&tester.signing)), &body).await;
-    assert_eq!(code(&answer), (401, "invalid_signature"));
-    // Signed long ago (and so never replayable later).
-    let stale = Outgoing { timestamp: peyvand_service::now_millis() - 10 * 60 * 1000, ..fresh() };
-    let answer = send(&tester.http, &url, &headers(&stale, stale.signed(path).sign(&tester.signing)), &body).await;
-    assert_eq!(code(&answer), (401, "stale_request"));
-
-    // Without a client certificate (plain HTTP on the same port): not a listed provider.
-    let plain = send(&reqwest::Client::new(), &format!("{alborz}{path}"), &good_headers, &body).await;
-    assert_eq!(code(&plain), (403, "peer_not_listed"));
-    // A certificate from another CA does not even complete the handshake.
-    let rogue_dir = common::temp_dir("rogue-ca");
-    let (rogue_ca, _) =
-        peyvand_registry::ca::CertificateAuthority::load_or_create(&rogue_dir, peyvand_service::now_millis())
-            .expect("rogue CA");
-    let (key, csr) = peyvand_registry::ca::generate_key_and_csr("tester", "tester.example").expect("csr");
-    let issued = rogue_ca
-        .issue(&csr, "tester", "tester.example", peyvand_service::now_millis(), Duration::from_secs(86_400))
-        .expect("rogue certificate");
-    let rogue_identity = TlsIdentity::new(&issued.pem, &key, rogue_ca.certificate_pem()).expect("identity");
-    let directory_ca =
-        reqwest::get(format!("{}/v1/ca.pem", demo.registry)).await.expect("ca").text().await.expect("pem");
-    let rogue = client_to(&rogue_identity, &directory_ca, "alborz");
-    let attempt = fresh();
-    let refused = rogue
-        .post(&url)
-        .headers(reqwest::header::HeaderMap::new())
-        .header(HEADER_SIGNATURE, attempt.signed(path).sign(&tester.signing))
-        .body(body.clone())
-        .send()
-        .await;
-    assert!(refused.is_err(), "a certificate from another CA is refused in the handshake");
-    let _ = std::fs::remove_dir_all(&rogue_dir);
-
-    // Suspended: refused within a refresh, with its certificate still valid.
-    licence_action(&demo, "tester", "suspend").await;
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let attempt = fresh();
-        let answer =
-            send(&tester.http, &url, &headers(&attempt, attempt.signed(path).sign(&tester.signing)), &body).await;
-        if code(&answer) == (403, "peer_not_active") {
-            break;
-        }
-        assert_eq!(answer.0, 200, "{}", answer.1);
-        assert!(std::time::Instant::now() < deadline, "the suspension never reached alborz");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let token_file = demo.data.join("registry").join("admin-token");
+    let endpoint = demo.url("damavand").replace("http://", "https://");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .args(["--output", "json", "conformance", "--wait-secs", "20", "--target", &endpoint, "--registry"])
+        .arg(&demo.registry)
+        .arg("--token-file")
+        .arg(&token_file)
+        .env("PEYVAND_LOG", "warn")
+        .output()
+        .await
+        .expect("run the kit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let outcomes: Vec<Value> = serde_json::from_str(&stdout).expect("JSON outcomes");
+    let passed: Vec<&str> =
+        outcomes.iter().filter(|o| o["passed"] == true).filter_map(|o| o["requirement"].as_str()).collect();
+    assert_eq!(passed.len(), outcomes.len(), "{stdout}");
+    for requirement in
+        ["TRANSPORT-1", "TRANSPORT-2", "TRANSPORT-5", "TRANSPORT-6", "TRANSPORT-9", "TRANSPORT-10", "EP-4"]
+    {
+        assert!(passed.contains(&requirement), "{requirement} was checked: {stdout}");
     }
+    let (_, licences) = demo.admin(Method::GET, "/v1/admin/licences", Value::Null).await;
+    let kit: Vec<&Value> = licences["licences"]
+        .as_array()
+        .expect("licences")
+        .iter()
+        .filter(|l| l["provider_id"].as_str().is_some_and(|id| id.starts_with("conformance-")))
+        .collect();
+    assert_eq!(kit.len(), 1);
+    assert_eq!(kit[0]["status"], "revoked", "the kit withdraws its licence");
+}
+
+/// What the kit cannot check with a licensed identity: a caller without a client
+/// certificate (plain HTTP on the same port) and one whose certificate comes from another CA.
+#[tokio::test]
+async fn callers_without_a_registry_certificate_are_refused() {
+    let demo = Demo::start(&[]);
+    let alborz = demo.url("alborz");
+    let path = "/interconnect/v1/provider";
+    let plain = reqwest::get(format!("{alborz}{path}")).await.expect("answer");
+    assert_eq!(plain.status().as_u16(), 403);
+    let body: Value = plain.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "peer_not_listed");
+
+    let rogue_dir = common::temp_dir("rogue-ca");
+    let now = peyvand_service::now_millis();
+    let (rogue_ca, _) = peyvand_registry::ca::CertificateAuthority::load_or_create(&rogue_dir, now).expect("rogue CA");
+    let (key, csr) = peyvand_registry::ca::generate_key_and_csr("alborz", "alborz.example").expect("csr");
+    let issued =
+        rogue_ca.issue(&csr, "alborz", "alborz.example", now, Duration::from_secs(86_400)).expect("certificate");
+    let rogue = TlsIdentity::new(&issued.pem, &key, rogue_ca.certificate_pem()).expect("identity");
+    let real_ca = reqwest::get(format!("{}/v1/ca.pem", demo.registry)).await.expect("ca").text().await.expect("pem");
+    let tls = client_config(Some(&rogue), &real_ca, "alborz", "alborz.example", Vec::new()).expect("tls");
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(DEADLINE).build().expect("client");
+    let endpoint = alborz.replace("http://", "https://");
+    assert!(client.get(format!("{endpoint}{path}")).send().await.is_err(), "another CA's certificate is refused");
+    let _ = std::fs::remove_dir_all(&rogue_dir);
 }

@@ -17,7 +17,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use anyhow::{Result, bail};
 use peyvand_client::{Client, ClientError, api::ErrorCode};
 
-pub use args::{ClientCommand, GlobalArgs};
+pub use args::{ClientCommand, GlobalArgs, OutputFormat};
 use output::{Output, note};
 use session::{Session, SessionStore};
 

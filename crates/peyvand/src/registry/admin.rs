@@ -13,7 +13,7 @@ use super::format;
 
 /// The admin token: from `--token-file`, else `PEYVAND_REGISTRY_TOKEN`, else the file a
 /// registry with the default data directory wrote.
-fn admin_token(connection: &Connection) -> Result<String> {
+pub(crate) fn admin_token(connection: &Connection) -> Result<String> {
     let from_file = |path: &Path| -> Result<String> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the admin token from {}", path.display()))?;

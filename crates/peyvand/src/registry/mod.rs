@@ -11,7 +11,8 @@ mod serve;
 use anyhow::Result;
 use clap::ValueEnum as _;
 
-pub use args::RegistryCommand;
+pub(crate) use admin::admin_token;
+pub use args::{Connection, RegistryCommand};
 
 use crate::cli::GlobalArgs;
 
