@@ -6,9 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
-use super::{DEADLINE, temp_dir};
+use super::{Ended, temp_dir, wait_for as wait};
 
 #[derive(Default)]
 struct Lines {
@@ -122,18 +121,8 @@ impl Drop for Demo {
     }
 }
 
-fn wait<T>(lines: &Arc<(Mutex<Lines>, Condvar)>, mut f: impl FnMut(&Lines) -> Option<T>) -> Option<T> {
-    let (lock, cond) = &**lines;
-    let deadline = Instant::now() + DEADLINE;
-    let mut guard = lock.lock().expect("lock");
-    loop {
-        if let Some(v) = f(&guard) {
-            return Some(v);
-        }
-        if guard.exited {
-            return None;
-        }
-        let left = deadline.checked_duration_since(Instant::now())?;
-        guard = cond.wait_timeout(guard, left).expect("lock").0;
+impl Ended for Lines {
+    fn ended(&self) -> bool {
+        self.exited
     }
 }

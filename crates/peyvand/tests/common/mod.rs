@@ -138,7 +138,20 @@ impl Drop for Server {
     }
 }
 
-fn wait_for<T>(seen: &Arc<(Mutex<Seen>, Condvar)>, mut f: impl FnMut(&Seen) -> Option<T>) -> Option<T> {
+/// What a process's output reader has seen, and whether the process has ended.
+pub trait Ended {
+    fn ended(&self) -> bool;
+}
+
+impl Ended for Seen {
+    fn ended(&self) -> bool {
+        self.exited
+    }
+}
+
+/// Waits until `f` finds what it wants in what was seen; `None` once the process has ended
+/// without it, or after [`DEADLINE`].
+pub fn wait_for<S: Ended, T>(seen: &Arc<(Mutex<S>, Condvar)>, mut f: impl FnMut(&S) -> Option<T>) -> Option<T> {
     let (lock, cond) = &**seen;
     let deadline = Instant::now() + DEADLINE;
     let mut guard = lock.lock().expect("lock");
@@ -146,7 +159,7 @@ fn wait_for<T>(seen: &Arc<(Mutex<Seen>, Condvar)>, mut f: impl FnMut(&Seen) -> O
         if let Some(v) = f(&guard) {
             return Some(v);
         }
-        if guard.exited {
+        if guard.ended() {
             return None;
         }
         let left = deadline.checked_duration_since(Instant::now())?;
