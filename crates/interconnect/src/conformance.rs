@@ -230,18 +230,38 @@ async fn enrol(registry: &RegistryClient, listing: &Directory, target: Directory
         valid_from: None,
         valid_until: peyvand_service::now_millis() + 24 * 3_600_000,
         signing_keys: vec![STANDARD.encode(signing.public_key().as_ref())],
-        capabilities: vec!["discovery".into()],
+        // None: real providers' lookups must not ask the kit, and answering needs none.
+        capabilities: Vec::new(),
         reason: Some("conformance run".into()),
     };
     registry.issue(&licence).await.map_err(|e| KitError::Registry(e.to_string()))?;
-    let token = registry.create_enrolment_token(&id).await.map_err(|e| KitError::Registry(e.to_string()))?;
+    match finish_enrolment(registry, listing, target, &id, &domain, signing).await {
+        Ok(caller) => Ok(caller),
+        Err(e) => {
+            if let Err(revoke) = registry.revoke(&id, "conformance run could not start").await {
+                tracing::warn!(error = %revoke, provider = %id, "cannot revoke the kit's licence");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn finish_enrolment(
+    registry: &RegistryClient,
+    listing: &Directory,
+    target: DirectoryProvider,
+    id: &str,
+    domain: &str,
+    signing: Ed25519KeyPair,
+) -> Result<Caller, KitError> {
+    let token = registry.create_enrolment_token(id).await.map_err(|e| KitError::Registry(e.to_string()))?;
     let (key, csr) =
-        peyvand_registry::ca::generate_key_and_csr(&id, &domain).map_err(|e| KitError::Setup(e.to_string()))?;
+        peyvand_registry::ca::generate_key_and_csr(id, domain).map_err(|e| KitError::Setup(e.to_string()))?;
     let certificate = registry.enrol(&token.token, &csr, None).await.map_err(|e| KitError::Registry(e.to_string()))?;
     let identity = TlsIdentity::new(&certificate.certificate, &key, &listing.ca_certificate)
         .map_err(|e| KitError::Setup(e.to_string()))?;
     let http = http_client(Some(&identity), &listing.ca_certificate, &target)?;
-    Ok(Caller { id, signing, http, target })
+    Ok(Caller { id: id.to_owned(), signing, http, target })
 }
 
 fn http_client(

@@ -52,24 +52,32 @@ impl DirectoryCache {
         if directory.ca_certificate.trim().is_empty() {
             return Err(Error::Directory("the directory names no CA certificate: kept the one held".into()));
         }
-        if let Some(current) = self.current.read().ok().and_then(|c| c.clone())
-            && directory.version < current.version
         {
-            return Err(Error::Directory(format!(
-                "the registry served version {} after version {}: kept the newer",
-                directory.version, current.version
-            )));
-        }
-        if let Ok(mut current) = self.current.write() {
+            // Compared and replaced under one lock, so two refreshes cannot install an older one.
+            let mut current = self.current.write().map_err(|_| Error::Directory("poisoned lock".into()))?;
+            if let Some(held) = current.as_ref()
+                && directory.version < held.version
+            {
+                return Err(Error::Directory(format!(
+                    "the registry served version {} after version {}: kept the newer",
+                    directory.version, held.version
+                )));
+            }
             *current = Some(directory.clone());
+            self.save(&signed.body, &signed.signature);
         }
-        self.save(&signed.body, &signed.signature);
         Ok(directory)
     }
 
+    /// Keeps the pair; each file is replaced at once (a crash leaves the old or the new file).
+    /// A mismatched pair (a crash between the two) fails verification and is ignored.
     fn save(&self, body: &[u8], signature: &[u8]) {
-        let written = std::fs::write(self.dir.join(SAVED_BODY), body)
-            .and_then(|()| std::fs::write(self.dir.join(SAVED_SIGNATURE), STANDARD.encode(signature)));
+        let replace = |name: &str, bytes: &[u8]| {
+            let partial = self.dir.join(format!("{name}.partial"));
+            std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, self.dir.join(name)))
+        };
+        let written =
+            replace(SAVED_BODY, body).and_then(|()| replace(SAVED_SIGNATURE, STANDARD.encode(signature).as_bytes()));
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot keep a copy of the directory");
         }

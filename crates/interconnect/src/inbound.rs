@@ -117,9 +117,14 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
         return Err(refuse(ErrorCode::InvalidSignature, "the nonce must be 32 lowercase hex digits"));
     }
     let signature = header(&parts.headers, HEADER_SIGNATURE)?;
-    let body: Bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
-        .await
-        .map_err(|_| refuse(ErrorCode::PayloadTooLarge, format!("at most {MAX_REQUEST_BYTES} bytes")))?;
+    let body: Bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            refuse(ErrorCode::PayloadTooLarge, format!("at most {MAX_REQUEST_BYTES} bytes"))
+        } else {
+            refuse(ErrorCode::BadRequest, format!("the request body could not be read: {e}"))
+        }
+    })?;
     let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
     let signed = Signed { method: parts.method.as_str(), path_and_query, from, to, timestamp, nonce, body: &body };
     if !signed.verify(signature, &provider.signing_keys) {
@@ -135,7 +140,7 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
             format!("the request was signed {} s from this provider's clock", (now - timestamp) / 1000),
         ));
     }
-    if !interconnect.nonces().first_use(&provider.id, nonce, now) {
+    if !interconnect.nonces().first_use(&provider.id, nonce, timestamp, now) {
         return Err(refuse(ErrorCode::ReplayedRequest, "this request (its nonce) was already received"));
     }
     let mut request = Request::from_parts(parts, Body::from(body));

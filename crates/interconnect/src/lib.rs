@@ -118,7 +118,19 @@ impl Interconnect {
             Error::Config(format!("provider `{provider_id}` is not in the registry's directory: is it licensed?"))
         })?;
         let token = config.enrolment_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
-        let (certificate, key) = match (identity.tls()?, token) {
+        // A signing key the licence does not list (the key file was lost and made anew, or a
+        // node got another node's certificate but not its key) would have every request
+        // refused: enrol again, which registers it, or refuse to start.
+        let key_listed = me.signing_keys.contains(&identity.signing_public);
+        let kept = identity.tls()?.filter(|_| key_listed || token.is_none());
+        if !key_listed && token.is_none() {
+            return Err(Error::Enrolment(
+                "this provider's signing key (interconnect/signing.pk8) is not in its licence: configure a new \
+                 `enrolment_token` to register it, or restore the key file"
+                    .into(),
+            ));
+        }
+        let (certificate, key) = match (kept, token) {
             (Some(kept), token) if certificate_state(&kept.0, &current) != CertificateState::Unusable => {
                 match (certificate_state(&kept.0, &current), token) {
                     (CertificateState::ExpiresSoon, Some(token)) => {

@@ -140,11 +140,19 @@ impl Peers {
         if !body.is_empty() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request.send().await.map_err(|e| unavailable(peer_id, error_chain(&e)))?;
+        let mut response = request.send().await.map_err(|e| unavailable(peer_id, error_chain(&e)))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unavailable(peer_id, error_chain(&e)))?;
-        if bytes.len() > MAX_ANSWER_BYTES {
-            return Err(ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}` answered with too much")));
+        let too_much = || ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}` answered with too much"));
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+            return Err(too_much());
+        }
+        // Read no more than the limit, whatever the peer sends.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(peer_id, error_chain(&e)))? {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_much());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {

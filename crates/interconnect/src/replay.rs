@@ -1,33 +1,43 @@
-//! The nonces seen recently, to refuse a request sent twice. A nonce is remembered for twice
-//! the allowed clock skew: a request signed earlier than that is refused as stale anyway.
+//! The nonces seen recently, to refuse a request sent twice. A nonce is remembered until its
+//! request's timestamp is more than the allowed skew in the past: from then on the request is
+//! refused as stale anyway.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::signing::MAX_SKEW_MS;
 
-/// How many nonces are kept before the expired ones are swept.
-const SWEEP_ABOVE: usize = 100_000;
+/// How often, at most, the expired nonces are swept out.
+const SWEEP_EVERY_MS: i64 = 1000;
 
 #[derive(Debug, Default)]
 pub struct NonceCache {
-    seen: Mutex<HashMap<(String, String), i64>>,
+    inner: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// (sender, nonce) -> the last moment its request is not stale.
+    nonces: HashMap<(String, String), i64>,
+    last_sweep: i64,
 }
 
 impl NonceCache {
-    /// Records the nonce of `provider`; `false` if it was already seen (a replay).
-    pub fn first_use(&self, provider: &str, nonce: &str, now: i64) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
+    /// Records the nonce of `provider` for a request signed at `timestamp` (already checked to
+    /// be within the skew of `now`); `false` if it was already seen (a replay).
+    pub fn first_use(&self, provider: &str, nonce: &str, timestamp: i64, now: i64) -> bool {
+        let Ok(mut seen) = self.inner.lock() else {
             return false;
         };
-        if seen.len() > SWEEP_ABOVE {
-            seen.retain(|_, expires| *expires > now);
+        if now - seen.last_sweep >= SWEEP_EVERY_MS {
+            seen.nonces.retain(|_, stale_after| *stale_after >= now);
+            seen.last_sweep = now;
         }
         let key = (provider.to_owned(), nonce.to_owned());
-        match seen.get(&key) {
-            Some(expires) if *expires > now => false,
+        match seen.nonces.get(&key) {
+            Some(stale_after) if *stale_after >= now => false,
             _ => {
-                seen.insert(key, now + 2 * MAX_SKEW_MS);
+                seen.nonces.insert(key, timestamp + MAX_SKEW_MS);
                 true
             }
         }
@@ -41,9 +51,12 @@ mod tests {
     #[test]
     fn a_nonce_is_good_once_per_provider() {
         let cache = NonceCache::default();
-        assert!(cache.first_use("alborz", "n1", 0));
-        assert!(!cache.first_use("alborz", "n1", 1000));
-        assert!(cache.first_use("damavand", "n1", 1000), "nonces are per sender");
-        assert!(cache.first_use("alborz", "n1", 2 * MAX_SKEW_MS + 1), "forgotten once stale");
+        // Signed 5 minutes ahead of the receiver's clock: still refused when replayed just
+        // before it turns stale, 10 minutes later.
+        assert!(cache.first_use("alborz", "n1", MAX_SKEW_MS, 0));
+        assert!(!cache.first_use("alborz", "n1", MAX_SKEW_MS, 1000));
+        assert!(!cache.first_use("alborz", "n1", MAX_SKEW_MS, 2 * MAX_SKEW_MS));
+        assert!(cache.first_use("damavand", "n1", MAX_SKEW_MS, 1000), "nonces are per sender");
+        assert!(cache.first_use("alborz", "n1", MAX_SKEW_MS, 2 * MAX_SKEW_MS + 1), "forgotten once stale");
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 const ALI: &str = "+989121000001";
 const BABAK: &str = "+989121000002";
 const CYRUS: &str = "+989121000003";
+const DARA: &str = "+989121000004";
 
 fn found_on(list: &ReachableList) -> Vec<(String, String)> {
     list.reachable.iter().map(|r| (r.provider_id.clone(), r.address.clone())).collect()
@@ -56,9 +57,15 @@ async fn lookups_follow_consent_and_licences() {
     assert_eq!(list.reachable[0].display_name, "علی");
     assert_eq!(list.reachable[0].provider_name, "پیام‌رسان البرز");
     assert!(!list.reachable[0].local);
-    // On his own messenger, the number is found as a local account.
-    let own = ali.lookup(BABAK).await.expect("lookup");
-    assert_eq!(found_on(&own), vec![], "Babak has not opted in");
+    // Babak has not opted in: Ali does not find him on damavand.
+    assert_eq!(found_on(&ali.lookup(BABAK).await.expect("lookup")), vec![], "Babak has not opted in");
+    // A number on one's own messenger is found there (within phone discovery), as local.
+    let dara = demo.sign_in("damavand", DARA).await;
+    let dara_id = dara.me().await.expect("me").id;
+    let local = babak.lookup(DARA).await.expect("lookup");
+    assert_eq!(found_on(&local), vec![("damavand".to_owned(), format!("{DARA}@damavand"))]);
+    assert!(local.reachable[0].local);
+    assert_eq!(local.reachable[0].user_id, Some(dara_id));
 
     // Contacts only: Babak once Ali has his number, Cyrus never.
     ali.update_settings(&interconnect(Audience::Contacts)).await.expect("contacts");
