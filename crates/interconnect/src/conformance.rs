@@ -20,6 +20,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::peers::request_target;
 use crate::protocol::{HEADER_NONCE, HEADER_PROVIDER, HEADER_SIGNATURE, HEADER_TARGET, HEADER_TIMESTAMP, PROTOCOL};
 use crate::signing::{Signed, new_nonce};
 use crate::tls::{TlsIdentity, client_config};
@@ -110,7 +111,7 @@ impl Caller {
     fn sign(&self, request: &Request, key: &Ed25519KeyPair) -> String {
         Signed {
             method: request.method.as_str(),
-            path_and_query: &self.path_of(request.path),
+            path_and_query: &self.target_of(request.path).1,
             from: &request.from,
             to: &request.to,
             timestamp: request.timestamp,
@@ -120,14 +121,13 @@ impl Caller {
         .sign(key)
     }
 
-    /// The path the target receives: its endpoint's own path, then the protocol path.
-    fn path_of(&self, path: &str) -> String {
-        let base = reqwest::Url::parse(&self.target.endpoint).map(|u| u.path().to_owned()).unwrap_or_default();
-        format!("{}{path}", base.trim_end_matches('/'))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.target.endpoint.trim_end_matches('/'))
+    /// The URL of `path` on the target, and the path the target receives (and verifies).
+    fn target_of(&self, path: &str) -> (String, String) {
+        match request_target(&self.target.endpoint, path) {
+            Ok((url, path_and_query)) => (url.to_string(), path_and_query),
+            // The directory's endpoints are validated URLs; the request then fails to send.
+            Err(_) => (format!("{}{path}", self.target.endpoint), path.to_owned()),
+        }
     }
 
     /// Sends with the given signature (`None`: unsigned), over `http` (the kit's mutual-TLS
@@ -141,7 +141,7 @@ impl Caller {
     ) -> Result<Answer, String> {
         let mut builder = http
             .unwrap_or(&self.http)
-            .request(request.method.clone(), self.url(request.path))
+            .request(request.method.clone(), self.target_of(request.path).0)
             .header(HEADER_PROVIDER, &request.from)
             .header(HEADER_TARGET, &request.to)
             .header(HEADER_TIMESTAMP, request.timestamp.to_string())

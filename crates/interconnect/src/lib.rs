@@ -183,12 +183,7 @@ impl Interconnect {
             nonces: NonceCache::default(),
             service,
         };
-        // A refresh may have the directory with the new certificate now.
-        let interconnect = Self { inner: Arc::new(inner) };
-        if let Err(e) = interconnect.inner.directory.refresh().await {
-            tracing::debug!(error = %e, "refreshing the directory after enrolment");
-        }
-        Ok(interconnect)
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     pub fn provider_id(&self) -> &str {

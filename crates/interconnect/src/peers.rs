@@ -111,14 +111,8 @@ impl Peers {
             Some(body) => serde_json::to_vec(body).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
             None => Vec::new(),
         };
-        let url = format!("{}{path}", peer.endpoint.trim_end_matches('/'));
-        // What the peer receives is the endpoint's own path (if any) followed by `path`.
-        let target = reqwest::Url::parse(&url)
+        let (target, path_and_query) = request_target(&peer.endpoint, path)
             .map_err(|e| ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}`'s endpoint: {e}")))?;
-        let path_and_query = match target.query() {
-            Some(query) => format!("{}?{query}", target.path()),
-            None => target.path().to_owned(),
-        };
         let nonce = new_nonce();
         let timestamp = peyvand_service::now_millis();
         let signed = Signed {
@@ -166,6 +160,17 @@ impl Peers {
             Err(_) => Err(ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}` answered HTTP {status}"))),
         }
     }
+}
+
+/// The URL of `path` on a provider's `endpoint`, and the path and query the provider receives
+/// (and the signature covers): the endpoint's own path, if any, followed by `path`.
+pub fn request_target(endpoint: &str, path: &str) -> Result<(reqwest::Url, String), String> {
+    let url = reqwest::Url::parse(&format!("{}{path}", endpoint.trim_end_matches('/'))).map_err(|e| e.to_string())?;
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    Ok((url, path_and_query))
 }
 
 /// An error with its causes, which is where TLS failures say what went wrong.
