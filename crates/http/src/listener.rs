@@ -132,6 +132,8 @@ async fn accept_loop(tcp: TcpListener, tls: TlsSlot, ready: mpsc::Sender<(Conn, 
 }
 
 async fn classify(stream: TcpStream, remote: SocketAddr, tls: &TlsSlot) -> io::Result<(Conn, ConnInfo)> {
+    // Updates are small frames that must leave at once, not wait for the previous one's ACK.
+    stream.set_nodelay(true)?;
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await?;
     if n == 0 {
