@@ -87,6 +87,8 @@ pub enum ErrorCode {
     PeerUnavailable,
     /// The peer answered with something that is not the protocol.
     PeerProtocol,
+    /// The two people already share a cross-messenger room hosted elsewhere or another copy.
+    RoomConflict,
 }
 
 impl ErrorCode {
@@ -125,7 +127,8 @@ impl ErrorCode {
             | Self::LicenceNumberTaken
             | Self::DomainTaken
             | Self::InvalidTransition
-            | Self::LicenceNotActive => 409,
+            | Self::LicenceNotActive
+            | Self::RoomConflict => 409,
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
@@ -188,6 +191,7 @@ impl ErrorCode {
             Self::ReplayedRequest => "replayed_request",
             Self::PeerUnavailable => "peer_unavailable",
             Self::PeerProtocol => "peer_protocol",
+            Self::RoomConflict => "room_conflict",
         }
     }
 }
@@ -237,6 +241,7 @@ mod tests {
             ErrorCode::CsrNameMismatch,
             ErrorCode::PeerNotActive,
             ErrorCode::ReplayedRequest,
+            ErrorCode::RoomConflict,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -36,6 +36,21 @@ pub struct UserProfile {
     pub blocked: bool,
     /// The account was deleted: only its id remains.
     pub deleted: bool,
+    /// For a person on another messenger: where they are. Shown to the people who share a
+    /// chat with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messenger: Option<Messenger>,
+}
+
+/// Another messenger, where a person is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Messenger {
+    /// The provider's id in the registry.
+    pub provider_id: String,
+    /// The messenger's name for people (from the registry's directory).
+    pub name: String,
+    /// The person's address there, `PHONE@PROVIDER-ID`.
+    pub address: String,
 }
 
 /// Online now, or when last seen.
@@ -153,7 +168,8 @@ impl Content {
 /// Where a forwarded message came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ForwardedFrom {
-    /// The original author.
+    /// The original author; 0 when they are not known here (a message forwarded on another
+    /// messenger, whose author is not disclosed across messengers).
     pub user_id: i64,
     pub sent_at: Millis,
 }

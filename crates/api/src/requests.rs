@@ -123,7 +123,19 @@ pub struct ResolveQuery {
 /// `POST /v1/chats/direct`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenDirect {
-    pub user_id: i64,
+    /// A person on this messenger ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// ... or anyone by address, `PHONE@PROVIDER-ID`, on this messenger or another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// `POST /v1/users/{user_id}/report`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportUser {
+    /// Why, in the reporter's words (1 to 1000 characters).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -79,7 +79,7 @@ async fn open_chats(http: &reqwest::Client, servers: &Servers, people: &[Person]
             let response = http
                 .post(format!("{}/v1/chats/direct", servers.node_for(2 * k).base_url))
                 .bearer_auth(&pair[0].token)
-                .json(&OpenDirect { user_id: pair[1].id })
+                .json(&OpenDirect { user_id: Some(pair[1].id), address: None })
                 .send()
                 .await?;
             let status = response.status();

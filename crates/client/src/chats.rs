@@ -25,7 +25,15 @@ impl Client {
 
     /// `POST /v1/chats/direct`: the direct chat with a person, made if it does not exist yet.
     pub async fn open_direct(&self, user_id: i64) -> Result<Chat, ClientError> {
-        Self::json(self.request(Method::POST, "v1/chats/direct")?.json(&OpenDirect { user_id })).await
+        let body = OpenDirect { user_id: Some(user_id), address: None };
+        Self::json(self.request(Method::POST, "v1/chats/direct")?.json(&body)).await
+    }
+
+    /// `POST /v1/chats/direct` by address: the chat with a person on another messenger
+    /// (`PHONE@PROVIDER-ID`).
+    pub async fn open_address(&self, address: &str) -> Result<Chat, ClientError> {
+        let body = OpenDirect { user_id: None, address: Some(address.to_owned()) };
+        Self::json(self.request(Method::POST, "v1/chats/direct")?.json(&body)).await
     }
 
     /// `GET /v1/chats/{id}`

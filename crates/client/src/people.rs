@@ -48,6 +48,12 @@ impl Client {
         Self::json(self.request(Method::GET, "v1/blocks")?).await
     }
 
+    /// `POST /v1/users/{user_id}/report`
+    pub async fn report(&self, user_id: i64, reason: &str) -> Result<(), ClientError> {
+        let body = peyvand_api::ReportUser { reason: reason.to_owned() };
+        Self::empty(self.request(Method::POST, &format!("v1/users/{user_id}/report"))?.json(&body)).await
+    }
+
     /// `PUT /v1/blocks/{user_id}`
     pub async fn block(&self, user_id: i64) -> Result<(), ClientError> {
         Self::empty(self.request(Method::PUT, &format!("v1/blocks/{user_id}"))?).await

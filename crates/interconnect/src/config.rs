@@ -20,6 +20,11 @@ pub struct InterconnectConfig {
     pub directory_refresh_secs: u64,
     /// How long a call to another provider may take.
     pub request_timeout_secs: u64,
+    /// The longest wait between two attempts to deliver to a peer that does not answer (the
+    /// wait doubles from half a second up to this).
+    pub retry_max_secs: u64,
+    /// Events a peer has not taken within this many days are dropped.
+    pub event_expiry_days: u64,
     pub limits: InterconnectLimits,
 }
 
@@ -32,6 +37,8 @@ impl Default for InterconnectConfig {
             enrolment_token: None,
             directory_refresh_secs: 60,
             request_timeout_secs: 10,
+            retry_max_secs: 300,
+            event_expiry_days: 30,
             limits: InterconnectLimits::default(),
         }
     }
@@ -53,10 +60,28 @@ pub struct InterconnectLimits {
     pub lookups_per_peer_per_minute: u32,
     /// Lookups one peer may ask on behalf of one of its users.
     pub lookups_per_remote_user_per_hour: u32,
+    /// Requests of every other kind (transactions, actions, invitations, typing, reports) one
+    /// peer may make.
+    pub requests_per_peer_per_minute: u32,
+    /// Actions in rooms hosted here (messages, edits, reactions, receipts) by one person on
+    /// another messenger.
+    pub actions_per_remote_user_per_minute: u32,
+    /// New rooms one person on another messenger may invite people here to.
+    pub invitations_per_remote_user_per_hour: u32,
+    /// Abuse reports one peer may send.
+    pub reports_per_peer_per_hour: u32,
 }
 
 impl Default for InterconnectLimits {
     fn default() -> Self {
-        Self { lookups_per_user_per_hour: 60, lookups_per_peer_per_minute: 600, lookups_per_remote_user_per_hour: 60 }
+        Self {
+            lookups_per_user_per_hour: 60,
+            lookups_per_peer_per_minute: 600,
+            lookups_per_remote_user_per_hour: 60,
+            requests_per_peer_per_minute: 6000,
+            actions_per_remote_user_per_minute: 120,
+            invitations_per_remote_user_per_hour: 30,
+            reports_per_peer_per_hour: 100,
+        }
     }
 }

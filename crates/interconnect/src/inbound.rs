@@ -13,6 +13,8 @@ use peyvand_http::listener::ConnInfo;
 use peyvand_http::{Failure, Json};
 use peyvand_registry::DirectoryProvider;
 
+use peyvand_service::federation::wire;
+
 use crate::Interconnect;
 use crate::peers::active_peer;
 use crate::protocol::{
@@ -43,6 +45,11 @@ pub fn router(interconnect: Interconnect) -> Router {
     Router::new()
         .route("/interconnect/v1/provider", get(provider))
         .route("/interconnect/v1/lookup", post(lookup))
+        .route("/interconnect/v1/invite", post(invite))
+        .route("/interconnect/v1/submit", post(submit))
+        .route("/interconnect/v1/transactions", post(transactions))
+        .route("/interconnect/v1/typing", post(typing))
+        .route("/interconnect/v1/reports", post(report))
         .route_layer(axum::middleware::from_fn_with_state(interconnect.clone(), authenticate))
         .with_state(interconnect)
 }
@@ -190,4 +197,80 @@ async fn lookup(
         },
         None => LookupResponse { found: false, user: None },
     }))
+}
+
+/// Counts one request of `peer` against its per-minute allowance.
+async fn peer_allowance(interconnect: &Interconnect, peer: &str) -> PeerResult<()> {
+    let limit = interconnect.config().limits.requests_per_peer_per_minute;
+    interconnect.service().rate_limit(format!("ic:req:{peer}"), MINUTE_MS, limit, "requests").await?;
+    Ok(())
+}
+
+/// `POST /interconnect/v1/invite`: a room hosted by the caller asks to reach a person here.
+async fn invite(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(invitation): Json<wire::Invitation>,
+) -> PeerResult<Json<wire::InvitationAnswer>> {
+    peer_allowance(&interconnect, &peer.id).await?;
+    let limit = interconnect.config().limits.invitations_per_remote_user_per_hour;
+    interconnect
+        .service()
+        .rate_limit(format!("ic:invite:{}", invitation.from), HOUR_MS, limit, "new chats by this person")
+        .await?;
+    Ok(Json(interconnect.service().accept_invitation(&peer.id, invitation).await?))
+}
+
+/// `POST /interconnect/v1/submit`: a person on the caller acts in a room hosted here.
+async fn submit(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(submission): Json<wire::Submission>,
+) -> PeerResult<Json<wire::SubmissionAnswer>> {
+    peer_allowance(&interconnect, &peer.id).await?;
+    let limit = interconnect.config().limits.actions_per_remote_user_per_minute;
+    interconnect
+        .service()
+        .rate_limit(format!("ic:act:{}", submission.user), MINUTE_MS, limit, "actions by this person")
+        .await?;
+    let event = interconnect.service().accept_submission(&peer.id, submission).await?;
+    Ok(Json(wire::SubmissionAnswer { event }))
+}
+
+/// `POST /interconnect/v1/transactions`: events of rooms the caller hosts.
+async fn transactions(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(transaction): Json<wire::Transaction>,
+) -> PeerResult<Json<wire::TransactionAnswer>> {
+    peer_allowance(&interconnect, &peer.id).await?;
+    let id = transaction.id.as_str();
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refuse(ErrorCode::BadRequest, "a transaction id is 1 to 128 printable ASCII characters"));
+    }
+    let refused = interconnect.service().apply_room_events(&peer.id, id, transaction.events).await?;
+    Ok(Json(wire::TransactionAnswer { refused }))
+}
+
+/// `POST /interconnect/v1/typing`
+async fn typing(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(typing): Json<wire::Typing>,
+) -> PeerResult<Json<serde_json::Value>> {
+    peer_allowance(&interconnect, &peer.id).await?;
+    interconnect.service().accept_typing(&peer.id, typing).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `POST /interconnect/v1/reports`: a person on the caller reports a person here.
+async fn report(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Json(report): Json<wire::Report>,
+) -> PeerResult<Json<serde_json::Value>> {
+    let limit = interconnect.config().limits.reports_per_peer_per_hour;
+    interconnect.service().rate_limit(format!("ic:reports:{}", peer.id), HOUR_MS, limit, "reports").await?;
+    interconnect.service().accept_report(&peer.id, report).await?;
+    Ok(Json(serde_json::json!({})))
 }

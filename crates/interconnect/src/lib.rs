@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod conformance;
+pub mod delivery;
 pub mod directory;
 pub mod identity;
 pub mod inbound;
@@ -32,7 +33,8 @@ use peyvand_api::{ApiError, ErrorCode, ProviderFailure, Reachable, ReachableList
 use peyvand_http::listener::TlsSlot;
 use peyvand_registry::model::DirectoryStatus;
 use peyvand_registry::{Directory, RegistryClient};
-use peyvand_service::{Service, Session};
+use peyvand_service::federation::wire;
+use peyvand_service::{Federation, Service, Session};
 use reqwest::Method;
 
 pub use config::{InterconnectConfig, InterconnectLimits};
@@ -45,7 +47,7 @@ use crate::replay::NonceCache;
 use crate::tls::{TlsIdentity, pem_certificate_facts, server_config};
 
 /// What this implementation's interconnect offers, as listed in `GET /interconnect/v1/provider`.
-pub const CAPABILITIES: &[&str] = &["discovery"];
+pub const CAPABILITIES: &[&str] = &["discovery", "chat"];
 /// A certificate that expires sooner than this is renewed at start when a token is given.
 const RENEW_BEFORE_MS: i64 = 30 * 24 * 3600 * 1000;
 const HOUR_MS: i64 = 3_600_000;
@@ -81,6 +83,7 @@ struct Inner {
     tls_slot: TlsSlot,
     peers: Peers,
     nonces: NonceCache,
+    delivery: delivery::Delivery,
     service: Service,
 }
 
@@ -96,8 +99,15 @@ impl Interconnect {
         tls_slot: TlsSlot,
     ) -> Result<Self, Error> {
         let provider_id = config.provider_id.trim().to_owned();
-        if config.directory_refresh_secs == 0 || config.request_timeout_secs == 0 {
-            return Err(Error::Config("`directory_refresh_secs` and `request_timeout_secs` must be positive".into()));
+        if config.directory_refresh_secs == 0
+            || config.request_timeout_secs == 0
+            || config.retry_max_secs == 0
+            || config.event_expiry_days == 0
+        {
+            return Err(Error::Config(
+                "`directory_refresh_secs`, `request_timeout_secs`, `retry_max_secs` and `event_expiry_days` must be positive"
+                    .into(),
+            ));
         }
         let registry =
             RegistryClient::new(&config.registry, None).map_err(|e| Error::Config(format!("`registry`: {e}")))?;
@@ -181,9 +191,12 @@ impl Interconnect {
             tls_slot,
             peers,
             nonces: NonceCache::default(),
-            service,
+            delivery: delivery::Delivery::default(),
+            service: service.clone(),
         };
-        Ok(Self { inner: Arc::new(inner) })
+        let interconnect = Self { inner: Arc::new(inner) };
+        service.set_federation(Arc::new(interconnect.clone()));
+        Ok(interconnect)
     }
 
     pub fn provider_id(&self) -> &str {
@@ -201,6 +214,29 @@ impl Interconnect {
     /// The current directory, if it has not expired.
     pub fn directory(&self) -> Option<Arc<Directory>> {
         self.inner.directory.current()
+    }
+
+    /// This provider's TLS identity of the moment.
+    pub(crate) fn tls_identity(&self) -> Arc<TlsIdentity> {
+        match self.inner.tls_identity.read() {
+            Ok(identity) => identity.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Calls a peer as this provider, with the directory of the moment.
+    pub(crate) async fn call_peer<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        peer: &str,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, ApiError> {
+        let directory = self.directory().ok_or_else(|| {
+            ApiError::new(ErrorCode::Unavailable, "no current directory from the registry; retry later")
+        })?;
+        let tls = self.tls_identity();
+        let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
+        self.inner.peers.call(&sender, peer, Method::POST, path, Some(body)).await
     }
 
     pub(crate) fn nonces(&self) -> &NonceCache {
@@ -280,7 +316,7 @@ impl Interconnect {
             }
         }
         let request = LookupRequest { phone: phone.as_str().to_owned(), requester_phone };
-        let tls = self.inner.tls_identity.read().map_err(|_| ApiError::new(ErrorCode::Internal, "poisoned"))?.clone();
+        let tls = self.tls_identity();
         let asks = directory.providers.iter().filter(|p| {
             p.id != me && p.status == DirectoryStatus::Active && p.capabilities.iter().any(|c| c == "discovery")
         });
@@ -348,5 +384,46 @@ fn certificate_state(certificate_pem: &str, directory: &Directory) -> Certificat
         Some(facts) if facts.not_after - now <= RENEW_BEFORE_MS => CertificateState::ExpiresSoon,
         Some(_) => CertificateState::Good,
         None => CertificateState::Unusable,
+    }
+}
+
+#[async_trait::async_trait]
+impl Federation for Interconnect {
+    fn provider_id(&self) -> &str {
+        &self.inner.identity.provider_id
+    }
+
+    fn provider_name(&self, provider_id: &str) -> Option<String> {
+        self.directory()?.provider(provider_id).map(|p| p.name.clone())
+    }
+
+    async fn invite(&self, peer: &str, invitation: &wire::Invitation) -> Result<wire::InvitationAnswer, ApiError> {
+        self.call_peer(peer, "/interconnect/v1/invite", invitation).await
+    }
+
+    async fn submit(&self, hub: &str, submission: &wire::Submission) -> Result<wire::RoomEvent, ApiError> {
+        let answer: wire::SubmissionAnswer = self.call_peer(hub, "/interconnect/v1/submit", submission).await?;
+        Ok(answer.event)
+    }
+
+    async fn typing(&self, peer: &str, typing: &wire::Typing) {
+        let (this, peer, typing) = (self.clone(), peer.to_owned(), typing.clone());
+        // Ephemeral: nobody waits for it, and it is not retried.
+        tokio::spawn(async move {
+            let answer: Result<serde_json::Value, ApiError> =
+                this.call_peer(&peer, "/interconnect/v1/typing", &typing).await;
+            if let Err(e) = answer {
+                tracing::debug!(%peer, error = %e, "typing not passed on");
+            }
+        });
+    }
+
+    async fn report(&self, peer: &str, report: &wire::Report) -> Result<(), ApiError> {
+        let _: serde_json::Value = self.call_peer(peer, "/interconnect/v1/reports", report).await?;
+        Ok(())
+    }
+
+    fn queued(&self, peer: &str) {
+        self.wake(peer);
     }
 }

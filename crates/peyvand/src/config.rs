@@ -98,6 +98,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log_format",
     "trusted_proxies",
     "sms",
+    "interconnect",
     "service",
 ];
 

@@ -166,6 +166,7 @@ impl Server {
                     .await
                     .context("cannot start the interconnect")?;
             tokio::spawn(interconnect.clone().keep_directory_fresh());
+            tokio::spawn(interconnect.clone().keep_delivering());
             Some(interconnect)
         } else {
             None

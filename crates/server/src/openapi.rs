@@ -14,7 +14,7 @@ use crate::routes;
         routes::request_code, routes::sign_in, routes::sign_out,
         routes::get_me, routes::patch_me, routes::delete_me, routes::put_pin, routes::delete_pin,
         routes::get_settings, routes::patch_settings, routes::list_devices, routes::revoke_device, routes::revoke_all_devices,
-        routes::get_user, routes::resolve_user, routes::search_users,
+        routes::get_user, routes::report_user, routes::resolve_user, routes::search_users,
         routes::import_contacts, routes::list_contacts, routes::remove_contact,
         routes::list_blocks, routes::block_user, routes::unblock_user,
         routes::list_chats, routes::open_direct, routes::get_chat, routes::history, routes::send_message,

@@ -13,9 +13,16 @@ use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
 use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts};
 
+use crate::federation::wire::{Action, RoomEvent};
+use crate::federation::{Route, has_remote};
 use crate::{DAY_MS, Service, Session, err, now_millis, store_error};
 
 const MAX_PAGE: u32 = 200;
+
+/// The members who are people here (the ones with update streams).
+fn local_ids(members: &[MemberRecord]) -> Vec<i64> {
+    members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect()
+}
 
 fn no_chat() -> ApiError {
     err(ErrorCode::NotFound, "no such chat")
@@ -38,7 +45,7 @@ fn may_message(facts: &RecipientFacts) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_content(content: &Content) -> Result<String, ApiError> {
+pub(crate) fn validate_content(content: &Content) -> Result<String, ApiError> {
     match content {
         Content::Text { text } => {
             validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))?;
@@ -48,14 +55,14 @@ fn validate_content(content: &Content) -> Result<String, ApiError> {
     }
 }
 
-fn validate_client_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_client_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(err(ErrorCode::BadRequest, "client_id must be 1 to 64 printable ASCII characters"));
     }
     Ok(())
 }
 
-fn validate_emoji(emoji: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_emoji(emoji: &str) -> Result<(), ApiError> {
     let n = emoji.chars().count();
     if !(1..=8).contains(&n) || emoji.chars().any(|c| c.is_ascii() || c.is_control() || c.is_whitespace()) {
         return Err(err(ErrorCode::InvalidContent, "a reaction is one emoji"));
@@ -70,7 +77,7 @@ impl Service {
         if members.iter().any(|m| m.user_id == user_id) { Ok(members) } else { Err(no_chat()) }
     }
 
-    async fn publish(&self, updates: Vec<(i64, Update)>) {
+    pub(crate) async fn publish(&self, updates: Vec<(i64, Update)>) {
         for (user_id, update) in updates {
             self.metrics.updates_published.fetch_add(1, Ordering::Relaxed);
             self.bus.publish(user_id, Arc::new(update)).await;
@@ -95,7 +102,7 @@ impl Service {
         may_message(&facts)
     }
 
-    async fn chat_of(&self, viewer: i64, view: ChatView) -> Result<Chat, ApiError> {
+    pub(crate) async fn chat_of(&self, viewer: i64, view: ChatView) -> Result<Chat, ApiError> {
         let other = view.others.first();
         let peer = match other {
             Some(m) => match self.store.user(m.user_id).await.map_err(store_error)? {
@@ -127,6 +134,18 @@ impl Service {
         {
             return self.chat_of(me, view).await;
         }
+        if let Some(remote) = self.live_user(user_id).await?.remote_address {
+            return Box::pin(self.open_remote(session, &remote)).await;
+        }
+        self.check_new_chat(me, user_id).await?;
+        let (chat_id, _) = self.store.open_direct_chat(me, user_id, now_millis()).await.map_err(store_error)?;
+        let view = self.store.chat_view(me, chat_id).await.map_err(store_error)?.ok_or_else(no_chat)?;
+        self.chat_of(me, view).await
+    }
+
+    /// Whether `me` may start a chat with `user_id`: the privacy rules, and a daily limit on
+    /// new chats with people outside one's contacts.
+    pub(crate) async fn check_new_chat(&self, me: i64, user_id: i64) -> Result<(), ApiError> {
         self.check_may_message(me, user_id).await?;
         if me != user_id && !self.store.has_contact(me, user_id).await.map_err(store_error)? {
             self.limit(
@@ -137,9 +156,7 @@ impl Service {
             )
             .await?;
         }
-        let (chat_id, _) = self.store.open_direct_chat(me, user_id, now_millis()).await.map_err(store_error)?;
-        let view = self.store.chat_view(me, chat_id).await.map_err(store_error)?.ok_or_else(no_chat)?;
-        self.chat_of(me, view).await
+        Ok(())
     }
 
     /// `GET /v1/chats`
@@ -166,11 +183,24 @@ impl Service {
         chat_id: i64,
         request: SendMessage,
     ) -> Result<(Message, bool), ApiError> {
+        self.send_here(session, chat_id, request, None).await
+    }
+
+    /// A send in a chat hosted here, by a local person or (`forwarded` given by the hub's
+    /// submission handling) a person on another messenger; a chat that follows another
+    /// provider's room submits the send to its hub.
+    pub(crate) async fn send_here(
+        &self,
+        session: Session,
+        chat_id: i64,
+        request: SendMessage,
+        forwarded: Option<ForwardedFrom>,
+    ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
         let context = self.store.send_context(chat_id, me).await.map_err(store_error)?.ok_or_else(no_chat)?;
         let (content, forwarded_from) = match (request.content, request.forward) {
-            (Some(content), None) => (content, None),
+            (Some(content), None) => (content, forwarded),
             (None, Some(source)) => {
                 self.members_if_member(me, source.chat_id).await?;
                 let original = self.store.message(source.chat_id, source.seq).await.map_err(store_error)?;
@@ -197,7 +227,17 @@ impl Service {
             let stored = self.store.message_by_client_id(chat_id, me, &request.client_id).await.map_err(store_error)?;
             return stored.map(|message| (message, false)).ok_or(refused);
         }
-        let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
+        if let Route::Hub(link) = self.route(chat_id, &context.members).await? {
+            let action = Action::Send {
+                client_id: request.client_id,
+                content,
+                reply_to: request.reply_to,
+                forwarded_sent_at: forwarded_from.map(|f| f.sent_at),
+            };
+            let event = self.submit(session, &link, action).await?;
+            return self.store_submitted_message(session, chat_id, &context.members, event).await;
+        }
+        let notify = local_ids(&context.members);
         let new = NewMessage {
             chat_id,
             sender_id: me,
@@ -213,6 +253,12 @@ impl Service {
             self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
         }
         self.publish(updates).await;
+        // Queued again on a retry (created or not): the queue write could have been lost.
+        if has_remote(&context.members)
+            && let Some(event) = self.message_event(&message, &context.members).await
+        {
+            self.fan_out(chat_id, &context.members, event).await;
+        }
         Ok((message, created))
     }
 
@@ -256,26 +302,69 @@ impl Service {
     /// `PATCH /v1/chats/{chat_id}/messages/{seq}`: only the sender edits; the message is
     /// marked edited.
     pub async fn edit(&self, session: Session, chat_id: i64, seq: i64, content: Content) -> Result<Message, ApiError> {
+        self.edit_here(session, chat_id, seq, content).await
+    }
+
+    pub(crate) async fn edit_here(
+        &self,
+        session: Session,
+        chat_id: i64,
+        seq: i64,
+        content: Content,
+    ) -> Result<Message, ApiError> {
         let folded = validate_content(&content)?;
-        let (_, members) = self.own_live_message(session, chat_id, seq).await?;
-        let notify = members.iter().map(|m| m.user_id).collect();
+        let (mut original, members) = self.own_live_message(session, chat_id, seq).await?;
+        if let Route::Hub(link) = self.route(chat_id, &members).await? {
+            // The copy here changes when the hub's event arrives.
+            match self.submit(session, &link, Action::Edit { seq, content }).await? {
+                RoomEvent::Edit { content, edited_at, .. } => {
+                    original.content = content;
+                    original.edited_at = Some(edited_at);
+                    return Ok(original);
+                }
+                _ => return Err(err(ErrorCode::PeerProtocol, "the hub answered an edit with another kind of event")),
+            }
+        }
+        let notify = local_ids(&members);
         let (message, updates) =
             self.store.edit_message(chat_id, seq, content, folded, now_millis(), notify).await.map_err(store_error)?;
         self.publish(updates).await;
+        if has_remote(&members) {
+            let event = RoomEvent::Edit {
+                seq,
+                content: message.content.clone(),
+                edited_at: message.edited_at.unwrap_or_else(now_millis),
+            };
+            self.fan_out(chat_id, &members, event).await;
+        }
         Ok(message)
     }
 
     /// `DELETE /v1/chats/{chat_id}/messages/{seq}`: for everyone (the sender only) or for me.
     pub async fn delete(&self, session: Session, chat_id: i64, seq: i64, for_everyone: bool) -> Result<(), ApiError> {
-        let updates = if for_everyone {
-            let (_, members) = self.own_live_message(session, chat_id, seq).await?;
-            let notify = members.iter().map(|m| m.user_id).collect();
-            self.store.delete_message(chat_id, seq, now_millis(), notify).await.map_err(store_error)?
-        } else {
-            self.members_if_member(session.user_id, chat_id).await?;
-            self.store.hide_message(session.user_id, chat_id, seq, now_millis()).await.map_err(store_error)?
-        };
+        if for_everyone {
+            return self.delete_here(session, chat_id, seq).await;
+        }
+        self.members_if_member(session.user_id, chat_id).await?;
+        let updates =
+            self.store.hide_message(session.user_id, chat_id, seq, now_millis()).await.map_err(store_error)?;
         self.publish(updates).await;
+        Ok(())
+    }
+
+    /// Deletes a message for everyone.
+    pub(crate) async fn delete_here(&self, session: Session, chat_id: i64, seq: i64) -> Result<(), ApiError> {
+        let (_, members) = self.own_live_message(session, chat_id, seq).await?;
+        if let Route::Hub(link) = self.route(chat_id, &members).await? {
+            self.submit(session, &link, Action::Delete { seq }).await?;
+            return Ok(());
+        }
+        let updates =
+            self.store.delete_message(chat_id, seq, now_millis(), local_ids(&members)).await.map_err(store_error)?;
+        self.publish(updates).await;
+        if has_remote(&members) {
+            self.fan_out(chat_id, &members, RoomEvent::Delete { seq }).await;
+        }
         Ok(())
     }
 
@@ -287,17 +376,35 @@ impl Service {
         seq: i64,
         emoji: Option<String>,
     ) -> Result<Vec<Reaction>, ApiError> {
+        self.react_here(session, chat_id, seq, emoji).await
+    }
+
+    pub(crate) async fn react_here(
+        &self,
+        session: Session,
+        chat_id: i64,
+        seq: i64,
+        emoji: Option<String>,
+    ) -> Result<Vec<Reaction>, ApiError> {
         if let Some(e) = &emoji {
             validate_emoji(e)?;
         }
         let members = self.members_if_member(session.user_id, chat_id).await?;
-        let notify = members.iter().map(|m| m.user_id).collect();
+        if let Route::Hub(link) = self.route(chat_id, &members).await? {
+            self.submit(session, &link, Action::React { seq, emoji: emoji.clone() }).await?;
+            return self.reactions_after(chat_id, seq, session.user_id, emoji).await;
+        }
         let (reactions, updates) = self
             .store
-            .set_reaction(chat_id, seq, session.user_id, emoji, now_millis(), notify)
+            .set_reaction(chat_id, seq, session.user_id, emoji.clone(), now_millis(), local_ids(&members))
             .await
             .map_err(store_error)?;
         self.publish(updates).await;
+        if has_remote(&members)
+            && let Some(event) = self.user_event(session.user_id, |user| RoomEvent::Reaction { seq, user, emoji }).await
+        {
+            self.fan_out(chat_id, &members, event).await;
+        }
         Ok(reactions)
     }
 
@@ -316,24 +423,47 @@ impl Service {
     /// `POST /v1/chats/{chat_id}/read`: every device of mine shows the chat read; the other
     /// person sees a read receipt.
     pub async fn mark_read(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
-        let members = self.members_if_member(session.user_id, chat_id).await?;
-        let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
-        let updates =
-            self.store.mark_read(chat_id, session.user_id, up_to, now_millis(), notify).await.map_err(store_error)?;
-        self.publish(updates).await;
-        Ok(())
+        self.receipt_here(session, chat_id, up_to, true).await
     }
 
     /// `POST /v1/chats/{chat_id}/delivered`: my device received messages up to `up_to`.
     pub async fn mark_delivered(&self, session: Session, chat_id: i64, up_to: i64) -> Result<(), ApiError> {
+        self.receipt_here(session, chat_id, up_to, false).await
+    }
+
+    /// A read (`read`) or delivery receipt.
+    pub(crate) async fn receipt_here(
+        &self,
+        session: Session,
+        chat_id: i64,
+        up_to: i64,
+        read: bool,
+    ) -> Result<(), ApiError> {
         let members = self.members_if_member(session.user_id, chat_id).await?;
-        let notify = members.iter().map(|m| m.user_id).filter(|&u| u != session.user_id).collect();
-        let updates = self
-            .store
-            .mark_delivered(chat_id, session.user_id, up_to, now_millis(), notify)
-            .await
-            .map_err(store_error)?;
-        self.publish(updates).await;
+        if let Route::Hub(link) = self.route(chat_id, &members).await? {
+            let action = if read { Action::Read { up_to } } else { Action::Delivered { up_to } };
+            // My devices learn of it when the hub's event arrives.
+            self.submit(session, &link, action).await?;
+            return Ok(());
+        }
+        let notify = local_ids(&members).into_iter().filter(|&u| u != session.user_id).collect();
+        let now = now_millis();
+        let updates = if read {
+            self.store.mark_read(chat_id, session.user_id, up_to, now, notify).await
+        } else {
+            self.store.mark_delivered(chat_id, session.user_id, up_to, now, notify).await
+        };
+        self.publish(updates.map_err(store_error)?).await;
+        if has_remote(&members) {
+            let event = self
+                .user_event(session.user_id, |user| {
+                    if read { RoomEvent::Read { user, up_to } } else { RoomEvent::Delivered { user, up_to } }
+                })
+                .await;
+            if let Some(event) = event {
+                self.fan_out(chat_id, &members, event).await;
+            }
+        }
         Ok(())
     }
 
@@ -345,12 +475,16 @@ impl Service {
             at: now_millis(),
             event: Event::Typing { chat_id, user_id: session.user_id },
         });
-        for member in members.iter().filter(|m| m.user_id != session.user_id) {
+        for member in members.iter().filter(|m| m.user_id != session.user_id && m.remote_address.is_none()) {
             let blocked = self.store.is_blocked(member.user_id, session.user_id).await.map_err(store_error)?
                 || self.store.is_blocked(session.user_id, member.user_id).await.map_err(store_error)?;
             if !blocked {
                 self.bus.publish(member.user_id, update.clone()).await;
             }
+        }
+        if has_remote(&members) {
+            let route = self.route(chat_id, &members).await?;
+            self.typing_across(session, chat_id, &members, &route).await;
         }
         Ok(())
     }

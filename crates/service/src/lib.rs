@@ -9,6 +9,7 @@ mod chats;
 mod codes;
 mod config;
 mod contacts;
+pub mod federation;
 mod interconnect;
 mod limiter;
 mod presence;
@@ -25,6 +26,7 @@ use peyvand_store::{Store, StoreError};
 pub use auth::Session;
 pub use codes::{CodeSender, ConsoleCodeSender, HttpCodeSender};
 pub use config::{Limits, ServiceConfig};
+pub use federation::Federation;
 pub use interconnect::Reachable;
 pub use peyvand_bus::BusHealth;
 pub use presence::Presences;
@@ -41,6 +43,8 @@ pub struct Service {
     metrics: Arc<Counters>,
     send_limiter: Arc<limiter::SendLimiter>,
     session_cache: Arc<session_cache::SessionCache>,
+    /// The transport to other messengers, once the interconnect is set up.
+    federation: Arc<std::sync::OnceLock<Arc<dyn Federation>>>,
     node_id: i64,
 }
 
@@ -87,6 +91,7 @@ impl Service {
             metrics: Arc::new(Counters::default()),
             send_limiter: Arc::default(),
             session_cache: Arc::default(),
+            federation: Arc::default(),
             // Positive, so it reads well in logs and metrics.
             node_id: rand::random::<i64>() & i64::MAX,
         }
@@ -148,6 +153,7 @@ fn store_error(e: StoreError) -> ApiError {
             ErrorCode::ResyncRequired,
             format!("updates before cursor {oldest_kept} are no longer kept: fetch your chats again"),
         ),
+        StoreError::Conflict(why) => ApiError::new(ErrorCode::RoomConflict, why),
         StoreError::Unavailable(why) => {
             tracing::warn!(%why, "storage unavailable");
             ApiError::new(ErrorCode::Unavailable, "storage is unavailable; retry later")

@@ -134,9 +134,14 @@ impl Service {
                 is_contact: false,
                 blocked: false,
                 deleted: true,
+                messenger: None,
             });
         }
         let myself = viewer == target.id;
+        if let Some(address) = &target.remote_address {
+            return self.view_of_remote(viewer, target, address).await;
+        }
+        let messenger = None;
         // "Contacts" in a person's settings means the people in *their* contact list.
         let target_has_viewer = myself || self.store.has_contact(target.id, viewer).await.map_err(store_error)?;
         // Having someone's number in one's contacts counts only if their settings let one find
@@ -163,6 +168,7 @@ impl Service {
             is_contact,
             blocked,
             deleted: false,
+            messenger,
         })
     }
 

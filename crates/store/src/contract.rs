@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use peyvand_api::{Audience, Content, Event, PrivacySettings};
 
-use crate::{CodeRecord, NewMessage, Page, ProfileChange, Store, StoreError};
+use crate::{CodeRecord, NewMessage, Page, ProfileChange, ReportRecord, RoomLink, Store, StoreError};
 
 /// Runs every check of the contract.
 pub async fn run_all<F, Fut>(make: F)
@@ -26,6 +26,7 @@ where
     concurrent_sends(make().await).await;
     presence(make().await).await;
     races(make().await).await;
+    federation(make().await).await;
 }
 
 fn text(t: &str) -> Content {
@@ -532,4 +533,210 @@ async fn races(store: Arc<dyn Store>) {
         }
         assert_eq!(changes.join_all().await.into_iter().filter(|&changed| changed).count(), 1);
     }
+}
+
+async fn federation(store: Arc<dyn Store>) {
+    use tokio::task::JoinSet;
+
+    // Stand-ins: created once per address, renamed by a non-empty name only, never searched.
+    let address = "+15550000001@other.example";
+    let remote = store.remote_user(address, "Remote Person", 5).await.expect("stand-in");
+    assert_eq!(remote.remote_address.as_deref(), Some(address));
+    assert_eq!((remote.phone.as_deref(), remote.username.as_deref()), (None, None));
+    assert_eq!((remote.privacy, remote.deleted, remote.created_at), (PrivacySettings::default(), false, 5));
+    assert_eq!(remote.display_name, "Remote Person");
+    let again = store.remote_user(address, "", 6).await.expect("again");
+    assert_eq!((again.id, again.display_name.as_str()), (remote.id, "Remote Person"), "an empty name keeps the old");
+    let renamed = store.remote_user(address, "Renamed Person", 7).await.expect("rename");
+    assert_eq!((renamed.id, renamed.display_name.as_str(), renamed.created_at), (remote.id, "Renamed Person", 5));
+    assert_eq!(store.user(remote.id).await.expect("get"), Some(renamed.clone()));
+    assert_eq!(store.remote_user_by_address(address).await.expect("by address"), Some(renamed.clone()));
+    assert_eq!(store.remote_user_by_address("+15550000009@other.example").await.expect("by address"), None);
+    let mut sightings = JoinSet::new();
+    for i in 0..8 {
+        let store = store.clone();
+        sightings.spawn(async move {
+            store.remote_user("+15550000002@other.example", &format!("Racer {i}"), 8).await.expect("stand-in").id
+        });
+    }
+    let ids = sightings.join_all().await;
+    assert!(ids.iter().all(|&id| id == ids[0]), "parallel first sightings make one stand-in: {ids:?}");
+    assert_ne!(ids[0], remote.id);
+
+    let local = user(&store, "+989120000001").await;
+    store
+        .update_profile(
+            local,
+            ProfileChange { display_name: Some(("Renamed Fan".into(), "renamed fan".into())), ..Default::default() },
+        )
+        .await
+        .expect("name");
+    let found = store.search_users("renamed", 10).await.expect("search");
+    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![local], "stand-ins are never found");
+    assert_eq!(store.user(local).await.expect("get").expect("exists").remote_address, None);
+    assert_eq!(store.user_by_phone("+15550000001").await.expect("by phone"), None);
+
+    // Followed rooms.
+    let link = RoomLink { hub: "other.example".into(), hub_chat: 77 };
+    assert_eq!(store.chat_by_room(&link).await.expect("by room"), None);
+    let chat = store.follow_room(local, remote.id, &link, 10).await.expect("follow");
+    assert_eq!(store.follow_room(local, remote.id, &link, 11).await.expect("again"), chat, "idempotent");
+    assert_eq!(store.follow_room(remote.id, local, &link, 12).await.expect("again"), chat);
+    assert_eq!(store.room_link(chat).await.expect("link"), Some(link.clone()));
+    assert_eq!(store.chat_by_room(&link).await.expect("by room"), Some(chat));
+    assert_eq!(store.direct_chat(local, remote.id).await.expect("direct"), Some(chat), "the pair's direct chat");
+    let other_room = RoomLink { hub: "other.example".into(), hub_chat: 78 };
+    assert!(
+        matches!(store.follow_room(local, remote.id, &other_room, 13).await, Err(StoreError::Conflict(_))),
+        "the pair's chat is the copy of another room"
+    );
+    assert_eq!(store.chat_by_room(&other_room).await.expect("by room"), None);
+    let second = store.remote_user("+15550000003@third.example", "Third", 14).await.expect("stand-in");
+    let (hosted, _) = store.open_direct_chat(local, second.id, 15).await.expect("open");
+    let third_room = RoomLink { hub: "third.example".into(), hub_chat: 1 };
+    assert!(
+        matches!(store.follow_room(second.id, local, &third_room, 16).await, Err(StoreError::Conflict(_))),
+        "the pair's chat is hosted here"
+    );
+    assert_eq!(store.room_link(hosted).await.expect("link"), None, "a chat hosted here follows no room");
+    assert_eq!(store.chat_by_room(&third_room).await.expect("by room"), None);
+    let racer = ids[0];
+    let race_room = RoomLink { hub: "other.example".into(), hub_chat: 99 };
+    let mut follows = JoinSet::new();
+    for _ in 0..6 {
+        let (store, race_room) = (store.clone(), race_room.clone());
+        follows.spawn(async move { store.follow_room(local, racer, &race_room, 17).await.expect("follow") });
+    }
+    let followed = follows.join_all().await;
+    assert!(followed.iter().all(|&id| id == followed[0]), "parallel follows make one chat: {followed:?}");
+    assert_eq!(store.chat_by_room(&race_room).await.expect("by room"), Some(followed[0]));
+
+    // Members know who is on another messenger.
+    let members = store.members(chat).await.expect("members");
+    let addresses: Vec<_> = members.iter().map(|m| (m.user_id, m.remote_address.as_deref())).collect();
+    let mut expected = vec![(local, None), (remote.id, Some(address))];
+    expected.sort_unstable();
+    assert_eq!(addresses, expected);
+    let view = store.chat_view(local, chat).await.expect("view").expect("member");
+    assert_eq!(view.me.remote_address, None);
+    assert_eq!(view.others.iter().map(|m| m.remote_address.as_deref()).collect::<Vec<_>>(), vec![Some(address)]);
+    let view = store.chat_view(remote.id, chat).await.expect("view").expect("member");
+    assert_eq!(view.me.remote_address.as_deref(), Some(address));
+    let listed = store.chats_of(local, 10).await.expect("chats");
+    let listed = listed.iter().find(|v| v.chat.id == chat).expect("listed");
+    assert_eq!(listed.others[0].remote_address.as_deref(), Some(address));
+    let context = store.send_context(chat, local).await.expect("context").expect("member");
+    assert_eq!(context.members, members);
+
+    // Messages at the seqs the hub gave them, out of order.
+    let before = (store.cursor(local).await.expect("cursor"), store.cursor(remote.id).await.expect("cursor"));
+    let mut at5 = new_message(chat, remote.id, "h5", "five");
+    at5.sent_at = 2_000;
+    let (stored, created, updates) = store.put_message_at(at5.clone(), 5, vec![local]).await.expect("put");
+    assert!(created);
+    assert_eq!((stored.seq, stored.sender_id, stored.content.clone()), (5, remote.id, text("five")));
+    assert!(matches!(&updates[..], [(who, u)] if *who == local && u.cursor == Some(before.0 + 1)
+        && matches!(&u.event, Event::MessageNew { message } if message.seq == 5)));
+    let mut at3 = new_message(chat, local, "h3", "three");
+    at3.sent_at = 1_500;
+    let (stored3, created, updates) = store.put_message_at(at3, 3, vec![local, remote.id]).await.expect("put");
+    assert!(created && stored3.seq == 3);
+    assert_eq!(updates.len(), 2);
+    let history = store.history(local, chat, Page::Before { seq: i64::MAX, limit: 10 }).await.expect("history");
+    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5]);
+    let view = store.chat_view(local, chat).await.expect("view").expect("member");
+    assert_eq!((view.chat.last_seq, view.chat.updated_at), (5, 2_000), "raised, never lowered");
+    assert_eq!(view.last_message.map(|m| m.seq), Some(5));
+    // The same seq again, or the same client id at another seq: the stored message, nothing new.
+    let (dup, created, updates) =
+        store.put_message_at(new_message(chat, remote.id, "other", "x"), 5, vec![local]).await.expect("dup seq");
+    assert!(!created && updates.is_empty());
+    assert_eq!(dup, stored);
+    let (dup, created, updates) = store.put_message_at(at5, 6, vec![local]).await.expect("dup client id");
+    assert!(!created && updates.is_empty());
+    assert_eq!(dup.seq, 5);
+    assert_eq!(store.message(chat, 6).await.expect("get"), None);
+    let stream = store.updates_after(local, before.0, 100).await.expect("updates");
+    let seqs: Vec<_> = stream
+        .iter()
+        .filter_map(|u| match &u.event {
+            Event::MessageNew { message } if message.chat_id == chat => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, vec![5, 3], "one update per stored message, in the order stored");
+    assert_eq!(store.cursor(remote.id).await.expect("cursor"), before.1 + 1);
+    assert!(matches!(
+        store.put_message_at(new_message(chat + 999_999, local, "z", "z"), 1, vec![local]).await,
+        Err(StoreError::NotFound)
+    ));
+    // A send here continues after the highest seq.
+    let (next, created, _) =
+        store.append_message(new_message(chat, local, "local", "after"), vec![local, remote.id]).await.expect("send");
+    assert!(created);
+    assert_eq!(next.seq, 6);
+    let (next, _, _) =
+        store.append_message(new_message(hosted, local, "local", "hosted"), vec![local]).await.expect("send");
+    assert_eq!(next.seq, 1, "chats hosted here are untouched");
+
+    // The queues towards peers.
+    let first = store.enqueue_outbound("b.example", "e1", 100).await.expect("enqueue");
+    let second_id = store.enqueue_outbound("a.example", "e2", 101).await.expect("enqueue");
+    let third = store.enqueue_outbound("b.example", "e3", 102).await.expect("enqueue");
+    let fourth = store.enqueue_outbound("b.example", "e4", 103).await.expect("enqueue");
+    assert!(first < second_id && second_id < third && third < fourth);
+    let queued = store.outbound("b.example", 2).await.expect("outbound");
+    assert_eq!(queued.iter().map(|e| (e.id, e.body.as_str())).collect::<Vec<_>>(), vec![(first, "e1"), (third, "e3")]);
+    assert!(queued.iter().all(|e| e.peer == "b.example") && queued[0].created_at == 100);
+    assert!(store.outbound("nobody.example", 10).await.expect("outbound").is_empty());
+    let depths = store.queue_depths().await.expect("depths");
+    let depths: Vec<_> = depths.iter().map(|d| (d.peer.as_str(), d.events, d.oldest_at)).collect();
+    assert_eq!(depths, vec![("a.example", 1, 101), ("b.example", 3, 100)]);
+    store.remove_outbound("a.example", &[first]).await.expect("not a's");
+    store.remove_outbound("b.example", &[first, third]).await.expect("remove");
+    store.remove_outbound("b.example", &[]).await.expect("remove nothing");
+    let left = store.outbound("b.example", 10).await.expect("outbound");
+    assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), vec![fourth]);
+    store.enqueue_outbound("c.example", "e5", 104).await.expect("enqueue");
+    assert_eq!(
+        store.expire_outbound(104).await.expect("expire"),
+        vec![("a.example".to_owned(), 1), ("b.example".to_owned(), 1)]
+    );
+    assert!(store.expire_outbound(104).await.expect("expire").is_empty());
+    let depths = store.queue_depths().await.expect("depths");
+    assert_eq!(depths.iter().map(|d| (d.peer.as_str(), d.events)).collect::<Vec<_>>(), vec![("c.example", 1)]);
+
+    // Transactions received from peers.
+    assert!(!store.inbound_seen("b.example", "t1").await.expect("seen"));
+    store.record_inbound("b.example", "t1", 200).await.expect("record");
+    store.record_inbound("b.example", "t1", 201).await.expect("record again");
+    store.record_inbound("b.example", "t2", 205).await.expect("record");
+    assert!(store.inbound_seen("b.example", "t1").await.expect("seen"));
+    assert!(!store.inbound_seen("a.example", "t1").await.expect("seen"), "per peer");
+    assert_eq!(store.prune_inbound(205).await.expect("prune"), 1, "recorded once, at its first time");
+    assert!(!store.inbound_seen("b.example", "t1").await.expect("seen"));
+    assert!(store.inbound_seen("b.example", "t2").await.expect("seen"));
+
+    // Reports.
+    let report = |reason: &str, from: Option<&str>| ReportRecord {
+        id: 0,
+        reporter: "+989120000001@here.example".into(),
+        reported: address.into(),
+        reason: reason.into(),
+        from_provider: from.map(str::to_owned),
+        created_at: 300,
+    };
+    let r1 = store.add_report(report("spam", None)).await.expect("report");
+    let r2 = store.add_report(report("abuse", Some("other.example"))).await.expect("report");
+    let r3 = store.add_report(report("more", None)).await.expect("report");
+    assert!(r1 < r2 && r2 < r3);
+    let newest = store.reports(2).await.expect("reports");
+    assert_eq!(
+        newest,
+        vec![
+            ReportRecord { id: r3, ..report("more", None) },
+            ReportRecord { id: r2, ..report("abuse", Some("other.example")) }
+        ]
+    );
+    assert_eq!(store.reports(10).await.expect("reports").len(), 3);
 }

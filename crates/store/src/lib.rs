@@ -32,6 +32,8 @@ pub enum StoreError {
     CursorTooOld { oldest_kept: i64 },
     #[error("the cursor is ahead of the stream's newest ({newest})")]
     CursorAhead { newest: i64 },
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("storage failed: {0}")]
@@ -176,6 +178,57 @@ pub trait ChatStore: Send + Sync {
     async fn search_messages(&self, viewer: i64, folded_query: &str, limit: u32) -> StoreResult<Vec<Message>>;
 }
 
+/// Chats across messengers: the stand-ins for people on other messengers, the rooms this
+/// provider follows (hosted by another provider, the hub), the durable queue of events for
+/// each peer provider, the transactions received from peers, and abuse reports.
+#[async_trait]
+pub trait FederationStore: Send + Sync {
+    /// The stand-in for the person at `address` (`PHONE@PROVIDER-ID`), created if new. A
+    /// non-empty `display_name` replaces the one stored (and its folded form).
+    async fn remote_user(&self, address: &str, display_name: &str, now: i64) -> StoreResult<UserRecord>;
+    async fn remote_user_by_address(&self, address: &str) -> StoreResult<Option<UserRecord>>;
+    /// The direct chat of `local_user` and `remote_user` that follows room `link`, created (with
+    /// both as members) if new. `Conflict` when the two already share a chat that is not this
+    /// room's copy (a room hosted here, or a copy of another room).
+    async fn follow_room(&self, local_user: i64, remote_user: i64, link: &RoomLink, now: i64) -> StoreResult<i64>;
+    /// The room a chat follows; `None` for a chat hosted here.
+    async fn room_link(&self, chat_id: i64) -> StoreResult<Option<RoomLink>>;
+    /// The chat that follows room `link`, if any.
+    async fn chat_by_room(&self, link: &RoomLink) -> StoreResult<Option<i64>>;
+    /// Stores a message at the seq its hub gave it, with a `message_new` update for each of
+    /// `notify`, raising the chat's last seq to it. A message already stored at that seq, or
+    /// under the same sender and client id, is returned instead (`false`, no updates).
+    async fn put_message_at(
+        &self,
+        new: NewMessage,
+        seq: i64,
+        notify: Vec<i64>,
+    ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
+
+    /// Appends an event to the queue towards `peer`; returns its id.
+    async fn enqueue_outbound(&self, peer: &str, body: &str, now: i64) -> StoreResult<i64>;
+    /// The oldest `limit` events waiting for `peer`, in queue order.
+    async fn outbound(&self, peer: &str, limit: u32) -> StoreResult<Vec<OutboundRecord>>;
+    /// Removes delivered events.
+    async fn remove_outbound(&self, peer: &str, ids: &[i64]) -> StoreResult<()>;
+    /// Drops events queued before `before`; returns how many per peer, by peer.
+    async fn expire_outbound(&self, before: i64) -> StoreResult<Vec<(String, u64)>>;
+    /// How many events wait for each peer that has any, by peer.
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
+
+    /// Whether transaction `txn` from `peer` was already applied.
+    async fn inbound_seen(&self, peer: &str, txn: &str) -> StoreResult<bool>;
+    /// Records that transaction `txn` from `peer` was applied (again is fine).
+    async fn record_inbound(&self, peer: &str, txn: &str, now: i64) -> StoreResult<()>;
+    /// Forgets transactions recorded before `before`.
+    async fn prune_inbound(&self, before: i64) -> StoreResult<u64>;
+
+    /// Stores a report (its `id` is ignored); returns its id.
+    async fn add_report(&self, report: ReportRecord) -> StoreResult<i64>;
+    /// The newest `limit` reports, newest first.
+    async fn reports(&self, limit: u32) -> StoreResult<Vec<ReportRecord>>;
+}
+
 /// Each person's ordered update stream.
 #[async_trait]
 pub trait UpdateStore: Send + Sync {
@@ -219,10 +272,18 @@ pub trait StoreHealth: Send + Sync {
 
 /// Everything the service layer needs from storage.
 pub trait Store:
-    AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + StoreHealth + std::fmt::Debug
+    AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + FederationStore + StoreHealth + std::fmt::Debug
 {
 }
-impl<T: AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + StoreHealth + std::fmt::Debug> Store
-    for T
+impl<
+    T: AccountStore
+        + ChatStore
+        + UpdateStore
+        + LimitStore
+        + PresenceStore
+        + FederationStore
+        + StoreHealth
+        + std::fmt::Debug,
+> Store for T
 {
 }

@@ -15,6 +15,9 @@ pub struct UserRecord {
     pub created_at: i64,
     pub last_seen: Option<i64>,
     pub deleted: bool,
+    /// For the stand-in of a person on another messenger: their address, `PHONE@PROVIDER-ID`.
+    /// Such a record has no phone, no username and no sessions; it is never found by search.
+    pub remote_address: Option<String>,
 }
 
 /// A change to a profile: `None` leaves a field as it is. Folded forms are for search and
@@ -61,6 +64,8 @@ pub struct MemberRecord {
     pub user_id: i64,
     pub read_up_to: i64,
     pub delivered_up_to: i64,
+    /// The member's address when they are a person on another messenger.
+    pub remote_address: Option<String>,
 }
 
 /// A chat from one member's point of view.
@@ -136,4 +141,45 @@ pub struct RecipientFacts {
     pub blocked_by_sender: bool,
     /// The recipient has blocked the sender.
     pub blocked_sender: bool,
+}
+
+/// Where a chat that this provider follows is hosted: the hub provider and the room's id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLink {
+    pub hub: String,
+    pub hub_chat: i64,
+}
+
+/// An event waiting in the durable queue towards one peer provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecord {
+    /// Increasing in the order the events were queued (per store).
+    pub id: i64,
+    pub peer: String,
+    /// The event as the protocol writes it (JSON).
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// The queue towards one peer, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub peer: String,
+    pub events: u64,
+    /// When the oldest waiting event was queued.
+    pub oldest_at: i64,
+}
+
+/// An abuse report about a person, made here or received from another provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: i64,
+    /// Who reported: an address `PHONE@PROVIDER-ID`.
+    pub reporter: String,
+    /// Whom: an address.
+    pub reported: String,
+    pub reason: String,
+    /// The provider the report came from; `None` when made here.
+    pub from_provider: Option<String>,
+    pub created_at: i64,
 }

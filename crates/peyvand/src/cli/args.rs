@@ -67,6 +67,14 @@ pub enum ClientCommand {
     },
     /// Lists the people I have blocked.
     Blocks,
+    /// Reports a person for abuse: to this messenger's operator and, for someone on another
+    /// messenger, to their provider too.
+    Report {
+        /// `@username`, a phone number, a user id (`user:12`) or `PHONE@PROVIDER-ID`.
+        user: String,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// Shows or changes the privacy settings.
     Settings {
         #[command(subcommand)]

@@ -45,15 +45,17 @@ impl Names {
     }
 }
 
-/// `Name (@username)`, or the id for a nameless or deleted account.
+/// `Name (@username)`, `Name [on Messenger]` for someone on another messenger, or the id for
+/// a nameless or deleted account.
 pub fn user_label(user: &UserProfile) -> String {
     if user.deleted {
         return format!("deleted account (user:{})", user.id);
     }
     let name = if user.display_name.is_empty() { format!("user:{}", user.id) } else { user.display_name.clone() };
-    match &user.username {
-        Some(username) => format!("{name} (@{username})"),
-        None => name,
+    match (&user.username, &user.messenger) {
+        (Some(username), _) => format!("{name} (@{username})"),
+        (None, Some(messenger)) => format!("{name} [{} on {}]", messenger.address, messenger.name),
+        (None, None) => name,
     }
 }
 
@@ -170,8 +172,12 @@ pub fn chat_line(chat: &Chat) -> String {
 /// `#3  2024-05-01 12:34  Ali: سلام  (edited)  ❤️ 2`
 pub fn message(message: &Message, names: &Names) -> String {
     let mut out = format!("#{}  {}  {}: ", message.seq, time(message.sent_at), names.label(message.sender_id));
-    if let Some(from) = &message.forwarded_from {
-        let _ = write!(out, "[forwarded from {}] ", names.label(from.user_id));
+    match &message.forwarded_from {
+        Some(from) if from.user_id == 0 => out.push_str("[forwarded] "),
+        Some(from) => {
+            let _ = write!(out, "[forwarded from {}] ", names.label(from.user_id));
+        }
+        None => {}
     }
     if let Some(reply_to) = message.reply_to {
         let _ = write!(out, "[reply to #{reply_to}] ");

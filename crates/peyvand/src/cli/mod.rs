@@ -86,6 +86,7 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> Result<()> {
         ClientCommand::Block { user } => people::block(&cx, &user, true).await,
         ClientCommand::Unblock { user } => people::block(&cx, &user, false).await,
         ClientCommand::Blocks => people::blocks(&cx).await,
+        ClientCommand::Report { user, reason } => people::report(&cx, &user, &reason).await,
         ClientCommand::Chats => messages::chats(&cx).await,
         ClientCommand::Send(args) => messages::send(&cx, args).await,
         ClientCommand::Forward(args) => messages::forward(&cx, args).await,

@@ -48,6 +48,12 @@ pub async fn block(cx: &Context, user: &str, block: bool) -> Result<()> {
     }
 }
 
+pub async fn report(cx: &Context, user: &str, reason: &str) -> Result<()> {
+    let user_id = cx.user_id_for(user).await?;
+    cx.client()?.report(user_id, reason).await?;
+    cx.out.done(format_args!("user:{user_id} reported"))
+}
+
 pub async fn blocks(cx: &Context) -> Result<()> {
     let list = cx.client()?.blocks().await?;
     cx.out.show(&list, |list| format::users(&list.users, "nobody is blocked"))

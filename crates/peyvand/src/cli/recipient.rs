@@ -1,4 +1,5 @@
-//! Naming a chat or a person on the command line: a phone number, `@username`, or an id.
+//! Naming a chat or a person on the command line: a phone number, `@username`, an id, or an
+//! address on another messenger (`PHONE@PROVIDER-ID`).
 
 use anyhow::{Result, bail};
 use peyvand_api::Chat;
@@ -16,6 +17,8 @@ pub enum Target {
     /// `@username`, kept with its `@` as the resolve endpoint wants it.
     Username(String),
     Phone(PhoneNumber),
+    /// `PHONE@PROVIDER-ID`: a person on another messenger (or this one).
+    Address(String),
 }
 
 /// Reads a recipient; `prefix` is `chat` or `user`, the kind of id a bare number means.
@@ -26,6 +29,15 @@ pub fn parse(input: &str, prefix: &str) -> Result<Target> {
             Some(id) => Ok(Target::Id(id)),
             None => bail!("{input:?} is not a {prefix} id: write {prefix}:123"),
         };
+    }
+    if let Some((phone, provider)) = input.rsplit_once('@')
+        && !phone.is_empty()
+    {
+        let phone = PhoneNumber::parse(phone).map_err(|e| anyhow::anyhow!("{input:?}: {e}"))?;
+        if provider.is_empty() {
+            bail!("{input:?}: the messenger's id after @ is missing");
+        }
+        return Ok(Target::Address(format!("{}@{provider}", phone.as_str())));
     }
     if let Some(name) = input.strip_prefix('@') {
         if name.is_empty() {
@@ -59,6 +71,7 @@ impl Context {
             Target::Id(chat_id) => client.chat(chat_id).await?,
             Target::Username(query) => client.open_direct(client.resolve(&query).await?.id).await?,
             Target::Phone(phone) => client.open_direct(client.resolve(phone.as_str()).await?.id).await?,
+            Target::Address(address) => client.open_address(&address).await?,
         };
         Ok(chat)
     }
@@ -70,6 +83,12 @@ impl Context {
             Target::Id(user_id) => user_id,
             Target::Username(query) => client.resolve(&query).await?.id,
             Target::Phone(phone) => client.resolve(phone.as_str()).await?.id,
+            Target::Address(address) => client
+                .open_address(&address)
+                .await?
+                .peer
+                .map(|p| p.id)
+                .ok_or_else(|| anyhow::anyhow!("no such person"))?,
         })
     }
 }
@@ -90,5 +109,9 @@ mod tests {
         assert!(parse("chat:x", "chat").is_err());
         assert!(parse("@", "chat").is_err());
         assert!(parse("hello", "chat").is_err());
+        let address = parse("09121234567@damavand", "chat").ok();
+        assert_eq!(address, Some(Target::Address("+989121234567@damavand".into())));
+        assert!(parse("0912@damavand", "chat").is_err());
+        assert!(parse("09121234567@", "chat").is_err());
     }
 }

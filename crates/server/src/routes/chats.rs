@@ -17,16 +17,31 @@ pub async fn list_chats(State(s): State<AppState>, Authed(session): Authed) -> A
     Ok(Json(ChatList { chats: s.service.chats(session).await? }))
 }
 
-/// `POST /v1/chats/direct`: opens (or returns) the direct chat with a person.
+/// `POST /v1/chats/direct`: opens (or returns) the direct chat with a person: by user id, or by
+/// address (`PHONE@PROVIDER-ID`) for someone on another messenger, whose provider is asked
+/// whether they accept it (`not_found` when not).
 #[utoipa::path(post, path = "/v1/chats/direct", tag = "chats", security(("bearer" = [])), request_body = OpenDirect,
-    responses((status = 200, body = Chat), (status = 403, description = "blocked, privacy_restricted", body = ErrorBody),
-               (status = 404, body = ErrorBody), (status = 429, description = "rate_limited: new chats with strangers", body = ErrorBody)))]
+    responses((status = 200, body = Chat), (status = 400, description = "bad_request", body = ErrorBody),
+               (status = 403, description = "blocked, privacy_restricted", body = ErrorBody),
+               (status = 404, description = "not_found, interconnect_disabled", body = ErrorBody),
+               (status = 409, description = "room_conflict", body = ErrorBody),
+               (status = 502, description = "peer_unavailable, peer_protocol", body = ErrorBody), (status = 429, description = "rate_limited: new chats with strangers", body = ErrorBody)))]
 pub async fn open_direct(
     State(s): State<AppState>,
     Authed(session): Authed,
     Json(body): Json<OpenDirect>,
 ) -> ApiResult<Json<Chat>> {
-    Ok(Json(s.service.open_direct(session, body.user_id).await?))
+    match body {
+        OpenDirect { user_id: Some(user_id), address: None } => {
+            Ok(Json(s.service.open_direct(session, user_id).await?))
+        }
+        OpenDirect { user_id: None, address: Some(address) } => {
+            Ok(Json(s.service.open_remote(session, &address).await?))
+        }
+        _ => {
+            Err(peyvand_api::ApiError::new(peyvand_api::ErrorCode::BadRequest, "give either user_id or address").into())
+        }
+    }
 }
 
 /// `GET /v1/chats/{chat_id}`: one chat.
@@ -113,8 +128,11 @@ async fn react(
     seq: i64,
     emoji: Option<String>,
 ) -> ApiResult<Json<Message>> {
-    s.service.react(session, chat_id, seq, emoji).await?;
-    Ok(Json(s.service.message(session, chat_id, seq).await?))
+    let reactions = s.service.react(session, chat_id, seq, emoji).await?;
+    let mut message = s.service.message(session, chat_id, seq).await?;
+    // In a room hosted on another messenger the copy here catches up a moment later.
+    message.reactions = reactions;
+    Ok(Json(message))
 }
 
 /// `PUT /v1/chats/{chat_id}/messages/{seq}/reaction`: sets my reaction.

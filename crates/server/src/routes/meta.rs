@@ -16,7 +16,11 @@ pub async fn openapi_json() -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus metrics.
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&s))
+    let mut text = crate::metrics::render(&s);
+    if let Some(interconnect) = &s.interconnect {
+        text.push_str(&interconnect.metrics().await);
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// `GET /healthz`: the process is up (liveness). Says also whether the storage and the

@@ -34,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/users/resolve", get(resolve_user))
         .route("/v1/users/search", get(search_users))
         .route("/v1/users/{id}", get(get_user))
+        .route("/v1/users/{id}/report", post(report_user))
         .route("/v1/contacts", get(list_contacts))
         .route("/v1/contacts/import", post(import_contacts))
         .route("/v1/contacts/{user_id}", delete(remove_contact))

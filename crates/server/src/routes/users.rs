@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use peyvand_api::{ContactsImport, ContactsImported, ErrorBody, ResolveQuery, UserList, UserProfile};
+use peyvand_api::{ContactsImport, ContactsImported, ErrorBody, ReportUser, ResolveQuery, UserList, UserProfile};
 
 use crate::AppState;
 use crate::extract::{ApiResult, Authed, Json, Path, Query, no_content};
@@ -92,5 +92,22 @@ pub async fn unblock_user(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     s.service.set_blocked(session, id, false).await?;
+    Ok(no_content())
+}
+
+/// `POST /v1/users/{id}/report`: reports a person for abuse, to this messenger's operator and,
+/// for a person on another messenger, to their provider too.
+#[utoipa::path(post, path = "/v1/users/{id}/report", tag = "users", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ReportUser,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 429, description = "rate_limited: reports per day", body = ErrorBody),
+              (status = 502, description = "peer_unavailable: the person's provider did not take it", body = ErrorBody)))]
+pub async fn report_user(
+    State(s): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<i64>,
+    Json(body): Json<ReportUser>,
+) -> ApiResult<StatusCode> {
+    s.service.report(session, id, &body.reason).await?;
     Ok(no_content())
 }

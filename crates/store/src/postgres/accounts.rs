@@ -9,8 +9,8 @@ use tokio_postgres::types::ToSql;
 use super::{Attempt, Failure, PgStore, big, is_unique_violation, json, like_pattern, once, retry};
 use crate::{AccountStore, CodeRecord, LimitStore, ProfileChange, SessionRecord, StoreError, StoreResult, UserRecord};
 
-const USER_COLUMNS: &str =
-    "u.id, u.phone, u.display_name, u.username, u.bio, u.pin_hash, u.privacy, u.created_at, u.last_seen, u.deleted";
+pub(super) const USER_COLUMNS: &str = "u.id, u.phone, u.display_name, u.username, u.bio, u.pin_hash, u.privacy, \
+     u.created_at, u.last_seen, u.deleted, u.remote_address";
 const CODE_COLUMNS: &str = "phone, code_hash, expires_at, attempts";
 const SESSION_COLUMNS: &str = "id, user_id, name, created_at, last_active";
 
@@ -26,6 +26,7 @@ fn user_from_row(row: &Row) -> Attempt<UserRecord> {
         created_at: row.try_get(7)?,
         last_seen: row.try_get(8)?,
         deleted: row.try_get(9)?,
+        remote_address: row.try_get(10)?,
     })
 }
 
@@ -51,13 +52,21 @@ fn session_from_row(row: &Row) -> Attempt<SessionRecord> {
 }
 
 /// The users a query over `users u` returns, in its order.
-async fn query_users(db: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Attempt<Vec<UserRecord>> {
+pub(super) async fn query_users(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Attempt<Vec<UserRecord>> {
     let statement = db.prepare_cached(sql).await?;
     db.query(&statement, params).await?.iter().map(user_from_row).collect()
 }
 
 /// The user a `WHERE` clause over `users u` selects, if any.
-async fn query_user(db: &impl GenericClient, clause: &str, param: &(dyn ToSql + Sync)) -> Attempt<Option<UserRecord>> {
+pub(super) async fn query_user(
+    db: &impl GenericClient,
+    clause: &str,
+    param: &(dyn ToSql + Sync),
+) -> Attempt<Option<UserRecord>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {clause}");
     Ok(query_users(db, &sql, &[param]).await?.pop())
 }
@@ -147,7 +156,8 @@ async fn delete_user(store: &PgStore, id: i64) -> Attempt<()> {
     execute(
         &tx,
         "UPDATE users SET phone = NULL, display_name = '', name_folded = '', username = NULL, \
-         username_folded = NULL, bio = '', pin_hash = NULL, last_seen = NULL, deleted = true WHERE id = $1",
+         username_folded = NULL, bio = '', pin_hash = NULL, last_seen = NULL, deleted = true, \
+         remote_address = NULL WHERE id = $1",
         &[&id],
     )
     .await?;
@@ -189,7 +199,7 @@ impl AccountStore for PgStore {
         }
         let pattern = like_pattern(folded_query);
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE NOT u.deleted \
+            "SELECT {USER_COLUMNS} FROM users u WHERE NOT u.deleted AND u.remote_address IS NULL \
              AND (u.name_folded LIKE $1 ESCAPE '\\' OR u.username_folded LIKE $1 ESCAPE '\\') ORDER BY u.id LIMIT $2"
         );
         once(async { query_users(&self.client().await?, &sql, &[&pattern, &big(limit)]).await }).await

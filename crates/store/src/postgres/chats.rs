@@ -17,7 +17,7 @@ use crate::{
 
 /// A message's columns over `messages m`, its reactions included, so that a list of messages
 /// is one query.
-const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, \
+pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, \
      m.forwarded_from, m.sent_at, m.edited_at, \
      ARRAY(SELECT r.user_id FROM reactions r WHERE r.chat_id = m.chat_id AND r.seq = m.seq ORDER BY r.user_id) \
        AS reactors, \
@@ -47,7 +47,11 @@ fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
     })
 }
 
-async fn messages(db: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Attempt<Vec<Message>> {
+pub(super) async fn messages(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Attempt<Vec<Message>> {
     let statement = db.prepare_cached(sql).await?;
     db.query(&statement, params).await?.iter().map(|row| message_from_row(row, 0)).collect()
 }
@@ -75,13 +79,15 @@ fn member_from_row(row: &Row) -> Attempt<MemberRecord> {
         user_id: row.try_get(1)?,
         read_up_to: row.try_get(2)?,
         delivered_up_to: row.try_get(3)?,
+        remote_address: row.try_get(4)?,
     })
 }
 
 async fn members(db: &impl GenericClient, chat_id: i64) -> Attempt<Vec<MemberRecord>> {
     let statement = db
         .prepare_cached(
-            "SELECT chat_id, user_id, read_up_to, delivered_up_to FROM members WHERE chat_id = $1 ORDER BY user_id",
+            "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, u.remote_address \
+             FROM members m LEFT JOIN users u ON u.id = m.user_id WHERE m.chat_id = $1 ORDER BY m.user_id",
         )
         .await?;
     db.query(&statement, &[&chat_id]).await?.iter().map(member_from_row).collect()
@@ -95,11 +101,12 @@ fn kind(raw: &str) -> Attempt<ChatKind> {
 }
 
 /// The chats of `$1` as [`ChatView`]s without their other members, followed by `tail` (which
-/// narrows, orders and limits them): the chat, the viewer's membership, the unread count and
-/// the newest message the viewer has not hidden, in one query.
+/// narrows, orders and limits them): the chat, the viewer's membership (with their remote
+/// address), the unread count and the newest message the viewer has not hidden, in one query.
 fn views_sql(tail: &str) -> String {
     format!(
         "SELECT c.id, c.kind, c.created_at, c.updated_at, c.last_seq, me.read_up_to, me.delivered_up_to, \
+           (SELECT remote_address FROM users WHERE id = $1), \
            (SELECT count(*) FROM messages m WHERE m.chat_id = c.id AND m.seq > me.read_up_to \
               AND m.sender_id <> $1 AND NOT m.deleted \
               AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.chat_id = m.chat_id AND h.user_id = $1 AND h.seq = m.seq)), \
@@ -127,12 +134,17 @@ async fn views(db: &impl GenericClient, user_id: i64, sql: &str, param: &(dyn To
             updated_at: row.try_get(3)?,
             last_seq: row.try_get(4)?,
         };
-        let me =
-            MemberRecord { chat_id: chat.id, user_id, read_up_to: row.try_get(5)?, delivered_up_to: row.try_get(6)? };
+        let me = MemberRecord {
+            chat_id: chat.id,
+            user_id,
+            read_up_to: row.try_get(5)?,
+            delivered_up_to: row.try_get(6)?,
+            remote_address: row.try_get(7)?,
+        };
         // The lateral join gives NULLs when the viewer sees no message in the chat.
-        let has_message = row.try_get::<_, Option<i64>>(8)?.is_some();
-        let last_message = if has_message { Some(message_from_row(row, 8)?) } else { None };
-        views.push(ChatView { chat, me, others: Vec::new(), last_message, unread: row.try_get(7)? });
+        let has_message = row.try_get::<_, Option<i64>>(9)?.is_some();
+        let last_message = if has_message { Some(message_from_row(row, 9)?) } else { None };
+        views.push(ChatView { chat, me, others: Vec::new(), last_message, unread: row.try_get(8)? });
     }
     if views.is_empty() {
         return Ok(views);
@@ -140,8 +152,9 @@ async fn views(db: &impl GenericClient, user_id: i64, sql: &str, param: &(dyn To
     let ids: Vec<i64> = views.iter().map(|v| v.chat.id).collect();
     let statement = db
         .prepare_cached(
-            "SELECT chat_id, user_id, read_up_to, delivered_up_to FROM members \
-             WHERE chat_id = ANY($1) AND user_id <> $2 ORDER BY chat_id, user_id",
+            "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, u.remote_address \
+             FROM members m LEFT JOIN users u ON u.id = m.user_id \
+             WHERE m.chat_id = ANY($1) AND m.user_id <> $2 ORDER BY m.chat_id, m.user_id",
         )
         .await?;
     let mut others: HashMap<i64, Vec<MemberRecord>> = HashMap::new();
@@ -156,11 +169,11 @@ async fn views(db: &impl GenericClient, user_id: i64, sql: &str, param: &(dyn To
 }
 
 /// The key that makes a direct chat of two people unique, whoever opened it.
-fn direct_key(a: i64, b: i64) -> String {
+pub(super) fn direct_key(a: i64, b: i64) -> String {
     format!("{}:{}", a.min(b), a.max(b))
 }
 
-async fn find_direct(db: &impl GenericClient, key: &str) -> Attempt<Option<i64>> {
+pub(super) async fn find_direct(db: &impl GenericClient, key: &str) -> Attempt<Option<i64>> {
     let statement = db.prepare_cached("SELECT id FROM chats WHERE direct_key = $1").await?;
     Ok(db.query_opt(&statement, &[&key]).await?.map(|row| row.try_get(0)).transpose()?)
 }
@@ -200,7 +213,7 @@ async fn send_context(store: &PgStore, chat_id: i64, sender: i64) -> Attempt<Opt
     // missing counts as deleted, as in the embedded backend.
     let statement = client
         .prepare_cached(
-            "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, \
+            "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, u.remote_address, \
                COALESCE(u.deleted, true), u.privacy, \
                EXISTS (SELECT 1 FROM contacts c WHERE c.owner_id = m.user_id \
                          AND c.phone = (SELECT phone FROM users WHERE id = $2)), \
@@ -216,8 +229,8 @@ async fn send_context(store: &PgStore, chat_id: i64, sender: i64) -> Attempt<Opt
     for row in &rows {
         let member = member_from_row(row)?;
         if member.user_id != sender {
-            let deleted: bool = row.try_get(4)?;
-            let privacy: Option<&str> = row.try_get(5)?;
+            let deleted: bool = row.try_get(5)?;
+            let privacy: Option<&str> = row.try_get(6)?;
             let messages = match privacy {
                 Some(raw) if !deleted => json::<PrivacySettings>(raw)?.messages,
                 _ => Audience::default(),
@@ -226,9 +239,9 @@ async fn send_context(store: &PgStore, chat_id: i64, sender: i64) -> Attempt<Opt
                 user_id: member.user_id,
                 deleted,
                 messages,
-                has_sender_as_contact: row.try_get(6)?,
-                blocked_by_sender: row.try_get(7)?,
-                blocked_sender: row.try_get(8)?,
+                has_sender_as_contact: row.try_get(7)?,
+                blocked_by_sender: row.try_get(8)?,
+                blocked_sender: row.try_get(9)?,
             });
         }
         members.push(member);

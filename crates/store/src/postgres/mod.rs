@@ -20,6 +20,7 @@
 mod accounts;
 mod batch;
 mod chats;
+mod federation;
 mod presence;
 mod schema;
 mod updates;

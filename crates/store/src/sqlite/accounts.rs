@@ -8,7 +8,7 @@ use super::{SqliteStore, json};
 use crate::{AccountStore, CodeRecord, LimitStore, ProfileChange, SessionRecord, StoreError, StoreResult, UserRecord};
 
 pub(super) const USER_COLUMNS: &str =
-    "id, phone, display_name, username, bio, pin_hash, privacy, created_at, last_seen, deleted";
+    "id, phone, display_name, username, bio, pin_hash, privacy, created_at, last_seen, deleted, remote_address";
 
 pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(UserRecord, String)> {
     let privacy: String = row.get(6)?;
@@ -24,6 +24,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(UserRecord, Stri
             created_at: row.get(7)?,
             last_seen: row.get(8)?,
             deleted: row.get(9)?,
+            remote_address: row.get(10)?,
         },
         privacy,
     ))
@@ -103,7 +104,7 @@ impl AccountStore for SqliteStore {
         let pattern = like_pattern(folded_query);
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE deleted = 0 AND (name_folded LIKE ?1 ESCAPE '\\' OR username_folded LIKE ?1 ESCAPE '\\') ORDER BY id LIMIT ?2"
+                "SELECT {USER_COLUMNS} FROM users WHERE deleted = 0 AND remote_address IS NULL AND (name_folded LIKE ?1 ESCAPE '\\' OR username_folded LIKE ?1 ESCAPE '\\') ORDER BY id LIMIT ?2"
             );
             query_users(conn, &sql, params![pattern, limit])
         })
@@ -167,7 +168,8 @@ impl AccountStore for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE users SET phone = NULL, display_name = '', name_folded = '', username = NULL, \
-                 username_folded = NULL, bio = '', pin_hash = NULL, last_seen = NULL, deleted = 1 WHERE id = ?1",
+                 username_folded = NULL, bio = '', pin_hash = NULL, last_seen = NULL, deleted = 1, \
+                 remote_address = NULL WHERE id = ?1",
                 [id],
             )?;
             for sql in [

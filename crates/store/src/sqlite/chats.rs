@@ -13,7 +13,7 @@ use crate::{
     StoreResult,
 };
 
-const MESSAGE_COLUMNS: &str =
+pub(super) const MESSAGE_COLUMNS: &str =
     "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, m.forwarded_from, m.sent_at, m.edited_at";
 
 type RawMessage = (Message, String, Option<String>);
@@ -51,13 +51,13 @@ fn reactions(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<Vec<React
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn messages(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Message>> {
+pub(super) fn messages(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<Message>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let raw = stmt.query_map(params, message_from_row)?.collect::<Result<Vec<_>, _>>()?;
     raw.into_iter().map(|m| finish_message(conn, m)).collect()
 }
 
-fn message(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<Option<Message>> {
+pub(super) fn message(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<Option<Message>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.chat_id = ?1 AND m.seq = ?2");
     Ok(messages(conn, &sql, params![chat_id, seq])?.pop())
 }
@@ -79,10 +79,17 @@ fn chat(conn: &Connection, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
 
 fn members(conn: &Connection, chat_id: i64) -> StoreResult<Vec<MemberRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT chat_id, user_id, read_up_to, delivered_up_to FROM members WHERE chat_id = ?1 ORDER BY user_id",
+        "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, u.remote_address \
+         FROM members m LEFT JOIN users u ON u.id = m.user_id WHERE m.chat_id = ?1 ORDER BY m.user_id",
     )?;
     let rows = stmt.query_map([chat_id], |r| {
-        Ok(MemberRecord { chat_id: r.get(0)?, user_id: r.get(1)?, read_up_to: r.get(2)?, delivered_up_to: r.get(3)? })
+        Ok(MemberRecord {
+            chat_id: r.get(0)?,
+            user_id: r.get(1)?,
+            read_up_to: r.get(2)?,
+            delivered_up_to: r.get(3)?,
+            remote_address: r.get(4)?,
+        })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
@@ -111,11 +118,11 @@ fn chat_view(conn: &Connection, user_id: i64, chat_id: i64) -> StoreResult<Optio
 }
 
 /// The key that makes a direct chat of two people unique, whoever opened it.
-fn direct_key(a: i64, b: i64) -> String {
+pub(super) fn direct_key(a: i64, b: i64) -> String {
     format!("{}:{}", a.min(b), a.max(b))
 }
 
-fn find_direct(conn: &Connection, a: i64, b: i64) -> StoreResult<Option<i64>> {
+pub(super) fn find_direct(conn: &Connection, a: i64, b: i64) -> StoreResult<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT id FROM chats WHERE direct_key = ?1")?
         .query_row([direct_key(a, b)], |r| r.get(0))

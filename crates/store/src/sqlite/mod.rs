@@ -7,6 +7,7 @@
 
 mod accounts;
 mod chats;
+mod federation;
 mod presence;
 mod schema;
 mod updates;

@@ -119,6 +119,36 @@ CREATE TABLE presence (
 ) WITHOUT ROWID;
 CREATE INDEX presence_node ON presence (node_id);
 "#,
+    r#"
+ALTER TABLE users ADD COLUMN remote_address TEXT;
+CREATE UNIQUE INDEX users_remote_address ON users (remote_address);
+ALTER TABLE chats ADD COLUMN hub TEXT;
+ALTER TABLE chats ADD COLUMN hub_chat INTEGER;
+CREATE UNIQUE INDEX chats_hub ON chats (hub, hub_chat);
+CREATE TABLE outbound (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    peer TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX outbound_peer ON outbound (peer, id);
+CREATE INDEX outbound_created ON outbound (created_at);
+CREATE TABLE inbound_txns (
+    peer TEXT NOT NULL,
+    txn TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (peer, txn)
+) WITHOUT ROWID;
+CREATE INDEX inbound_txns_at ON inbound_txns (at);
+CREATE TABLE reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter TEXT NOT NULL,
+    reported TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    from_provider TEXT,
+    created_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.

@@ -1,0 +1,368 @@
+//! Direct chats across messengers, end to end: `peyvand demo` runs a registry and three
+//! licensed providers; the hub of a room is the provider where it was started, the other
+//! keeps a copy fed by the hub's durable, per-peer queue. The outage test adds two providers
+//! run as separate `peyvand serve` processes so that one can be down while the other restarts.
+
+mod common;
+
+use common::demo::Demo;
+use common::{DEADLINE, Server, eventually, temp_dir};
+use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
+use peyvand_client::{Client, UpdateStream};
+use reqwest::Method;
+use serde_json::json;
+
+const ALI: &str = "+989122000001";
+const BABAK: &str = "+989122000002";
+const CYRUS: &str = "+989122000003";
+
+fn consent(audience: Audience) -> SettingsUpdate {
+    SettingsUpdate { interconnect: Some(audience), ..SettingsUpdate::default() }
+}
+
+fn text(t: &str) -> Content {
+    Content::Text { text: t.to_owned() }
+}
+
+async fn history(client: &Client, chat_id: i64) -> Vec<Message> {
+    let query = HistoryQuery { before: None, after: Some(0), limit: Some(200) };
+    client.history(chat_id, &query).await.expect("history").messages
+}
+
+fn texts(messages: &[Message]) -> Vec<(i64, String)> {
+    messages.iter().map(|m| (m.seq, m.content.text().unwrap_or("<deleted>").to_owned())).collect()
+}
+
+/// Retries `f` until it gives something, within the deadline.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = f().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The chat with a person on `provider`, once it is in the list.
+async fn chat_with(client: &Client, provider: &str) -> Chat {
+    until(&format!("a chat with someone on {provider}"), || async {
+        let chats = client.chats().await.expect("chats").chats;
+        chats
+            .into_iter()
+            .find(|c| c.peer.as_ref().and_then(|p| p.messenger.as_ref()).is_some_and(|m| m.provider_id == provider))
+    })
+    .await
+}
+
+async fn wait_history(client: &Client, chat_id: i64, what: &str, check: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let last = history(client, chat_id).await;
+        if check(&last) {
+            return last;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", texts(&last));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_typing(stream: &mut UpdateStream, chat_id: i64, user_id: i64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = tokio::time::timeout(left, stream.next()).await.expect("typing in time");
+        if let StreamFrame::Update { update } = frame.expect("open").expect("frame")
+            && update.event == (Event::Typing { chat_id, user_id })
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn direct_chats_across_messengers() {
+    let demo = Demo::start(&[]);
+    let ali = demo.sign_in("alborz", ALI).await;
+    let babak = demo.sign_in("damavand", BABAK).await;
+    let cyrus = demo.sign_in("sahand", CYRUS).await;
+    let babak_address = format!("{BABAK}@damavand");
+
+    // Nobody has opted in: Ali may not start one, and Babak cannot be reached.
+    let refused = ali.open_address(&babak_address).await.expect_err("Ali has not opted in");
+    assert_eq!(refused.code(), Some(ErrorCode::PrivacyRestricted));
+    ali.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let refused = ali.open_address(&babak_address).await.expect_err("Babak has not opted in");
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound), "{refused}");
+    babak.update_settings(&consent(Audience::Everybody)).await.expect("on");
+
+    // Ali starts the room: alborz is its hub. The client learns where Babak is.
+    let chat = ali.open_address(&babak_address).await.expect("open");
+    let peer = chat.peer.clone().expect("peer");
+    let messenger = peer.messenger.clone().expect("on another messenger");
+    assert_eq!((messenger.provider_id.as_str(), messenger.address.as_str()), ("damavand", babak_address.as_str()));
+    assert_eq!(messenger.name, "پیام‌رسان دماوند");
+    let babak_here = peer.id;
+    let mut ali_stream = ali.updates_ws(0).await.expect("ws");
+    let mut babak_stream = babak.updates_ws(0).await.expect("ws");
+
+    let first = peyvand_api::SendMessage {
+        client_id: "hello-1".into(),
+        content: Some(text("سلام بابک")),
+        reply_to: None,
+        forward: None,
+    };
+    let sent = ali.send(chat.id, &first).await.expect("send");
+    assert!(sent.created);
+    let again = ali.send(chat.id, &first).await.expect("retry");
+    assert!(!again.created);
+    assert_eq!(again.message.seq, sent.message.seq);
+
+    // Babak's copy: same seq, sender is his stand-in for Ali.
+    let copy = chat_with(&babak, "alborz").await;
+    let ali_there = copy.peer.clone().expect("peer").id;
+    let seen = wait_history(&babak, copy.id, "the first message", |h| h.len() == 1).await;
+    assert_eq!(texts(&seen), vec![(1, "سلام بابک".to_owned())]);
+    assert_eq!(seen[0].sender_id, ali_there);
+
+    // Receipts, both ways (before Babak writes: writing marks one's chat read).
+    babak.mark_delivered(copy.id, 1).await.expect("delivered");
+    babak.mark_read(copy.id, 1).await.expect("read");
+    eventually("Ali sees Babak's receipts", || async {
+        let c = ali.chat(chat.id).await.expect("chat");
+        c.peer_delivered_up_to >= 1 && c.peer_read_up_to == 1
+    })
+    .await;
+    eventually("Babak's own copy shows what he read", || async {
+        babak.chat(copy.id).await.expect("chat").read_up_to == 1
+    })
+    .await;
+    // Babak (the follower) replies: the hub orders it, both copies agree.
+    let reply = peyvand_api::SendMessage {
+        client_id: "reply-1".into(),
+        content: Some(text("سلام علی")),
+        reply_to: Some(1),
+        forward: None,
+    };
+    let answered = babak.send(copy.id, &reply).await.expect("reply");
+    assert_eq!((answered.message.seq, answered.message.reply_to), (2, Some(1)));
+    assert!(!babak.send(copy.id, &reply).await.expect("retry").created);
+    let at_hub = wait_history(&ali, chat.id, "the reply", |h| h.len() == 2).await;
+    assert_eq!(at_hub[1].sender_id, babak_here);
+    assert_eq!(at_hub[1].reply_to, Some(1));
+
+    // Edits, both ways.
+    babak.edit(copy.id, 2, text("سلام علی جان")).await.expect("edit");
+    wait_history(&ali, chat.id, "Babak's edit", |h| h[1].content == text("سلام علی جان") && h[1].edited_at.is_some())
+        .await;
+    ali.edit(chat.id, 1, text("سلام بابک جان")).await.expect("edit");
+    wait_history(&babak, copy.id, "Ali's edit", |h| h[0].content == text("سلام بابک جان")).await;
+    // Only the sender edits, wherever the message was written.
+    let refused = babak.edit(copy.id, 1, text("نه")).await.expect_err("not his");
+    assert_eq!(refused.code(), Some(ErrorCode::Forbidden));
+
+    // Reactions, both ways.
+    ali.react(chat.id, 2, "👍").await.expect("react");
+    wait_history(&babak, copy.id, "Ali's reaction", |h| {
+        h[1].reactions.iter().any(|r| r.user_id == ali_there && r.emoji == "👍")
+    })
+    .await;
+    let mine = babak.react(copy.id, 1, "❤️").await.expect("react");
+    assert!(mine.reactions.iter().any(|r| r.emoji == "❤️"));
+    wait_history(&ali, chat.id, "Babak's reaction", |h| h[0].reactions.iter().any(|r| r.user_id == babak_here)).await;
+    babak.unreact(copy.id, 1).await.expect("unreact");
+    wait_history(&ali, chat.id, "Babak's reaction removed", |h| h[0].reactions.is_empty()).await;
+
+    ali.mark_read(chat.id, 2).await.expect("read");
+    eventually("Babak sees Ali's read receipt", || async {
+        babak.chat(copy.id).await.expect("chat").peer_read_up_to == 2
+    })
+    .await;
+
+    // Typing, both ways (ephemeral, live only).
+    babak.typing(copy.id).await.expect("typing");
+    wait_typing(&mut ali_stream, chat.id, babak_here).await;
+    ali.typing(chat.id).await.expect("typing");
+    wait_typing(&mut babak_stream, copy.id, ali_there).await;
+
+    // Delete for everyone, from the follower.
+    babak.delete_message(copy.id, 2, true).await.expect("delete");
+    let gone = wait_history(&ali, chat.id, "the deletion", |h| h[1].content == Content::Deleted).await;
+    assert_eq!(gone.len(), 2);
+    wait_history(&babak, copy.id, "the deletion in Babak's copy", |h| h[1].content == Content::Deleted).await;
+
+    // B↔C: Cyrus accepts only his contacts. Babak starts this room: damavand is its hub.
+    cyrus.update_settings(&consent(Audience::Contacts)).await.expect("contacts only");
+    let cyrus_address = format!("{CYRUS}@sahand");
+    let refused = babak.open_address(&cyrus_address).await.expect_err("not in Cyrus's contacts");
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound));
+    cyrus.import_contacts(vec![BABAK.to_owned()]).await.expect("import");
+    let bc = babak.open_address(&cyrus_address).await.expect("open");
+    babak.send_text(bc.id, "درود کوروش").await.expect("send");
+    let cb = chat_with(&cyrus, "damavand").await;
+    wait_history(&cyrus, cb.id, "Babak's message", |h| texts(h) == vec![(1, "درود کوروش".to_owned())]).await;
+    cyrus.mark_read(cb.id, 1).await.expect("read");
+    eventually("Babak sees Cyrus's read receipt", || async {
+        babak.chat(bc.id).await.expect("chat").peer_read_up_to == 1
+    })
+    .await;
+    cyrus.send_text(cb.id, "درود بابک").await.expect("answer");
+    wait_history(&babak, bc.id, "Cyrus's answer", |h| h.len() == 2 && h[1].content == text("درود بابک")).await;
+
+    // Turning consent off stops new deliveries: Ali's message stays at the hub, Babak's copy
+    // refuses it, and Babak can no longer write to Ali... until he turns it on again.
+    babak.update_settings(&consent(Audience::Nobody)).await.expect("off");
+    ali.send_text(chat.id, "هنوز هستی؟").await.expect("stored at the hub");
+    eventually("damavand refused the message", || async {
+        let metrics = reqwest::get(format!("{}/metrics", demo.url("alborz"))).await.expect("metrics");
+        let text = metrics.text().await.expect("text");
+        text.lines().any(|l| l == "peyvand_interconnect_refused_total{peer=\"damavand\"} 1")
+    })
+    .await;
+    assert_eq!(history(&babak, copy.id).await.len(), 2);
+
+    // Reports reach the reported person's provider.
+    ali.report(babak_here, "پیام ناخواسته").await.expect("report");
+    let refused = ali.report(babak_here, "").await.expect_err("a reason is needed");
+    assert_eq!(refused.code(), Some(ErrorCode::BadRequest));
+}
+
+/// A provider run as its own `peyvand serve` process, licensed by the demo's registry.
+struct External {
+    id: &'static str,
+    server: Server,
+}
+
+impl External {
+    async fn start(demo: &Demo, id: &'static str, number: &str) -> Self {
+        let (status, body) = demo
+            .admin(
+                Method::POST,
+                "/v1/admin/licences",
+                json!({
+                    "provider_id": id, "name": id, "domain": format!("{id}.example"),
+                    "endpoint": "https://127.0.0.1:1", "contact": format!("ops@{id}.example"),
+                    "licence_number": number, "valid_until": peyvand_service::now_millis() + 86_400_000,
+                    "capabilities": ["discovery", "chat"], "reason": "test",
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, token) =
+            demo.admin(Method::POST, &format!("/v1/admin/licences/{id}/enrolment-tokens"), json!({})).await;
+        assert_eq!(status, 201, "{token}");
+        let key: serde_json::Value =
+            reqwest::get(format!("{}/v1/registry-key", demo.registry)).await.expect("key").json().await.expect("json");
+        let env = [
+            ("PEYVAND_INTERCONNECT__PROVIDER_ID", id.to_owned()),
+            ("PEYVAND_INTERCONNECT__REGISTRY", demo.registry.clone()),
+            ("PEYVAND_INTERCONNECT__REGISTRY_KEY", key["public_key"].as_str().expect("key").to_owned()),
+            ("PEYVAND_INTERCONNECT__ENROLMENT_TOKEN", token["token"].as_str().expect("token").to_owned()),
+            ("PEYVAND_INTERCONNECT__DIRECTORY_REFRESH_SECS", "1".to_owned()),
+            ("PEYVAND_INTERCONNECT__RETRY_MAX_SECS", "1".to_owned()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
+        external.publish_endpoint(demo).await;
+        external
+    }
+
+    /// Points the licence at the server's current port (it changes with every start).
+    async fn publish_endpoint(&self, demo: &Demo) {
+        let endpoint = self.server.url.replace("http://", "https://");
+        let (status, body) = demo
+            .admin(
+                Method::PATCH,
+                &format!("/v1/admin/licences/{}", self.id),
+                json!({"endpoint": endpoint, "reason": "test: new port"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn restart(&mut self, demo: &Demo) {
+        self.server.restart();
+        self.publish_endpoint(demo).await;
+    }
+
+    async fn sign_in(&self, phone: &str) -> Client {
+        common::sign_in(&self.server, phone, "test").await
+    }
+}
+
+/// The events waiting in a provider's queue towards `peer`, from its metrics.
+async fn queued_for(provider: &External, peer: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", provider.server.url)).await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    let prefix = format!("peyvand_interconnect_queue_events{{peer=\"{peer}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn a_peer_down_gets_everything_in_order_exactly_once() {
+    let demo = Demo::start(&[]);
+    let mut kavir = External::start(&demo, "kavir", "TEST-1").await;
+    let mut zagros = External::start(&demo, "zagros", "TEST-2").await;
+    let ali = kavir.sign_in(ALI).await;
+    let babak = zagros.sign_in(BABAK).await;
+    ali.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    babak.update_settings(&consent(Audience::Everybody)).await.expect("on");
+
+    // Ali (on kavir, the hub) and Babak (on zagros) chat, once each provider knows the other's
+    // endpoint.
+    let chat = until("kavir reaches zagros", || async {
+        // Refused (unknown_provider, peer_unavailable) until each directory lists the other.
+        ali.open_address(&format!("{BABAK}@zagros")).await.ok()
+    })
+    .await;
+    ali.send_text(chat.id, "پیام ۱").await.expect("send");
+    let copy = chat_with(&babak, "kavir").await;
+    wait_history(&babak, copy.id, "the first message", |h| h.len() == 1).await;
+
+    // zagros goes down; Ali writes, edits and reacts meanwhile; kavir restarts in between.
+    zagros.server.kill9();
+    ali.send_text(chat.id, "پیام ۲").await.expect("queued");
+    ali.send_text(chat.id, "پیام ۳").await.expect("queued");
+    kavir.restart(&demo).await;
+    let ali = common::sign_in(&kavir.server, ALI, "after restart").await;
+    ali.edit(chat.id, 2, text("پیام ۲ (ویرایش)")).await.expect("queued edit");
+    ali.send_text(chat.id, "پیام ۴").await.expect("queued");
+    ali.react(chat.id, 1, "🙏").await.expect("queued reaction");
+    // Five events wait (a sixth if zagros went down before kavir heard its answer).
+    assert!(queued_for(&kavir, "zagros").await >= 5);
+
+    // zagros is back: everything arrives, in order, once.
+    zagros.restart(&demo).await;
+    let babak = zagros.sign_in(BABAK).await;
+    let seen = wait_history(&babak, copy.id, "the catch-up", |h| {
+        h.len() == 4 && h[0].reactions.len() == 1 && h[1].edited_at.is_some()
+    })
+    .await;
+    assert_eq!(
+        texts(&seen),
+        vec![
+            (1, "پیام ۱".to_owned()),
+            (2, "پیام ۲ (ویرایش)".to_owned()),
+            (3, "پیام ۳".to_owned()),
+            (4, "پیام ۴".to_owned()),
+        ]
+    );
+    assert_eq!(seen[0].reactions[0].emoji, "🙏");
+    // The new messages arrived on Babak's stream in order, each once.
+    let page = babak.poll_updates(0, std::time::Duration::from_millis(0)).await.expect("updates");
+    let new: Vec<i64> = page
+        .updates
+        .iter()
+        .filter_map(|u| match &u.event {
+            Event::MessageNew { message } if message.chat_id == copy.id => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(new, vec![1, 2, 3, 4]);
+    eventually("kavir's queue is empty", || async { queued_for(&kavir, "zagros").await == 0 }).await;
+}

@@ -1,0 +1,1016 @@
+//! Direct chats with people on other messengers (`docs/protocol/delivery.md`).
+//!
+//! A person on another messenger is known here by a stand-in account that carries their
+//! address (`PHONE@PROVIDER-ID`). A cross-messenger room is hosted by the provider where it was
+//! started, the hub: the hub's copy is the room, and it gives every message its seq. The other
+//! provider, the follower, keeps a copy linked to the hub's room with the same seqs, written
+//! only from the events the hub sends (and, so that a send can answer with the stored message,
+//! from the message the hub's answer to a send carries; the same event arrives again and is
+//! ignored).
+//!
+//! - A local person acting in a room hosted here: the change is made as in any chat and an
+//!   event is queued for each follower provider ([`Service::fan_out`]).
+//! - A local person acting in a room hosted elsewhere: the action is submitted to the hub,
+//!   which answers with its result; nothing is written here until the hub has accepted it.
+//! - A peer's events ([`Service::apply_room_events`]) and submissions
+//!   ([`Service::accept_submission`]) are checked against the room's members and the local
+//!   person's consent ("connect to other messengers") before anything is stored.
+//!
+//! The transport (mutual TLS, signatures, the durable queue's worker) is the
+//! `peyvand-interconnect` crate's, behind [`Federation`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use peyvand_api::{ApiError, Audience, ErrorCode, ForwardedFrom, Message, Reaction};
+use peyvand_core::phone::PhoneNumber;
+use peyvand_store::{MemberRecord, NewMessage, ReportRecord, RoomLink, UserRecord};
+
+use crate::chats::{validate_client_id, validate_content, validate_emoji};
+use crate::{Service, Session, err, now_millis, store_error};
+
+/// What goes between providers for cross-messenger chats (JSON).
+pub mod wire {
+    use peyvand_api::Content;
+    use serde::{Deserialize, Serialize};
+
+    /// A room, named by its hub and the hub's chat id.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct RoomId {
+        pub hub: String,
+        pub id: i64,
+    }
+
+    /// One change to a room, as its hub tells its followers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum RoomEvent {
+        /// A new message at `seq`. `recipient` is the room's other member and `sender_name`
+        /// the sender's display name, so that a follower that missed the invitation can still
+        /// place the room.
+        Message {
+            seq: i64,
+            sender: String,
+            sender_name: String,
+            recipient: String,
+            client_id: String,
+            content: Content,
+            #[serde(default)]
+            reply_to: Option<i64>,
+            /// When the original was sent, for a forwarded message (its author is not disclosed).
+            #[serde(default)]
+            forwarded_sent_at: Option<i64>,
+            sent_at: i64,
+        },
+        Edit {
+            seq: i64,
+            content: Content,
+            edited_at: i64,
+        },
+        /// Deleted for everyone.
+        Delete {
+            seq: i64,
+        },
+        /// `user`'s reaction to the message at `seq`; `None` removes it.
+        Reaction {
+            seq: i64,
+            user: String,
+            #[serde(default)]
+            emoji: Option<String>,
+        },
+        Read {
+            user: String,
+            up_to: i64,
+        },
+        Delivered {
+            user: String,
+            up_to: i64,
+        },
+    }
+
+    /// An event for one room: what the durable queue holds and transactions carry.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Envelope {
+        pub room: RoomId,
+        pub event: RoomEvent,
+    }
+
+    /// `POST /interconnect/v1/transactions`: events from a hub, in order.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Transaction {
+        /// Unique per sender; a transaction received again is not applied again.
+        pub id: String,
+        pub events: Vec<Envelope>,
+    }
+
+    /// The answer to a transaction: it was applied; events refused for good are listed (by
+    /// index) and are not sent again.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TransactionAnswer {
+        pub refused: Vec<EventRefusal>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EventRefusal {
+        pub index: usize,
+        pub code: peyvand_api::ErrorCode,
+        pub message: String,
+    }
+
+    /// What a follower's user asks the hub to do in a room.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum Action {
+        Send {
+            client_id: String,
+            content: Content,
+            #[serde(default)]
+            reply_to: Option<i64>,
+            #[serde(default)]
+            forwarded_sent_at: Option<i64>,
+        },
+        Edit {
+            seq: i64,
+            content: Content,
+        },
+        Delete {
+            seq: i64,
+        },
+        React {
+            seq: i64,
+            #[serde(default)]
+            emoji: Option<String>,
+        },
+        Read {
+            up_to: i64,
+        },
+        Delivered {
+            up_to: i64,
+        },
+    }
+
+    /// `POST /interconnect/v1/submit`: a follower's user acts in a room hosted by the callee.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Submission {
+        pub room: RoomId,
+        /// The acting person's address, on the calling provider.
+        pub user: String,
+        /// Their display name (kept fresh on the hub).
+        #[serde(default)]
+        pub user_name: String,
+        pub action: Action,
+    }
+
+    /// The hub's answer to a submission: the event it made of it (also queued to the
+    /// followers, the caller included).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SubmissionAnswer {
+        pub event: RoomEvent,
+    }
+
+    /// `POST /interconnect/v1/invite`: the hub asks whether `to` may be reached by `from`
+    /// and makes the follower's copy of the room.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Invitation {
+        pub room: RoomId,
+        pub from: String,
+        pub from_name: String,
+        pub to: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct InvitationAnswer {
+        /// The invited person's display name.
+        pub display_name: String,
+    }
+
+    /// `POST /interconnect/v1/typing`: ephemeral, best effort, either direction.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Typing {
+        pub room: RoomId,
+        pub user: String,
+    }
+
+    /// `POST /interconnect/v1/reports`: a user of the caller reports a user of the callee.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Report {
+        pub reporter: String,
+        pub reported: String,
+        pub reason: String,
+    }
+}
+
+use wire::{Action, Envelope, EventRefusal, Invitation, InvitationAnswer, RoomEvent, RoomId, Submission};
+
+/// The longest report reason, in characters.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// The transport to other providers, as the interconnect offers it to the messenger.
+#[async_trait]
+pub trait Federation: Send + Sync + std::fmt::Debug {
+    /// This provider's id.
+    fn provider_id(&self) -> &str;
+    /// The name people know a provider by (from the registry's directory).
+    fn provider_name(&self, provider_id: &str) -> Option<String>;
+    /// Asks `peer` to let the room reach one of its users; the answer has their name.
+    async fn invite(&self, peer: &str, invitation: &Invitation) -> Result<InvitationAnswer, ApiError>;
+    /// Submits a local user's action to the room's hub; the answer is the hub's event.
+    async fn submit(&self, hub: &str, submission: &Submission) -> Result<RoomEvent, ApiError>;
+    /// Tells `peer` that someone is typing; best effort.
+    async fn typing(&self, peer: &str, typing: &wire::Typing);
+    /// Sends an abuse report to the reported person's provider.
+    async fn report(&self, peer: &str, report: &wire::Report) -> Result<(), ApiError>;
+    /// Events were queued for `peer`: deliver them soon.
+    fn queued(&self, peer: &str);
+}
+
+/// `PHONE@PROVIDER-ID`, checked: the phone number in E.164 and a provider id.
+pub fn parse_address(address: &str) -> Result<(PhoneNumber, &str), ApiError> {
+    let bad = || err(ErrorCode::BadRequest, format!("`{address}` is not an address like +989121234567@provider"));
+    let (phone, provider) = address.rsplit_once('@').ok_or_else(bad)?;
+    let provider_ok = !provider.is_empty()
+        && provider.len() <= 63
+        && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !provider_ok || !phone.starts_with('+') {
+        return Err(bad());
+    }
+    let phone = PhoneNumber::parse(phone).map_err(|_| bad())?;
+    Ok((phone, provider))
+}
+
+fn address(phone: &str, provider: &str) -> String {
+    format!("{phone}@{provider}")
+}
+
+fn provider_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, p)| p)
+}
+
+fn refusal(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    err(code, message)
+}
+
+/// Whether some member of a chat is on another messenger.
+pub(crate) fn has_remote(members: &[MemberRecord]) -> bool {
+    members.iter().any(|m| m.remote_address.is_some())
+}
+
+/// The providers of a room's members on other messengers.
+pub(crate) fn remote_providers(members: &[MemberRecord]) -> Vec<String> {
+    let mut providers: Vec<String> =
+        members.iter().filter_map(|m| m.remote_address.as_deref()).map(|a| provider_of(a).to_owned()).collect();
+    providers.sort();
+    providers.dedup();
+    providers
+}
+
+/// Where an action in a chat goes: made here (a local chat, or a room hosted here), or
+/// submitted to the hub of the room this chat follows.
+pub(crate) enum Route {
+    Here,
+    Hub(RoomLink),
+}
+
+impl Service {
+    /// Connects the messenger to other providers. Once only; later calls are ignored.
+    pub fn set_federation(&self, federation: Arc<dyn Federation>) {
+        if self.federation.set(federation).is_err() {
+            tracing::warn!("the interconnect was already set");
+        }
+    }
+
+    pub(crate) fn federation(&self) -> Result<&Arc<dyn Federation>, ApiError> {
+        self.federation
+            .get()
+            .ok_or_else(|| err(ErrorCode::InterconnectDisabled, "this server is not connected to other messengers"))
+    }
+
+    /// Whether an action in the chat whose members are `members` is made here or at a hub.
+    pub(crate) async fn route(&self, chat_id: i64, members: &[MemberRecord]) -> Result<Route, ApiError> {
+        if !has_remote(members) {
+            return Ok(Route::Here);
+        }
+        Ok(match self.store.room_link(chat_id).await.map_err(store_error)? {
+            Some(link) => Route::Hub(link),
+            None => Route::Here,
+        })
+    }
+
+    /// A local person's address.
+    async fn address_of(&self, user: &UserRecord) -> Result<String, ApiError> {
+        if let Some(remote) = &user.remote_address {
+            return Ok(remote.clone());
+        }
+        let phone = user.phone.as_deref().ok_or_else(|| err(ErrorCode::NotFound, "this account has no number"))?;
+        Ok(address(phone, self.federation()?.provider_id()))
+    }
+
+    async fn address_of_id(&self, user_id: i64) -> Result<String, ApiError> {
+        let user = self
+            .store
+            .user(user_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such user"))?;
+        self.address_of(&user).await
+    }
+
+    /// Queues `event` of the room hosted here for every provider of its remote members, and
+    /// tells the transport. Callers build the event only when [`has_remote`] says so.
+    pub(crate) async fn fan_out(&self, chat_id: i64, members: &[MemberRecord], event: RoomEvent) {
+        let providers = remote_providers(members);
+        let Some(hub) = self.federation.get().map(|f| f.provider_id().to_owned()) else {
+            tracing::warn!(chat_id, "a room with people on other messengers, but no interconnect: not sent");
+            return;
+        };
+        let envelope = Envelope { room: RoomId { hub, id: chat_id }, event };
+        let body = match serde_json::to_string(&envelope) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write a room event");
+                return;
+            }
+        };
+        for peer in providers {
+            match self.store.enqueue_outbound(&peer, &body, now_millis()).await {
+                Ok(_) => {
+                    if let Some(federation) = self.federation.get() {
+                        federation.queued(&peer);
+                    }
+                }
+                // The change is stored; a client retry queues it again (receivers ignore what
+                // they already have).
+                Err(e) => tracing::error!(error = %e, %peer, chat_id, "cannot queue a room event"),
+            }
+        }
+    }
+
+    /// The event for a message of a room hosted here.
+    pub(crate) async fn message_event(&self, message: &Message, members: &[MemberRecord]) -> Option<RoomEvent> {
+        let sender = self.store.user(message.sender_id).await.ok().flatten()?;
+        let recipient_id = members.iter().map(|m| m.user_id).find(|&u| u != message.sender_id)?;
+        let recipient = self.address_of_id(recipient_id).await.ok()?;
+        Some(RoomEvent::Message {
+            seq: message.seq,
+            sender: self.address_of(&sender).await.ok()?,
+            sender_name: sender.display_name.clone(),
+            recipient,
+            client_id: message.client_id.clone(),
+            content: message.content.clone(),
+            reply_to: message.reply_to,
+            forwarded_sent_at: message.forwarded_from.as_ref().map(|f| f.sent_at),
+            sent_at: message.sent_at,
+        })
+    }
+
+    pub(crate) async fn user_event(&self, user_id: i64, make: impl FnOnce(String) -> RoomEvent) -> Option<RoomEvent> {
+        self.address_of_id(user_id).await.ok().map(make)
+    }
+
+    /// `POST /v1/chats/direct` with an address: the direct chat with a person on another
+    /// messenger. A new room is hosted here; the person's provider is asked first whether they
+    /// may be reached (their consent) and for their name.
+    pub async fn open_remote(&self, session: Session, raw_address: &str) -> Result<peyvand_api::Chat, ApiError> {
+        let federation = self.federation()?.clone();
+        let (phone, provider) = parse_address(raw_address.trim())?;
+        if provider == federation.provider_id() {
+            let user = self.resolve(session, phone.as_str()).await?;
+            return self.open_direct(session, user.id).await;
+        }
+        let me = self.live_user(session.user_id).await?;
+        let to = address(phone.as_str(), provider);
+        let stand_in = self.store.remote_user(&to, "", now_millis()).await.map_err(store_error)?;
+        let existing = self.store.direct_chat(me.id, stand_in.id).await.map_err(store_error)?;
+        if let Some(chat_id) = existing
+            && let Some(view) = self.store.chat_view(me.id, chat_id).await.map_err(store_error)?
+            && view.chat.last_seq > 0
+        {
+            return self.chat_of(me.id, view).await;
+        }
+        // New, or opened before but never used (its invitation may have been refused).
+        // Each provider delivers to its own people only what their own setting allows: the
+        // opener must let the other person reach them too, or no answer could arrive.
+        if let Err(e) = self.remote_may_reach(&me, &stand_in).await {
+            return Err(match e.code {
+                ErrorCode::NotFound => err(
+                    ErrorCode::PrivacyRestricted,
+                    "turn on \"connect to other messengers\" for this person first, or their answers could not reach you",
+                ),
+                _ => e,
+            });
+        }
+        self.check_new_chat(me.id, stand_in.id).await?;
+        let chat_id = match existing {
+            Some(chat_id) => chat_id,
+            None => self.store.open_direct_chat(me.id, stand_in.id, now_millis()).await.map_err(store_error)?.0,
+        };
+        if self.store.room_link(chat_id).await.map_err(store_error)?.is_none() {
+            let invitation = Invitation {
+                room: RoomId { hub: federation.provider_id().to_owned(), id: chat_id },
+                from: self.address_of(&me).await?,
+                from_name: me.display_name.clone(),
+                to: to.clone(),
+            };
+            let answer = federation.invite(provider, &invitation).await?;
+            let name = answer.display_name.trim();
+            if !name.is_empty() {
+                self.store.remote_user(&to, &clean_name(name), now_millis()).await.map_err(store_error)?;
+            }
+        }
+        let view = self
+            .store
+            .chat_view(me.id, chat_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such chat"))?;
+        self.chat_of(me.id, view).await
+    }
+
+    /// Whether the local person `local` lets the person on another messenger `remote` (a
+    /// stand-in) reach them: "connect to other messengers" allows them, "who can message me"
+    /// too, and neither has blocked the other.
+    pub(crate) async fn remote_may_reach(&self, local: &UserRecord, remote: &UserRecord) -> Result<(), ApiError> {
+        let nobody =
+            || refusal(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address");
+        if local.deleted {
+            return Err(nobody());
+        }
+        let remote_phone = remote.remote_address.as_deref().and_then(|a| a.rsplit_once('@')).map(|(p, _)| p);
+        let in_contacts = match remote_phone {
+            Some(phone) => self.store.has_contact_phone(local.id, phone).await.map_err(store_error)?,
+            None => false,
+        };
+        if !local.privacy.interconnect.allows(in_contacts) {
+            return Err(nobody());
+        }
+        if local.privacy.messages != Audience::Everybody && !in_contacts {
+            return Err(refusal(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
+        }
+        if self.store.is_blocked(local.id, remote.id).await.map_err(store_error)? {
+            return Err(refusal(ErrorCode::Blocked, "this person does not accept your messages"));
+        }
+        Ok(())
+    }
+
+    /// The local person an address of this provider names, for a peer.
+    async fn local_by_address(&self, raw: &str) -> Result<UserRecord, ApiError> {
+        let (phone, provider) = parse_address(raw)?;
+        if provider != self.federation()?.provider_id() {
+            return Err(refusal(ErrorCode::BadRequest, format!("`{raw}` is not an address of this provider")));
+        }
+        match self.store.user_by_phone(phone.as_str()).await.map_err(store_error)? {
+            Some(user) if !user.deleted => Ok(user),
+            _ => {
+                Err(refusal(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address"))
+            }
+        }
+    }
+
+    /// How a person on another messenger looks to a local viewer: their name, and where they
+    /// are (their address holds their number) only to the people who share a chat with them.
+    pub(crate) async fn view_of_remote(
+        &self,
+        viewer: i64,
+        target: &UserRecord,
+        address: &str,
+    ) -> Result<peyvand_api::UserProfile, ApiError> {
+        let shares_chat = self.store.direct_chat(viewer, target.id).await.map_err(store_error)?.is_some();
+        let provider_id = provider_of(address).to_owned();
+        let messenger = shares_chat.then(|| peyvand_api::Messenger {
+            name: self
+                .federation
+                .get()
+                .and_then(|f| f.provider_name(&provider_id))
+                .unwrap_or_else(|| provider_id.clone()),
+            provider_id,
+            address: address.to_owned(),
+        });
+        let phone = if shares_chat { address.rsplit_once('@').map(|(p, _)| p.to_owned()) } else { None };
+        let is_contact = match &phone {
+            Some(phone) => self.store.has_contact_phone(viewer, phone).await.map_err(store_error)?,
+            None => false,
+        };
+        Ok(peyvand_api::UserProfile {
+            id: target.id,
+            display_name: target.display_name.clone(),
+            username: None,
+            bio: String::new(),
+            phone,
+            presence: None,
+            is_contact,
+            blocked: self.store.is_blocked(viewer, target.id).await.map_err(store_error)?,
+            deleted: false,
+            messenger,
+        })
+    }
+
+    /// `POST /interconnect/v1/invite` from `peer`: makes this provider's copy of a room hosted
+    /// by `peer`, if the invited person lets the inviter reach them.
+    pub async fn accept_invitation(&self, peer: &str, invitation: Invitation) -> Result<InvitationAnswer, ApiError> {
+        if invitation.room.hub != peer {
+            return Err(refusal(ErrorCode::BadRequest, "a provider may invite only to rooms it hosts"));
+        }
+        let (_, from_provider) = parse_address(&invitation.from)?;
+        if from_provider != peer {
+            return Err(refusal(ErrorCode::BadRequest, "the inviter must be a user of the calling provider"));
+        }
+        let local = self.local_by_address(&invitation.to).await?;
+        let stand_in = self
+            .store
+            .remote_user(&invitation.from, &clean_name(&invitation.from_name), now_millis())
+            .await
+            .map_err(store_error)?;
+        self.remote_may_reach(&local, &stand_in).await?;
+        let link = RoomLink { hub: invitation.room.hub.clone(), hub_chat: invitation.room.id };
+        self.store.follow_room(local.id, stand_in.id, &link, now_millis()).await.map_err(store_error)?;
+        Ok(InvitationAnswer { display_name: local.display_name })
+    }
+
+    /// The member of a chat that an address names (a local person or a stand-in).
+    async fn member_by_address(&self, raw: &str, members: &[MemberRecord]) -> Result<i64, ApiError> {
+        let (phone, provider) = parse_address(raw)?;
+        let user = if provider == self.federation()?.provider_id() {
+            self.store.user_by_phone(phone.as_str()).await.map_err(store_error)?
+        } else {
+            self.store.remote_user_by_address(raw).await.map_err(store_error)?
+        };
+        user.map(|u| u.id)
+            .filter(|id| members.iter().any(|m| m.user_id == *id))
+            .ok_or_else(|| refusal(ErrorCode::NotFound, format!("`{raw}` is not a member of this room")))
+    }
+
+    /// `POST /interconnect/v1/transactions` from `peer`: applies the events of rooms `peer`
+    /// hosts to this provider's copies, in order. A transaction already applied is not applied
+    /// again. Events refused for good are listed; a storage failure fails the whole
+    /// transaction (the peer sends it again; what was applied is recognised).
+    pub async fn apply_room_events(
+        &self,
+        peer: &str,
+        txn: &str,
+        events: Vec<Envelope>,
+    ) -> Result<Vec<EventRefusal>, ApiError> {
+        if self.store.inbound_seen(peer, txn).await.map_err(store_error)? {
+            return Ok(Vec::new());
+        }
+        let mut refused = Vec::new();
+        for (index, envelope) in events.into_iter().enumerate() {
+            match self.apply_room_event(peer, envelope).await {
+                Ok(()) => {}
+                Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal) => return Err(e),
+                Err(e) => {
+                    tracing::info!(%peer, index, code = %e.code, message = %e.message, "refused a room event");
+                    refused.push(EventRefusal { index, code: e.code, message: e.message });
+                }
+            }
+        }
+        self.store.record_inbound(peer, txn, now_millis()).await.map_err(store_error)?;
+        Ok(refused)
+    }
+
+    async fn apply_room_event(&self, peer: &str, Envelope { room, event }: Envelope) -> Result<(), ApiError> {
+        if room.hub != peer {
+            return Err(refusal(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
+        }
+        let link = RoomLink { hub: room.hub.clone(), hub_chat: room.id };
+        let chat_id = match self.store.chat_by_room(&link).await.map_err(store_error)? {
+            Some(chat_id) => chat_id,
+            None => self.follow_on_first_message(peer, &link, &event).await?,
+        };
+        let members = self.store.members(chat_id).await.map_err(store_error)?;
+        let locals: Vec<i64> = members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect();
+        let now = now_millis();
+        let updates = match event {
+            RoomEvent::Message {
+                seq,
+                sender,
+                sender_name,
+                client_id,
+                content,
+                reply_to,
+                forwarded_sent_at,
+                sent_at,
+                recipient: _,
+            } => {
+                let folded = validate_content(&content)?;
+                validate_client_id(&client_id)?;
+                if seq < 1 {
+                    return Err(refusal(ErrorCode::BadRequest, "seq must be positive"));
+                }
+                let sender_id = self.member_by_address(&sender, &members).await?;
+                let sender_user = self.live_user(sender_id).await?;
+                if sender_user.remote_address.is_some() {
+                    if !sender_name.trim().is_empty() && clean_name(&sender_name) != sender_user.display_name {
+                        self.store.remote_user(&sender, &clean_name(&sender_name), now).await.map_err(store_error)?;
+                    }
+                    // Consent is checked again for every message: turning it off stops them.
+                    for &local in &locals {
+                        self.remote_may_reach(&self.live_user(local).await?, &sender_user).await?;
+                    }
+                }
+                let new = NewMessage {
+                    chat_id,
+                    sender_id,
+                    client_id,
+                    content,
+                    folded,
+                    reply_to: reply_to.filter(|r| *r > 0 && *r < seq),
+                    forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
+                    sent_at,
+                };
+                let (_, _, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+                updates
+            }
+            RoomEvent::Edit { seq, content, edited_at } => {
+                let folded = validate_content(&content)?;
+                self.existing_message(chat_id, seq).await?;
+                self.store.edit_message(chat_id, seq, content, folded, edited_at, locals).await.map_err(store_error)?.1
+            }
+            RoomEvent::Delete { seq } => {
+                self.existing_message(chat_id, seq).await?;
+                self.store.delete_message(chat_id, seq, now, locals).await.map_err(store_error)?
+            }
+            RoomEvent::Reaction { seq, user, emoji } => {
+                if let Some(e) = &emoji {
+                    validate_emoji(e)?;
+                }
+                let user_id = self.member_by_address(&user, &members).await?;
+                self.existing_message(chat_id, seq).await?;
+                self.store.set_reaction(chat_id, seq, user_id, emoji, now, locals).await.map_err(store_error)?.1
+            }
+            RoomEvent::Read { user, up_to } => {
+                let user_id = self.member_by_address(&user, &members).await?;
+                let notify = locals.into_iter().filter(|&u| u != user_id).collect();
+                self.store.mark_read(chat_id, user_id, up_to, now, notify).await.map_err(store_error)?
+            }
+            RoomEvent::Delivered { user, up_to } => {
+                let user_id = self.member_by_address(&user, &members).await?;
+                let notify = locals.into_iter().filter(|&u| u != user_id).collect();
+                self.store.mark_delivered(chat_id, user_id, up_to, now, notify).await.map_err(store_error)?
+            }
+        };
+        self.publish(updates).await;
+        Ok(())
+    }
+
+    async fn existing_message(&self, chat_id: i64, seq: i64) -> Result<Message, ApiError> {
+        self.store
+            .message(chat_id, seq)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| refusal(ErrorCode::NotFound, format!("no message {seq} in this room")))
+    }
+
+    /// A message for a room this provider has no copy of (its invitation did not arrive):
+    /// the copy is made if the recipient lets the sender reach them, as an invitation would.
+    async fn follow_on_first_message(&self, peer: &str, link: &RoomLink, event: &RoomEvent) -> Result<i64, ApiError> {
+        let RoomEvent::Message { sender, sender_name, recipient, .. } = event else {
+            return Err(refusal(ErrorCode::NotFound, "no such room here"));
+        };
+        let invitation = Invitation {
+            room: RoomId { hub: link.hub.clone(), id: link.hub_chat },
+            from: sender.clone(),
+            from_name: sender_name.clone(),
+            to: recipient.clone(),
+        };
+        self.accept_invitation(peer, invitation).await?;
+        self.store
+            .chat_by_room(link)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| refusal(ErrorCode::NotFound, "no such room here"))
+    }
+
+    /// `POST /interconnect/v1/submit` from `peer`: one of its users acts in a room hosted
+    /// here. Made as that person's own action would be, after checking that the local person
+    /// still lets them reach them; the answer is the room's event (queued to the followers too).
+    pub async fn accept_submission(&self, peer: &str, submission: Submission) -> Result<RoomEvent, ApiError> {
+        let federation = self.federation()?.clone();
+        if submission.room.hub != federation.provider_id() {
+            return Err(refusal(ErrorCode::BadRequest, "this provider is not the room's hub"));
+        }
+        let (_, provider) = parse_address(&submission.user)?;
+        if provider != peer {
+            return Err(refusal(ErrorCode::BadRequest, "a provider may act only for its own users"));
+        }
+        let chat_id = submission.room.id;
+        let no_room = || refusal(ErrorCode::NotFound, "no such room");
+        let stand_in =
+            self.store.remote_user_by_address(&submission.user).await.map_err(store_error)?.ok_or_else(no_room)?;
+        let members = self.store.members(chat_id).await.map_err(store_error)?;
+        if !members.iter().any(|m| m.user_id == stand_in.id)
+            || self.store.room_link(chat_id).await.map_err(store_error)?.is_some()
+        {
+            return Err(no_room());
+        }
+        let name = clean_name(&submission.user_name);
+        if !name.is_empty() && name != stand_in.display_name {
+            self.store.remote_user(&submission.user, &name, now_millis()).await.map_err(store_error)?;
+        }
+        let actor = Session { user_id: stand_in.id, device_id: 0 };
+        match submission.action {
+            Action::Send { client_id, content, reply_to, forwarded_sent_at } => {
+                for local in members.iter().filter(|m| m.remote_address.is_none()) {
+                    let local = self.live_user(local.user_id).await?;
+                    self.remote_may_reach(&local, &stand_in).await.map_err(|e| match e.code {
+                        // The room exists: saying so hides nothing.
+                        ErrorCode::NotFound => err(
+                            ErrorCode::PrivacyRestricted,
+                            "this person does not accept messages from other messengers",
+                        ),
+                        _ => e,
+                    })?;
+                }
+                let request = peyvand_api::SendMessage { client_id, content: Some(content), reply_to, forward: None };
+                let forwarded = forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at });
+                let (message, _) = self.send_here(actor, chat_id, request, forwarded).await?;
+                self.message_event(&message, &members)
+                    .await
+                    .ok_or_else(|| err(ErrorCode::Internal, "cannot describe the message"))
+            }
+            Action::Edit { seq, content } => {
+                let message = self.edit_here(actor, chat_id, seq, content).await?;
+                Ok(RoomEvent::Edit {
+                    seq,
+                    content: message.content,
+                    edited_at: message.edited_at.unwrap_or_else(now_millis),
+                })
+            }
+            Action::Delete { seq } => {
+                self.delete_here(actor, chat_id, seq).await?;
+                Ok(RoomEvent::Delete { seq })
+            }
+            Action::React { seq, emoji } => {
+                self.react_here(actor, chat_id, seq, emoji.clone()).await?;
+                Ok(RoomEvent::Reaction { seq, user: submission.user, emoji })
+            }
+            Action::Read { up_to } => {
+                self.receipt_here(actor, chat_id, up_to, true).await?;
+                Ok(RoomEvent::Read { user: submission.user, up_to })
+            }
+            Action::Delivered { up_to } => {
+                self.receipt_here(actor, chat_id, up_to, false).await?;
+                Ok(RoomEvent::Delivered { user: submission.user, up_to })
+            }
+        }
+    }
+
+    /// Submits a local person's action to the hub of a room this chat follows.
+    pub(crate) async fn submit(
+        &self,
+        session: Session,
+        link: &RoomLink,
+        action: Action,
+    ) -> Result<RoomEvent, ApiError> {
+        let federation = self.federation()?.clone();
+        let me = self.live_user(session.user_id).await?;
+        let submission = Submission {
+            room: RoomId { hub: link.hub.clone(), id: link.hub_chat },
+            user: self.address_of(&me).await?,
+            user_name: me.display_name.clone(),
+            action,
+        };
+        federation.submit(&link.hub, &submission).await
+    }
+
+    /// Stores the message a hub's answer to a local person's send carries, in this
+    /// provider's copy of the room.
+    pub(crate) async fn store_submitted_message(
+        &self,
+        session: Session,
+        chat_id: i64,
+        members: &[MemberRecord],
+        event: RoomEvent,
+    ) -> Result<(Message, bool), ApiError> {
+        let RoomEvent::Message { seq, client_id, content, reply_to, forwarded_sent_at, sent_at, .. } = event else {
+            return Err(err(ErrorCode::PeerProtocol, "the hub answered a send with another kind of event"));
+        };
+        let folded = validate_content(&content).map_err(|e| err(ErrorCode::PeerProtocol, e.message))?;
+        let locals = members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect();
+        let new = NewMessage {
+            chat_id,
+            sender_id: session.user_id,
+            client_id,
+            content,
+            folded,
+            reply_to,
+            forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
+            sent_at,
+        };
+        let (message, created, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+        self.publish(updates).await;
+        Ok((message, created))
+    }
+
+    /// The reactions a message will have once the hub's event for a local person's reaction
+    /// arrives (what a reaction answers with).
+    pub(crate) async fn reactions_after(
+        &self,
+        chat_id: i64,
+        seq: i64,
+        user_id: i64,
+        emoji: Option<String>,
+    ) -> Result<Vec<Reaction>, ApiError> {
+        let mut reactions = self.existing_message(chat_id, seq).await?.reactions;
+        reactions.retain(|r| r.user_id != user_id);
+        if let Some(emoji) = emoji {
+            reactions.push(Reaction { user_id, emoji });
+            reactions.sort_by_key(|r| r.user_id);
+        }
+        Ok(reactions)
+    }
+
+    /// Typing in a room with people on other messengers: to the hub, or from the hub to its
+    /// followers. Best effort.
+    pub(crate) async fn typing_across(&self, session: Session, chat_id: i64, members: &[MemberRecord], route: &Route) {
+        let Some(federation) = self.federation.get() else { return };
+        let Ok(user) = self.address_of_id(session.user_id).await else { return };
+        match route {
+            Route::Hub(link) => {
+                let typing = wire::Typing { room: RoomId { hub: link.hub.clone(), id: link.hub_chat }, user };
+                federation.typing(&link.hub, &typing).await;
+            }
+            Route::Here => {
+                let typing =
+                    wire::Typing { room: RoomId { hub: federation.provider_id().to_owned(), id: chat_id }, user };
+                for peer in remote_providers(members) {
+                    federation.typing(&peer, &typing).await;
+                }
+            }
+        }
+    }
+
+    /// `POST /interconnect/v1/typing` from `peer`.
+    pub async fn accept_typing(&self, peer: &str, typing: wire::Typing) -> Result<(), ApiError> {
+        let federation = self.federation()?.clone();
+        let chat_id = if typing.room.hub == federation.provider_id() {
+            typing.room.id
+        } else if typing.room.hub == peer {
+            let link = RoomLink { hub: typing.room.hub.clone(), hub_chat: typing.room.id };
+            self.store
+                .chat_by_room(&link)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| refusal(ErrorCode::NotFound, "no such room"))?
+        } else {
+            return Err(refusal(ErrorCode::BadRequest, "the room is neither this provider's nor the caller's"));
+        };
+        if provider_of(&typing.user) != peer {
+            return Err(refusal(ErrorCode::BadRequest, "a provider may speak only for its own users"));
+        }
+        let members = self.store.members(chat_id).await.map_err(store_error)?;
+        let user_id = self.member_by_address(&typing.user, &members).await?;
+        let update = Arc::new(peyvand_api::Update {
+            cursor: None,
+            at: now_millis(),
+            event: peyvand_api::Event::Typing { chat_id, user_id },
+        });
+        for member in members.iter().filter(|m| m.remote_address.is_none()) {
+            if !self.store.is_blocked(member.user_id, user_id).await.map_err(store_error)? {
+                self.bus.publish(member.user_id, update.clone()).await;
+            }
+        }
+        // The hub passes typing on to the room's other followers.
+        if typing.room.hub == federation.provider_id() {
+            for other in remote_providers(&members).into_iter().filter(|p| p != peer) {
+                federation.typing(&other, &typing).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/users/{user_id}/report`: reports a person for abuse. Kept here for the
+    /// operator; a person on another messenger is also reported to their provider.
+    pub async fn report(&self, session: Session, user_id: i64, reason: &str) -> Result<(), ApiError> {
+        let reason = reason.trim();
+        if reason.is_empty()
+            || reason.chars().count() > MAX_REASON_CHARS
+            || reason.chars().any(|c| c.is_control() && c != '\n')
+        {
+            return Err(err(ErrorCode::BadRequest, format!("a reason is 1 to {MAX_REASON_CHARS} characters of text")));
+        }
+        self.limit(format!("reports:{}", session.user_id), crate::DAY_MS, 20, "reports").await?;
+        let me = self.live_user(session.user_id).await?;
+        let target = self.live_user(user_id).await?;
+        if target.id == me.id {
+            return Err(err(ErrorCode::BadRequest, "you cannot report yourself"));
+        }
+        let local_address = |user: &UserRecord| match (&user.remote_address, &user.phone, self.federation.get()) {
+            (Some(remote), _, _) => remote.clone(),
+            (None, Some(phone), Some(f)) => address(phone, f.provider_id()),
+            (None, Some(phone), None) => phone.clone(),
+            (None, None, _) => format!("user:{}", user.id),
+        };
+        let record = ReportRecord {
+            id: 0,
+            reporter: local_address(&me),
+            reported: local_address(&target),
+            reason: reason.to_owned(),
+            from_provider: None,
+            created_at: now_millis(),
+        };
+        if let Some(remote) = &target.remote_address {
+            let federation = self.federation()?;
+            let report = wire::Report {
+                reporter: record.reporter.clone(),
+                reported: remote.clone(),
+                reason: record.reason.clone(),
+            };
+            federation.report(provider_of(remote), &report).await?;
+        }
+        let id = self.store.add_report(record).await.map_err(store_error)?;
+        tracing::warn!(report = id, reporter = me.id, reported = target.id, "abuse report");
+        Ok(())
+    }
+
+    /// `POST /interconnect/v1/reports` from `peer`: one of its users reports one of ours.
+    pub async fn accept_report(&self, peer: &str, report: wire::Report) -> Result<(), ApiError> {
+        let (_, provider) = parse_address(&report.reporter)?;
+        if provider != peer {
+            return Err(refusal(ErrorCode::BadRequest, "a provider may report only for its own users"));
+        }
+        let reported = self.local_by_address(&report.reported).await?;
+        let reason = report.reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+            return Err(refusal(ErrorCode::BadRequest, format!("a reason is 1 to {MAX_REASON_CHARS} characters")));
+        }
+        let record = ReportRecord {
+            id: 0,
+            reporter: report.reporter,
+            reported: report.reported,
+            reason: reason.to_owned(),
+            from_provider: Some(peer.to_owned()),
+            created_at: now_millis(),
+        };
+        let id = self.store.add_report(record).await.map_err(store_error)?;
+        tracing::warn!(report = id, %peer, reported = reported.id, "abuse report from another messenger");
+        Ok(())
+    }
+
+    /// The oldest `limit` events waiting for `peer`.
+    pub async fn outbound(&self, peer: &str, limit: u32) -> Result<Vec<peyvand_store::OutboundRecord>, ApiError> {
+        self.store.outbound(peer, limit).await.map_err(store_error)
+    }
+
+    /// Forgets events `peer` has received.
+    pub async fn outbound_delivered(&self, peer: &str, ids: &[i64]) -> Result<(), ApiError> {
+        self.store.remove_outbound(peer, ids).await.map_err(store_error)
+    }
+
+    /// Drops queued events older than `max_age_ms` (per peer, how many) and forgets received
+    /// transactions older than that too.
+    pub async fn expire_outbound(&self, max_age_ms: i64) -> Result<Vec<(String, u64)>, ApiError> {
+        let before = now_millis() - max_age_ms;
+        self.store.prune_inbound(before).await.map_err(store_error)?;
+        self.store.expire_outbound(before).await.map_err(store_error)
+    }
+
+    /// The events waiting for each peer.
+    pub async fn queue_depths(&self) -> Result<Vec<peyvand_store::QueueDepth>, ApiError> {
+        self.store.queue_depths().await.map_err(store_error)
+    }
+
+    /// The newest abuse reports, for the operator.
+    pub async fn reports(&self, limit: u32) -> Result<Vec<ReportRecord>, ApiError> {
+        self.store.reports(limit.clamp(1, 1000)).await.map_err(store_error)
+    }
+}
+
+/// A display name from a peer: trimmed, without control characters, at most 64 characters.
+fn clean_name(name: &str) -> String {
+    name.trim().chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked() {
+        let (phone, provider) = parse_address("+989121234567@damavand").unwrap();
+        assert_eq!((phone.as_str(), provider), ("+989121234567", "damavand"));
+        for bad in
+            ["09121234567@damavand", "+989121234567", "+989121234567@", "+98912@Damavand", "x@y", "+989121234567@a/b"]
+        {
+            assert_eq!(parse_address(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn room_events_read_as_the_protocol_writes_them() {
+        let json = r#"{"room":{"hub":"alborz","id":7},"event":{"type":"reaction","seq":3,"user":"+989121234567@alborz","emoji":"👍"}}"#;
+        let envelope: Envelope = serde_json::from_str(json).unwrap();
+        assert_eq!(envelope.room, RoomId { hub: "alborz".into(), id: 7 });
+        assert_eq!(
+            envelope.event,
+            RoomEvent::Reaction { seq: 3, user: "+989121234567@alborz".into(), emoji: Some("👍".into()) }
+        );
+        let unknown = r#"{"room":{"hub":"alborz","id":7},"event":{"type":"reaction","seq":3,"user":"u","extra":1}}"#;
+        assert!(serde_json::from_str::<Envelope>(unknown).is_err());
+    }
+}
