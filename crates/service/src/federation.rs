@@ -252,10 +252,6 @@ fn provider_of(address: &str) -> &str {
     address.rsplit_once('@').map_or("", |(_, p)| p)
 }
 
-fn refusal(code: ErrorCode, message: impl Into<String>) -> ApiError {
-    err(code, message)
-}
-
 /// Whether some member of a chat is on another messenger.
 pub(crate) fn has_remote(members: &[MemberRecord]) -> bool {
     members.iter().any(|m| m.remote_address.is_some())
@@ -436,8 +432,7 @@ impl Service {
     /// stand-in) reach them: "connect to other messengers" allows them, "who can message me"
     /// too, and neither has blocked the other.
     pub(crate) async fn remote_may_reach(&self, local: &UserRecord, remote: &UserRecord) -> Result<(), ApiError> {
-        let nobody =
-            || refusal(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address");
+        let nobody = || err(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address");
         if local.deleted {
             return Err(nobody());
         }
@@ -450,10 +445,10 @@ impl Service {
             return Err(nobody());
         }
         if local.privacy.messages != Audience::Everybody && !in_contacts {
-            return Err(refusal(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
+            return Err(err(ErrorCode::PrivacyRestricted, "this person accepts messages only from their contacts"));
         }
         if self.store.is_blocked(local.id, remote.id).await.map_err(store_error)? {
-            return Err(refusal(ErrorCode::Blocked, "this person does not accept your messages"));
+            return Err(err(ErrorCode::Blocked, "this person does not accept your messages"));
         }
         Ok(())
     }
@@ -462,13 +457,11 @@ impl Service {
     async fn local_by_address(&self, raw: &str) -> Result<UserRecord, ApiError> {
         let (phone, provider) = parse_address(raw)?;
         if provider != self.federation()?.provider_id() {
-            return Err(refusal(ErrorCode::BadRequest, format!("`{raw}` is not an address of this provider")));
+            return Err(err(ErrorCode::BadRequest, format!("`{raw}` is not an address of this provider")));
         }
         match self.store.user_by_phone(phone.as_str()).await.map_err(store_error)? {
             Some(user) if !user.deleted => Ok(user),
-            _ => {
-                Err(refusal(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address"))
-            }
+            _ => Err(err(ErrorCode::NotFound, "no one who accepts messages from other messengers has this address")),
         }
     }
 
@@ -514,11 +507,11 @@ impl Service {
     /// by `peer`, if the invited person lets the inviter reach them.
     pub async fn accept_invitation(&self, peer: &str, invitation: Invitation) -> Result<InvitationAnswer, ApiError> {
         if invitation.room.hub != peer {
-            return Err(refusal(ErrorCode::BadRequest, "a provider may invite only to rooms it hosts"));
+            return Err(err(ErrorCode::BadRequest, "a provider may invite only to rooms it hosts"));
         }
         let (_, from_provider) = parse_address(&invitation.from)?;
         if from_provider != peer {
-            return Err(refusal(ErrorCode::BadRequest, "the inviter must be a user of the calling provider"));
+            return Err(err(ErrorCode::BadRequest, "the inviter must be a user of the calling provider"));
         }
         let local = self.local_by_address(&invitation.to).await?;
         let stand_in = self
@@ -542,7 +535,7 @@ impl Service {
         };
         user.map(|u| u.id)
             .filter(|id| members.iter().any(|m| m.user_id == *id))
-            .ok_or_else(|| refusal(ErrorCode::NotFound, format!("`{raw}` is not a member of this room")))
+            .ok_or_else(|| err(ErrorCode::NotFound, format!("`{raw}` is not a member of this room")))
     }
 
     /// `POST /interconnect/v1/transactions` from `peer`: applies the events of rooms `peer`
@@ -575,7 +568,7 @@ impl Service {
 
     async fn apply_room_event(&self, peer: &str, Envelope { room, event }: Envelope) -> Result<(), ApiError> {
         if room.hub != peer {
-            return Err(refusal(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
+            return Err(err(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
         }
         let link = RoomLink { hub: room.hub.clone(), hub_chat: room.id };
         let chat_id = match self.store.chat_by_room(&link).await.map_err(store_error)? {
@@ -600,7 +593,7 @@ impl Service {
                 let folded = validate_content(&content)?;
                 validate_client_id(&client_id)?;
                 if seq < 1 {
-                    return Err(refusal(ErrorCode::BadRequest, "seq must be positive"));
+                    return Err(err(ErrorCode::BadRequest, "seq must be positive"));
                 }
                 let sender_id = self.member_by_address(&sender, &members).await?;
                 let sender_user = self.live_user(sender_id).await?;
@@ -663,14 +656,14 @@ impl Service {
             .message(chat_id, seq)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| refusal(ErrorCode::NotFound, format!("no message {seq} in this room")))
+            .ok_or_else(|| err(ErrorCode::NotFound, format!("no message {seq} in this room")))
     }
 
     /// A message for a room this provider has no copy of (its invitation did not arrive):
     /// the copy is made if the recipient lets the sender reach them, as an invitation would.
     async fn follow_on_first_message(&self, peer: &str, link: &RoomLink, event: &RoomEvent) -> Result<i64, ApiError> {
         let RoomEvent::Message { sender, sender_name, recipient, .. } = event else {
-            return Err(refusal(ErrorCode::NotFound, "no such room here"));
+            return Err(err(ErrorCode::NotFound, "no such room here"));
         };
         let invitation = Invitation {
             room: RoomId { hub: link.hub.clone(), id: link.hub_chat },
@@ -683,7 +676,7 @@ impl Service {
             .chat_by_room(link)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| refusal(ErrorCode::NotFound, "no such room here"))
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such room here"))
     }
 
     /// `POST /interconnect/v1/submit` from `peer`: one of its users acts in a room hosted
@@ -692,14 +685,14 @@ impl Service {
     pub async fn accept_submission(&self, peer: &str, submission: Submission) -> Result<RoomEvent, ApiError> {
         let federation = self.federation()?.clone();
         if submission.room.hub != federation.provider_id() {
-            return Err(refusal(ErrorCode::BadRequest, "this provider is not the room's hub"));
+            return Err(err(ErrorCode::BadRequest, "this provider is not the room's hub"));
         }
         let (_, provider) = parse_address(&submission.user)?;
         if provider != peer {
-            return Err(refusal(ErrorCode::BadRequest, "a provider may act only for its own users"));
+            return Err(err(ErrorCode::BadRequest, "a provider may act only for its own users"));
         }
         let chat_id = submission.room.id;
-        let no_room = || refusal(ErrorCode::NotFound, "no such room");
+        let no_room = || err(ErrorCode::NotFound, "no such room");
         let stand_in =
             self.store.remote_user_by_address(&submission.user).await.map_err(store_error)?.ok_or_else(no_room)?;
         let members = self.store.members(chat_id).await.map_err(store_error)?;
@@ -856,12 +849,12 @@ impl Service {
                 .chat_by_room(&link)
                 .await
                 .map_err(store_error)?
-                .ok_or_else(|| refusal(ErrorCode::NotFound, "no such room"))?
+                .ok_or_else(|| err(ErrorCode::NotFound, "no such room"))?
         } else {
-            return Err(refusal(ErrorCode::BadRequest, "the room is neither this provider's nor the caller's"));
+            return Err(err(ErrorCode::BadRequest, "the room is neither this provider's nor the caller's"));
         };
         if provider_of(&typing.user) != peer {
-            return Err(refusal(ErrorCode::BadRequest, "a provider may speak only for its own users"));
+            return Err(err(ErrorCode::BadRequest, "a provider may speak only for its own users"));
         }
         let members = self.store.members(chat_id).await.map_err(store_error)?;
         let user_id = self.member_by_address(&typing.user, &members).await?;
@@ -932,12 +925,12 @@ impl Service {
     pub async fn accept_report(&self, peer: &str, report: wire::Report) -> Result<(), ApiError> {
         let (_, provider) = parse_address(&report.reporter)?;
         if provider != peer {
-            return Err(refusal(ErrorCode::BadRequest, "a provider may report only for its own users"));
+            return Err(err(ErrorCode::BadRequest, "a provider may report only for its own users"));
         }
         let reported = self.local_by_address(&report.reported).await?;
         let reason = report.reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-            return Err(refusal(ErrorCode::BadRequest, format!("a reason is 1 to {MAX_REASON_CHARS} characters")));
+            return Err(err(ErrorCode::BadRequest, format!("a reason is 1 to {MAX_REASON_CHARS} characters")));
         }
         let record = ReportRecord {
             id: 0,
