@@ -4,8 +4,14 @@
 //! sends them, oldest first, in transactions of at most [`MAX_BATCH_BYTES`], and removes them
 //! once the peer has answered. A failure (the peer down, refusing, or no longer active in the
 //! directory) is retried after a delay that doubles up to `retry_max_secs`, indefinitely: the
-//! events are dropped only when older than `event_expiry_days`. Every node of a cluster runs
-//! workers for the peers it has events for; see `docs/protocol/delivery.md`.
+//! events are dropped only when older than `event_expiry_days`.
+//!
+//! In a cluster every node has workers for the peers it has events for, but a worker sends only
+//! while its process holds the peer's delivery lease (in the store, renewed before each
+//! transaction, given up when the queue is empty), so a peer gets its events from one node at a
+//! time, in queue order. A lease outlives the longest call, and a node that dies holding one is
+//! replaced once it lapses (or at once, when it is the same node starting again). See
+//! `docs/protocol/delivery.md`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +32,11 @@ const MAX_BATCH_EVENTS: u32 = 200;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// The first retry delay.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// How often every node looks for peers with queued events and no worker here (after a
+/// restart, or when the node that was delivering to them died).
+const SWEEP: Duration = Duration::from_secs(30);
+/// Expiry runs once in this many sweeps (hourly).
+const SWEEPS_PER_EXPIRY: u32 = 120;
 
 /// What happened with one peer, for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,16 +63,24 @@ struct PeerQueue {
 pub struct Delivery {
     /// Makes this process's transaction ids unique (queue ids restart with a new store).
     epoch: String,
+    /// This node as the holder of delivery leases: its host and data directory, the same
+    /// after a restart, so that a node restarting takes its leases back at once.
+    holder: String,
     queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
 }
 
-impl Default for Delivery {
-    fn default() -> Self {
-        Self { epoch: hex::encode(rand::random::<[u8; 8]>()), queues: Mutex::new(HashMap::new()) }
-    }
-}
-
 impl Delivery {
+    /// The delivery of the node whose data directory is `data`.
+    pub fn new(data: &std::path::Path) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let data = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_owned());
+        Self {
+            epoch: hex::encode(rand::random::<[u8; 8]>()),
+            holder: format!("{}:{}", host.trim(), data.display()),
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Each peer's figures, by peer.
     pub fn stats(&self) -> Vec<(String, PeerStats)> {
         let queues = self.queues.lock().map(|q| q.clone()).unwrap_or_default();
@@ -103,23 +122,26 @@ impl Interconnect {
         queue.wake.notify_one();
     }
 
-    /// Starts workers for the peers with events left from before, and once an hour drops
-    /// events past their expiry. Runs until the process ends.
+    /// Starts workers for the peers with events waiting (left from before, or queued by a node
+    /// that has since died), and once an hour drops events past their expiry. Runs until the
+    /// process ends.
     pub async fn keep_delivering(self) {
         let expiry_ms = self.inner.config.event_expiry_days as i64 * 24 * 3_600_000;
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        let mut every = tokio::time::interval(SWEEP);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for sweep in 0u32.. {
             every.tick().await;
-            match self.service().expire_outbound(expiry_ms).await {
-                Ok(expired) => {
-                    for (peer, count) in expired {
-                        tracing::warn!(%peer, events = count, "dropped undelivered events past their expiry");
-                        self.wake(&peer);
-                        self.inner.delivery.update(&peer, |s| s.expired += count);
+            if sweep % SWEEPS_PER_EXPIRY == 0 {
+                match self.service().expire_outbound(expiry_ms).await {
+                    Ok(expired) => {
+                        for (peer, count) in expired {
+                            tracing::warn!(%peer, events = count, "dropped undelivered events past their expiry");
+                            self.wake(&peer);
+                            self.inner.delivery.update(&peer, |s| s.expired += count);
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "cannot expire old events"),
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot expire old events"),
             }
             match self.service().queue_depths().await {
                 Ok(depths) => depths.iter().for_each(|d| self.wake(&d.peer)),
@@ -132,8 +154,9 @@ impl Interconnect {
     async fn deliver_to(self, peer: String, queue: Arc<PeerQueue>) {
         let cap = Duration::from_secs(self.inner.config.retry_max_secs.max(1));
         let mut failures: u32 = 0;
+        let mut holding = false;
         loop {
-            match self.deliver_batch(&peer).await {
+            match self.deliver_batch(&peer, &mut holding).await {
                 Ok(0) => {
                     failures = 0;
                     let _ = tokio::time::timeout(IDLE_POLL, queue.wake.notified()).await;
@@ -153,9 +176,26 @@ impl Interconnect {
         }
     }
 
-    /// Sends the oldest events waiting for `peer` in one transaction; how many were sent.
-    async fn deliver_batch(&self, peer: &str) -> Result<usize, ApiError> {
+    /// Sends the oldest events waiting for `peer` in one transaction, if this process holds or
+    /// can take the peer's delivery lease; how many were sent. `holding` says whether it took
+    /// the lease last time: a worker with nothing left to send gives the lease up, so that the
+    /// node that queues the next event sends it at once.
+    async fn deliver_batch(&self, peer: &str, holding: &mut bool) -> Result<usize, ApiError> {
         let service = self.service();
+        let holder = &self.inner.delivery.holder;
+        if service.outbound(peer, 1).await?.is_empty() {
+            if std::mem::take(holding) {
+                let now = peyvand_service::now_millis();
+                service.lease_delivery(peer, holder, now, now).await?;
+            }
+            return Ok(0);
+        }
+        let now = peyvand_service::now_millis();
+        *holding = service.lease_delivery(peer, holder, now, now + self.lease_ms()).await?;
+        if !*holding {
+            return Ok(0);
+        }
+        // Read under the lease: what another holder sent before is gone from the queue.
         let records = service.outbound(peer, MAX_BATCH_EVENTS).await?;
         if records.is_empty() {
             return Ok(0);
@@ -202,6 +242,12 @@ impl Interconnect {
             s.last_success = Some(peyvand_service::now_millis());
         });
         Ok(ids.len())
+    }
+
+    /// How long a delivery lease lasts: more than a transaction can take (the call's timeout),
+    /// with room for the store's writes around it.
+    fn lease_ms(&self) -> i64 {
+        (2 * self.inner.config.request_timeout_secs as i64 + 10) * 1000
     }
 
     /// The interconnect's metrics, in Prometheus' text format.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::cluster::Cluster;
 use common::demo::Demo;
 use common::{DEADLINE, Server, eventually, temp_dir};
 use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
@@ -34,12 +35,20 @@ fn texts(messages: &[Message]) -> Vec<(i64, String)> {
 }
 
 /// Retries `f` until it gives something, within the deadline.
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+async fn until<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    until_within(what, DEADLINE, f).await
+}
+
+async fn until_within<T, F, Fut>(what: &str, limit: std::time::Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(found) = f().await {
             return found;
@@ -211,8 +220,17 @@ async fn direct_chats_across_messengers() {
         babak.chat(bc.id).await.expect("chat").peer_read_up_to == 1
     })
     .await;
+    // Babak too accepts messages only from his contacts: Cyrus, on another messenger, counts
+    // once Babak has his number.
+    let only_contacts = SettingsUpdate { messages: Some(Audience::Contacts), ..SettingsUpdate::default() };
+    babak.update_settings(&only_contacts).await.expect("contacts only");
+    let refused = cyrus.send_text(cb.id, "درود بابک").await.expect_err("not in Babak's contacts");
+    assert_eq!(refused.code(), Some(ErrorCode::PrivacyRestricted));
+    babak.import_contacts(vec![CYRUS.to_owned()]).await.expect("import");
     cyrus.send_text(cb.id, "درود بابک").await.expect("answer");
     wait_history(&babak, bc.id, "Cyrus's answer", |h| h.len() == 2 && h[1].content == text("درود بابک")).await;
+    let everybody = SettingsUpdate { messages: Some(Audience::Everybody), ..SettingsUpdate::default() };
+    babak.update_settings(&everybody).await.expect("everybody");
 
     // Turning consent off stops new deliveries: Ali's message stays at the hub, Babak's copy
     // refuses it, and Babak can no longer write to Ali... until he turns it on again.
@@ -240,6 +258,15 @@ struct External {
 
 impl External {
     async fn start(demo: &Demo, id: &'static str, number: &str) -> Self {
+        let env = Self::licence(demo, id, number).await;
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
+        external.publish_endpoint(demo).await;
+        external
+    }
+
+    /// Licenses provider `id` at the demo's registry; the configuration that enrols it.
+    async fn licence(demo: &Demo, id: &'static str, number: &str) -> Vec<(&'static str, String)> {
         let (status, body) = demo
             .admin(
                 Method::POST,
@@ -266,10 +293,7 @@ impl External {
             ("PEYVAND_INTERCONNECT__DIRECTORY_REFRESH_SECS", "1".to_owned()),
             ("PEYVAND_INTERCONNECT__RETRY_MAX_SECS", "1".to_owned()),
         ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
-        external.publish_endpoint(demo).await;
-        external
+        env.to_vec()
     }
 
     /// Points the licence at the server's current port (it changes with every start).
@@ -297,9 +321,14 @@ impl External {
 
 /// The events waiting in a provider's queue towards `peer`, from its metrics.
 async fn queued_for(provider: &External, peer: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", provider.server.url)).await.expect("metrics");
+    peer_metric(&provider.server, "queue_events", peer).await
+}
+
+/// One of a node's `peyvand_interconnect_*{peer=...}` figures (0 if it has none).
+async fn peer_metric(node: &Server, name: &str, peer: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", node.url)).await.expect("metrics");
     let text = metrics.text().await.expect("text");
-    let prefix = format!("peyvand_interconnect_queue_events{{peer=\"{peer}\"}} ");
+    let prefix = format!("peyvand_interconnect_{name}{{peer=\"{peer}\"}} ");
     text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().expect("a count"))
 }
 
@@ -365,4 +394,83 @@ async fn a_peer_down_gets_everything_in_order_exactly_once() {
         .collect();
     assert_eq!(new, vec![1, 2, 3, 4]);
     eventually("kavir's queue is empty", || async { queued_for(&kavir, "zagros").await == 0 }).await;
+}
+
+/// A provider run as a cluster of two nodes (PostgreSQL and NATS) sends its events to a peer
+/// from one node at a time: after an outage during which both nodes queued events, the peer
+/// gets each event once (the nodes' delivery counts add up to the events), in order; and when
+/// the node delivering dies, the other takes over once its lease lapses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_delivers_to_a_peer_from_one_node_at_a_time() {
+    let demo = Demo::start(&[]);
+    let mut zagros = External::start(&demo, "zagros", "TEST-4").await;
+    let mut env = External::licence(&demo, "kavir", "TEST-3").await;
+    // A short call timeout makes a short lease (2 × timeout + 10 s).
+    env.push(("PEYVAND_INTERCONNECT__REQUEST_TIMEOUT_SECS", "1".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut cluster = Cluster::start("leases", 1, &env);
+    // The second node shares the first one's keys and certificate, as a cluster's nodes do.
+    let keys = temp_dir("kavir-2");
+    std::fs::create_dir_all(keys.join("interconnect")).expect("mkdir");
+    for file in ["signing.pk8", "tls.pem"] {
+        let from = cluster.nodes[0].data.join("interconnect").join(file);
+        std::fs::copy(&from, keys.join("interconnect").join(file)).expect("copy the node's keys");
+    }
+    cluster.add_node_on(&keys);
+    let kavir = External { id: "kavir", server: cluster.nodes.remove(0) };
+    kavir.publish_endpoint(&demo).await;
+    let second = cluster.nodes.remove(0);
+
+    let ali = kavir.sign_in(ALI).await;
+    let ali_2 = Client::new(&second.url).expect("client").with_token(ali.token().expect("signed in").to_owned());
+    let babak = zagros.sign_in(BABAK).await;
+    ali.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    babak.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let chat =
+        until("kavir reaches zagros", || async { ali.open_address(&format!("{BABAK}@zagros")).await.ok() }).await;
+    ali.send_text(chat.id, "پیام 1").await.expect("send");
+    let copy = chat_with(&babak, "kavir").await;
+    wait_history(&babak, copy.id, "the first message", |h| h.len() == 1).await;
+
+    // zagros goes down; Ali writes through both nodes, so both have events for it.
+    zagros.server.kill9();
+    for n in 2..=13 {
+        let through = if n % 2 == 0 { &ali } else { &ali_2 };
+        through.send_text(chat.id, &format!("پیام {n}")).await.expect("queued");
+    }
+    zagros.restart(&demo).await;
+    let babak = zagros.sign_in(BABAK).await;
+    let expected: Vec<(i64, String)> = (1..=13).map(|n| (n, format!("پیام {n}"))).collect();
+    let seen = wait_history(&babak, copy.id, "the catch-up", |h| h.len() == 13).await;
+    assert_eq!(texts(&seen), expected);
+    eventually("the queue is empty", || async { queued_for(&kavir, "zagros").await == 0 }).await;
+    let delivered = peer_metric(&kavir.server, "delivered_total", "zagros").await
+        + peer_metric(&second, "delivered_total", "zagros").await;
+    assert_eq!(delivered, 13, "each event sent once, by one node or the other");
+
+    // zagros goes down again; the node that takes the lease dies; the other takes over.
+    zagros.server.kill9();
+    let errors = peer_metric(&kavir.server, "errors_total", "zagros").await;
+    for n in 14..=16 {
+        ali.send_text(chat.id, &format!("پیام {n}")).await.expect("queued");
+    }
+    // The first node has tried (and failed) to deliver again: it holds the lease.
+    eventually("the first node tried zagros", || async {
+        peer_metric(&kavir.server, "errors_total", "zagros").await > errors
+    })
+    .await;
+    drop(kavir);
+    zagros.restart(&demo).await;
+    let babak = zagros.sign_in(BABAK).await;
+    until_within("the second node delivers", std::time::Duration::from_secs(60), || async {
+        (history(&babak, copy.id).await.len() == 16).then_some(())
+    })
+    .await;
+    let seen = history(&babak, copy.id).await;
+    let expected: Vec<(i64, String)> = (1..=16).map(|n| (n, format!("پیام {n}"))).collect();
+    assert_eq!(texts(&seen), expected);
+    eventually("the second node's queue is empty", || async {
+        peer_metric(&second, "queue_events", "zagros").await == 0
+    })
+    .await;
 }

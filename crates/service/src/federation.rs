@@ -968,6 +968,12 @@ impl Service {
         self.store.queue_depths().await.map_err(store_error)
     }
 
+    /// Takes or renews this process's lease to deliver to `peer` until `until` (giving it up
+    /// with `until` = `now`); whether it holds it (see `FederationStore::lease_delivery`).
+    pub async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> Result<bool, ApiError> {
+        self.store.lease_delivery(peer, holder, now, until).await.map_err(store_error)
+    }
+
     /// The newest abuse reports, for the operator.
     pub async fn reports(&self, limit: u32) -> Result<Vec<ReportRecord>, ApiError> {
         self.store.reports(limit.clamp(1, 1000)).await.map_err(store_error)

@@ -575,6 +575,11 @@ async fn federation(store: Arc<dyn Store>) {
     assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![local], "stand-ins are never found");
     assert_eq!(store.user(local).await.expect("get").expect("exists").remote_address, None);
     assert_eq!(store.user_by_phone("+15550000001").await.expect("by phone"), None);
+    // A person on another messenger is in one's contacts by the number in their address.
+    store.add_contacts(local, &["+15550000001".into()]).await.expect("contacts");
+    assert!(store.has_contact(local, remote.id).await.expect("has"), "a stand-in by its address's number");
+    assert!(!store.has_contact(local, ids[0]).await.expect("has"));
+    assert!(!store.has_contact(remote.id, local).await.expect("has"), "stand-ins keep no contacts");
 
     // Followed rooms.
     let link = RoomLink { hub: "other.example".into(), hub_chat: 77 };
@@ -627,6 +632,9 @@ async fn federation(store: Arc<dyn Store>) {
     assert_eq!(listed.others[0].remote_address.as_deref(), Some(address));
     let context = store.send_context(chat, local).await.expect("context").expect("member");
     assert_eq!(context.members, members);
+    let context = store.send_context(chat, remote.id).await.expect("context").expect("member");
+    assert_eq!(context.recipients.len(), 1);
+    assert!(context.recipients[0].user_id == local && context.recipients[0].has_sender_as_contact);
 
     // Messages at the seqs the hub gave them, out of order.
     let before = (store.cursor(local).await.expect("cursor"), store.cursor(remote.id).await.expect("cursor"));
@@ -705,6 +713,23 @@ async fn federation(store: Arc<dyn Store>) {
     assert!(store.expire_outbound(104).await.expect("expire").is_empty());
     let depths = store.queue_depths().await.expect("depths");
     assert_eq!(depths.iter().map(|d| (d.peer.as_str(), d.events)).collect::<Vec<_>>(), vec![("c.example", 1)]);
+
+    // Delivery leases: one holder per peer at a time, renewed by it, taken over once lapsed.
+    assert!(store.lease_delivery("b.example", "node-1", 1_000, 2_000).await.expect("lease"), "free");
+    assert!(!store.lease_delivery("b.example", "node-2", 1_500, 2_500).await.expect("lease"), "held by node-1");
+    assert!(store.lease_delivery("a.example", "node-2", 1_500, 2_500).await.expect("lease"), "per peer");
+    assert!(store.lease_delivery("b.example", "node-1", 1_900, 3_000).await.expect("lease"), "renewed");
+    assert!(!store.lease_delivery("b.example", "node-2", 2_500, 3_500).await.expect("lease"), "renewal counted");
+    assert!(store.lease_delivery("b.example", "node-2", 3_000, 4_000).await.expect("lease"), "lapsed: taken over");
+    assert!(!store.lease_delivery("b.example", "node-1", 3_100, 4_100).await.expect("lease"), "node-1 lost it");
+    let mut racers = JoinSet::new();
+    for i in 0..6 {
+        let store = store.clone();
+        racers.spawn(
+            async move { store.lease_delivery("d.example", &format!("racer-{i}"), 10, 20).await.expect("lease") },
+        );
+    }
+    assert_eq!(racers.join_all().await.iter().filter(|&&won| won).count(), 1, "one racer wins a free lease");
 
     // Transactions received from peers.
     assert!(!store.inbound_seen("b.example", "t1").await.expect("seen"));

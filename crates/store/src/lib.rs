@@ -82,7 +82,8 @@ pub trait AccountStore: Send + Sync {
     async fn remove_contact(&self, owner: i64, phone: &str) -> StoreResult<()>;
     /// The live accounts among the owner's contacts.
     async fn contacts(&self, owner: i64) -> StoreResult<Vec<UserRecord>>;
-    /// Whether `owner` has `other` in their contacts.
+    /// Whether `owner` has `other`'s number in their contacts: a person here by their phone, a
+    /// person on another messenger (a stand-in) by the number in their address.
     async fn has_contact(&self, owner: i64, other: i64) -> StoreResult<bool>;
     /// Whether `owner` has this phone number (E.164) in their contacts, whether or not it
     /// belongs to an account here (people on other messengers are known by number only).
@@ -215,6 +216,10 @@ pub trait FederationStore: Send + Sync {
     async fn expire_outbound(&self, before: i64) -> StoreResult<Vec<(String, u64)>>;
     /// How many events wait for each peer that has any, by peer.
     async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
+    /// Takes or renews the lease to deliver to `peer` for `holder` (one process) until `until`:
+    /// true if `holder` holds it now, because it was free, had lapsed by `now`, or was already
+    /// `holder`'s. Only the holder sends a peer its events, so a cluster sends them once, in order.
+    async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> StoreResult<bool>;
 
     /// Whether transaction `txn` from `peer` was already applied.
     async fn inbound_seen(&self, peer: &str, txn: &str) -> StoreResult<bool>;

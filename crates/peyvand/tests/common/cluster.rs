@@ -81,8 +81,13 @@ impl Cluster {
     }
 
     pub fn add_node(&mut self) -> &Server {
+        self.add_node_on(&temp_dir("node"))
+    }
+
+    /// Adds a node whose data directory is `data` (prepared by the caller).
+    pub fn add_node_on(&mut self, data: &Path) -> &Server {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.nodes.push(Server::start_with(&temp_dir("node"), &env));
+        self.nodes.push(Server::start_with(data, &env));
         self.nodes.last().expect("just added")
     }
 }

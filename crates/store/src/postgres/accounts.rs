@@ -385,8 +385,8 @@ impl AccountStore for PgStore {
             let client = self.client().await?;
             let statement = client
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM contacts c JOIN users u ON u.phone = c.phone \
-                     WHERE c.owner_id = $1 AND u.id = $2)",
+                    "SELECT EXISTS (SELECT 1 FROM users u JOIN contacts c ON c.owner_id = $1 \
+                     AND c.phone = COALESCE(u.phone, split_part(u.remote_address, '@', 1)) WHERE u.id = $2)",
                 )
                 .await?;
             Ok(client.query_one(&statement, &[&owner, &other]).await?.try_get(0)?)

@@ -216,7 +216,8 @@ async fn send_context(store: &PgStore, chat_id: i64, sender: i64) -> Attempt<Opt
             "SELECT m.chat_id, m.user_id, m.read_up_to, m.delivered_up_to, u.remote_address, \
                COALESCE(u.deleted, true), u.privacy, \
                EXISTS (SELECT 1 FROM contacts c WHERE c.owner_id = m.user_id \
-                         AND c.phone = (SELECT phone FROM users WHERE id = $2)), \
+                         AND c.phone = (SELECT COALESCE(phone, split_part(remote_address, '@', 1)) \
+                                        FROM users WHERE id = $2)), \
                EXISTS (SELECT 1 FROM blocks b WHERE b.owner_id = $2 AND b.target_id = m.user_id), \
                EXISTS (SELECT 1 FROM blocks b WHERE b.owner_id = m.user_id AND b.target_id = $2) \
              FROM members m LEFT JOIN users u ON u.id = m.user_id \

@@ -282,6 +282,22 @@ impl FederationStore for PgStore {
         .await
     }
 
+    async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> StoreResult<bool> {
+        // Renewing is idempotent, so a retry after a lost answer is safe.
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO delivery_leases AS l (peer, holder, until) VALUES ($1, $2, $4) \
+                     ON CONFLICT (peer) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE l.holder = excluded.holder OR l.until <= $3 RETURNING holder",
+                )
+                .await?;
+            Ok(client.query_opt(&statement, &[&peer, &holder, &now, &until]).await?.is_some())
+        })
+        .await
+    }
+
     async fn inbound_seen(&self, peer: &str, txn: &str) -> StoreResult<bool> {
         once(async {
             let client = self.client().await?;

@@ -20,7 +20,7 @@
 //! The rest are not distributed: `users` (phone numbers, usernames and stand-ins' remote
 //! addresses are unique across everybody), `chats` (the direct-chat key and a followed room's
 //! link are unique across everybody, and a chat's row orders its messages), the small
-//! federation tables `outbound`, `inbound_txns` and `reports`, and the small `codes`,
+//! federation tables `outbound`, `inbound_txns`, `reports` and `delivery_leases`, and the small `codes`,
 //! `limits`, `nodes` and `schema_migrations`.
 //!
 //! Ids and times (milliseconds) are `bigint`; JSON columns are `text` holding exactly what
@@ -180,6 +180,13 @@ CREATE TABLE reports (
     reason text NOT NULL,
     from_provider text,
     created_at bigint NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE delivery_leases (
+    peer text PRIMARY KEY,
+    holder text NOT NULL,
+    until bigint NOT NULL
 );
 "#,
 ];

@@ -382,7 +382,8 @@ fn prefixed_user_columns() -> String {
 pub(super) fn has_contact(conn: &Connection, owner: i64, other: i64) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached(
-            "SELECT 1 FROM contacts c JOIN users u ON u.phone = c.phone WHERE c.owner_id = ?1 AND u.id = ?2",
+            "SELECT 1 FROM users u JOIN contacts c ON c.owner_id = ?1 AND c.phone = \
+             COALESCE(u.phone, substr(u.remote_address, 1, instr(u.remote_address, '@') - 1)) WHERE u.id = ?2",
         )?
         .exists(params![owner, other])?)
 }

@@ -218,6 +218,20 @@ impl FederationStore for SqliteStore {
         .await
     }
 
+    async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let (peer, holder) = (peer.to_owned(), holder.to_owned());
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "INSERT INTO delivery_leases AS l (peer, holder, until) VALUES (?1, ?2, ?4) \
+                     ON CONFLICT (peer) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE l.holder = excluded.holder OR l.until <= ?3 RETURNING holder",
+                )?
+                .exists(params![peer, holder, now, until])?)
+        })
+        .await
+    }
+
     async fn record_inbound(&self, peer: &str, txn: &str, now: i64) -> StoreResult<()> {
         let (peer, txn) = (peer.to_owned(), txn.to_owned());
         self.write(move |conn| {

@@ -149,6 +149,13 @@ CREATE TABLE reports (
     created_at INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE delivery_leases (
+    peer TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
