@@ -7,6 +7,10 @@
 //! sends well-formed and deliberately broken requests, suspends itself to see the target
 //! refuse it, and revokes the licence at the end. So it needs the regulator's admin token:
 //! it is the regulator's tool for checking a provider before and while it is licensed.
+//!
+//! The kit has no people on the target, so of direct chats (`delivery.md`) it checks what the
+//! target must refuse, and how. Everyone it invites, reports or sends a message to is a
+//! fictional number the target's own lookup does not find, so that a run reaches nobody real.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,13 @@ use crate::tls::{TlsIdentity, client_config};
 
 const PROVIDER_PATH: &str = "/interconnect/v1/provider";
 const LOOKUP_PATH: &str = "/interconnect/v1/lookup";
+const INVITE_PATH: &str = "/interconnect/v1/invite";
+const SUBMIT_PATH: &str = "/interconnect/v1/submit";
+const TRANSACTIONS_PATH: &str = "/interconnect/v1/transactions";
+const TYPING_PATH: &str = "/interconnect/v1/typing";
+const REPORTS_PATH: &str = "/interconnect/v1/reports";
+/// The size limit every receiver has for a request body (transport.md, [TRANSPORT-12]).
+const SIZE_LIMIT: usize = 64 * 1024;
 /// How often the kit asks again while it waits for the target's directory to change.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -49,7 +60,7 @@ pub struct Outcome {
     /// The requirement's identifier in `docs/protocol/` (`TRANSPORT-10`).
     pub requirement: &'static str,
     /// What was checked.
-    pub check: &'static str,
+    pub check: String,
     pub passed: bool,
     /// What was seen, when it failed.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -85,6 +96,8 @@ struct Request {
     timestamp: i64,
     nonce: String,
     body: Vec<u8>,
+    /// Whether the body is sent with `Content-Type: application/json`.
+    json: bool,
 }
 
 /// An answer: the HTTP status and the error code, if any (`-` otherwise), and the body.
@@ -105,6 +118,7 @@ impl Caller {
             timestamp: peyvand_service::now_millis(),
             nonce: new_nonce(),
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            json: true,
         }
     }
 
@@ -150,8 +164,11 @@ impl Caller {
             builder = builder.header(HEADER_SIGNATURE, signature);
         }
         let body = body.unwrap_or(&request.body);
+        if request.json && !body.is_empty() {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
+        }
         if !body.is_empty() {
-            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec());
+            builder = builder.body(body.to_vec());
         }
         let response = builder.send().await.map_err(|e| format!("no answer: {e}"))?;
         let status = response.status().as_u16();
@@ -173,12 +190,12 @@ fn expect(answer: &Result<Answer, String>, status: u16, code: &str) -> Result<()
     }
 }
 
-fn outcome(requirement: &'static str, check: &'static str, result: Result<(), String>) -> Outcome {
+fn outcome(requirement: &'static str, check: impl Into<String>, result: Result<(), String>) -> Outcome {
     let (passed, detail) = match result {
         Ok(()) => (true, String::new()),
         Err(detail) => (false, detail),
     };
-    Outcome { requirement, check, passed, detail }
+    Outcome { requirement, check: check.into(), passed, detail }
 }
 
 fn new_key() -> Result<Ed25519KeyPair, KitError> {
@@ -423,6 +440,9 @@ async fn checks(registry: &RegistryClient, listing: &Directory, caller: &Caller,
         expect(&caller.signed(&unknown_field).await, 400, "bad_request"),
     ));
 
+    // Direct chats: what a provider with no people on the target can see of them.
+    out.extend(delivery_checks(caller).await);
+
     // Licences: a suspended caller is refused within one refresh.
     let suspended = match registry.suspend(&caller.id, "conformance: suspension").await {
         Ok(_) => {
@@ -433,5 +453,448 @@ async fn checks(registry: &RegistryClient, listing: &Directory, caller: &Caller,
         Err(e) => Err(format!("cannot suspend the kit's licence: {e}")),
     };
     out.push(outcome("TRANSPORT-5", "a caller whose licence is suspended is refused with peer_not_active", suspended));
+    out
+}
+
+/// One of the direct-chat endpoints, with a harmless request the target answers with
+/// something other than `bad_request`, so that a broken variant of it shows whether the body
+/// is checked.
+struct Endpoint {
+    path: &'static str,
+    body: Value,
+    status: u16,
+    code: &'static str,
+    /// A top-level field the kit gives the wrong type, then leaves out.
+    field: &'static str,
+}
+
+/// An address of one of the kit's own people: on the kit's provider, so it names nobody real.
+fn kit_person(caller: &Caller) -> String {
+    format!("+98999{:07}@{}", rand::random::<u32>() % 10_000_000, caller.id)
+}
+
+/// A fictional number: the North American plan keeps 555-0100 to 555-0199 for fiction.
+fn fictional_phone() -> String {
+    format!("+1202555{:04}", 100 + rand::random::<u32>() % 100)
+}
+
+/// A room id far above any chat id a provider has given (they count up from 1).
+fn unused_room_id() -> i64 {
+    1_000_000_000_000 + i64::from(rand::random::<u32>())
+}
+
+fn new_transaction_id() -> String {
+    format!("conformance-{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// An address on the target that its lookup does not find for `requester` (no account, or
+/// not reachable for them): the person every refusal check below invites or reports, so that
+/// the kit never reaches anyone real.
+async fn unreachable_person(caller: &Caller, requester: &str) -> Result<String, String> {
+    let requester_phone = requester.rsplit_once('@').map_or(requester, |(phone, _)| phone);
+    for _ in 0..5 {
+        let phone = fictional_phone();
+        let body = json!({"phone": phone, "requester_phone": requester_phone});
+        let answer = caller.signed(&caller.request(Method::POST, LOOKUP_PATH, Some(body))).await;
+        expect(&answer, 200, "-").map_err(|e| format!("a lookup of {phone}: {e}"))?;
+        if answer.as_ref().is_ok_and(|a| a.body["found"] == false) {
+            return Ok(format!("{phone}@{}", caller.target.id));
+        }
+    }
+    Err("the target's lookup found five fictional numbers: the kit has no unreachable person to use".into())
+}
+
+/// Sends `body` to `path`, signed.
+async fn post(caller: &Caller, path: &'static str, body: Value) -> Result<Answer, String> {
+    caller.signed(&caller.request(Method::POST, path, Some(body))).await
+}
+
+/// Sends raw bytes to `path`, signed, with or without `Content-Type: application/json`.
+async fn post_raw(caller: &Caller, path: &'static str, body: Vec<u8>, json: bool) -> Result<Answer, String> {
+    let mut request = caller.request(Method::POST, path, None);
+    request.body = body;
+    request.json = json;
+    caller.signed(&request).await
+}
+
+/// Each of `bodies` (labelled) is answered `status` with `code`.
+async fn all_answered(
+    caller: &Caller,
+    path: &'static str,
+    bodies: Vec<(&str, Value)>,
+    status: u16,
+    code: &str,
+) -> Result<(), String> {
+    for (label, body) in bodies {
+        expect(&post(caller, path, body).await, status, code).map_err(|e| format!("{label}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Each of `bodies` (labelled) is refused with `bad_request`.
+async fn all_bad_requests(caller: &Caller, path: &'static str, bodies: Vec<(&str, Value)>) -> Result<(), String> {
+    all_answered(caller, path, bodies, 400, "bad_request").await
+}
+
+/// `body` with `field` set to `value` (`None`: removed).
+fn with(body: &Value, field: &str, value: Option<Value>) -> Value {
+    let mut body = body.clone();
+    if let Some(object) = body.as_object_mut() {
+        match value {
+            Some(value) => object.insert(field.to_owned(), value),
+            None => object.remove(field),
+        };
+    }
+    body
+}
+
+/// The transport and body checks every direct-chat endpoint shares.
+async fn endpoint_checks(caller: &Caller, endpoint: &Endpoint, out: &mut Vec<Outcome>) {
+    let path = endpoint.path;
+    let request = caller.request(Method::POST, path, Some(endpoint.body.clone()));
+    out.push(outcome(
+        "TRANSPORT-6",
+        format!("POST {path} without a signature is refused with invalid_signature"),
+        expect(&caller.send(None, &request, None, None).await, 401, "invalid_signature"),
+    ));
+    let first = caller.signed(&request).await;
+    let again = caller.signed(&request).await;
+    out.push(outcome(
+        "TRANSPORT-10",
+        format!("POST {path} sent twice with one nonce is refused the second time with replayed_request"),
+        expect(&first, endpoint.status, endpoint.code).and_then(|()| expect(&again, 409, "replayed_request")),
+    ));
+
+    let mut result = Ok(());
+    let malformed = br#"{"room": {"hub": "#.to_vec();
+    for (label, bytes, json) in
+        [("malformed JSON", malformed, true), ("no Content-Type", endpoint.body.to_string().into_bytes(), false)]
+    {
+        if result.is_ok() {
+            result = expect(&post_raw(caller, path, bytes, json).await, 400, "bad_request")
+                .map_err(|e| format!("{label}: {e}"));
+        }
+    }
+    if result.is_ok() {
+        result = all_bad_requests(
+            caller,
+            path,
+            vec![
+                ("an unknown field", with(&endpoint.body, "conformance", Some(json!(true)))),
+                ("a field of the wrong type", with(&endpoint.body, endpoint.field, Some(json!(42)))),
+                ("a missing field", with(&endpoint.body, endpoint.field, None)),
+            ],
+        )
+        .await;
+    }
+    out.push(outcome(
+        "EP-10",
+        format!(
+            "POST {path} refuses malformed JSON, a body without Content-Type: application/json, an unknown field, \
+             a field of the wrong type and a missing field with bad_request"
+        ),
+        result,
+    ));
+}
+
+/// The refusal a transaction's answer lists for event `index`: its code.
+fn refusal(answer: &Result<Answer, String>, index: u64) -> Result<String, String> {
+    expect(answer, 200, "-")?;
+    let body = answer.as_ref().map(|a| a.body.clone()).unwrap_or_default();
+    body["refused"]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["index"] == index))
+        .and_then(|r| r["code"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("event {index} is not listed as refused: {body}"))
+}
+
+fn refused_with(answer: &Result<Answer, String>, indexes: &[u64], code: &str) -> Result<(), String> {
+    for &index in indexes {
+        let got = refusal(answer, index)?;
+        if got != code {
+            return Err(format!("event {index} was refused with {got}, not {code}"));
+        }
+    }
+    Ok(())
+}
+
+/// The checks of the direct-chat endpoints (endpoints.md, delivery.md) that a provider with
+/// no people on the target can make: the kit's people and rooms exist nowhere, so every
+/// request is one the target must refuse, and how it refuses is what is checked.
+async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    let kit = caller.id.as_str();
+    let target = caller.target.id.as_str();
+    let me = kit_person(caller);
+    let unreachable = match unreachable_person(caller, &me).await {
+        Ok(address) => address,
+        Err(e) => {
+            out.push(outcome("DELIVERY-5", "the direct-chat checks could run", Err(e)));
+            return out;
+        }
+    };
+    // Addresses that are not the caller's (for `from`, `user`, `reporter`), and not the
+    // target's (for `to`, `reported`).
+    let foreign_to_caller = format!("+98999{:07}@{target}", rand::random::<u32>() % 10_000_000);
+    let foreign_to_target = format!("{}@{kit}", fictional_phone());
+    let kit_room = || json!({"hub": kit, "id": unused_room_id()});
+    let target_room = || json!({"hub": target, "id": unused_room_id()});
+    let read = json!({"type": "read", "user": me, "up_to": 1});
+    let reason = "conformance kit: a test report about a number that should have no account; please ignore";
+
+    let invite = json!({"room": kit_room(), "from": me, "from_name": "Conformance kit", "to": unreachable});
+    let submit = json!({"room": target_room(), "user": me, "user_name": "Conformance kit",
+        "action": {"type": "read", "up_to": 1}});
+    let transaction = json!({"id": new_transaction_id(), "events": [{"room": kit_room(), "event": read}]});
+    let typing = json!({"room": kit_room(), "user": me});
+    let report = json!({"reporter": me, "reported": unreachable, "reason": reason});
+    let endpoints = [
+        Endpoint { path: INVITE_PATH, body: invite.clone(), status: 404, code: "not_found", field: "to" },
+        Endpoint { path: SUBMIT_PATH, body: submit.clone(), status: 404, code: "not_found", field: "action" },
+        Endpoint { path: TRANSACTIONS_PATH, body: transaction, status: 200, code: "-", field: "events" },
+        Endpoint { path: TYPING_PATH, body: typing.clone(), status: 404, code: "not_found", field: "user" },
+        Endpoint { path: REPORTS_PATH, body: report.clone(), status: 404, code: "not_found", field: "reason" },
+    ];
+    for endpoint in &endpoints {
+        endpoint_checks(caller, endpoint, &mut out).await;
+    }
+
+    // Invitations.
+    out.push(outcome(
+        "DELIVERY-5",
+        "an invitation to a number the target's lookup does not find for the inviter (no account, or not \
+         opted in) is refused with not_found",
+        expect(&post(caller, INVITE_PATH, invite.clone()).await, 404, "not_found"),
+    ));
+    out.push(outcome(
+        "EP-11",
+        "an invitation to a room whose hub is not the caller is refused with bad_request",
+        expect(&post(caller, INVITE_PATH, with(&invite, "room", Some(target_room()))).await, 400, "bad_request"),
+    ));
+    out.push(outcome(
+        "DELIVERY-4",
+        "an invitation from an address of another provider than the caller is refused with bad_request",
+        expect(
+            &post(caller, INVITE_PATH, with(&invite, "from", Some(json!(foreign_to_caller)))).await,
+            400,
+            "bad_request",
+        ),
+    ));
+    out.push(outcome(
+        "EP-11",
+        "an invitation to an address that is not the target's (another provider's, or no address) is refused \
+         with bad_request",
+        all_bad_requests(
+            caller,
+            INVITE_PATH,
+            vec![
+                ("another provider's address", with(&invite, "to", Some(json!(foreign_to_target)))),
+                ("no address", with(&invite, "to", Some(json!("somebody")))),
+            ],
+        )
+        .await,
+    ));
+
+    // Submissions.
+    out.push(outcome(
+        "DELIVERY-9",
+        "a submission for a room the target does not host is refused with not_found",
+        expect(&post(caller, SUBMIT_PATH, submit.clone()).await, 404, "not_found"),
+    ));
+    out.push(outcome(
+        "EP-11",
+        "a submission for a room whose hub is not the target is refused with bad_request",
+        expect(&post(caller, SUBMIT_PATH, with(&submit, "room", Some(kit_room()))).await, 400, "bad_request"),
+    ));
+    out.push(outcome(
+        "DELIVERY-4",
+        "a submission by an address of another provider than the caller is refused with bad_request",
+        expect(
+            &post(caller, SUBMIT_PATH, with(&submit, "user", Some(json!(foreign_to_caller)))).await,
+            400,
+            "bad_request",
+        ),
+    ));
+    out.push(outcome(
+        "EP-10",
+        "a submission whose action has an unknown field or an unknown type is refused with bad_request",
+        all_bad_requests(
+            caller,
+            SUBMIT_PATH,
+            vec![
+                (
+                    "an unknown field in the action",
+                    with(&submit, "action", Some(json!({"type": "read", "up_to": 1, "conformance": true}))),
+                ),
+                ("an unknown action", with(&submit, "action", Some(json!({"type": "poke"})))),
+            ],
+        )
+        .await,
+    ));
+
+    // Transactions: one whose every event must be refused, each for its own reason.
+    let message = |recipient: &str| {
+        json!({"type": "message", "seq": 1, "sender": me, "sender_name": "Conformance kit", "recipient": recipient,
+            "client_id": "conformance-1", "content": {"type": "text", "text": "conformance"},
+            "sent_at": peyvand_service::now_millis()})
+    };
+    let mixed = json!({"id": new_transaction_id(), "events": [
+        {"room": kit_room(), "event": read},
+        {"room": target_room(), "event": read},
+        {"room": kit_room(), "event": message(&unreachable)},
+        {"room": kit_room(), "event": {"type": "reaction", "seq": 1, "user": me, "emoji": "👍"}},
+    ]});
+    let answer = post(caller, TRANSACTIONS_PATH, mixed.clone()).await;
+    let listed = expect(&answer, 200, "-").and_then(|()| {
+        let body = answer.as_ref().map(|a| a.body.clone()).unwrap_or_default();
+        let refused = body["refused"].as_array().cloned().unwrap_or_default();
+        let complete = refused.iter().all(|r| r["index"].is_u64() && r["code"].is_string() && r["message"].is_string());
+        let indexes: Vec<u64> = refused.iter().filter_map(|r| r["index"].as_u64()).collect();
+        (complete && indexes == [0, 1, 2, 3]).then_some(()).ok_or_else(|| format!("answered {body}"))
+    });
+    out.push(outcome(
+        "DELIVERY-12",
+        "a transaction whose events are all refused is answered 200, listing each event by index, code and \
+         message, in order",
+        listed,
+    ));
+    out.push(outcome(
+        "EP-17",
+        "events for a room the target does not follow (other than a message) are refused one by one with \
+         not_found, not the transaction as a whole",
+        refused_with(&answer, &[0, 3], "not_found"),
+    ));
+    out.push(outcome(
+        "DELIVERY-1",
+        "an event for a room whose hub is not the caller is refused with bad_request",
+        refused_with(&answer, &[1], "bad_request"),
+    ));
+    out.push(outcome(
+        "DELIVERY-7",
+        "a message for a room the target has no copy of, to a person the sender may not reach, is refused \
+         with not_found, as the invitation would be",
+        refused_with(&answer, &[2], "not_found"),
+    ));
+    let again = post(caller, TRANSACTIONS_PATH, mixed).await;
+    out.push(outcome(
+        "EP-16",
+        "a transaction id sent again is answered {\"refused\": []}: its events are not applied (nor refused) again",
+        expect(&again, 200, "-").and_then(|()| match &again {
+            Ok(a) if a.body == json!({"refused": []}) => Ok(()),
+            Ok(a) => Err(format!("answered {}", a.body)),
+            Err(e) => Err(e.clone()),
+        }),
+    ));
+    let event = |event: Value| json!({"room": kit_room(), "event": event});
+    let one_bad = |bad: Value| json!({"id": new_transaction_id(), "events": [event(read.clone()), bad]});
+    out.push(outcome(
+        "EP-10",
+        "a transaction with one malformed event (an unknown field in the event or its envelope, an unknown \
+         type) is refused as a whole with bad_request",
+        all_bad_requests(
+            caller,
+            TRANSACTIONS_PATH,
+            vec![
+                ("an unknown field in an event", one_bad(event(with(&read, "conformance", Some(json!(true)))))),
+                ("an unknown field in an envelope", one_bad(with(&event(read.clone()), "conformance", Some(json!(1))))),
+                ("an unknown event type", one_bad(event(json!({"type": "poke", "user": me})))),
+            ],
+        )
+        .await,
+    ));
+    let loose_room = json!({"hub": kit, "id": unused_room_id(), "conformance": true});
+    let loose = json!({"id": new_transaction_id(), "events": [{"room": loose_room, "event": read}]});
+    out.push(outcome(
+        "EP-10",
+        "an unknown field inside a room is ignored (the event is refused with not_found only because the \
+         target does not follow the room)",
+        refused_with(&post(caller, TRANSACTIONS_PATH, loose).await, &[0], "not_found"),
+    ));
+    let with_id = |id: &str| json!({"id": id, "events": [event(read.clone())]});
+    out.push(outcome(
+        "EP-10",
+        "a transaction id that is not 1 to 128 printable ASCII characters other than space is refused with \
+         bad_request",
+        all_bad_requests(
+            caller,
+            TRANSACTIONS_PATH,
+            vec![
+                ("an empty id", with_id("")),
+                ("an id of 129 characters", with_id(&"a".repeat(129))),
+                ("an id with a space", with_id("conformance id")),
+                ("an id with a non-ASCII character", with_id("conformance-é")),
+            ],
+        )
+        .await,
+    ));
+    // The size limit: exactly 64 KiB (padded with white space, which JSON allows) is accepted.
+    let padded = |size: usize| {
+        let mut body = with_id(&new_transaction_id()).to_string().into_bytes();
+        body.resize(size.max(body.len()), b' ');
+        body
+    };
+    out.push(outcome(
+        "TRANSPORT-12",
+        "a transaction of exactly 64 KiB is accepted",
+        expect(&post_raw(caller, TRANSACTIONS_PATH, padded(SIZE_LIMIT), true).await, 200, "-"),
+    ));
+    out.push(outcome(
+        "TRANSPORT-12",
+        "a transaction one byte over 64 KiB is refused with payload_too_large",
+        expect(&post_raw(caller, TRANSACTIONS_PATH, padded(SIZE_LIMIT + 1), true).await, 413, "payload_too_large"),
+    ));
+
+    // Typing.
+    out.push(outcome(
+        "DELIVERY-9",
+        "typing in a room the target neither hosts nor follows is refused with not_found",
+        all_answered(
+            caller,
+            TYPING_PATH,
+            vec![
+                ("a room of the caller", typing.clone()),
+                ("a room of the target", with(&typing, "room", Some(target_room()))),
+            ],
+            404,
+            "not_found",
+        )
+        .await,
+    ));
+    let elsewhere = json!({"hub": format!("not-{kit}"), "id": 1});
+    out.push(outcome(
+        "EP-11",
+        "typing in a room whose hub is neither the target nor the caller is refused with bad_request",
+        expect(&post(caller, TYPING_PATH, with(&typing, "room", Some(elsewhere))).await, 400, "bad_request"),
+    ));
+
+    // Reports.
+    out.push(outcome(
+        "EP-12",
+        "a report about a number the target's lookup does not find for the reporter is refused with not_found",
+        expect(&post(caller, REPORTS_PATH, report.clone()).await, 404, "not_found"),
+    ));
+    out.push(outcome(
+        "DELIVERY-4",
+        "a report by an address of another provider than the caller is refused with bad_request",
+        expect(
+            &post(caller, REPORTS_PATH, with(&report, "reporter", Some(json!(foreign_to_caller)))).await,
+            400,
+            "bad_request",
+        ),
+    ));
+    out.push(outcome(
+        "EP-11",
+        "a report about an address that is not the target's (another provider's, or no address) is refused \
+         with bad_request",
+        all_bad_requests(
+            caller,
+            REPORTS_PATH,
+            vec![
+                ("another provider's address", with(&report, "reported", Some(json!(foreign_to_target)))),
+                ("no address", with(&report, "reported", Some(json!("somebody")))),
+            ],
+        )
+        .await,
+    ));
     out
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 const ALI: &str = "+989122000001";
 const BABAK: &str = "+989122000002";
 const CYRUS: &str = "+989122000003";
+const DARA: &str = "+989122000004";
 
 fn consent(audience: Audience) -> SettingsUpdate {
     SettingsUpdate { interconnect: Some(audience), ..SettingsUpdate::default() }
@@ -248,6 +249,10 @@ async fn direct_chats_across_messengers() {
     ali.report(babak_here, "پیام ناخواسته").await.expect("report");
     let refused = ali.report(babak_here, "").await.expect_err("a reason is needed");
     assert_eq!(refused.code(), Some(ErrorCode::BadRequest));
+    // Only about someone one shares a chat with: damavand refuses Dara's report on Babak.
+    let dara = demo.sign_in("alborz", DARA).await;
+    let refused = dara.report(babak_here, "spam").await.expect_err("no chat with Babak");
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound));
 }
 
 /// A provider run as its own `peyvand serve` process, licensed by the demo's registry.

@@ -141,10 +141,41 @@ async fn the_conformance_kit_passes_against_peyvand() {
     let passed: Vec<&str> =
         outcomes.iter().filter(|o| o["passed"] == true).filter_map(|o| o["requirement"].as_str()).collect();
     assert_eq!(passed.len(), outcomes.len(), "{stdout}");
-    for requirement in
-        ["TRANSPORT-1", "TRANSPORT-2", "TRANSPORT-5", "TRANSPORT-6", "TRANSPORT-9", "TRANSPORT-10", "EP-4"]
-    {
+    for requirement in [
+        "TRANSPORT-1",
+        "TRANSPORT-2",
+        "TRANSPORT-5",
+        "TRANSPORT-6",
+        "TRANSPORT-9",
+        "TRANSPORT-10",
+        "TRANSPORT-12",
+        "EP-4",
+        "EP-10",
+        "EP-11",
+        "EP-12",
+        "EP-16",
+        "EP-17",
+        "DELIVERY-1",
+        "DELIVERY-4",
+        "DELIVERY-5",
+        "DELIVERY-7",
+        "DELIVERY-9",
+        "DELIVERY-12",
+    ] {
         assert!(passed.contains(&requirement), "{requirement} was checked: {stdout}");
+    }
+    // Every direct-chat endpoint is checked for signatures, replays and its body.
+    for path in ["invite", "submit", "transactions", "typing", "reports"] {
+        for requirement in ["TRANSPORT-6", "TRANSPORT-10", "EP-10"] {
+            let needle = format!("POST /interconnect/v1/{path} ");
+            assert!(
+                outcomes
+                    .iter()
+                    .any(|o| o["requirement"] == requirement
+                        && o["check"].as_str().is_some_and(|c| c.starts_with(&needle))),
+                "{requirement} was checked on {path}: {stdout}"
+            );
+        }
     }
     let (_, licences) = demo.admin(Method::GET, "/v1/admin/licences", Value::Null).await;
     let kit: Vec<&Value> = licences["licences"]

@@ -588,8 +588,9 @@ impl Service {
                 reply_to,
                 forwarded_sent_at,
                 sent_at,
-                recipient: _,
+                recipient,
             } => {
+                self.member_by_address(&recipient, &members).await?;
                 let folded = validate_content(&content)?;
                 validate_client_id(&client_id)?;
                 if seq < 1 {
@@ -853,10 +854,16 @@ impl Service {
         } else {
             return Err(err(ErrorCode::BadRequest, "the room is neither this provider's nor the caller's"));
         };
+        // A room hosted here is a chat here that follows no other hub's room.
+        let hosted_elsewhere = typing.room.hub == federation.provider_id()
+            && self.store.room_link(chat_id).await.map_err(store_error)?.is_some();
+        let members = self.store.members(chat_id).await.map_err(store_error)?;
+        if members.is_empty() || hosted_elsewhere {
+            return Err(err(ErrorCode::NotFound, "no such room"));
+        }
         if provider_of(&typing.user) != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may speak only for its own users"));
         }
-        let members = self.store.members(chat_id).await.map_err(store_error)?;
         let user_id = self.member_by_address(&typing.user, &members).await?;
         let update = Arc::new(peyvand_api::Update {
             cursor: None,
@@ -927,7 +934,17 @@ impl Service {
         if provider != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may report only for its own users"));
         }
+        // Only about someone the reporter shares a chat with: a peer cannot learn who has an
+        // account here by reporting numbers, nor report people its users never met.
         let reported = self.local_by_address(&report.reported).await?;
+        let reporter = self.store.remote_user_by_address(&report.reporter).await.map_err(store_error)?;
+        let shared = match reporter {
+            Some(reporter) => self.store.direct_chat(reported.id, reporter.id).await.map_err(store_error)?,
+            None => None,
+        };
+        if shared.is_none() {
+            return Err(err(ErrorCode::NotFound, "no one here shares a chat with the reporter at this address"));
+        }
         let reason = report.reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
             return Err(err(ErrorCode::BadRequest, format!("a reason is 1 to {MAX_REASON_CHARS} characters")));
