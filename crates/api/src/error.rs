@@ -89,6 +89,9 @@ pub enum ErrorCode {
     PeerProtocol,
     /// The two people already share a cross-messenger room hosted elsewhere or another copy.
     RoomConflict,
+    /// The other provider does not offer this (its directory entry lacks the capability, such
+    /// as `chat` for direct chats).
+    PeerNotCapable,
 }
 
 impl ErrorCode {
@@ -128,7 +131,8 @@ impl ErrorCode {
             | Self::DomainTaken
             | Self::InvalidTransition
             | Self::LicenceNotActive
-            | Self::RoomConflict => 409,
+            | Self::RoomConflict
+            | Self::PeerNotCapable => 409,
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
@@ -192,6 +196,7 @@ impl ErrorCode {
             Self::PeerUnavailable => "peer_unavailable",
             Self::PeerProtocol => "peer_protocol",
             Self::RoomConflict => "room_conflict",
+            Self::PeerNotCapable => "peer_not_capable",
         }
     }
 }
@@ -242,6 +247,7 @@ mod tests {
             ErrorCode::PeerNotActive,
             ErrorCode::ReplayedRequest,
             ErrorCode::RoomConflict,
+            ErrorCode::PeerNotCapable,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -397,6 +397,21 @@ impl Federation for Interconnect {
         self.directory()?.provider(provider_id).map(|p| p.name.clone())
     }
 
+    fn chat_peer(&self, peer: &str) -> Result<(), ApiError> {
+        let directory = self
+            .directory()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "no current directory from the registry"))?;
+        if let Some(listed) = directory.provider(peer)
+            && !listed.capabilities.iter().any(|c| c == "chat")
+        {
+            return Err(ApiError::new(
+                ErrorCode::PeerNotCapable,
+                format!("`{peer}` does not take chats from other messengers (no `chat` capability in the directory)"),
+            ));
+        }
+        peers::active_peer(&directory, peer).map(|_| ())
+    }
+
     async fn invite(&self, peer: &str, invitation: &wire::Invitation) -> Result<wire::InvitationAnswer, ApiError> {
         self.call_peer(peer, "/interconnect/v1/invite", invitation).await
     }

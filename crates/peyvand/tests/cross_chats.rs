@@ -245,6 +245,26 @@ async fn direct_chats_across_messengers() {
     .await;
     assert_eq!(history(&babak, copy.id).await.len(), 2);
 
+    // A provider whose licence does not offer chats is not invited to any.
+    let (status, body) = demo
+        .admin(
+            Method::POST,
+            "/v1/admin/licences",
+            json!({
+                "provider_id": "sabalan", "name": "Sabalan", "domain": "sabalan.example",
+                "endpoint": "https://127.0.0.1:1", "contact": "ops@sabalan.example",
+                "licence_number": "TEST-5", "valid_until": peyvand_service::now_millis() + 86_400_000,
+                "capabilities": ["discovery"], "reason": "test: discovery only",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    until("alborz lists sabalan without chats", || async {
+        let refused = ali.open_address(&format!("{DARA}@sabalan")).await.expect_err("no chats with sabalan");
+        (refused.code() == Some(ErrorCode::PeerNotCapable)).then_some(())
+    })
+    .await;
+
     // Reports reach the reported person's provider.
     ali.report(babak_here, "پیام ناخواسته").await.expect("report");
     let refused = ali.report(babak_here, "").await.expect_err("a reason is needed");

@@ -218,6 +218,9 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     fn provider_id(&self) -> &str;
     /// The name people know a provider by (from the registry's directory).
     fn provider_name(&self, provider_id: &str) -> Option<String>;
+    /// Whether direct chats may be started with people on `peer`: it is listed, offers the
+    /// `chat` capability, and is active.
+    fn chat_peer(&self, peer: &str) -> Result<(), ApiError>;
     /// Asks `peer` to let the room reach one of its users; the answer has their name.
     async fn invite(&self, peer: &str, invitation: &Invitation) -> Result<InvitationAnswer, ApiError>;
     /// Submits a local user's action to the room's hub; the answer is the hub's event.
@@ -379,6 +382,7 @@ impl Service {
             let user = self.resolve(session, phone.as_str()).await?;
             return self.open_direct(session, user.id).await;
         }
+        federation.chat_peer(provider)?;
         let me = self.live_user(session.user_id).await?;
         let to = address(phone.as_str(), provider);
         let stand_in = self.store.remote_user(&to, "", now_millis()).await.map_err(store_error)?;

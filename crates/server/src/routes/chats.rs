@@ -22,9 +22,9 @@ pub async fn list_chats(State(s): State<AppState>, Authed(session): Authed) -> A
 /// whether they accept it (`not_found` when not).
 #[utoipa::path(post, path = "/v1/chats/direct", tag = "chats", security(("bearer" = [])), request_body = OpenDirect,
     responses((status = 200, body = Chat), (status = 400, description = "bad_request", body = ErrorBody),
-               (status = 403, description = "blocked, privacy_restricted", body = ErrorBody),
-               (status = 404, description = "not_found, interconnect_disabled", body = ErrorBody),
-               (status = 409, description = "room_conflict", body = ErrorBody),
+               (status = 403, description = "blocked, privacy_restricted, peer_not_active", body = ErrorBody),
+               (status = 404, description = "not_found, interconnect_disabled, unknown_provider", body = ErrorBody),
+               (status = 409, description = "room_conflict, peer_not_capable", body = ErrorBody),
                (status = 502, description = "peer_unavailable, peer_protocol", body = ErrorBody), (status = 429, description = "rate_limited: new chats with strangers", body = ErrorBody)))]
 pub async fn open_direct(
     State(s): State<AppState>,
