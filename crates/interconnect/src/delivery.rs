@@ -7,15 +7,16 @@
 //! events are dropped only when older than `event_expiry_days`.
 //!
 //! In a cluster every node has workers for the peers it has events for, but a worker sends only
-//! while its process holds the peer's delivery lease (in the store, renewed before each
-//! transaction, given up when the queue is empty), so a peer gets its events from one node at a
-//! time, in queue order. A lease outlives the longest call, and a node that dies holding one is
-//! replaced once it lapses (or at once, when it is the same node starting again). See
-//! `docs/protocol/delivery.md`.
+//! while its node holds the peer's delivery lease (in the store: renewed before each
+//! transaction and through a retry's wait, given up when the queue is empty), so a peer gets
+//! its events from one node at a time, in queue order. A worker starts a call only if the call
+//! ends before its lease does; a node that dies holding a lease is replaced once it lapses (or
+//! at once, when it is the same node starting again: a node is known by the id kept in its data
+//! directory). See `docs/protocol/delivery.md`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use peyvand_api::{ApiError, ErrorCode};
 use peyvand_service::federation::wire::{Envelope, Transaction, TransactionAnswer};
@@ -35,8 +36,13 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// How often every node looks for peers with queued events and no worker here (after a
 /// restart, or when the node that was delivering to them died).
 const SWEEP: Duration = Duration::from_secs(30);
-/// Expiry runs once in this many sweeps (hourly).
-const SWEEPS_PER_EXPIRY: u32 = 120;
+/// How often undelivered events past their expiry are dropped.
+const EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+/// What a lease keeps beyond the end of the longest call: for the store's writes around it
+/// and for the nodes' clocks to differ a little.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// The file in the data directory that names the node (as the holder of leases).
+const NODE_ID_FILE: &str = "node-id";
 
 /// What happened with one peer, for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,22 +69,20 @@ struct PeerQueue {
 pub struct Delivery {
     /// Makes this process's transaction ids unique (queue ids restart with a new store).
     epoch: String,
-    /// This node as the holder of delivery leases: its host and data directory, the same
-    /// after a restart, so that a node restarting takes its leases back at once.
+    /// This node as the holder of delivery leases: a random id made on the node's first start
+    /// and kept in its data directory, so that a node restarting takes its leases back at once.
     holder: String,
     queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
 }
 
 impl Delivery {
     /// The delivery of the node whose data directory is `data`.
-    pub fn new(data: &std::path::Path) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let data = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_owned());
-        Self {
+    pub fn new(data: &std::path::Path) -> Result<Self, crate::Error> {
+        Ok(Self {
             epoch: hex::encode(rand::random::<[u8; 8]>()),
-            holder: format!("{}:{}", host.trim(), data.display()),
+            holder: node_id(data)?,
             queues: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Each peer's figures, by peer.
@@ -129,9 +133,11 @@ impl Interconnect {
         let expiry_ms = self.inner.config.event_expiry_days as i64 * 24 * 3_600_000;
         let mut every = tokio::time::interval(SWEEP);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for sweep in 0u32.. {
+        let mut expired_at: Option<Instant> = None;
+        loop {
             every.tick().await;
-            if sweep % SWEEPS_PER_EXPIRY == 0 {
+            if expired_at.is_none_or(|at| at.elapsed() >= EXPIRY_EVERY) {
+                expired_at = Some(Instant::now());
                 match self.service().expire_outbound(expiry_ms).await {
                     Ok(expired) => {
                         for (peer, count) in expired {
@@ -154,9 +160,9 @@ impl Interconnect {
     async fn deliver_to(self, peer: String, queue: Arc<PeerQueue>) {
         let cap = Duration::from_secs(self.inner.config.retry_max_secs.max(1));
         let mut failures: u32 = 0;
-        let mut holding = false;
+        let mut lease = Lease::default();
         loop {
-            match self.deliver_batch(&peer, &mut holding).await {
+            match self.deliver_batch(&peer, &mut lease).await {
                 Ok(0) => {
                     failures = 0;
                     let _ = tokio::time::timeout(IDLE_POLL, queue.wake.notified()).await;
@@ -170,29 +176,44 @@ impl Interconnect {
                         s.errors += 1;
                         s.last_error = Some(format!("{}: {}", e.code, e.message));
                     });
+                    // The lease is kept through the wait, so that the other nodes do not retry
+                    // the peer meanwhile (one node's backoff is the cluster's).
+                    if lease.held() {
+                        let _ = self.renew(&peer, &mut lease, delay).await;
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    /// Sends the oldest events waiting for `peer` in one transaction, if this process holds or
-    /// can take the peer's delivery lease; how many were sent. `holding` says whether it took
-    /// the lease last time: a worker with nothing left to send gives the lease up, so that the
-    /// node that queues the next event sends it at once.
-    async fn deliver_batch(&self, peer: &str, holding: &mut bool) -> Result<usize, ApiError> {
+    /// Takes or renews the peer's lease for a call that may start after `wait`; whether this
+    /// node holds it now.
+    async fn renew(&self, peer: &str, lease: &mut Lease, wait: Duration) -> Result<bool, ApiError> {
+        let length = self.lease_length() + wait;
+        let now = peyvand_service::now_millis();
+        let asked = Instant::now();
+        let held = self
+            .service()
+            .lease_delivery(peer, &self.inner.delivery.holder, now, now + length.as_millis() as i64)
+            .await?;
+        lease.ends = held.then(|| asked + length);
+        Ok(held)
+    }
+
+    /// Sends the oldest events waiting for `peer` in one transaction, if this node holds or can
+    /// take the peer's delivery lease; how many were sent. A worker with nothing left to send
+    /// gives the lease up, so that the node that queues the next event sends it at once.
+    async fn deliver_batch(&self, peer: &str, lease: &mut Lease) -> Result<usize, ApiError> {
         let service = self.service();
-        let holder = &self.inner.delivery.holder;
         if service.outbound(peer, 1).await?.is_empty() {
-            if std::mem::take(holding) {
+            if lease.ends.take().is_some() {
                 let now = peyvand_service::now_millis();
-                service.lease_delivery(peer, holder, now, now).await?;
+                service.lease_delivery(peer, &self.inner.delivery.holder, now, now).await?;
             }
             return Ok(0);
         }
-        let now = peyvand_service::now_millis();
-        *holding = service.lease_delivery(peer, holder, now, now + self.lease_ms()).await?;
-        if !*holding {
+        if !self.renew(peer, lease, Duration::ZERO).await? {
             return Ok(0);
         }
         // Read under the lease: what another holder sent before is gone from the queue.
@@ -227,6 +248,13 @@ impl Interconnect {
             .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "no current directory from the registry"))?;
         let tls = self.tls_identity();
         let sender = crate::peers::Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
+        // Only a call that ends before the lease does: a node slowed down past its lease (a
+        // pause, a slow store) must not send once another node may have taken over.
+        let call = Duration::from_secs(self.inner.config.request_timeout_secs);
+        if lease.ends.is_none_or(|ends| Instant::now() + call + LEASE_MARGIN > ends) {
+            lease.ends = None;
+            return Ok(0);
+        }
         let path = "/interconnect/v1/transactions";
         let answer: TransactionAnswer =
             self.inner.peers.call(&sender, peer, Method::POST, path, Some(&transaction)).await?;
@@ -244,10 +272,10 @@ impl Interconnect {
         Ok(ids.len())
     }
 
-    /// How long a delivery lease lasts: more than a transaction can take (the call's timeout),
-    /// with room for the store's writes around it.
-    fn lease_ms(&self) -> i64 {
-        (2 * self.inner.config.request_timeout_secs as i64 + 10) * 1000
+    /// How long a delivery lease lasts: twice the call's timeout and [`LEASE_MARGIN`], so that
+    /// a call started within the first call-timeout still ends a margin before it.
+    fn lease_length(&self) -> Duration {
+        Duration::from_secs(2 * self.inner.config.request_timeout_secs) + LEASE_MARGIN
     }
 
     /// The interconnect's metrics, in Prometheus' text format.
@@ -304,6 +332,35 @@ impl Interconnect {
         );
         out
     }
+}
+
+/// A worker's lease on its peer: when it ends, by this process's clock, if the node holds it.
+#[derive(Debug, Default)]
+struct Lease {
+    ends: Option<Instant>,
+}
+
+impl Lease {
+    fn held(&self) -> bool {
+        self.ends.is_some_and(|ends| Instant::now() < ends)
+    }
+}
+
+/// This node's id from `data/node-id`, made on the first start. A data directory belongs to one
+/// node: copying a whole one to make another node would give both the same id (copy only its
+/// `interconnect` folder, docs/DEPLOYMENT.md).
+fn node_id(data: &std::path::Path) -> Result<String, crate::Error> {
+    let path = data.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(crate::Error::Files(format!("cannot read {}: {e}", path.display()))),
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    std::fs::write(&path, format!("{id}\n"))
+        .map_err(|e| crate::Error::Files(format!("cannot write {}: {e}", path.display())))?;
+    Ok(id)
 }
 
 /// The delay before retry number `failures` (from 1): doubling from [`FIRST_RETRY`] up to

@@ -191,7 +191,7 @@ impl Interconnect {
             tls_slot,
             peers,
             nonces: NonceCache::default(),
-            delivery: delivery::Delivery::new(data),
+            delivery: delivery::Delivery::new(data)?,
             service: service.clone(),
         };
         let interconnect = Self { inner: Arc::new(inner) };

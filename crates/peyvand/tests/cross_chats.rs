@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::Cluster;
+use common::cluster::{Cluster, psql_value};
 use common::demo::Demo;
 use common::{DEADLINE, Server, eventually, temp_dir};
 use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
@@ -479,11 +479,19 @@ async fn a_cluster_delivers_to_a_peer_from_one_node_at_a_time() {
     for n in 14..=16 {
         ali.send_text(chat.id, &format!("پیام {n}")).await.expect("queued");
     }
-    // The first node has tried (and failed) to deliver again: it holds the lease.
+    // The first node has tried (and failed) to deliver again, and holds the lease through its
+    // retries.
     eventually("the first node tried zagros", || async {
         peer_metric(&kavir.server, "errors_total", "zagros").await > errors
     })
     .await;
+    let first_node = std::fs::read_to_string(kavir.server.data.join("node-id")).expect("the node's id");
+    let holder = format!(
+        "SELECT holder FROM {}.delivery_leases WHERE peer = 'zagros' AND until > {}",
+        cluster.schema.name,
+        peyvand_service::now_millis()
+    );
+    assert_eq!(psql_value(&holder), first_node.trim(), "the first node holds the lease");
     drop(kavir);
     zagros.restart(&demo).await;
     let babak = zagros.sign_in(BABAK).await;

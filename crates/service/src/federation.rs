@@ -382,17 +382,25 @@ impl Service {
             let user = self.resolve(session, phone.as_str()).await?;
             return self.open_direct(session, user.id).await;
         }
-        federation.chat_peer(provider)?;
         let me = self.live_user(session.user_id).await?;
         let to = address(phone.as_str(), provider);
-        let stand_in = self.store.remote_user(&to, "", now_millis()).await.map_err(store_error)?;
-        let existing = self.store.direct_chat(me.id, stand_in.id).await.map_err(store_error)?;
+        let known = self.store.remote_user_by_address(&to).await.map_err(store_error)?;
+        let existing = match &known {
+            Some(stand_in) => self.store.direct_chat(me.id, stand_in.id).await.map_err(store_error)?,
+            None => None,
+        };
         if let Some(chat_id) = existing
             && let Some(view) = self.store.chat_view(me.id, chat_id).await.map_err(store_error)?
             && view.chat.last_seq > 0
         {
             return self.chat_of(me.id, view).await;
         }
+        // A new room: only with a peer that takes chats, before anything is stored.
+        federation.chat_peer(provider)?;
+        let stand_in = match known {
+            Some(stand_in) => stand_in,
+            None => self.store.remote_user(&to, "", now_millis()).await.map_err(store_error)?,
+        };
         // New, or opened before but never used (its invitation may have been refused).
         // Each provider delivers to its own people only what their own setting allows: the
         // opener must let the other person reach them too, or no answer could arrive.
@@ -846,15 +854,13 @@ impl Service {
     /// `POST /interconnect/v1/typing` from `peer`.
     pub async fn accept_typing(&self, peer: &str, typing: wire::Typing) -> Result<(), ApiError> {
         let federation = self.federation()?.clone();
+        // One answer for "no such room" and "not a member of it": a peer cannot probe chat ids.
+        let no_room = || err(ErrorCode::NotFound, format!("no room with `{}` as a member", typing.user));
         let chat_id = if typing.room.hub == federation.provider_id() {
             typing.room.id
         } else if typing.room.hub == peer {
             let link = RoomLink { hub: typing.room.hub.clone(), hub_chat: typing.room.id };
-            self.store
-                .chat_by_room(&link)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| err(ErrorCode::NotFound, "no such room"))?
+            self.store.chat_by_room(&link).await.map_err(store_error)?.ok_or_else(no_room)?
         } else {
             return Err(err(ErrorCode::BadRequest, "the room is neither this provider's nor the caller's"));
         };
@@ -863,12 +869,15 @@ impl Service {
             && self.store.room_link(chat_id).await.map_err(store_error)?.is_some();
         let members = self.store.members(chat_id).await.map_err(store_error)?;
         if members.is_empty() || hosted_elsewhere {
-            return Err(err(ErrorCode::NotFound, "no such room"));
+            return Err(no_room());
         }
         if provider_of(&typing.user) != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may speak only for its own users"));
         }
-        let user_id = self.member_by_address(&typing.user, &members).await?;
+        let user_id = self.member_by_address(&typing.user, &members).await.map_err(|e| match e.code {
+            ErrorCode::NotFound => no_room(),
+            _ => e,
+        })?;
         let update = Arc::new(peyvand_api::Update {
             cursor: None,
             at: now_millis(),
@@ -938,16 +947,21 @@ impl Service {
         if provider != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may report only for its own users"));
         }
-        // Only about someone the reporter shares a chat with: a peer cannot learn who has an
-        // account here by reporting numbers, nor report people its users never met.
-        let reported = self.local_by_address(&report.reported).await?;
+        // Only about someone the reporter shares a chat with, with one answer for "no such
+        // person" and "no chat with them": a peer cannot learn who has an account here by
+        // reporting numbers, nor report people its users never met.
+        let nobody = || err(ErrorCode::NotFound, "no one here shares a chat with the reporter at this address");
+        let reported = self.local_by_address(&report.reported).await.map_err(|e| match e.code {
+            ErrorCode::NotFound => nobody(),
+            _ => e,
+        })?;
         let reporter = self.store.remote_user_by_address(&report.reporter).await.map_err(store_error)?;
         let shared = match reporter {
             Some(reporter) => self.store.direct_chat(reported.id, reporter.id).await.map_err(store_error)?,
             None => None,
         };
         if shared.is_none() {
-            return Err(err(ErrorCode::NotFound, "no one here shares a chat with the reporter at this address"));
+            return Err(nobody());
         }
         let reason = report.reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {

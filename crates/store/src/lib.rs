@@ -216,7 +216,7 @@ pub trait FederationStore: Send + Sync {
     async fn expire_outbound(&self, before: i64) -> StoreResult<Vec<(String, u64)>>;
     /// How many events wait for each peer that has any, by peer.
     async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
-    /// Takes or renews the lease to deliver to `peer` for `holder` (one process) until `until`:
+    /// Takes or renews the lease to deliver to `peer` for `holder` (one node) until `until`:
     /// true if `holder` holds it now, because it was free, had lapsed by `now`, or was already
     /// `holder`'s. Only the holder sends a peer its events, so a cluster sends them once, in order.
     async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> StoreResult<bool>;

@@ -27,6 +27,16 @@ pub fn psql(sql: &str) {
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The first column of the first row a query returns (empty when none), with `psql`.
+pub fn psql_value(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([postgres_url().as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .expect("psql is installed");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_owned()
+}
+
 /// A PostgreSQL schema for one test, dropped when this goes.
 pub struct Schema {
     pub name: String,
