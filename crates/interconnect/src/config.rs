@@ -25,6 +25,9 @@ pub struct InterconnectConfig {
     pub retry_max_secs: u64,
     /// Events a peer has not taken within this many days are dropped.
     pub event_expiry_days: u64,
+    /// The certificate is renewed (signed with this provider's key, no token) when it expires
+    /// within this many days.
+    pub certificate_renew_days: u64,
     pub limits: InterconnectLimits,
 }
 
@@ -39,6 +42,7 @@ impl Default for InterconnectConfig {
             request_timeout_secs: 10,
             retry_max_secs: 300,
             event_expiry_days: 30,
+            certificate_renew_days: 30,
             limits: InterconnectLimits::default(),
         }
     }
@@ -47,6 +51,11 @@ impl Default for InterconnectConfig {
 impl InterconnectConfig {
     pub fn enabled(&self) -> bool {
         !self.provider_id.trim().is_empty()
+    }
+
+    /// `certificate_renew_days` in milliseconds.
+    pub fn renew_before_ms(&self) -> i64 {
+        i64::try_from(self.certificate_renew_days).unwrap_or(i64::MAX / 86_400_000).saturating_mul(86_400_000)
     }
 }
 

@@ -330,6 +330,24 @@ impl Interconnect {
             "When the peer last accepted a transaction (Unix time).",
             &|p| stat(p).last_success.map(|t| (t / 1000).to_string()),
         );
+        // This node's view of the registry and its own certificate.
+        if let Some(directory) = self.directory() {
+            let _ = writeln!(
+                out,
+                "# HELP peyvand_interconnect_directory_version The registry directory's version this node uses.\n\
+                 # TYPE peyvand_interconnect_directory_version gauge\npeyvand_interconnect_directory_version {}",
+                directory.version
+            );
+        }
+        if let Some(facts) = self.tls_identity().facts() {
+            let _ = writeln!(
+                out,
+                "# HELP peyvand_interconnect_certificate_expiry_seconds When this node's certificate expires (Unix time).\n\
+                 # TYPE peyvand_interconnect_certificate_expiry_seconds gauge\n\
+                 peyvand_interconnect_certificate_expiry_seconds {}",
+                facts.not_after / 1000
+            );
+        }
         out
     }
 }

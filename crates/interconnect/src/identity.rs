@@ -78,6 +78,23 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Renews the certificate without a token: a new TLS key and CSR, the request signed with
+    /// this provider's signing key (which its licence lists). Keeps the new key and
+    /// certificate, and returns them.
+    pub async fn renew(&self, registry: &RegistryClient, domain: &str) -> Result<(String, String), Error> {
+        let (key, csr) = peyvand_registry::ca::generate_key_and_csr(&self.provider_id, domain)
+            .map_err(|e| Error::Enrolment(e.to_string()))?;
+        let now = peyvand_service::now_millis();
+        let certificate = registry
+            .renew(&self.provider_id, &csr, now, |message| self.signing.sign(message).as_ref().to_vec())
+            .await
+            .map_err(|e| Error::Enrolment(e.to_string()))?;
+        write_secret(&self.dir.join(TLS), format!("{}{key}", certificate.certificate).as_bytes())?;
+        Ok((certificate.certificate, key))
+    }
+}
+
 /// Writes a file readable by its owner only, replacing any old one at once.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let partial = path.with_extension("partial");

@@ -48,9 +48,9 @@ use crate::tls::{TlsIdentity, pem_certificate_facts, server_config};
 
 /// What this implementation's interconnect offers, as listed in `GET /interconnect/v1/provider`.
 pub const CAPABILITIES: &[&str] = &["discovery", "chat"];
-/// A certificate that expires sooner than this is renewed at start when a token is given.
-const RENEW_BEFORE_MS: i64 = 30 * 24 * 3600 * 1000;
 const HOUR_MS: i64 = 3_600_000;
+/// How long after a renewal (or a failed attempt) the certificate is not renewed again.
+const RENEWAL_PAUSE: Duration = Duration::from_secs(3600);
 
 /// Why the interconnect could not start.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,9 @@ struct Inner {
     nonces: NonceCache,
     delivery: delivery::Delivery,
     service: Service,
+    registry: RegistryClient,
+    /// When the certificate was last renewed, or renewing it last failed.
+    renewal_attempted: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Interconnect {
@@ -103,9 +106,11 @@ impl Interconnect {
             || config.request_timeout_secs == 0
             || config.retry_max_secs == 0
             || config.event_expiry_days == 0
+            || config.certificate_renew_days == 0
         {
             return Err(Error::Config(
-                "`directory_refresh_secs`, `request_timeout_secs`, `retry_max_secs` and `event_expiry_days` must be positive"
+                "`directory_refresh_secs`, `request_timeout_secs`, `retry_max_secs`, `event_expiry_days` and \
+                 `certificate_renew_days` must be positive"
                     .into(),
             ));
         }
@@ -140,9 +145,10 @@ impl Interconnect {
                     .into(),
             ));
         }
+        let renew_before = config.renew_before_ms();
         let (certificate, key) = match (kept, token) {
-            (Some(kept), token) if certificate_state(&kept.0, &current) != CertificateState::Unusable => {
-                match (certificate_state(&kept.0, &current), token) {
+            (Some(kept), token) if certificate_state(&kept.0, &current, renew_before) != CertificateState::Unusable => {
+                match (certificate_state(&kept.0, &current, renew_before), token) {
                     (CertificateState::ExpiresSoon, Some(token)) => {
                         match identity.enrol(&registry, token, &me.domain).await {
                             Ok(renewed) => {
@@ -155,12 +161,8 @@ impl Interconnect {
                             }
                         }
                     }
-                    (CertificateState::ExpiresSoon, None) => {
-                        tracing::warn!(
-                            "this provider's certificate expires within 30 days: ask the regulator for an enrolment token"
-                        );
-                        kept
-                    }
+                    // Renewed in the background, signed with this provider's key.
+                    (CertificateState::ExpiresSoon, None) => kept,
                     _ => kept,
                 }
             }
@@ -193,6 +195,8 @@ impl Interconnect {
             nonces: NonceCache::default(),
             delivery: delivery::Delivery::new(data)?,
             service: service.clone(),
+            registry,
+            renewal_attempted: std::sync::Mutex::new(None),
         };
         let interconnect = Self { inner: Arc::new(inner) };
         service.set_federation(Arc::new(interconnect.clone()));
@@ -253,8 +257,9 @@ impl Interconnect {
         self.inner.directory.refresh().await.map(|_| ())
     }
 
-    /// Refreshes the directory every `directory_refresh_secs`, and the TLS configuration with
-    /// it (the CA could change). Runs until the process ends.
+    /// Refreshes the directory every `directory_refresh_secs`, renews the certificate when it
+    /// is due, and refreshes the TLS configuration (the CA could change). Runs until the
+    /// process ends.
     pub async fn keep_directory_fresh(self) {
         let mut every = tokio::time::interval(Duration::from_secs(self.inner.config.directory_refresh_secs));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -264,6 +269,7 @@ impl Interconnect {
             match self.inner.directory.refresh().await {
                 Ok(directory) => {
                     tracing::debug!(version = directory.version, "directory refreshed");
+                    self.renew_if_due(&directory).await;
                     let identity = self.inner.tls_identity.read().ok().map(|i| i.clone());
                     if let Some(identity) = identity {
                         match server_config(&identity, &directory.ca_certificate) {
@@ -274,6 +280,46 @@ impl Interconnect {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot refresh the directory"),
             }
+        }
+    }
+
+    /// Renews this provider's certificate when it expires within `certificate_renew_days`
+    /// (at most once per [`RENEWAL_PAUSE`], whether it worked or not), and puts the new one to
+    /// use for calls and for the listener at once. The old one stays valid until it expires,
+    /// so connections made with it are not disturbed.
+    async fn renew_if_due(&self, directory: &Directory) {
+        let identity = self.tls_identity();
+        let renew_before = self.inner.config.renew_before_ms();
+        if state_of(identity.facts(), directory, renew_before) != CertificateState::ExpiresSoon {
+            return;
+        }
+        {
+            let Ok(mut attempted) = self.inner.renewal_attempted.lock() else { return };
+            if attempted.is_some_and(|at| at.elapsed() < RENEWAL_PAUSE) {
+                return;
+            }
+            *attempted = Some(std::time::Instant::now());
+        }
+        let Some(me) = directory.provider(self.provider_id()) else { return };
+        let renewed = match self.inner.identity.renew(&self.inner.registry, &me.domain).await {
+            Ok((certificate, key)) => TlsIdentity::new(&certificate, &key, &directory.ca_certificate)
+                .map_err(|e| Error::Enrolment(format!("the renewed certificate: {e}"))),
+            Err(e) => Err(e),
+        };
+        match renewed {
+            Ok(renewed) => {
+                let serial = renewed.facts().map(|f| f.serial).unwrap_or_default();
+                let renewed = Arc::new(renewed);
+                if let Ok(mut current) = self.inner.tls_identity.write() {
+                    *current = renewed.clone();
+                }
+                match server_config(&renewed, &directory.ca_certificate) {
+                    Ok(config) => self.inner.tls_slot.set(Some(config)),
+                    Err(e) => tracing::error!(error = %e, "the renewed certificate is unusable for the listener"),
+                }
+                tracing::info!(provider = %self.provider_id(), %serial, "certificate renewed");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the certificate; trying again in an hour"),
         }
     }
 
@@ -369,19 +415,23 @@ impl Interconnect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CertificateState {
     Good,
-    /// Within [`RENEW_BEFORE_MS`] of its end.
+    /// Within `certificate_renew_days` of its end.
     ExpiresSoon,
     /// Revoked, expired, or not a certificate.
     Unusable,
 }
 
-fn certificate_state(certificate_pem: &str, directory: &Directory) -> CertificateState {
+fn certificate_state(certificate_pem: &str, directory: &Directory, renew_before_ms: i64) -> CertificateState {
+    state_of(pem_certificate_facts(certificate_pem), directory, renew_before_ms)
+}
+
+fn state_of(facts: Option<tls::CertificateFacts>, directory: &Directory, renew_before_ms: i64) -> CertificateState {
     let now = peyvand_service::now_millis();
-    match pem_certificate_facts(certificate_pem) {
+    match facts {
         Some(facts) if directory.revoked_certificates.contains(&facts.serial) || facts.not_after <= now => {
             CertificateState::Unusable
         }
-        Some(facts) if facts.not_after - now <= RENEW_BEFORE_MS => CertificateState::ExpiresSoon,
+        Some(facts) if facts.not_after - now <= renew_before_ms => CertificateState::ExpiresSoon,
         Some(_) => CertificateState::Good,
         None => CertificateState::Unusable,
     }

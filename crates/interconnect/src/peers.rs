@@ -33,7 +33,8 @@ pub struct Sender<'a> {
 #[derive(Debug)]
 pub struct Peers {
     timeout: Duration,
-    clients: Mutex<HashMap<String, (u64, reqwest::Client)>>,
+    /// By peer: the client, and the directory version and identity generation it was built for.
+    clients: Mutex<HashMap<String, (u64, u64, reqwest::Client)>>,
 }
 
 /// Whether a provider in `directory` may be talked to now, with the error saying why not.
@@ -69,8 +70,9 @@ impl Peers {
         identity: &TlsIdentity,
     ) -> Result<reqwest::Client, ApiError> {
         if let Ok(clients) = self.clients.lock()
-            && let Some((version, client)) = clients.get(&peer.id)
+            && let Some((version, generation, client)) = clients.get(&peer.id)
             && *version == directory.version
+            && *generation == identity.generation
         {
             return Ok(client.clone());
         }
@@ -89,7 +91,7 @@ impl Peers {
             .build()
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("HTTP client towards `{}`: {e}", peer.id)))?;
         if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(peer.id.clone(), (directory.version, client.clone()));
+            clients.insert(peer.id.clone(), (directory.version, identity.generation, client.clone()));
         }
         Ok(client)
     }

@@ -81,6 +81,8 @@ fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, TlsError> {
 pub struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
     key_pem: String,
+    /// Tells identities apart (a renewal makes a new one), for what is built from one.
+    pub generation: u64,
 }
 
 impl TlsIdentity {
@@ -91,7 +93,14 @@ impl TlsIdentity {
             chain.push(der.map_err(|_| TlsError::BadIdentity)?);
         }
         PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| TlsError::BadIdentity)?;
-        Ok(Self { chain, key_pem: key_pem.to_owned() })
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self { chain, key_pem: key_pem.to_owned(), generation })
+    }
+
+    /// What this provider's own certificate says.
+    pub fn facts(&self) -> Option<CertificateFacts> {
+        certificate_facts(&self.chain[0])
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -283,7 +283,13 @@ struct External {
 
 impl External {
     async fn start(demo: &Demo, id: &'static str, number: &str) -> Self {
-        let env = Self::licence(demo, id, number).await;
+        Self::start_with(demo, id, number, &[]).await
+    }
+
+    /// Starts a licensed provider with extra configuration.
+    async fn start_with(demo: &Demo, id: &'static str, number: &str, extra: &[(&'static str, &str)]) -> Self {
+        let mut env = Self::licence(demo, id, number).await;
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
         external.publish_endpoint(demo).await;
@@ -506,4 +512,67 @@ async fn a_cluster_delivers_to_a_peer_from_one_node_at_a_time() {
         peer_metric(&second, "queue_events", "zagros").await == 0
     })
     .await;
+}
+
+/// The serials of a provider's certificates at the registry, oldest first.
+async fn certificates_of(demo: &Demo, id: &str) -> Vec<String> {
+    let (status, body) =
+        demo.admin(Method::GET, &format!("/v1/admin/licences/{id}/certificates"), serde_json::Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let list = body["certificates"].as_array().expect("certificates");
+    list.iter().map(|c| c["serial"].as_str().expect("serial").to_owned()).collect()
+}
+
+/// A provider renews its certificate by itself (signed with its key, no token) and puts the
+/// new one to use at once, for its calls and its listener: once the regulator revokes the old
+/// one, chats with another messenger still work both ways. It renews once, not at every
+/// directory refresh.
+#[tokio::test]
+async fn a_provider_renews_its_certificate_and_keeps_chatting() {
+    let demo = Demo::start(&[]);
+    // Every certificate is due for renewal.
+    let kavir =
+        External::start_with(&demo, "kavir", "TEST-6", &[("PEYVAND_INTERCONNECT__CERTIFICATE_RENEW_DAYS", "100000")])
+            .await;
+    let serials = until("kavir renews its certificate", || async {
+        let serials = certificates_of(&demo, "kavir").await;
+        (serials.len() >= 2).then_some(serials)
+    })
+    .await;
+    let (status, body) = demo
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/certificates/{}/revoke", serials[0]),
+            json!({"reason": "test: the first certificate is retired"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Both providers know of the revocation before they talk.
+    let health: serde_json::Value =
+        reqwest::get(format!("{}/healthz", demo.registry)).await.expect("health").json().await.expect("json");
+    let version = health["directory_version"].as_u64().expect("version");
+    for node in [kavir.server.url.clone(), demo.url("alborz")] {
+        eventually("the revocation reaches every provider", || async {
+            let metrics = reqwest::get(format!("{node}/metrics")).await.expect("metrics").text().await.expect("text");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("peyvand_interconnect_directory_version "))
+                .is_some_and(|v| v.parse::<u64>().expect("a version") >= version)
+        })
+        .await;
+    }
+
+    // kavir calls alborz with its new certificate, and alborz calls kavir's listener.
+    let ali = kavir.sign_in(ALI).await;
+    let babak = demo.sign_in("alborz", BABAK).await;
+    ali.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    babak.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let chat =
+        until("kavir reaches alborz", || async { ali.open_address(&format!("{BABAK}@alborz")).await.ok() }).await;
+    ali.send_text(chat.id, "گواهی نو").await.expect("send");
+    let copy = chat_with(&babak, "kavir").await;
+    wait_history(&babak, copy.id, "the message", |h| h.len() == 1).await;
+    babak.send_text(copy.id, "رسید").await.expect("answer through kavir's listener");
+    wait_history(&ali, chat.id, "the answer", |h| h.len() == 2).await;
+    assert_eq!(certificates_of(&demo, "kavir").await, serials[..2], "renewed once, not at every refresh");
 }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::keys::decode_signature;
 use crate::model::{
     AuditLog, AuditQuery, Certificate, CertificateList, EnrolRequest, EnrolmentToken, IssueLicence, Licence,
-    LicenceList, RegistryKeyInfo, StatusChange, UpdateLicence,
+    LicenceList, RegistryKeyInfo, RenewRequest, StatusChange, UpdateLicence,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -193,6 +193,25 @@ impl RegistryClient {
             signing_key: signing_key.map(str::to_owned),
         };
         self.post("v1/enrol", &request).await
+    }
+
+    /// `POST /v1/renew`: a new certificate for `csr_pem`, for a provider that holds a valid one;
+    /// `sign` signs [`crate::renewal_message`] with one of its licence's keys.
+    pub async fn renew(
+        &self,
+        provider_id: &str,
+        csr_pem: &str,
+        timestamp: i64,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<Certificate, ClientError> {
+        let message = crate::renewal_message(provider_id, timestamp, csr_pem);
+        let request = RenewRequest {
+            provider_id: provider_id.to_owned(),
+            csr: csr_pem.to_owned(),
+            timestamp,
+            signature: crate::keys::encode_base64(&sign(&message)),
+        };
+        self.post("v1/renew", &request).await
     }
 
     /// `GET /v1/ca.pem`: the CA's certificate (PEM).

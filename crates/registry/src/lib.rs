@@ -30,6 +30,6 @@ pub use directory::{Directory, DirectoryProvider, VerifyError, verify_directory,
 pub use error::{ApiError, ErrorCode, RegistryError, RegistryResult};
 pub use registry::{
     DEFAULT_ENROLMENT_TOKEN_TTL, FIRST_ADMIN_LABEL, MIN_CERTIFICATE_VALIDITY, MIN_DIRECTORY_TTL, Opened, Published,
-    Registry, RegistryConfig,
+    Registry, RegistryConfig, renewal_message,
 };
 pub use store::DATABASE_FILE;

@@ -273,6 +273,20 @@ pub struct EnrolRequest {
     pub signing_key: Option<String>,
 }
 
+/// `POST /v1/renew`: a new certificate for a provider that holds a valid one, signed with one of
+/// its licence's signing keys instead of a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub provider_id: String,
+    /// A PEM certificate signing request, as for enrolment.
+    pub csr: String,
+    /// When the provider signed the request (Unix milliseconds).
+    pub timestamp: i64,
+    /// Ed25519 signature (base64) of `registry::renewal_message(provider_id, timestamp, csr)`.
+    pub signature: String,
+}
+
 /// A certificate the registry's CA issued, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {

@@ -22,6 +22,8 @@ use crate::validate;
 
 mod enrolment;
 
+pub use enrolment::renewal_message;
+
 /// The label of the admin token made at first start: the actor its changes are recorded as.
 pub const FIRST_ADMIN_LABEL: &str = "admin";
 /// The shortest directory lifetime accepted.

@@ -26,6 +26,7 @@ pub fn router(registry: Registry) -> Router {
         .route("/v1/registry-key", get(public::registry_key))
         .route("/v1/ca.pem", get(public::ca_certificate))
         .route("/v1/enrol", post(public::enrol))
+        .route("/v1/renew", post(public::renew))
         .route("/v1/admin/licences", get(admin::list_licences).post(admin::issue_licence))
         .route("/v1/admin/licences/{provider_id}", get(admin::get_licence).patch(admin::update_licence))
         .route("/v1/admin/licences/{provider_id}/suspend", post(admin::suspend_licence))

@@ -1,5 +1,5 @@
 //! What anyone may read or do: the signed directory, the registry's key, the CA certificate,
-//! enrolment with a one-time token, health.
+//! enrolment with a one-time token, renewal signed with the provider's key, health.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -9,7 +9,7 @@ use crate::directory::SIGNATURE_HEADER;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::extract::{ApiResult, Failure, Json};
 use crate::keys::encode_base64;
-use crate::model::{Certificate, EnrolRequest, RegistryKeyInfo};
+use crate::model::{Certificate, EnrolRequest, RegistryKeyInfo, RenewRequest};
 use crate::registry::Registry;
 
 /// `GET /v1/directory`: the signed directory, exactly as signed; the signature (base64) is
@@ -48,7 +48,7 @@ pub async fn ca_certificate(State(registry): State<Registry>) -> Response {
 }
 
 /// `POST /v1/enrol`: a one-time enrolment token and a CSR (PEM) in, the provider's certificate
-/// (201) out. Renewal is the same call with a fresh token.
+/// (201) out. A provider renews with `POST /v1/renew` (no token), or with a fresh token here.
 pub async fn enrol(
     State(registry): State<Registry>,
     Json(request): Json<EnrolRequest>,
@@ -57,6 +57,16 @@ pub async fn enrol(
         axum::http::StatusCode::CREATED,
         Json(registry.enrol(&request.token, &request.csr, request.signing_key.as_deref()).await?),
     ))
+}
+
+/// `POST /v1/renew`: a provider that holds a valid certificate gets a new one (201) for a CSR,
+/// signed with one of its licence's signing keys; no token.
+pub async fn renew(
+    State(registry): State<Registry>,
+    Json(request): Json<RenewRequest>,
+) -> ApiResult<(axum::http::StatusCode, Json<Certificate>)> {
+    let certificate = registry.renew(&request.provider_id, &request.csr, request.timestamp, &request.signature).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(certificate)))
 }
 
 /// `GET /healthz`: the process is up; also says which directory it serves.

@@ -97,37 +97,84 @@ impl Registry {
                         &after,
                     )?;
                 }
-                let issued = inner.ca.issue(&csr, &id, &licence.domain, now, inner.certificate_validity)?;
                 if !store::use_enrolment_token(tx, &hash, now)? {
                     return Err(bad_token());
                 }
-                let record = CertificateRecord {
-                    serial: issued.serial,
-                    provider_id: id.clone(),
-                    pem: issued.pem,
-                    not_before: issued.not_before,
-                    not_after: issued.not_after,
-                    issued_at: now,
-                    revoked_at: None,
-                    revoke_reason: None,
-                };
-                store::insert_certificate(tx, &record)?;
-                let after = serde_json::to_value(&record)?;
-                store::append_audit_event(
-                    tx,
-                    now,
-                    &provider_actor(&id),
-                    AuditAction::CertificateIssue,
-                    &id,
-                    None,
-                    &after,
-                )?;
+                let record = issue_certificate(&inner, tx, now, &licence, &csr, None)?;
                 let published = inner.publish(tx, now)?;
                 Ok((record, published))
             })
             .await?;
         self.install(published);
         tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate issued");
+        Ok(self.to_certificate(record))
+    }
+
+    /// Renews a provider's certificate without a token: the request is signed with one of the
+    /// licence's signing keys (see [`renewal_message`]), the licence is active, the provider
+    /// holds a certificate that is neither revoked nor expired, and `timestamp` is within five
+    /// minutes of now and later than the provider's newest certificate (so a request cannot be
+    /// used twice). The old certificate stays valid until it expires.
+    pub async fn renew(
+        &self,
+        provider_id: &str,
+        csr_pem: &str,
+        timestamp: Millis,
+        signature: &str,
+    ) -> RegistryResult<Certificate> {
+        let signature = keys::decode_signature(signature)
+            .map_err(|e| RegistryError::refused(ErrorCode::InvalidSignature, format!("`signature`: {e}")))?;
+        let (id, csr) = (provider_id.to_owned(), csr_pem.to_owned());
+        let inner = self.inner.clone();
+        let (record, published) = self
+            .inner
+            .store
+            .write(move |tx| {
+                let now = now_millis();
+                let licence = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
+                let message = renewal_message(&id, timestamp, &csr);
+                let signed_by_licence = licence.signing_keys.iter().any(|key| {
+                    keys::decode_public_key(key).is_ok_and(|key| {
+                        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+                            .verify(&message, &signature)
+                            .is_ok()
+                    })
+                });
+                if !signed_by_licence {
+                    return Err(RegistryError::refused(
+                        ErrorCode::InvalidSignature,
+                        "the renewal is not signed with one of the licence's signing keys",
+                    ));
+                }
+                if (now - timestamp).abs() > RENEWAL_CLOCK_SKEW_MS {
+                    return Err(RegistryError::refused(
+                        ErrorCode::StaleRequest,
+                        "the renewal's timestamp is more than 5 minutes from the registry's clock",
+                    ));
+                }
+                require_active(licence.directory_status(now), &id)?;
+                let certificates: Vec<_> =
+                    store::list_certificates(tx)?.into_iter().filter(|c| c.provider_id == id).collect();
+                if certificates.iter().any(|c| c.issued_at >= timestamp) || !store::record_renewal(tx, &id, timestamp)?
+                {
+                    return Err(RegistryError::refused(
+                        ErrorCode::ReplayedRequest,
+                        "a certificate was issued, or a renewal signed, since this renewal was signed",
+                    ));
+                }
+                if !certificates.iter().any(|c| c.revoked_at.is_none() && c.not_after > now) {
+                    return Err(RegistryError::refused(
+                        ErrorCode::InvalidTransition,
+                        format!("`{id}` holds no valid certificate to renew: enrol with a token from the regulator"),
+                    ));
+                }
+                let record = issue_certificate(&inner, tx, now, &licence, &csr, Some("renewal"))?;
+                let published = inner.publish(tx, now)?;
+                Ok((record, published))
+            })
+            .await?;
+        self.install(published);
+        tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate renewed");
         Ok(self.to_certificate(record))
     }
 
@@ -192,6 +239,46 @@ impl Registry {
             revoked_at: record.revoked_at,
         }
     }
+}
+
+/// How far a renewal's timestamp may be from the registry's clock.
+const RENEWAL_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
+
+/// What a provider signs (Ed25519, with a signing key of its licence) to renew its certificate
+/// (`POST /v1/renew`): the purpose, the provider id, the timestamp (Unix milliseconds) and the
+/// SHA-256 of the CSR (PEM, as sent), hex, one per line.
+pub fn renewal_message(provider_id: &str, timestamp: Millis, csr_pem: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let csr = hex::encode(sha2::Sha256::digest(csr_pem.as_bytes()));
+    format!("peyvand-renewal/1\n{provider_id}\n{timestamp}\n{csr}").into_bytes()
+}
+
+/// Inside a transaction: issues a certificate for `licence` from `csr`, stores it and records
+/// it in the audit log as the provider's own action.
+fn issue_certificate(
+    inner: &super::Inner,
+    tx: &Connection,
+    now: Millis,
+    licence: &store::LicenceRecord,
+    csr: &str,
+    reason: Option<&str>,
+) -> RegistryResult<CertificateRecord> {
+    let id = &licence.provider_id;
+    let issued = inner.ca.issue(csr, id, &licence.domain, now, inner.certificate_validity)?;
+    let record = CertificateRecord {
+        serial: issued.serial,
+        provider_id: id.clone(),
+        pem: issued.pem,
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+        issued_at: now,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    store::insert_certificate(tx, &record)?;
+    let after = serde_json::to_value(&record)?;
+    store::append_audit_event(tx, now, &provider_actor(id), AuditAction::CertificateIssue, id, reason, &after)?;
+    Ok(record)
 }
 
 fn require_active(status: DirectoryStatus, provider_id: &str) -> RegistryResult<()> {
@@ -346,6 +433,80 @@ mod tests {
         let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
         registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
         assert_eq!(code(registry.enrol(&token.token, &csr, None).await), ErrorCode::LicenceNotActive);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_provider_renews_with_its_signing_key_once_per_request() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let dir = temp_dir("renew");
+        let registry = Registry::open(&dir, RegistryConfig::default()).await.expect("open").registry;
+        registry.issue(ADMIN, request("bale", "L-1")).await.expect("issued");
+        let rng = ring::rand::SystemRandom::new();
+        let key = Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref()).expect("key");
+        let other =
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref()).expect("key");
+        let sign = |key: &Ed25519KeyPair, at: Millis, csr: &str| {
+            keys::encode_base64(key.sign(&renewal_message("bale", at, csr)).as_ref())
+        };
+        let (_, csr) = generate_key_and_csr("bale", "bale.ir").expect("csr");
+
+        // Not before a first enrolment (which registers the key).
+        let at = now_millis();
+        assert_eq!(code(registry.renew("bale", &csr, at, &sign(&key, at, &csr)).await), ErrorCode::InvalidSignature);
+        let token = registry.create_enrolment_token(ADMIN, "bale").await.expect("token");
+        let public = keys::encode_base64(key.public_key().as_ref());
+        let first = registry.enrol(&token.token, &csr, Some(&public)).await.expect("enrolled");
+
+        // Refused: another key, a signature over something else, a stale or future timestamp,
+        // garbage, an unknown provider.
+        let at = now_millis();
+        assert_eq!(code(registry.renew("bale", &csr, at, &sign(&other, at, &csr)).await), ErrorCode::InvalidSignature);
+        assert_eq!(
+            code(registry.renew("bale", &csr, at + 1, &sign(&key, at, &csr)).await),
+            ErrorCode::InvalidSignature
+        );
+        let stale = at - 6 * 60 * 1000;
+        assert_eq!(code(registry.renew("bale", &csr, stale, &sign(&key, stale, &csr)).await), ErrorCode::StaleRequest);
+        let future = at + 6 * 60 * 1000;
+        assert_eq!(
+            code(registry.renew("bale", &csr, future, &sign(&key, future, &csr)).await),
+            ErrorCode::StaleRequest
+        );
+        assert_eq!(code(registry.renew("bale", &csr, at, "garbage").await), ErrorCode::InvalidSignature);
+        assert_eq!(code(registry.renew("nobody", &csr, at, &sign(&key, at, &csr)).await), ErrorCode::NotFound);
+        let (_, wrong) = generate_key_and_csr("bale", "eitaa.ir").expect("csr");
+        assert_eq!(code(registry.renew("bale", &wrong, at, &sign(&key, at, &wrong)).await), ErrorCode::CsrNameMismatch);
+
+        // Renewed: a new certificate, listed; the same request again is refused.
+        let (_, fresh) = generate_key_and_csr("bale", "bale.ir").expect("csr");
+        let at = now_millis() + 1;
+        let signature = sign(&key, at, &fresh);
+        let renewed = registry.renew("bale", &fresh, at, &signature).await.expect("renewed");
+        assert_ne!(renewed.serial, first.serial);
+        let listed = served(&registry).await.provider("bale").and_then(|p| p.certificate_serial.clone());
+        assert_eq!(listed, Some(renewed.serial.clone()));
+        assert_eq!(code(registry.renew("bale", &fresh, at, &signature).await), ErrorCode::ReplayedRequest);
+        let log = registry.audit(AuditQuery::default()).await.expect("audit");
+        let last = log.iter().max_by_key(|e| e.id).expect("an event");
+        assert_eq!((last.action, last.reason.as_deref()), (AuditAction::CertificateIssue, Some("renewal")));
+
+        // Only while the licence is active and a valid certificate is held.
+        registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
+        let at = now_millis() + 2;
+        assert_eq!(
+            code(registry.renew("bale", &fresh, at, &sign(&key, at, &fresh)).await),
+            ErrorCode::LicenceNotActive
+        );
+        registry.reinstate(ADMIN, "bale", "reported").await.expect("reinstated");
+        for serial in [&first.serial, &renewed.serial] {
+            registry.revoke_certificate(ADMIN, serial, "key lost").await.expect("revoked");
+        }
+        let at = now_millis() + 3;
+        assert_eq!(
+            code(registry.renew("bale", &fresh, at, &sign(&key, at, &fresh)).await),
+            ErrorCode::InvalidTransition
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -107,6 +107,17 @@ pub(crate) fn list_certificates(conn: &Connection) -> RegistryResult<Vec<Certifi
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Records a renewal signed at `signed_at` (Unix ms, the provider's clock) unless one signed
+/// at that time or later was recorded: whether it was, so that a signed request renews once.
+pub(crate) fn record_renewal(conn: &Connection, provider_id: &str, signed_at: Millis) -> RegistryResult<bool> {
+    let changed = conn.execute(
+        "INSERT INTO renewals (provider_id, signed_at) VALUES (?1, ?2) \
+         ON CONFLICT (provider_id) DO UPDATE SET signed_at = excluded.signed_at WHERE signed_at < excluded.signed_at",
+        params![provider_id, signed_at],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Marks a certificate revoked.
 pub(crate) fn revoke_certificate(conn: &Connection, serial: &str, at: Millis, reason: &str) -> RegistryResult<()> {
     conn.execute(

@@ -18,7 +18,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::{RegistryError, RegistryResult};
 
 pub(crate) use audit::{append as append_audit, append_event as append_audit_event, list as list_audit};
-pub(crate) use certificates::{CertificateRecord, get_certificate, insert_certificate, list_certificates};
+pub(crate) use certificates::{
+    CertificateRecord, get_certificate, insert_certificate, list_certificates, record_renewal,
+};
 pub(crate) use certificates::{get_enrolment_token, insert_enrolment_token, revoke_certificate, use_enrolment_token};
 pub(crate) use licences::{LicenceRecord, find_conflict, get as get_licence, insert as insert_licence};
 pub(crate) use licences::{list as list_licences, replace as replace_licence};

@@ -72,6 +72,12 @@ CREATE TABLE certificates (
 ) WITHOUT ROWID;
 CREATE INDEX certificates_provider ON certificates (provider_id, issued_at);
 "#,
+    r#"
+CREATE TABLE renewals (
+    provider_id TEXT PRIMARY KEY REFERENCES licences (provider_id),
+    signed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
