@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+pub use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::server::TlsStream;
 
@@ -99,14 +99,46 @@ impl Drop for DualListener {
 impl DualListener {
     /// Serves `tcp`; TLS connections get the configuration in `tls` at the moment they arrive.
     pub fn new(tcp: TcpListener, tls: TlsSlot) -> io::Result<Self> {
+        Self::start(tcp, tls, true)
+    }
+
+    /// Serves `tcp` in TLS only: a connection that does not open with a TLS handshake is
+    /// closed (HTTPS-only services, such as a registry with its own certificate).
+    pub fn tls_only(tcp: TcpListener, tls: TlsSlot) -> io::Result<Self> {
+        Self::start(tcp, tls, false)
+    }
+
+    fn start(tcp: TcpListener, tls: TlsSlot, plain: bool) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (sender, ready) = mpsc::channel(READY_QUEUE);
-        let acceptor = tokio::spawn(accept_loop(tcp, tls, sender));
+        let acceptor = tokio::spawn(accept_loop(tcp, tls, plain, sender));
         Ok(Self { local, ready, acceptor })
     }
 }
 
-async fn accept_loop(tcp: TcpListener, tls: TlsSlot, ready: mpsc::Sender<(Conn, ConnInfo)>) {
+/// A TLS configuration for an HTTPS server without client certificates (TLS 1.2 and 1.3),
+/// from a PEM certificate chain (leaf first) and its PEM private key.
+pub fn https_config(chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate file: {e}"))?;
+    if chain.is_empty() {
+        return Err("the certificate file holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("the key file: {e}"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+async fn accept_loop(tcp: TcpListener, tls: TlsSlot, plain: bool, ready: mpsc::Sender<(Conn, ConnInfo)>) {
     loop {
         let (stream, remote) = match tcp.accept().await {
             Ok(accepted) => accepted,
@@ -120,7 +152,7 @@ async fn accept_loop(tcp: TcpListener, tls: TlsSlot, ready: mpsc::Sender<(Conn, 
         let tls = tls.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, classify(stream, remote, &tls)).await {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, classify(stream, remote, &tls, plain)).await {
                 Ok(Ok(conn)) => {
                     let _ = ready.send(conn).await;
                 }
@@ -131,7 +163,7 @@ async fn accept_loop(tcp: TcpListener, tls: TlsSlot, ready: mpsc::Sender<(Conn, 
     }
 }
 
-async fn classify(stream: TcpStream, remote: SocketAddr, tls: &TlsSlot) -> io::Result<(Conn, ConnInfo)> {
+async fn classify(stream: TcpStream, remote: SocketAddr, tls: &TlsSlot, plain: bool) -> io::Result<(Conn, ConnInfo)> {
     // Updates are small frames that must leave at once, not wait for the previous one's ACK.
     stream.set_nodelay(true)?;
     let mut first = [0u8; 1];
@@ -140,6 +172,9 @@ async fn classify(stream: TcpStream, remote: SocketAddr, tls: &TlsSlot) -> io::R
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a byte"));
     }
     if first[0] != TLS_HANDSHAKE {
+        if !plain {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "plain HTTP on an HTTPS-only port"));
+        }
         return Ok((Conn::Plain(stream), ConnInfo { remote, peer_certificates: None }));
     }
     let Some(config) = tls.current() else {

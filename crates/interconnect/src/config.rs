@@ -13,6 +13,8 @@ pub struct InterconnectConfig {
     /// The registry's Ed25519 public key, base64 (`peyvand registry key` prints it): the only
     /// thing trusted without checking, so it is configured, never fetched.
     pub registry_key: String,
+    /// A CA certificate (PEM file) to trust for the registry's HTTPS, besides the system's.
+    pub registry_ca_file: Option<std::path::PathBuf>,
     /// A one-time enrolment token from the regulator, used at start when this provider has no
     /// certificate yet (or its certificate was revoked or expires within 30 days).
     pub enrolment_token: Option<String>,
@@ -37,6 +39,7 @@ impl Default for InterconnectConfig {
             provider_id: String::new(),
             registry: String::new(),
             registry_key: String::new(),
+            registry_ca_file: None,
             enrolment_token: None,
             directory_refresh_secs: 60,
             request_timeout_secs: 10,

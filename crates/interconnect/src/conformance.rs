@@ -46,9 +46,8 @@ const POLL: Duration = Duration::from_millis(200);
 pub struct KitConfig {
     /// The target's endpoint as the directory lists it, or the id of a provider.
     pub target: String,
-    /// The registry's URL and an admin token for it.
-    pub registry: String,
-    pub admin_token: String,
+    /// The registry, with an admin token.
+    pub registry: RegistryClient,
     /// How long to wait for the target to see a change of the directory (a new licence, a
     /// suspension): at least its refresh interval.
     pub wait: Duration,
@@ -213,9 +212,8 @@ async fn directory(registry: &RegistryClient) -> Result<Directory, KitError> {
 
 /// Runs every check; `Err` only when the kit cannot run at all.
 pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
-    let registry = RegistryClient::new(&config.registry, Some(config.admin_token.clone()))
-        .map_err(|e| KitError::Registry(e.to_string()))?;
-    let listing = directory(&registry).await?;
+    let registry = &config.registry;
+    let listing = directory(registry).await?;
     let wanted = config.target.trim().trim_end_matches('/');
     let target = listing
         .providers
@@ -224,8 +222,8 @@ pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
         .cloned()
         .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))?;
 
-    let caller = enrol(&registry, &listing, target).await?;
-    let result = checks(&registry, &listing, &caller, config.wait).await;
+    let caller = enrol(registry, &listing, target).await?;
+    let result = checks(registry, &listing, &caller, config.wait).await;
     if let Err(e) = registry.revoke(&caller.id, "conformance run finished").await {
         tracing::warn!(error = %e, provider = %caller.id, "cannot revoke the kit's licence");
     }

@@ -114,8 +114,13 @@ impl Interconnect {
                     .into(),
             ));
         }
-        let registry =
+        let mut registry =
             RegistryClient::new(&config.registry, None).map_err(|e| Error::Config(format!("`registry`: {e}")))?;
+        if let Some(path) = &config.registry_ca_file {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("`registry_ca_file` {}: {e}", path.display())))?;
+            registry = registry.trusting(&pem).map_err(|e| Error::Config(format!("`registry_ca_file`: {e}")))?;
+        }
         let dir = data.join("interconnect");
         let identity = Identity::load_or_create(&dir, &provider_id)?;
         let directory = DirectoryCache::new(registry.clone(), &config.registry_key, dir)?;

@@ -26,8 +26,11 @@ pub struct ConformanceArgs {
 pub async fn run(global: GlobalArgs, args: ConformanceArgs) -> Result<()> {
     let config = KitConfig {
         target: args.target.clone(),
-        registry: args.connection.registry.clone(),
-        admin_token: admin_token(&args.connection)?,
+        registry: crate::registry::client(
+            &args.connection.registry,
+            Some(admin_token(&args.connection)?),
+            args.connection.registry_ca.as_deref(),
+        )?,
         wait: Duration::from_secs(args.wait_secs),
     };
     let outcomes = run_kit(&config).await?;

@@ -26,13 +26,21 @@ struct Registry {
     token_file: Option<PathBuf>,
     /// The `REGISTRY-KEY` line.
     public_key: String,
+    /// The CA certificate the commands trust for the registry's HTTPS, if it serves HTTPS.
+    ca: Option<PathBuf>,
 }
 
 impl Registry {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// Starts with extra `peyvand registry serve` arguments.
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
             .args(["registry", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("PEYVAND_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -61,7 +69,8 @@ impl Registry {
                 _ => {}
             }
         };
-        Self { child, url, data: data.to_owned(), token_file, public_key: public_key.expect("REGISTRY-KEY line") }
+        let public_key = public_key.expect("REGISTRY-KEY line");
+        Self { child, url, data: data.to_owned(), token_file, public_key, ca: None }
     }
 
     fn stop(&mut self) {
@@ -78,7 +87,12 @@ impl Registry {
     fn cli(&self, args: &[&str]) -> Output {
         let mut all = vec!["registry"];
         all.extend_from_slice(args);
-        let child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_peyvand"));
+        match &self.ca {
+            Some(ca) => command.env("PEYVAND_REGISTRY_CA", ca),
+            None => command.env_remove("PEYVAND_REGISTRY_CA"),
+        };
+        let child = command
             .args(&all)
             .env("PEYVAND_REGISTRY", &self.url)
             .env("PEYVAND_REGISTRY_TOKEN_FILE", self.data.join("admin-token"))
@@ -560,4 +574,66 @@ async fn providers_enrol_for_certificates_that_revocation_lists() {
     let actions: Vec<&str> = audit.as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, vec!["issue", "enrolment_token", "certificate_issue", "revoke", "certificate_revoke"]);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// With a certificate the registry serves HTTPS only: plain HTTP is refused; its commands and a
+/// provider reach it by trusting the certificate's CA (`--registry-ca`, `registry_ca_file`),
+/// and nothing reaches it without that trust.
+#[tokio::test]
+async fn the_registry_serves_https_only_when_given_a_certificate() {
+    // A CA of the test's own issues the registry a certificate for `localhost`.
+    let pki = temp_dir("registry-pki");
+    let now = peyvand_registry::time::now_millis();
+    let (ca, _) = peyvand_registry::ca::CertificateAuthority::load_or_create(&pki, now).expect("a CA");
+    let (key, csr) = peyvand_registry::ca::generate_key_and_csr("registry", "localhost").expect("a CSR");
+    let issued = ca.issue(&csr, "registry", "localhost", now, Duration::from_secs(3600)).expect("a certificate");
+    let (cert_file, key_file) = (pki.join("registry.pem"), pki.join("registry-key.pem"));
+    std::fs::write(&cert_file, &issued.pem).expect("write");
+    std::fs::write(&key_file, &key).expect("write");
+    let ca_file = pki.join(peyvand_registry::ca::CA_CERT_FILE);
+
+    let data = temp_dir("registry-https");
+    let tls = ["--tls-cert", cert_file.to_str().expect("path"), "--tls-key", key_file.to_str().expect("path")];
+    let mut registry = Registry::start_with(&data, &tls);
+    let plain = registry.url.replace("https://", "http://");
+    assert!(registry.url.starts_with("https://127.0.0.1:"), "{}", registry.url);
+    registry.url = registry.url.replace("127.0.0.1", "localhost");
+
+    // Plain HTTP gets nothing.
+    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err(), "plain HTTP must be refused");
+    // Without trusting the CA, the commands cannot reach it.
+    let stderr = registry.cli_fails(&["licence", "list"]);
+    assert!(stderr.contains("cannot reach the registry"), "{stderr}");
+    // Trusting it, they can.
+    registry.ca = Some(ca_file.clone());
+    let until = in_a_year();
+    registry.cli_json(&issue_args(
+        "sahel",
+        "ساحل",
+        "sahel.example",
+        "https://127.0.0.1:1",
+        "ops@sahel.example",
+        "CRA-1404-090",
+        &until,
+    ));
+    let listed = registry.cli_json(&["licence", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let output = registry.cli(&["licence", "enrol", "sahel"]);
+    assert!(output.status.success(), "enrol token: {}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned();
+
+    // A provider enrols over HTTPS and keeps the directory fresh.
+    let env = [
+        ("PEYVAND_INTERCONNECT__PROVIDER_ID", "sahel"),
+        ("PEYVAND_INTERCONNECT__REGISTRY", registry.url.as_str()),
+        ("PEYVAND_INTERCONNECT__REGISTRY_KEY", registry.public_key.as_str()),
+        ("PEYVAND_INTERCONNECT__REGISTRY_CA_FILE", ca_file.to_str().expect("path")),
+        ("PEYVAND_INTERCONNECT__ENROLMENT_TOKEN", token.as_str()),
+        ("PEYVAND_INTERCONNECT__DIRECTORY_REFRESH_SECS", "1"),
+    ];
+    let provider = common::Server::start_with(&temp_dir("sahel"), &env);
+    let certificates = registry.cli_json(&["licence", "certificates", "sahel"]);
+    assert_eq!(certificates.as_array().map(Vec::len), Some(1), "{certificates}");
+    let metrics = reqwest::get(format!("{}/metrics", provider.url)).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l.starts_with("peyvand_interconnect_directory_version ")), "{metrics}");
 }

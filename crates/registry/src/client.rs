@@ -25,6 +25,8 @@ pub enum ClientError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot reach the registry: {0}")]
     Transport(#[from] reqwest::Error),
+    #[error("the registry's CA certificate: {0}")]
+    InvalidCa(String),
     /// The registry refused the request with a stable code.
     #[error("{0}")]
     Api(ApiError),
@@ -88,6 +90,22 @@ impl RegistryClient {
         }
         let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build()?;
         Ok(Self { http, base, token })
+    }
+
+    /// Also trusts the certificate authority in `ca_pem` for the registry's HTTPS (besides the
+    /// system's), for a registry whose certificate a private CA issued.
+    pub fn trusting(mut self, ca_pem: &str) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
+        let certificates = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())
+            .map_err(|e| ClientError::InvalidCa(format!("not PEM certificates: {e}")))?;
+        if certificates.is_empty() {
+            return Err(ClientError::InvalidCa("no certificate in it".into()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+        self.http = builder.build()?;
+        Ok(self)
     }
 
     /// The registry's base URL, ending with `/`.

@@ -41,7 +41,7 @@ pub(crate) fn admin_token(connection: &Connection) -> Result<String> {
 }
 
 fn admin_client(connection: &Connection) -> Result<RegistryClient> {
-    Ok(RegistryClient::new(&connection.registry, Some(admin_token(connection)?))?)
+    super::client(&connection.registry, Some(admin_token(connection)?), connection.registry_ca.as_deref())
 }
 
 /// Prints `value` as pretty JSON, or as the text `text` makes of it.
@@ -146,8 +146,7 @@ pub async fn audit(connection: &Connection, json: bool, args: AuditArgs) -> Resu
     show(json, &log.entries, |entries| format::audit(entries))
 }
 
-pub async fn directory(registry: &str, key: Option<&str>, json: bool) -> Result<()> {
-    let client = RegistryClient::new(registry, None)?;
+pub async fn directory(client: &RegistryClient, key: Option<&str>, json: bool) -> Result<()> {
     let public_key = match key {
         Some(key) => decode_public_key(key).map_err(|why| anyhow::anyhow!("--key: {why}"))?,
         None => {

@@ -45,6 +45,9 @@ pub enum RegistryCommand {
         /// registry itself serves is used, which proves less.
         #[arg(long, env = "PEYVAND_REGISTRY_KEY")]
         key: Option<String>,
+        /// A CA certificate (PEM) to trust for the registry's HTTPS, besides the system's.
+        #[arg(long, env = "PEYVAND_REGISTRY_CA")]
+        registry_ca: Option<PathBuf>,
     },
 }
 
@@ -66,6 +69,12 @@ pub struct ServeArgs {
     /// How long an enrolment token can be used, in hours.
     #[arg(long, env = "PEYVAND_ENROLMENT_TOKEN_TTL_HOURS", default_value_t = 24)]
     pub enrolment_token_ttl_hours: u64,
+    /// Serve HTTPS only, with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "PEYVAND_REGISTRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "PEYVAND_REGISTRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Options of `peyvand registry enrol`.
@@ -77,6 +86,9 @@ pub struct EnrolArgs {
     /// The one-time enrolment token the regulator gave (`pve_...`).
     #[arg(long, env = "PEYVAND_ENROLMENT_TOKEN")]
     pub token: String,
+    /// A CA certificate (PEM) to trust for the registry's HTTPS, besides the system's.
+    #[arg(long, env = "PEYVAND_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
     /// The provider's id, as in its licence.
     #[arg(long = "provider")]
     pub provider_id: String,
@@ -108,6 +120,9 @@ pub struct Connection {
     /// PEYVAND_REGISTRY_TOKEN holds the token itself].
     #[arg(long, global = true, env = "PEYVAND_REGISTRY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the registry's HTTPS, besides the system's.
+    #[arg(long, global = true, env = "PEYVAND_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,7 +29,7 @@ struct Enrolled<'a> {
 }
 
 pub async fn run(args: EnrolArgs, json: bool) -> Result<()> {
-    let client = RegistryClient::new(&args.registry, None)?;
+    let client = super::client(&args.registry, None, args.registry_ca.as_deref())?;
     let domain = match args.domain {
         Some(domain) => domain,
         None => listed_domain(&client, &args.provider_id).await?,

@@ -10,6 +10,7 @@ mod serve;
 
 use anyhow::Result;
 use clap::ValueEnum as _;
+use peyvand_registry::RegistryClient;
 
 pub(crate) use admin::admin_token;
 pub use args::{Connection, RegistryCommand};
@@ -26,8 +27,24 @@ pub async fn run(global: GlobalArgs, command: RegistryCommand) -> Result<()> {
         RegistryCommand::Certificate { connection, command } => admin::certificate(&connection, json, command).await,
         RegistryCommand::Enrol(args) => enrol::run(args, json).await,
         RegistryCommand::Audit { connection, query } => admin::audit(&connection, json, query).await,
-        RegistryCommand::Directory { registry, key } => admin::directory(&registry, key.as_deref(), json).await,
+        RegistryCommand::Directory { registry, key, registry_ca } => {
+            admin::directory(&client(&registry, None, registry_ca.as_deref())?, key.as_deref(), json).await
+        }
     }
+}
+
+/// A client of the registry at `url`, trusting the CA certificate in `ca` (a PEM file) for its
+/// HTTPS too when given.
+pub(crate) fn client(url: &str, token: Option<String>, ca: Option<&std::path::Path>) -> Result<RegistryClient> {
+    let client = RegistryClient::new(url, token)?;
+    Ok(match ca {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the registry's CA certificate {}: {e}", path.display()))?;
+            client.trusting(&pem)?
+        }
+        None => client,
+    })
 }
 
 /// A diagnostic on standard error. A failure to write it is not worth failing the command for.

@@ -20,6 +20,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the registry in {}", args.data.display()))?;
     let registry = opened.registry;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let config = peyvand_http::listener::https_config(&read(cert)?, &read(key)?)
+                .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+            Some(config)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -33,7 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(out, "ADMIN-TOKEN {}", path.display())?;
         }
         writeln!(out, "REGISTRY-KEY {}", key.public_key)?;
-        writeln!(out, "LISTENING http://{address}")?;
+        writeln!(out, "LISTENING {scheme}://{address}")?;
         out.flush()?;
     }
     if let Some(path) = &opened.new_admin_token {
@@ -46,10 +58,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if opened.new_signing_key {
         tracing::info!(key_id = %key.key_id, "a new signing key was made");
     }
-    tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving (plain HTTP: terminate TLS in front)");
     tokio::spawn(registry.clone().keep_directory_fresh());
-    peyvand_registry::http::serve(listener, peyvand_registry::http::router(registry), crate::serve::shutdown_signal())
-        .await?;
+    let router = peyvand_registry::http::router(registry);
+    match tls {
+        Some(tls) => {
+            tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving HTTPS");
+            peyvand_registry::http::serve_https(listener, tls, router, crate::serve::shutdown_signal()).await?;
+        }
+        None => {
+            tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving plain HTTP: give it --tls-cert and --tls-key, or terminate TLS in front");
+            peyvand_registry::http::serve(listener, router, crate::serve::shutdown_signal()).await?;
+        }
+    }
     tracing::info!("the registry stopped");
     Ok(())
 }

@@ -50,3 +50,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
+
+/// Serves `router` on `listener` in HTTPS only, with `tls`, until `shutdown` resolves.
+pub async fn serve_https(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<peyvand_http::listener::ServerConfig>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slot = peyvand_http::listener::TlsSlot::default();
+    slot.set(Some(tls));
+    let listener = peyvand_http::listener::DualListener::tls_only(listener, slot)?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
