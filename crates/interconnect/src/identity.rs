@@ -90,6 +90,16 @@ impl Identity {
             .renew(&self.provider_id, &csr, now, |message| self.signing.sign(message).as_ref().to_vec())
             .await
             .map_err(|e| Error::Enrolment(e.to_string()))?;
+        // Kept only if it is this provider's and current: a bad answer must not replace a
+        // certificate that works.
+        match crate::tls::pem_certificate_facts(&certificate.certificate) {
+            Some(facts) if facts.provider_id == self.provider_id && facts.not_after > now => {}
+            _ => {
+                return Err(Error::Enrolment(
+                    "the registry's answer is not a current certificate for this provider".into(),
+                ));
+            }
+        }
         write_secret(&self.dir.join(TLS), format!("{}{key}", certificate.certificate).as_bytes())?;
         Ok((certificate.certificate, key))
     }

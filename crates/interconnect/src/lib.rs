@@ -51,6 +51,9 @@ pub const CAPABILITIES: &[&str] = &["discovery", "chat"];
 const HOUR_MS: i64 = 3_600_000;
 /// How long after a renewal (or a failed attempt) the certificate is not renewed again.
 const RENEWAL_PAUSE: Duration = Duration::from_secs(3600);
+/// The pause when even a new certificate is due at once (`certificate_renew_days` is not
+/// shorter than what the registry issues), so that it is renewed daily, not hourly.
+const RENEWAL_PAUSE_WHEN_ALWAYS_DUE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why the interconnect could not start.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +89,8 @@ struct Inner {
     delivery: delivery::Delivery,
     service: Service,
     registry: RegistryClient,
-    /// When the certificate was last renewed, or renewing it last failed.
-    renewal_attempted: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the certificate may be renewed again (after a renewal or a failed attempt).
+    renewal_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Interconnect {
@@ -117,9 +120,7 @@ impl Interconnect {
         let mut registry =
             RegistryClient::new(&config.registry, None).map_err(|e| Error::Config(format!("`registry`: {e}")))?;
         if let Some(path) = &config.registry_ca_file {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| Error::Config(format!("`registry_ca_file` {}: {e}", path.display())))?;
-            registry = registry.trusting(&pem).map_err(|e| Error::Config(format!("`registry_ca_file`: {e}")))?;
+            registry = registry.trusting_file(path).map_err(|e| Error::Config(format!("`registry_ca_file`: {e}")))?;
         }
         let dir = data.join("interconnect");
         let identity = Identity::load_or_create(&dir, &provider_id)?;
@@ -201,7 +202,7 @@ impl Interconnect {
             delivery: delivery::Delivery::new(data)?,
             service: service.clone(),
             registry,
-            renewal_attempted: std::sync::Mutex::new(None),
+            renewal_paused_until: std::sync::Mutex::new(None),
         };
         let interconnect = Self { inner: Arc::new(inner) };
         service.set_federation(Arc::new(interconnect.clone()));
@@ -295,15 +296,25 @@ impl Interconnect {
     async fn renew_if_due(&self, directory: &Directory) {
         let identity = self.tls_identity();
         let renew_before = self.inner.config.renew_before_ms();
-        if state_of(identity.facts(), directory, renew_before) != CertificateState::ExpiresSoon {
-            return;
-        }
-        {
-            let Ok(mut attempted) = self.inner.renewal_attempted.lock() else { return };
-            if attempted.is_some_and(|at| at.elapsed() < RENEWAL_PAUSE) {
+        match state_of(identity.facts(), directory, renew_before) {
+            CertificateState::Good => return,
+            CertificateState::Unusable => {
+                // Only a new enrolment helps; say so at every refresh until it happens.
+                tracing::error!(
+                    "this provider's certificate is revoked or expired: peers refuse it; configure a new \
+                     `enrolment_token` and restart"
+                );
                 return;
             }
-            *attempted = Some(std::time::Instant::now());
+            CertificateState::ExpiresSoon => {}
+        }
+        let now = std::time::Instant::now();
+        {
+            let Ok(mut paused) = self.inner.renewal_paused_until.lock() else { return };
+            if paused.is_some_and(|until| now < until) {
+                return;
+            }
+            *paused = Some(now + RENEWAL_PAUSE);
         }
         let Some(me) = directory.provider(self.provider_id()) else { return };
         let renewed = match self.inner.identity.renew(&self.inner.registry, &me.domain).await {
@@ -311,20 +322,30 @@ impl Interconnect {
                 .map_err(|e| Error::Enrolment(format!("the renewed certificate: {e}"))),
             Err(e) => Err(e),
         };
-        match renewed {
-            Ok(renewed) => {
-                let serial = renewed.facts().map(|f| f.serial).unwrap_or_default();
-                let renewed = Arc::new(renewed);
-                if let Ok(mut current) = self.inner.tls_identity.write() {
-                    *current = renewed.clone();
-                }
-                match server_config(&renewed, &directory.ca_certificate) {
-                    Ok(config) => self.inner.tls_slot.set(Some(config)),
-                    Err(e) => tracing::error!(error = %e, "the renewed certificate is unusable for the listener"),
-                }
-                tracing::info!(provider = %self.provider_id(), %serial, "certificate renewed");
+        let renewed = match renewed {
+            Ok(renewed) => Arc::new(renewed),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the certificate; trying again in an hour");
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot renew the certificate; trying again in an hour"),
+        };
+        let serial = renewed.facts().map(|f| f.serial).unwrap_or_default();
+        if let Ok(mut current) = self.inner.tls_identity.write() {
+            *current = renewed.clone();
+        }
+        match server_config(&renewed, &directory.ca_certificate) {
+            Ok(config) => self.inner.tls_slot.set(Some(config)),
+            Err(e) => tracing::error!(error = %e, "the renewed certificate is unusable for the listener"),
+        }
+        tracing::info!(provider = %self.provider_id(), %serial, "certificate renewed");
+        if state_of(renewed.facts(), directory, renew_before) == CertificateState::ExpiresSoon {
+            tracing::warn!(
+                days = self.inner.config.certificate_renew_days,
+                "`certificate_renew_days` is not shorter than the certificates the registry issues: renewing once a day"
+            );
+            if let Ok(mut paused) = self.inner.renewal_paused_until.lock() {
+                *paused = Some(now + RENEWAL_PAUSE_WHEN_ALWAYS_DUE);
+            }
         }
     }
 

@@ -91,7 +91,11 @@ impl Peers {
             .build()
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("HTTP client towards `{}`: {e}", peer.id)))?;
         if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(peer.id.clone(), (directory.version, identity.generation, client.clone()));
+            // A call still holding an older identity does not replace a newer one's client.
+            let older = clients.get(&peer.id).is_some_and(|(_, generation, _)| *generation > identity.generation);
+            if !older {
+                clients.insert(peer.id.clone(), (directory.version, identity.generation, client.clone()));
+            }
         }
         Ok(client)
     }

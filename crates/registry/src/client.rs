@@ -18,6 +18,15 @@ use crate::model::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The HTTP client every `RegistryClient` uses: the system's CAs and `extra_roots`.
+fn http_client(extra_roots: Vec<reqwest::Certificate>) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
+    for root in extra_roots {
+        builder = builder.add_root_certificate(root);
+    }
+    Ok(builder.build()?)
+}
+
 /// What can go wrong talking to the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -88,24 +97,26 @@ impl RegistryClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build()?;
-        Ok(Self { http, base, token })
+        Ok(Self { http: http_client(Vec::new())?, base, token })
     }
 
     /// Also trusts the certificate authority in `ca_pem` for the registry's HTTPS (besides the
     /// system's), for a registry whose certificate a private CA issued.
     pub fn trusting(mut self, ca_pem: &str) -> Result<Self, ClientError> {
-        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
         let certificates = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())
             .map_err(|e| ClientError::InvalidCa(format!("not PEM certificates: {e}")))?;
         if certificates.is_empty() {
             return Err(ClientError::InvalidCa("no certificate in it".into()));
         }
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-        self.http = builder.build()?;
+        self.http = http_client(certificates)?;
         Ok(self)
+    }
+
+    /// [`Self::trusting`] the CA certificate in the PEM file at `path`.
+    pub fn trusting_file(self, path: &std::path::Path) -> Result<Self, ClientError> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| ClientError::InvalidCa(format!("cannot read {}: {e}", path.display())))?;
+        self.trusting(&pem)
     }
 
     /// The registry's base URL, ending with `/`.

@@ -38,11 +38,7 @@ pub async fn run(global: GlobalArgs, command: RegistryCommand) -> Result<()> {
 pub(crate) fn client(url: &str, token: Option<String>, ca: Option<&std::path::Path>) -> Result<RegistryClient> {
     let client = RegistryClient::new(url, token)?;
     Ok(match ca {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read the registry's CA certificate {}: {e}", path.display()))?;
-            client.trusting(&pem)?
-        }
+        Some(path) => client.trusting_file(path)?,
         None => client,
     })
 }

@@ -146,7 +146,7 @@ impl Registry {
                         "the renewal is not signed with one of the licence's signing keys",
                     ));
                 }
-                if (now - timestamp).abs() > RENEWAL_CLOCK_SKEW_MS {
+                if now.abs_diff(timestamp) > RENEWAL_CLOCK_SKEW_MS.unsigned_abs() {
                     return Err(RegistryError::refused(
                         ErrorCode::StaleRequest,
                         "the renewal's timestamp is more than 5 minutes from the registry's clock",
@@ -478,9 +478,10 @@ mod tests {
         let (_, wrong) = generate_key_and_csr("bale", "eitaa.ir").expect("csr");
         assert_eq!(code(registry.renew("bale", &wrong, at, &sign(&key, at, &wrong)).await), ErrorCode::CsrNameMismatch);
 
-        // Renewed: a new certificate, listed; the same request again is refused.
+        // Renewed: a new certificate, listed; the same request again is refused (signed "in the
+        // future", within the allowed skew, so that only the record of renewals refuses it).
         let (_, fresh) = generate_key_and_csr("bale", "bale.ir").expect("csr");
-        let at = now_millis() + 1;
+        let at = now_millis() + 4 * 60 * 1000;
         let signature = sign(&key, at, &fresh);
         let renewed = registry.renew("bale", &fresh, at, &signature).await.expect("renewed");
         assert_ne!(renewed.serial, first.serial);
@@ -493,7 +494,7 @@ mod tests {
 
         // Only while the licence is active and a valid certificate is held.
         registry.suspend(ADMIN, "bale", "late report").await.expect("suspended");
-        let at = now_millis() + 2;
+        let at = now_millis() + 4 * 60 * 1000 + 2;
         assert_eq!(
             code(registry.renew("bale", &fresh, at, &sign(&key, at, &fresh)).await),
             ErrorCode::LicenceNotActive
@@ -502,7 +503,7 @@ mod tests {
         for serial in [&first.serial, &renewed.serial] {
             registry.revoke_certificate(ADMIN, serial, "key lost").await.expect("revoked");
         }
-        let at = now_millis() + 3;
+        let at = now_millis() + 4 * 60 * 1000 + 3;
         assert_eq!(
             code(registry.renew("bale", &fresh, at, &sign(&key, at, &fresh)).await),
             ErrorCode::InvalidTransition
