@@ -230,11 +230,8 @@ impl Registry {
         };
         let reason = validate::optional_reason(request.reason.as_deref())?;
         let actor_label = actor.to_owned();
-        let inner = self.inner.clone();
-        let (licence, published) = self
-            .inner
-            .store
-            .write(move |tx| {
+        let licence = self
+            .write_and_publish(move |tx, _| {
                 if let Some(conflict) = store::find_conflict(tx, &record)? {
                     return Err(conflict);
                 }
@@ -249,11 +246,9 @@ impl Registry {
                     None,
                     &record,
                 )?;
-                let published = inner.publish(tx, now)?;
-                Ok((record.to_licence(now), published))
+                Ok(record.to_licence(now))
             })
             .await?;
-        self.install(published);
         tracing::info!(provider = %licence.provider_id, actor, "licence issued");
         Ok(licence)
     }
@@ -358,14 +353,10 @@ impl Registry {
     where
         F: FnOnce(&mut LicenceRecord) -> RegistryResult<()> + Send + 'static,
     {
-        let now = now_millis();
         let id = provider_id.to_owned();
         let actor_label = actor.to_owned();
-        let inner = self.inner.clone();
-        let (licence, published) = self
-            .inner
-            .store
-            .write(move |tx| {
+        let licence = self
+            .write_and_publish(move |tx, now| {
                 let before = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
                 let mut after = before.clone();
                 apply(&mut after)?;
@@ -378,11 +369,9 @@ impl Registry {
                     let why = format!("licence {}: {}", after.status.as_str(), reason.as_deref().unwrap_or("-"));
                     enrolment::revoke_all(tx, now, &actor_label, &id, &why)?;
                 }
-                let published = inner.publish(tx, now)?;
-                Ok((after.to_licence(now), published))
+                Ok(after.to_licence(now))
             })
             .await?;
-        self.install(published);
         tracing::info!(provider = %provider_id, actor, action = action.as_str(), status = licence.status.as_str(), "licence changed");
         Ok(licence)
     }
@@ -428,6 +417,27 @@ impl Registry {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Runs `change` in one write transaction (with the time of that transaction) together
+    /// with the directory that follows it, and serves that directory once committed.
+    async fn write_and_publish<T, F>(&self, change: F) -> RegistryResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Millis) -> RegistryResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let (value, published) = self
+            .inner
+            .store
+            .write(move |tx| {
+                let now = now_millis();
+                let value = change(tx, now)?;
+                Ok((value, inner.publish(tx, now)?))
+            })
+            .await?;
+        self.install(published);
+        Ok(value)
     }
 
     /// Serves `published` unless a newer one is already served (two changes may commit in

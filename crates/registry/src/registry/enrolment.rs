@@ -68,11 +68,8 @@ impl Registry {
         let hash = keys::hash_token(token);
         let csr = csr_pem.to_owned();
         let inner = self.inner.clone();
-        let (record, published) = self
-            .inner
-            .store
-            .write(move |tx| {
-                let now = now_millis();
+        let record = self
+            .write_and_publish(move |tx, now| {
                 let stored = store::get_enrolment_token(tx, &hash)?.ok_or_else(bad_token)?;
                 if stored.used_at.is_some() || now >= stored.expires_at {
                     return Err(bad_token());
@@ -101,11 +98,9 @@ impl Registry {
                     return Err(bad_token());
                 }
                 let record = issue_certificate(&inner, tx, now, &licence, &csr, None)?;
-                let published = inner.publish(tx, now)?;
-                Ok((record, published))
+                Ok(record)
             })
             .await?;
-        self.install(published);
         tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate issued");
         Ok(self.to_certificate(record))
     }
@@ -126,11 +121,8 @@ impl Registry {
             .map_err(|e| RegistryError::refused(ErrorCode::InvalidSignature, format!("`signature`: {e}")))?;
         let (id, csr) = (provider_id.to_owned(), csr_pem.to_owned());
         let inner = self.inner.clone();
-        let (record, published) = self
-            .inner
-            .store
-            .write(move |tx| {
-                let now = now_millis();
+        let record = self
+            .write_and_publish(move |tx, now| {
                 let licence = store::get_licence(tx, &id)?.ok_or_else(|| not_found(&id))?;
                 let message = renewal_message(&id, timestamp, &csr);
                 let signed_by_licence = licence.signing_keys.iter().any(|key| {
@@ -169,11 +161,9 @@ impl Registry {
                     ));
                 }
                 let record = issue_certificate(&inner, tx, now, &licence, &csr, Some("renewal"))?;
-                let published = inner.publish(tx, now)?;
-                Ok((record, published))
+                Ok(record)
             })
             .await?;
-        self.install(published);
         tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate renewed");
         Ok(self.to_certificate(record))
     }
@@ -183,12 +173,8 @@ impl Registry {
         let reason = validate::reason(reason)?;
         let serial = serial.trim().to_ascii_lowercase();
         let actor = actor.to_owned();
-        let inner = self.inner.clone();
-        let (record, published) = self
-            .inner
-            .store
-            .write(move |tx| {
-                let now = now_millis();
+        let record = self
+            .write_and_publish(move |tx, now| {
                 let unknown =
                     || RegistryError::refused(ErrorCode::NotFound, format!("no certificate with serial `{serial}`"));
                 let before = store::get_certificate(tx, &serial)?.ok_or_else(unknown)?;
@@ -199,12 +185,9 @@ impl Registry {
                     ));
                 }
                 revoke(tx, now, &actor, &before, &reason)?;
-                let after = store::get_certificate(tx, &serial)?.ok_or_else(unknown)?;
-                let published = inner.publish(tx, now)?;
-                Ok((after, published))
+                store::get_certificate(tx, &serial)?.ok_or_else(unknown)
             })
             .await?;
-        self.install(published);
         tracing::info!(provider = %record.provider_id, serial = %record.serial, "certificate revoked");
         Ok(self.to_certificate(record))
     }
