@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::model::{Message, Millis, Presence, Reaction};
+use crate::requests::SendMessage;
 
 /// One update. Durable updates have a `cursor`, strictly increasing per person; ephemeral ones
 /// (typing, presence) have none and are not replayed after a reconnect.
@@ -64,6 +66,31 @@ pub enum StreamFrame {
     ResyncRequired {
         cursor: i64,
     },
+    /// The answer to a client's `send` frame: the stored message, exactly as
+    /// `POST /v1/chats/{chat_id}/messages` answers it (`created` is false for a retry).
+    Sent {
+        request: u64,
+        created: bool,
+        message: Message,
+    },
+    /// A client frame was refused, with the error the HTTP endpoint would give; `request` is
+    /// absent when the frame could not be read at all. The stream stays open.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+        error: ApiError,
+    },
+}
+
+/// A frame a client may send on the WebSocket stream, as JSON text. `request` is a number of
+/// the client's choosing that the answer (`sent` or `error`) repeats; a connection has at most
+/// 64 requests in flight, and the server reads no further frames until one is answered.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Sends a message, as `POST /v1/chats/{chat_id}/messages` does: answered once the message
+    /// is durably stored, and a retry with the same `client_id` returns the same message.
+    Send { request: u64, chat_id: i64, message: SendMessage },
 }
 
 /// The latest cursor and server time.

@@ -19,6 +19,7 @@ mod server;
 mod signup;
 mod tracker;
 mod ws;
+mod ws_sender;
 
 use std::io::Write;
 use std::path::PathBuf;

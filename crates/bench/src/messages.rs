@@ -14,18 +14,18 @@ use futures_util::StreamExt;
 use peyvand_api::{Chat, OpenDirect};
 use serde::Serialize;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::connect_all;
 use crate::metrics::{Scrape, ServerSide};
 use crate::procfs::{self, CpuSnapshot, Memory};
 use crate::progress::say;
 use crate::schedule::Schedule;
-use crate::sender::{REQUEST_TIMEOUT, fire, pool, routes, warm_pool};
+use crate::sender::{REQUEST_TIMEOUT, fire, http_dispatch, pool, routes, warm_pool};
 use crate::server::Servers;
 use crate::signup::{Person, sign_up};
 use crate::tracker::Tracker;
-use crate::ws::{Seen, Socket, classify};
+use crate::ws::Socket;
+use crate::ws_sender::{self, read_frames};
 use crate::{perf, setup_client};
 
 /// Lets the readers start before the first message is due.
@@ -67,9 +67,21 @@ pub struct MessagesArgs {
     #[arg(long)]
     pub perf_record: Option<PathBuf>,
     /// Open no update streams: measures the durable send path alone (send→ack), to tell its
-    /// cost from the cost of delivery.
+    /// cost from the cost of delivery. Needs `--sends http`.
     #[arg(long)]
     pub no_streams: bool,
+    /// How people send: `websocket` (a `send` frame on their own update stream) or `http`
+    /// (`POST /v1/chats/{id}/messages` over a pool of keep-alive connections).
+    #[arg(long, value_enum, default_value_t = Sends::Websocket)]
+    pub sends: Sends,
+}
+
+/// The two ways the client API takes a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sends {
+    Websocket,
+    Http,
 }
 
 /// Opens each pair's chat, on the node of the pair's first person.
@@ -98,18 +110,6 @@ async fn open_chats(http: &reqwest::Client, servers: &Servers, people: &[Person]
     Ok(chats)
 }
 
-/// Reads one person's stream until it closes, reporting messages from others as delivered.
-async fn read_deliveries(mut socket: Socket, me: i64, tracker: Arc<Tracker>) {
-    while let Some(Ok(message)) = socket.next().await {
-        if let Message::Text(text) = message
-            && let Seen::Message { sender_id, client_id } = classify(&text)
-            && sender_id != me
-        {
-            tracker.delivered(&client_id, Instant::now());
-        }
-    }
-}
-
 async fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {
         if done() {
@@ -125,6 +125,9 @@ async fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
 pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<serde_json::Value> {
     if args.users < 2 || !args.users.is_multiple_of(2) {
         bail!("--users must be an even number of at least 2");
+    }
+    if args.no_streams && args.sends == Sends::Websocket {
+        bail!("--no-streams needs --sends http: sends over WebSocket go on the update streams");
     }
     let schedule = Schedule::new(args.rate, Duration::from_secs(args.duration));
     let cluster = servers.setup();
@@ -150,26 +153,46 @@ pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<s
     }
     let after_connect = procfs::memory_sum(&pids)?;
 
-    let http = pool(args.senders_concurrency)?;
-    warm_pool(&http, &base_urls, args.senders_concurrency).await;
-    let routes = routes(&base_urls, &people, &chats)?;
-
     let start = Instant::now() + LEAD;
     let track_seconds = args.duration + args.drain + REQUEST_TIMEOUT.as_secs() + 5;
     let tracker = Arc::new(Tracker::new(schedule, start, Duration::from_secs(args.warmup), track_seconds)?);
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .zip(&people)
-        .filter_map(|(socket, person)| Some(tokio::spawn(read_deliveries(socket?, person.id, tracker.clone()))))
-        .collect();
-
-    say(&format!(
-        "sending {} messages at {}/s for {} s ({} in flight at most)",
-        schedule.total(),
-        schedule.rate(),
-        args.duration,
-        args.senders_concurrency
-    ));
+    let sockets: Vec<Socket> = sockets.into_iter().flatten().collect();
+    let (tasks, mut dispatch): (_, Box<dyn FnMut(u64)>) = match args.sends {
+        Sends::Websocket => {
+            let (tasks, queues) = ws_sender::start(sockets, &people, &chats, &tracker);
+            let fail = tracker.clone();
+            let dispatch = move |i: u64| {
+                if queues[(i % queues.len() as u64) as usize].send(i).is_err() {
+                    fail.failed("stream closed".into());
+                }
+            };
+            say(&format!(
+                "sending {} messages at {}/s for {} s, each on its sender's update stream",
+                schedule.total(),
+                schedule.rate(),
+                args.duration
+            ));
+            (tasks, Box::new(dispatch))
+        }
+        Sends::Http => {
+            let http = pool(args.senders_concurrency)?;
+            warm_pool(&http, &base_urls, args.senders_concurrency).await;
+            let routes = routes(&base_urls, &people, &chats)?;
+            let tasks = sockets
+                .into_iter()
+                .zip(&people)
+                .map(|(socket, person)| tokio::spawn(read_frames(socket.split().1, person.id, tracker.clone())))
+                .collect();
+            say(&format!(
+                "sending {} messages at {}/s for {} s over HTTP ({} in flight at most)",
+                schedule.total(),
+                schedule.rate(),
+                args.duration,
+                args.senders_concurrency
+            ));
+            (tasks, Box::new(http_dispatch(http, routes, tracker.clone(), args.senders_concurrency)))
+        }
+    };
     tokio::time::sleep_until(start.into()).await;
     let scrape_start = Scrape::take_all(&setup, &base_urls).await;
     let cpu_start = CpuSnapshot::take(&pids);
@@ -181,7 +204,7 @@ pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<s
         None => None,
     };
 
-    let late_ticks = fire(&http, &routes, &tracker, args.senders_concurrency).await;
+    let late_ticks = fire(&tracker, &mut dispatch).await;
     let sending_seconds = start.elapsed().as_secs_f64();
     let cpu_sending = CpuSnapshot::take(&pids).since(&cpu_start);
     let scrape_sent = Scrape::take_all(&setup, &base_urls).await;
@@ -204,8 +227,9 @@ pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<s
     let server_total = ServerSide::between(&scrape_start_total, &scrape_end);
     let end_memory = procfs::memory_sum(&pids)?;
     let end_memory_by_node = pids.iter().map(|&pid| procfs::memory(pid)).collect::<anyhow::Result<Vec<_>>>()?;
-    for reader in &readers {
-        reader.abort();
+    drop(dispatch);
+    for task in &tasks {
+        task.abort();
     }
     servers.check_alive()?;
 
@@ -301,6 +325,7 @@ pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<s
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "streams": !args.no_streams,
+        "sends": args.sends,
         "senders_concurrency": args.senders_concurrency,
         "sign_up": sign_ups,
         "chats": { "count": chats.len(), "seconds": chats_seconds },

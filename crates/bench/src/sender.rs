@@ -1,5 +1,5 @@
-//! The sending side of `messages`: a pool of HTTP/1.1 keep-alive connections and a scheduler
-//! that fires every due send as its own task, never waiting for earlier ones (open loop).
+//! The sending side of `messages`: the scheduler that fires every due send, never waiting for
+//! earlier ones (open loop), and sends over a pool of HTTP/1.1 keep-alive connections.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,12 +97,25 @@ async fn send_one(http: reqwest::Client, route: Arc<Route>, i: u64, tracker: Arc
     }
 }
 
-/// Fires the whole schedule, round-robin over the routes, at most `in_flight` at a time.
-/// Returns the ticks on which the generator itself was more than 5 ms behind, which is worth
-/// knowing when reading the tail latencies.
-pub async fn fire(http: &reqwest::Client, routes: &[Arc<Route>], tracker: &Arc<Tracker>, in_flight: usize) -> u64 {
-    let schedule = tracker.schedule;
+/// Sends message `i` over HTTP: a task of its own, waiting for one of `slots`.
+pub fn http_dispatch(
+    http: reqwest::Client,
+    routes: Vec<Arc<Route>>,
+    tracker: Arc<Tracker>,
+    in_flight: usize,
+) -> impl FnMut(u64) {
     let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    move |i| {
+        let route = routes[(i % routes.len() as u64) as usize].clone();
+        tokio::spawn(send_one(http.clone(), route, i, tracker.clone(), slots.clone()));
+    }
+}
+
+/// Fires the whole schedule: every millisecond, `dispatch` gets every message now due, never
+/// waiting for earlier ones. Returns the ticks on which the generator itself was more than 5 ms
+/// behind, which is worth knowing when reading the tail latencies.
+pub async fn fire(tracker: &Tracker, mut dispatch: impl FnMut(u64)) -> u64 {
+    let schedule = tracker.schedule;
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut next = 0u64;
@@ -114,8 +127,7 @@ pub async fn fire(http: &reqwest::Client, routes: &[Arc<Route>], tracker: &Arc<T
             late_ticks += 1;
         }
         while next < due {
-            let route = routes[(next % routes.len() as u64) as usize].clone();
-            tokio::spawn(send_one(http.clone(), route, next, tracker.clone(), slots.clone()));
+            dispatch(next);
             next += 1;
         }
     }

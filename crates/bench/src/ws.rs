@@ -78,7 +78,19 @@ pub async fn wait_ready(socket: &mut Socket, timeout: Duration) -> anyhow::Resul
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen<'a> {
     Ready,
-    Message { sender_id: i64, client_id: Cow<'a, str> },
+    Message {
+        sender_id: i64,
+        client_id: Cow<'a, str>,
+    },
+    /// The answer to a send made on the stream: `request` is the message's index.
+    Sent {
+        request: u64,
+        created: bool,
+    },
+    Refused {
+        request: Option<u64>,
+        code: Cow<'a, str>,
+    },
     Other,
 }
 
@@ -90,6 +102,18 @@ struct Frame<'a> {
     frame: Cow<'a, str>,
     #[serde(default, borrow)]
     update: Option<FrameUpdate<'a>>,
+    #[serde(default)]
+    request: Option<u64>,
+    #[serde(default)]
+    created: bool,
+    #[serde(default, borrow)]
+    error: Option<FrameError<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FrameError<'a> {
+    #[serde(borrow)]
+    code: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +141,13 @@ pub fn classify(text: &str) -> Seen<'_> {
     let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else { return Seen::Other };
     match (frame.frame.as_ref(), frame.update) {
         ("ready", _) => Seen::Ready,
+        ("sent", _) => match frame.request {
+            Some(request) => Seen::Sent { request, created: frame.created },
+            None => Seen::Other,
+        },
+        ("error", _) => {
+            Seen::Refused { request: frame.request, code: frame.error.map_or(Cow::Borrowed("unknown"), |e| e.code) }
+        }
         ("update", Some(FrameUpdate { event: FrameEvent { kind, message: Some(m) } })) if kind == "message_new" => {
             Seen::Message { sender_id: m.sender_id, client_id: m.client_id }
         }
@@ -145,13 +176,19 @@ mod tests {
             edited_at: None,
             reactions: Vec::new(),
         };
-        let update = Update { cursor: Some(10), at: 1, event: Event::MessageNew { message } };
+        let update = Update { cursor: Some(10), at: 1, event: Event::MessageNew { message: message.clone() } };
         let frame = serde_json::to_string(&StreamFrame::Update { update }).expect("serialises");
         assert_eq!(classify(&frame), Seen::Message { sender_id: 42, client_id: Cow::Borrowed("b123") });
         let typing = Update { cursor: None, at: 1, event: Event::Typing { chat_id: 3, user_id: 42 } };
         let frame = serde_json::to_string(&StreamFrame::Update { update: typing }).expect("serialises");
         assert_eq!(classify(&frame), Seen::Other);
         assert_eq!(classify("not json"), Seen::Other);
+        let sent = StreamFrame::Sent { request: 12, created: true, message };
+        let sent = serde_json::to_string(&sent).expect("serialises");
+        assert_eq!(classify(&sent), Seen::Sent { request: 12, created: true });
+        let error = peyvand_api::ApiError::new(peyvand_api::ErrorCode::RateLimited, "slow down");
+        let refused = serde_json::to_string(&StreamFrame::Error { request: Some(13), error }).expect("serialises");
+        assert_eq!(classify(&refused), Seen::Refused { request: Some(13), code: Cow::Borrowed("rate_limited") });
     }
 
     #[test]

@@ -142,6 +142,8 @@ impl UpdateFollower {
                     }
                     None => return Ok(FollowEvent::Update(update)),
                 },
+                // Answers to requests, which a follower never sends.
+                StreamFrame::Sent { .. } | StreamFrame::Error { .. } => continue,
                 StreamFrame::ResyncRequired { cursor } => {
                     // Reconnect at once from the new cursor, whether or not the server keeps
                     // this connection open.

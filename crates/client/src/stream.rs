@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use peyvand_api::StreamFrame;
+use futures_util::{SinkExt, StreamExt};
+use peyvand_api::{ClientFrame, SendMessage, StreamFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -65,6 +65,25 @@ impl UpdateStream {
             };
             return Some(serde_json::from_str(text.as_str()).map_err(|e| ClientError::Decode(e.to_string())));
         }
+    }
+
+    /// Sends a message over this connection instead of `POST /v1/chats/{chat_id}/messages`:
+    /// one frame out, and its answer later among the frames [`Self::next`] returns, a
+    /// [`StreamFrame::Sent`] or a [`StreamFrame::Error`] carrying `request`. Pick a different
+    /// `request` for every send still unanswered.
+    pub async fn send(&mut self, request: u64, chat_id: i64, message: SendMessage) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Send { request, chat_id, message }).await
+    }
+
+    /// Writes one client frame.
+    pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let text = serde_json::to_string(frame).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.socket.send(WsMessage::Text(text.into())).await.map_err(ClientError::from)
+    }
+
+    /// Writes a raw text frame, as a client with a bug might.
+    pub async fn send_raw(&mut self, text: &str) -> Result<(), ClientError> {
+        self.socket.send(WsMessage::Text(text.into())).await.map_err(ClientError::from)
     }
 
     /// Closes the connection politely.

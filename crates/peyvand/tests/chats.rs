@@ -17,6 +17,7 @@ async fn next_update(stream: &mut UpdateStream) -> Update {
             StreamFrame::Update { update } => return update,
             StreamFrame::Ready { .. } => continue,
             StreamFrame::ResyncRequired { cursor } => panic!("unexpected resync at {cursor}"),
+            other => panic!("unexpected frame {other:?}"),
         }
     }
 }

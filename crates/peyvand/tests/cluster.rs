@@ -26,6 +26,7 @@ async fn next_update(stream: &mut UpdateStream) -> Update {
             StreamFrame::Update { update } => return update,
             StreamFrame::Ready { .. } => {}
             StreamFrame::ResyncRequired { cursor } => panic!("resync at {cursor}"),
+            other => panic!("unexpected frame {other:?}"),
         }
     }
 }

@@ -27,6 +27,7 @@ async fn until_ready(stream: &mut UpdateStream, chat_id: i64, cursors: &mut Vec<
                 }
             }
             StreamFrame::ResyncRequired { cursor } => panic!("resync at {cursor}"),
+            other => panic!("unexpected frame {other:?}"),
         }
     }
 }
@@ -97,6 +98,101 @@ async fn a_client_resumes_from_its_cursor_with_nothing_lost_or_doubled() {
         "every message once, in order, over {connections} connections"
     );
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors strictly increase across reconnects");
+}
+
+/// A client may send on its update stream instead of one HTTP request per message: answers
+/// carry the frame's `request` number, sends to one chat are stored in the order sent (even
+/// past the 64 the server runs at once), retries are idempotent, and every bad frame gets an
+/// `error` frame while the stream stays open.
+#[tokio::test]
+async fn a_client_sends_on_its_update_stream() {
+    let server = Server::start();
+    let ali = person(&server, "+989121330101").await;
+    let sara = person(&server, "+989121330102").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let mut stream = ali.client.updates_ws(0).await.expect("ws");
+    until_ready(&mut stream, chat.id, &mut Vec::new()).await;
+
+    let total = 150_u64;
+    for i in 1..=total {
+        stream.send(i, chat.id, text(&format!("w{i}"), &format!("پیام {i}"))).await.expect("frame out");
+    }
+    stream.send(1000, chat.id, text("w1", "another text under w1's id")).await.expect("frame out");
+    stream.send(1001, chat.id + 1000, text("x1", "no such chat")).await.expect("frame out");
+    stream.send(1002, chat.id, text("", "no client id")).await.expect("frame out");
+    stream.send(1003, chat.id, text("x3", &"ب".repeat(4097))).await.expect("frame out");
+    stream.send(1004, chat.id, text("w7", "پیام 7")).await.expect("frame out");
+    stream.send_raw("hello").await.expect("frame out");
+    stream.send_raw(r#"{"frame":"send","request":1005}"#).await.expect("frame out");
+    stream.send_raw(r#"{"frame":"edit","request":1006,"chat_id":1}"#).await.expect("frame out");
+
+    let mut sent: BTreeMap<u64, (bool, Message)> = BTreeMap::new();
+    let mut errors: BTreeMap<Option<u64>, ErrorCode> = BTreeMap::new();
+    let mut own_updates = 0;
+    while sent.len() + errors.len() < total as usize + 8 {
+        let frame = tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("answers in time");
+        match frame.expect("open").expect("frame") {
+            StreamFrame::Sent { request, created, message } => {
+                assert!(sent.insert(request, (created, message)).is_none(), "one answer per request");
+            }
+            StreamFrame::Error { request, error } => {
+                assert!(errors.insert(request, error.code).is_none(), "one answer per request");
+            }
+            StreamFrame::Update { update } => {
+                own_updates += usize::from(matches!(update.event, Event::MessageNew { .. }))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let expected_errors = BTreeMap::from([
+        (None, ErrorCode::BadRequest),
+        (Some(1000), ErrorCode::IdempotencyConflict),
+        (Some(1001), ErrorCode::NotFound),
+        (Some(1002), ErrorCode::BadRequest),
+        (Some(1003), ErrorCode::InvalidContent),
+        (Some(1005), ErrorCode::BadRequest),
+        (Some(1006), ErrorCode::BadRequest),
+    ]);
+    assert_eq!(errors, expected_errors);
+    let seqs: Vec<i64> = (1..=total)
+        .map(|i| {
+            let (created, message) = &sent[&i];
+            assert!(created, "request {i} stored a new message");
+            assert_eq!(message.client_id, format!("w{i}"));
+            message.seq
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stored in the order sent: {seqs:?}");
+    let (created, retry) = &sent[&1004];
+    assert!(!created, "a retry is not a new message");
+    assert_eq!(retry.seq, sent[&7].1.seq, "a retry gets the message stored the first time");
+
+    // The stream is still open and usable, and Sara has each message exactly once, in order.
+    stream.send(2000, chat.id, text("w-last", "آخر")).await.expect("frame out");
+    loop {
+        let frame = tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("an answer in time");
+        match frame.expect("open").expect("frame") {
+            StreamFrame::Sent { request: 2000, created: true, .. } => break,
+            StreamFrame::Update { update } => {
+                own_updates += usize::from(matches!(update.event, Event::MessageNew { .. }))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let history: Vec<String> = all_messages(&sara.client, chat.id).await.into_iter().map(|m| m.client_id).collect();
+    let mut expected: Vec<String> = (1..=total).map(|i| format!("w{i}")).collect();
+    expected.push("w-last".into());
+    assert_eq!(history, expected);
+    assert!(own_updates <= expected.len(), "no update twice on the sender's own stream");
+
+    // Operators see the requests, and the API document describes the frames.
+    let http = reqwest::Client::new();
+    let metrics =
+        http.get(format!("{}/metrics", server.url)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("peyvand_websocket_frames_received_total 159"), "{metrics}");
+    let doc: serde_json::Value =
+        http.get(format!("{}/v1/openapi.json", server.url)).send().await.expect("doc").json().await.expect("json");
+    assert!(doc["components"]["schemas"]["ClientFrame"].is_object(), "ClientFrame is documented");
 }
 
 #[tokio::test]

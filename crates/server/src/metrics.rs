@@ -22,6 +22,7 @@ pub struct Metrics {
     duration_micros_sum: AtomicU64,
     pub websockets_open: AtomicU64,
     pub websocket_frames_sent: AtomicU64,
+    pub websocket_frames_received: AtomicU64,
 }
 
 /// Middleware: counts every response by status class and times it.
@@ -86,6 +87,12 @@ pub fn render(state: &AppState) -> String {
         "peyvand_websocket_frames_sent_total",
         "Frames sent on update streams.",
         load(&m.websocket_frames_sent),
+    );
+    counter(
+        &mut out,
+        "peyvand_websocket_frames_received_total",
+        "Client frames (requests) received on update streams.",
+        load(&m.websocket_frames_received),
     );
     gauge(
         &mut out,

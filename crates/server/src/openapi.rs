@@ -22,7 +22,7 @@ use crate::routes;
         routes::mark_read, routes::mark_delivered, routes::typing, routes::search,
         routes::sync_state, routes::poll_updates, routes::updates_ws, routes::interconnect_lookup,
     ),
-    components(schemas(peyvand_api::ErrorCode, peyvand_api::Update, peyvand_api::Event, peyvand_api::StreamFrame)),
+    components(schemas(peyvand_api::ErrorCode, peyvand_api::Update, peyvand_api::Event, peyvand_api::StreamFrame, peyvand_api::ClientFrame)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

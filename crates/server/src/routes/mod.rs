@@ -5,6 +5,7 @@ mod chats;
 mod interconnect;
 mod me;
 mod meta;
+mod stream_requests;
 mod updates;
 mod users;
 

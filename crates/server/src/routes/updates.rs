@@ -10,16 +10,18 @@ use axum::response::Response;
 use peyvand_api::{ApiError, ErrorBody, ErrorCode, Event, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
 use peyvand_service::{Session, UpdateFeed};
 
+use super::stream_requests::{MAX_IN_FLIGHT, Requests};
 use crate::AppState;
 use crate::extract::{ApiResult, Authed, Failure, Json, Query, bearer};
 
 /// The longest a long poll waits.
 const MAX_POLL: Duration = Duration::from_secs(60);
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Small buffers: most connections are idle, and their count is what must scale. Clients send
-/// only pongs and closes here; a larger frame just takes more reads.
+/// Small buffers: most connections are idle, and their count is what must scale. A larger
+/// frame (a client's `send`) just takes more reads.
 const WS_BUFFER: usize = 1024;
-const WS_MAX_INCOMING: usize = 16 * 1024;
+/// A client frame may be as large as a request body.
+const WS_MAX_INCOMING: usize = crate::MAX_BODY_BYTES;
 
 /// `GET /v1/state`: my newest cursor.
 #[utoipa::path(get, path = "/v1/state", tag = "updates", security(("bearer" = [])), responses((status = 200, body = SyncState)))]
@@ -58,8 +60,10 @@ impl FromRequestParts<AppState> for StreamAuth {
 
 /// `GET /v1/updates/ws?after=`: the update stream over a WebSocket. The server sends
 /// `StreamFrame`s as JSON text: the backlog after `after`, then `ready`, then live updates.
+/// The client may send `ClientFrame`s (JSON text) on the same socket: each `send` is answered
+/// by a `sent` or an `error` frame carrying its `request` number.
 #[utoipa::path(get, path = "/v1/updates/ws", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
-    responses((status = 101, description = "WebSocket of StreamFrame JSON text frames", body = StreamFrame),
+    responses((status = 101, description = "WebSocket of StreamFrame JSON text frames; the client may send ClientFrame JSON text frames", body = StreamFrame),
                (status = 401, body = ErrorBody)))]
 pub async fn updates_ws(
     State(s): State<AppState>,
@@ -113,15 +117,16 @@ async fn refuse(socket: &mut WebSocket, state: &AppState, session: Session, e: A
     let _ = socket.send(WsMessage::Close(None)).await;
 }
 
-/// Moves updates from the feed to the socket until either side ends. Every ping tick it also
-/// checks that the client answered since the last one (else the connection is dead), that
-/// the device is still signed in (its `signed_out` update may have been lost to lag), and that
-/// the store has nothing the feed missed on the bus.
+/// Moves updates from the feed to the socket until either side ends, and answers the client's
+/// requests. Every ping tick it also checks that the client answered since the last one (else
+/// the connection is dead), that the device is still signed in (its `signed_out` update may
+/// have been lost to lag), and that the store has nothing the feed missed on the bus.
 async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: &mut WebSocket) -> UpdateFeed {
     let mut announced = false;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut heard_since_ping = true;
+    let mut requests = Requests::default();
     loop {
         tokio::select! {
             next = feed.next() => match next {
@@ -146,8 +151,29 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                     return feed;
                 }
             },
-            incoming = socket.recv() => match incoming {
+            answer = requests.next() => {
+                if !send(socket, state, &answer).await {
+                    return feed;
+                }
+            },
+            incoming = socket.recv(), if requests.len() < MAX_IN_FLIGHT => match incoming {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return feed,
+                Some(Ok(WsMessage::Text(text))) => {
+                    heard_since_ping = true;
+                    state.metrics.websocket_frames_received.fetch_add(1, Ordering::Relaxed);
+                    if let Err((request, error)) = requests.start(&state.service, session, text.as_str())
+                        && !send(socket, state, &StreamFrame::Error { request, error }).await
+                    {
+                        return feed;
+                    }
+                }
+                Some(Ok(WsMessage::Binary(_))) => {
+                    heard_since_ping = true;
+                    let error = ApiError::new(ErrorCode::BadRequest, "client frames are JSON text");
+                    if !send(socket, state, &StreamFrame::Error { request: None, error }).await {
+                        return feed;
+                    }
+                }
                 Some(Ok(_)) => heard_since_ping = true,
             },
             _ = ping.tick() => {

@@ -1,0 +1,95 @@
+//! Requests a client sends on its update stream (`ClientFrame`s): each runs as a task of its
+//! own and is answered on the stream by a `sent` or `error` frame that repeats its `request`.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use peyvand_api::{ApiError, ClientFrame, ErrorCode, StreamFrame};
+use peyvand_service::{Service, Session};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Requests one connection may have in flight; past that the server stops reading the socket
+/// until one is answered, so a fast sender is slowed by TCP instead of queued here.
+pub(super) const MAX_IN_FLIGHT: usize = 64;
+
+/// What a finished request's task returns: which of ours it was, its chat, and the answer.
+type Finished = (u64, i64, StreamFrame);
+
+/// The requests of one connection. Sends to the same chat run one after the other, so they
+/// are stored in the order the client sent them; sends to different chats run side by side.
+#[derive(Default)]
+pub(super) struct Requests {
+    running: FuturesUnordered<JoinHandle<Finished>>,
+    /// Per chat, the newest send still running and how the next one waits for it.
+    last_in_chat: HashMap<i64, (u64, oneshot::Receiver<()>)>,
+    started: u64,
+}
+
+impl Requests {
+    pub(super) fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Reads and starts a client frame. A frame that cannot be read is refused at once with
+    /// its `request` number, when it has one, and the error for the `error` frame.
+    pub(super) fn start(
+        &mut self,
+        service: &Service,
+        session: Session,
+        text: &str,
+    ) -> Result<(), (Option<u64>, ApiError)> {
+        let frame: ClientFrame = serde_json::from_str(text).map_err(|e| {
+            (request_number(text), ApiError::new(ErrorCode::BadRequest, format!("not a client frame: {e}")))
+        })?;
+        let ClientFrame::Send { request, chat_id, message } = frame;
+        self.started += 1;
+        let ours = self.started;
+        let (done, next_waits) = oneshot::channel();
+        let previous = self.last_in_chat.insert(chat_id, (ours, next_waits)).map(|(_, waits)| waits);
+        let service = service.clone();
+        // A task of its own: a send whose socket closes still finishes everything after
+        // storing (live push, the interconnect's queue), as the HTTP endpoint's does.
+        self.running.push(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                // Sent (or dropped) when the earlier send is over, whatever its outcome.
+                let _ = previous.await;
+            }
+            let answer = match service.send(session, chat_id, message).await {
+                Ok((message, created)) => StreamFrame::Sent { request, created, message },
+                Err(error) => StreamFrame::Error { request: Some(request), error },
+            };
+            let _ = done.send(());
+            (ours, chat_id, answer)
+        }));
+        Ok(())
+    }
+
+    /// The next answer; pending forever while nothing runs (for `select!`).
+    pub(super) async fn next(&mut self) -> StreamFrame {
+        let Some(finished) = self.running.next().await else { return std::future::pending().await };
+        match finished {
+            Ok((ours, chat_id, answer)) => {
+                if self.last_in_chat.get(&chat_id).is_some_and(|(newest, _)| *newest == ours) {
+                    self.last_in_chat.remove(&chat_id);
+                }
+                answer
+            }
+            Err(e) => StreamFrame::Error {
+                request: None,
+                error: ApiError::new(ErrorCode::Internal, format!("the request failed: {e}")),
+            },
+        }
+    }
+}
+
+/// The `request` number of a frame that could not be read whole, when it has one, so that the
+/// client can match the refusal to what it sent.
+fn request_number(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Numbered {
+        request: u64,
+    }
+    serde_json::from_str::<Numbered>(text).ok().map(|n| n.request)
+}
