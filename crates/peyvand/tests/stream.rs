@@ -125,11 +125,17 @@ async fn a_client_sends_on_its_update_stream() {
     stream.send_raw("hello").await.expect("frame out");
     stream.send_raw(r#"{"frame":"send","request":1005}"#).await.expect("frame out");
     stream.send_raw(r#"{"frame":"edit","request":1006,"chat_id":1}"#).await.expect("frame out");
+    let big = "a".repeat(65 * 1024);
+    let big = format!(
+        r#"{{"frame":"send","request":1007,"chat_id":{},"message":{{"client_id":"x7","content":{{"type":"text","text":"{big}"}}}}}}"#,
+        chat.id
+    );
+    stream.send_raw(&big).await.expect("frame out");
 
     let mut sent: BTreeMap<u64, (bool, Message)> = BTreeMap::new();
     let mut errors: BTreeMap<Option<u64>, ErrorCode> = BTreeMap::new();
     let mut own_updates = 0;
-    while sent.len() + errors.len() < total as usize + 8 {
+    while sent.len() + errors.len() < total as usize + 9 {
         let frame = tokio::time::timeout(common::DEADLINE, stream.next()).await.expect("answers in time");
         match frame.expect("open").expect("frame") {
             StreamFrame::Sent { request, created, message } => {
@@ -152,6 +158,7 @@ async fn a_client_sends_on_its_update_stream() {
         (Some(1003), ErrorCode::InvalidContent),
         (Some(1005), ErrorCode::BadRequest),
         (Some(1006), ErrorCode::BadRequest),
+        (Some(1007), ErrorCode::PayloadTooLarge),
     ]);
     assert_eq!(errors, expected_errors);
     let seqs: Vec<i64> = (1..=total)
@@ -189,7 +196,7 @@ async fn a_client_sends_on_its_update_stream() {
     let http = reqwest::Client::new();
     let metrics =
         http.get(format!("{}/metrics", server.url)).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("peyvand_websocket_frames_received_total 159"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "peyvand_websocket_frames_received_total 160"), "{metrics}");
     let doc: serde_json::Value =
         http.get(format!("{}/v1/openapi.json", server.url)).send().await.expect("doc").json().await.expect("json");
     assert!(doc["components"]["schemas"]["ClientFrame"].is_object(), "ClientFrame is documented");

@@ -2,9 +2,12 @@
 //! own and is answered on the stream by a `sent` or `error` frame that repeats its `request`.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use peyvand_api::{ApiError, ClientFrame, ErrorCode, StreamFrame};
 use peyvand_service::{Service, Session};
 use tokio::sync::oneshot;
@@ -18,13 +21,22 @@ pub(super) const MAX_IN_FLIGHT: usize = 64;
 type Finished = (u64, i64, StreamFrame);
 
 /// The requests of one connection. Sends to the same chat run one after the other, so they
-/// are stored in the order the client sent them; sends to different chats run side by side.
+/// are stored in the order the client sent them on this connection (a failed send does not
+/// hold back the next); sends to different chats run side by side.
 #[derive(Default)]
 pub(super) struct Requests {
     running: FuturesUnordered<JoinHandle<Finished>>,
     /// Per chat, the newest send still running and how the next one waits for it.
     last_in_chat: HashMap<i64, (u64, oneshot::Receiver<()>)>,
     started: u64,
+    /// Set when the connection is gone: sends that have not begun by then do not begin.
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for Requests {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Requests {
@@ -49,16 +61,32 @@ impl Requests {
         let (done, next_waits) = oneshot::channel();
         let previous = self.last_in_chat.insert(chat_id, (ours, next_waits)).map(|(_, waits)| waits);
         let service = service.clone();
-        // A task of its own: a send whose socket closes still finishes everything after
-        // storing (live push, the interconnect's queue), as the HTTP endpoint's does.
+        let closed = self.closed.clone();
+        // A task of its own: a send that has begun finishes everything after storing (live
+        // push, the interconnect's queue) even if the socket closes meanwhile. One not yet
+        // begun is dropped with the connection; the client retries with the same client_id.
         self.running.push(tokio::spawn(async move {
             if let Some(previous) = previous {
                 // Sent (or dropped) when the earlier send is over, whatever its outcome.
                 let _ = previous.await;
             }
-            let answer = match service.send(session, chat_id, message).await {
-                Ok((message, created)) => StreamFrame::Sent { request, created, message },
-                Err(error) => StreamFrame::Error { request: Some(request), error },
+            let answer = if closed.load(Ordering::Relaxed) {
+                StreamFrame::Error {
+                    request: Some(request),
+                    error: ApiError::new(ErrorCode::Unavailable, "the stream closed"),
+                }
+            } else {
+                match AssertUnwindSafe(service.send(session, chat_id, message)).catch_unwind().await {
+                    Ok(Ok((message, created))) => StreamFrame::Sent { request, created, message },
+                    Ok(Err(error)) => StreamFrame::Error { request: Some(request), error },
+                    Err(_) => {
+                        tracing::error!(request, chat_id, "a send on an update stream panicked");
+                        StreamFrame::Error {
+                            request: Some(request),
+                            error: ApiError::new(ErrorCode::Internal, "internal error"),
+                        }
+                    }
+                }
             };
             let _ = done.send(());
             (ours, chat_id, answer)
@@ -76,17 +104,15 @@ impl Requests {
                 }
                 answer
             }
-            Err(e) => StreamFrame::Error {
-                request: None,
-                error: ApiError::new(ErrorCode::Internal, format!("the request failed: {e}")),
-            },
+            // Panics are caught inside the task; this is a task cancelled at shutdown.
+            Err(_) => StreamFrame::Error { request: None, error: ApiError::new(ErrorCode::Internal, "internal error") },
         }
     }
 }
 
 /// The `request` number of a frame that could not be read whole, when it has one, so that the
 /// client can match the refusal to what it sent.
-fn request_number(text: &str) -> Option<u64> {
+pub(super) fn request_number(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Numbered {
         request: u64,

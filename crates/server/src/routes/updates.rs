@@ -10,18 +10,24 @@ use axum::response::Response;
 use peyvand_api::{ApiError, ErrorBody, ErrorCode, Event, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
 use peyvand_service::{Session, UpdateFeed};
 
-use super::stream_requests::{MAX_IN_FLIGHT, Requests};
+use super::stream_requests::{MAX_IN_FLIGHT, Requests, request_number};
 use crate::AppState;
 use crate::extract::{ApiResult, Authed, Failure, Json, Query, bearer};
 
 /// The longest a long poll waits.
 const MAX_POLL: Duration = Duration::from_secs(60);
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a stream's sign-in is trusted before a client request checks it again, as long
+/// as an HTTP request's cached session is: a device signed out on another node stops sending
+/// within this even if its `signed_out` update was lost.
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
 /// Small buffers: most connections are idle, and their count is what must scale. A larger
 /// frame (a client's `send`) just takes more reads.
 const WS_BUFFER: usize = 1024;
-/// A client frame may be as large as a request body.
-const WS_MAX_INCOMING: usize = crate::MAX_BODY_BYTES;
+/// A client frame may carry a message as large as a request body, plus the frame's own
+/// fields; a larger one (up to this) is refused with `payload_too_large`, beyond it the
+/// connection is closed.
+const WS_MAX_INCOMING: usize = crate::MAX_BODY_BYTES + 16 * 1024;
 
 /// `GET /v1/state`: my newest cursor.
 #[utoipa::path(get, path = "/v1/state", tag = "updates", security(("bearer" = [])), responses((status = 200, body = SyncState)))]
@@ -127,6 +133,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
     ping.reset();
     let mut heard_since_ping = true;
     let mut requests = Requests::default();
+    let mut session_checked = tokio::time::Instant::now();
     loop {
         tokio::select! {
             next = feed.next() => match next {
@@ -161,7 +168,22 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 Some(Ok(WsMessage::Text(text))) => {
                     heard_since_ping = true;
                     state.metrics.websocket_frames_received.fetch_add(1, Ordering::Relaxed);
-                    if let Err((request, error)) = requests.start(&state.service, session, text.as_str())
+                    if session_checked.elapsed() >= SESSION_RECHECK {
+                        if !state.service.device_signed_in(session).await {
+                            let error = ApiError::new(ErrorCode::Unauthorized, "this device is signed out");
+                            send(socket, state, &StreamFrame::Error { request: request_number(&text), error }).await;
+                            let _ = socket.send(WsMessage::Close(None)).await;
+                            return feed;
+                        }
+                        session_checked = tokio::time::Instant::now();
+                    }
+                    let started = if text.len() > crate::MAX_BODY_BYTES {
+                        let limit = crate::MAX_BODY_BYTES / 1024;
+                        Err((request_number(&text), ApiError::new(ErrorCode::PayloadTooLarge, format!("a client frame may have at most {limit} KiB"))))
+                    } else {
+                        requests.start(&state.service, session, text.as_str())
+                    };
+                    if let Err((request, error)) = started
                         && !send(socket, state, &StreamFrame::Error { request, error }).await
                     {
                         return feed;
@@ -177,7 +199,10 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 Some(Ok(_)) => heard_since_ping = true,
             },
             _ = ping.tick() => {
-                if !heard_since_ping || !state.service.device_signed_in(session).await {
+                // While the client's requests fill every slot its frames (pongs too) are not
+                // read: it is busy, not dead.
+                let busy = requests.len() >= MAX_IN_FLIGHT;
+                if (!heard_since_ping && !busy) || !state.service.device_signed_in(session).await {
                     let _ = socket.send(WsMessage::Close(None)).await;
                     return feed;
                 }
