@@ -78,7 +78,7 @@ impl UpdateStream {
     /// Writes one client frame.
     pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let text = serde_json::to_string(frame).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.socket.send(WsMessage::Text(text.into())).await.map_err(ClientError::from)
+        self.send_raw(&text).await
     }
 
     /// Writes a raw text frame, as a client with a bug might.
