@@ -11,7 +11,7 @@ use peyvand_api::{
 };
 use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
-use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts};
+use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, SendGate, SendOutcome};
 
 use crate::federation::wire::{Action, RoomEvent};
 use crate::federation::{Route, has_remote};
@@ -26,6 +26,10 @@ fn local_ids(members: &[MemberRecord]) -> Vec<i64> {
 
 fn no_chat() -> ApiError {
     err(ErrorCode::NotFound, "no such chat")
+}
+
+fn no_reply() -> ApiError {
+    err(ErrorCode::BadRequest, "reply_to names no message of this chat")
 }
 
 /// The privacy rules for writing to one person.
@@ -198,7 +202,6 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
-        let context = self.store.send_context(chat_id, me).await.map_err(store_error)?.ok_or_else(no_chat)?;
         let (content, forwarded_from) = match (request.content, request.forward) {
             (Some(content), None) => (content, forwarded),
             (None, Some(source)) => {
@@ -216,28 +219,6 @@ impl Service {
             _ => return Err(err(ErrorCode::BadRequest, "give either content or forward")),
         };
         let folded = validate_content(&content)?;
-        if let Some(reply_to) = request.reply_to
-            && self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none()
-        {
-            return Err(err(ErrorCode::BadRequest, "reply_to names no message of this chat"));
-        }
-        let allowed = context.recipients.iter().try_for_each(may_message).and_then(|()| self.limit_messages(me));
-        if let Err(refused) = allowed {
-            // A retry of a send stored before a block or a limit still gets its message.
-            let stored = self.store.message_by_client_id(chat_id, me, &request.client_id).await.map_err(store_error)?;
-            return stored.map(|message| (message, false)).ok_or(refused);
-        }
-        if let Route::Hub(link) = self.route(chat_id, &context.members).await? {
-            let action = Action::Send {
-                client_id: request.client_id,
-                content,
-                reply_to: request.reply_to,
-                forwarded_sent_at: forwarded_from.map(|f| f.sent_at),
-            };
-            let event = self.submit(session, &link, action).await?;
-            return self.store_submitted_message(session, chat_id, &context.members, event).await;
-        }
-        let notify = local_ids(&context.members);
         let new = NewMessage {
             chat_id,
             sender_id: me,
@@ -248,15 +229,72 @@ impl Service {
             forwarded_from,
             sent_at: now_millis(),
         };
+        if let Err(limited) = self.limit_messages(me) {
+            // A retry of a send stored before the limit was reached still gets its message.
+            let stored = self.store.message_by_client_id(chat_id, me, &new.client_id).await.map_err(store_error)?;
+            return stored.map(|message| (message, false)).ok_or(limited);
+        }
+        let gate: SendGate =
+            Box::new(|context: &SendContext| context.recipients.iter().all(|f| may_message(f).is_ok()));
+        match self.store.send_message(new, gate).await.map_err(store_error)? {
+            SendOutcome::Stored { message, created, updates } => {
+                if created {
+                    self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                self.publish(updates).await;
+                Ok((message, created))
+            }
+            SendOutcome::NotMember => Err(no_chat()),
+            SendOutcome::NoSuchReply => Err(no_reply()),
+            SendOutcome::Refused(context) => Err(context
+                .recipients
+                .iter()
+                .try_for_each(may_message)
+                .err()
+                .unwrap_or_else(|| err(ErrorCode::Internal, "the store refused a send the privacy rules allow"))),
+            SendOutcome::Remote { context, new } => self.send_with_remote_members(session, new, &context).await,
+        }
+    }
+
+    /// A send in a chat with members on other messengers: the same checks as
+    /// [`ChatStore::send_message`](peyvand_store::ChatStore::send_message) makes in one step,
+    /// then either a submission to the room's hub or a local append queued for every provider.
+    async fn send_with_remote_members(
+        &self,
+        session: Session,
+        new: NewMessage,
+        context: &SendContext,
+    ) -> Result<(Message, bool), ApiError> {
+        let me = session.user_id;
+        let chat_id = new.chat_id;
+        if let Some(reply_to) = new.reply_to
+            && self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none()
+        {
+            return Err(no_reply());
+        }
+        if let Err(refused) = context.recipients.iter().try_for_each(may_message) {
+            // A retry of a send stored before a block still gets its message.
+            let stored = self.store.message_by_client_id(chat_id, me, &new.client_id).await.map_err(store_error)?;
+            return stored.map(|message| (message, false)).ok_or(refused);
+        }
+        if let Route::Hub(link) = self.route(chat_id, &context.members).await? {
+            let action = Action::Send {
+                client_id: new.client_id,
+                content: new.content,
+                reply_to: new.reply_to,
+                forwarded_sent_at: new.forwarded_from.map(|f| f.sent_at),
+            };
+            let event = self.submit(session, &link, action).await?;
+            return self.store_submitted_message(session, chat_id, &context.members, event).await;
+        }
+        let notify = local_ids(&context.members);
         let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
         if created {
             self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
         }
         self.publish(updates).await;
         // Queued again on a retry (created or not): the queue write could have been lost.
-        if has_remote(&context.members)
-            && let Some(event) = self.message_event(&message, &context.members).await
-        {
+        if let Some(event) = self.message_event(&message, &context.members).await {
             self.fan_out(chat_id, &context.members, event).await;
         }
         Ok((message, created))

@@ -19,6 +19,7 @@ where
     limits(make().await).await;
     contacts_and_blocks(make().await).await;
     messages(make().await).await;
+    checked_sends(make().await).await;
     receipts_and_reactions(make().await).await;
     updates(make().await).await;
     search(make().await).await;
@@ -216,6 +217,73 @@ async fn messages(store: Arc<dyn Store>) {
     assert_eq!(view.last_message.map(|m| m.seq), Some(9));
     assert_eq!(view.chat.last_seq, 10);
     assert_eq!(view.others.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![a]);
+}
+
+/// [`crate::ChatStore::send_message`]: every outcome, and nothing written by a refused one.
+async fn checked_sends(store: Arc<dyn Store>) {
+    use crate::{SendGate, SendOutcome};
+    fn allow() -> SendGate {
+        Box::new(|_| true)
+    }
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let outsider = user(&store, "+989120000003").await;
+    let (chat, _) = store.open_direct_chat(a, b, 10).await.expect("open");
+    let cursors = (store.cursor(a).await.expect("cursor"), store.cursor(b).await.expect("cursor"));
+
+    let sent = store.send_message(new_message(chat, outsider, "x", "hi"), allow()).await.expect("send");
+    assert!(matches!(sent, SendOutcome::NotMember));
+
+    // The gate sees the recipients' facts; refused, nothing is stored.
+    store.set_blocked(b, a, true).await.expect("block");
+    let gate: SendGate = Box::new(|context| context.recipients.iter().all(|f| !f.blocked_sender));
+    let sent = store.send_message(new_message(chat, a, "c1", "one"), gate).await.expect("send");
+    assert!(
+        matches!(&sent, SendOutcome::Refused(context) if context.recipients.len() == 1 && context.recipients[0].user_id == b && context.recipients[0].blocked_sender),
+        "{sent:?}"
+    );
+    assert_eq!(store.message_by_client_id(chat, a, "c1").await.expect("lookup"), None);
+    store.set_blocked(b, a, false).await.expect("unblock");
+
+    let sent = store.send_message(new_message(chat, a, "c1", "one"), allow()).await.expect("send");
+    let SendOutcome::Stored { message: m1, created: true, updates } = sent else { panic!("not stored: {sent:?}") };
+    assert_eq!(m1.seq, 1);
+    let mut told: Vec<_> = updates.iter().map(|(who, u)| (*who, u.cursor)).collect();
+    told.sort_unstable();
+    let mut expected = vec![(a, Some(cursors.0 + 1)), (b, Some(cursors.1 + 1))];
+    expected.sort_unstable();
+    assert_eq!(told, expected, "one update for every member");
+    assert_eq!(store.message(chat, 1).await.expect("get"), Some(m1.clone()));
+
+    // A retry is answered with the stored message before the gate is asked.
+    let refuse: SendGate = Box::new(|_| false);
+    let sent = store.send_message(new_message(chat, a, "c1", "one"), refuse).await.expect("retry");
+    assert!(
+        matches!(&sent, SendOutcome::Stored { message, created: false, updates } if *message == m1 && updates.is_empty())
+    );
+    assert!(matches!(
+        store.send_message(new_message(chat, a, "c1", "other"), allow()).await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+
+    let mut reply = new_message(chat, b, "r1", "reply");
+    reply.reply_to = Some(7);
+    assert!(matches!(store.send_message(reply.clone(), allow()).await.expect("send"), SendOutcome::NoSuchReply));
+    reply.reply_to = Some(1);
+    let sent = store.send_message(reply, allow()).await.expect("send");
+    assert!(
+        matches!(&sent, SendOutcome::Stored { message, created: true, .. } if message.seq == 2 && message.reply_to == Some(1))
+    );
+
+    // A chat with a member on another messenger goes back to the caller untouched.
+    let remote = store.remote_user("+989350000001@other.example", "Remote", 20).await.expect("stand-in");
+    let (remote_chat, _) = store.open_direct_chat(a, remote.id, 21).await.expect("open");
+    let sent = store.send_message(new_message(remote_chat, a, "m1", "hi"), allow()).await.expect("send");
+    assert!(
+        matches!(&sent, SendOutcome::Remote { context, new } if context.members.len() == 2 && new.client_id == "m1"),
+        "{sent:?}"
+    );
+    assert_eq!(store.message_by_client_id(remote_chat, a, "m1").await.expect("lookup"), None);
 }
 
 async fn receipts_and_reactions(store: Arc<dyn Store>) {

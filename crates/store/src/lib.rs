@@ -124,6 +124,40 @@ pub trait ChatStore: Send + Sync {
         new: NewMessage,
         notify: Vec<i64>,
     ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)>;
+    /// A local person's send, checked and stored as one step: the sender's membership, a
+    /// retry under the same client id (answered with the stored message, or
+    /// [`StoreError::IdempotencyConflict`]), `reply_to`, then `gate` on the send's facts,
+    /// then [`ChatStore::append_message`] with a `message_new` update for every local member.
+    /// A chat with members on other messengers is left to the caller ([`SendOutcome::Remote`]).
+    ///
+    /// This default runs those steps as separate calls, as a caller would; a backend whose
+    /// writes are serialised overrides it to run them in one write, on the writer's warm
+    /// cache and without a read round trip per send.
+    async fn send_message(&self, new: NewMessage, gate: SendGate) -> StoreResult<SendOutcome> {
+        let Some(context) = self.send_context(new.chat_id, new.sender_id).await? else {
+            return Ok(SendOutcome::NotMember);
+        };
+        if context.members.iter().any(|m| m.remote_address.is_some()) {
+            return Ok(SendOutcome::Remote { context, new });
+        }
+        if let Some(stored) = self.message_by_client_id(new.chat_id, new.sender_id, &new.client_id).await? {
+            if !new.is_retry_of(&stored) {
+                return Err(StoreError::IdempotencyConflict);
+            }
+            return Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() });
+        }
+        if let Some(reply_to) = new.reply_to
+            && self.message(new.chat_id, reply_to).await?.is_none()
+        {
+            return Ok(SendOutcome::NoSuchReply);
+        }
+        if !gate(&context) {
+            return Ok(SendOutcome::Refused(context));
+        }
+        let notify = context.members.iter().map(|m| m.user_id).collect();
+        let (message, created, updates) = self.append_message(new, notify).await?;
+        Ok(SendOutcome::Stored { message, created, updates })
+    }
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>>;
     /// The message a sender stored in a chat under a client id, if any.
     async fn message_by_client_id(&self, chat_id: i64, sender_id: i64, client_id: &str)

@@ -1,6 +1,6 @@
 //! The rows a store hands back.
 
-use peyvand_api::{ChatKind, Content, ForwardedFrom, Message, PrivacySettings};
+use peyvand_api::{ChatKind, Content, ForwardedFrom, Message, PrivacySettings, Update};
 
 /// An account as stored. A deleted account keeps only its id and `deleted = true`.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +93,13 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// Whether `stored`, found under this send's client id, is this same send retried: the
+    /// same content (or since deleted) and the same reply. Anything else reuses the id for
+    /// another message.
+    pub fn is_retry_of(&self, stored: &Message) -> bool {
+        (stored.content == self.content || stored.content == Content::Deleted) && stored.reply_to == self.reply_to
+    }
+
     /// The message as stored under `seq`.
     pub fn stored(&self, seq: i64) -> Message {
         Message {
@@ -126,6 +133,27 @@ pub struct SendContext {
     pub members: Vec<MemberRecord>,
     /// The other members, as the sender's policy checks see them.
     pub recipients: Vec<RecipientFacts>,
+}
+
+/// The policy a send must pass, run by [`ChatStore::send_message`] on the facts it reads:
+/// `true` lets the message in.
+pub type SendGate = Box<dyn FnOnce(&SendContext) -> bool + Send>;
+
+/// What [`ChatStore::send_message`] did.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Stored now (`created`), or found stored under the same sender and client id; `updates`
+    /// (empty for one found) are the `message_new` updates to publish.
+    Stored { message: Message, created: bool, updates: Vec<(i64, Update)> },
+    /// The sender is not a member of the chat.
+    NotMember,
+    /// The chat has members on other messengers: nothing was checked or written, and the
+    /// caller takes the path that routes the send, with the message handed back.
+    Remote { context: SendContext, new: NewMessage },
+    /// `reply_to` names no message of the chat.
+    NoSuchReply,
+    /// The gate refused, having seen these facts.
+    Refused(SendContext),
 }
 
 /// Facts about one recipient relative to a sender.

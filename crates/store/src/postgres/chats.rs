@@ -263,8 +263,7 @@ pub(super) async fn earlier_send(
 ) -> Attempt<(Message, bool, Vec<(i64, Update)>)> {
     let stored =
         message_by_client_id(db, new.chat_id, new.sender_id, &new.client_id).await?.ok_or(StoreError::NotFound)?;
-    let same = stored.content == new.content || stored.content == Content::Deleted;
-    if !same || stored.reply_to != new.reply_to {
+    if !new.is_retry_of(&stored) {
         return Err(StoreError::IdempotencyConflict.into());
     }
     Ok((stored, false, Vec::new()))

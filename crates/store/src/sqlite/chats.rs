@@ -9,8 +9,8 @@ use super::accounts::like_pattern;
 use super::updates::push_all;
 use super::{SqliteStore, json};
 use crate::{
-    ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, StoreError,
-    StoreResult,
+    ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, SendGate,
+    SendOutcome, StoreError, StoreResult,
 };
 
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -62,6 +62,10 @@ pub(super) fn message(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<
     Ok(messages(conn, &sql, params![chat_id, seq])?.pop())
 }
 
+fn message_exists(conn: &Connection, chat_id: i64, seq: i64) -> StoreResult<bool> {
+    Ok(conn.prepare_cached("SELECT 1 FROM messages WHERE chat_id = ?1 AND seq = ?2")?.exists(params![chat_id, seq])?)
+}
+
 fn chat(conn: &Connection, chat_id: i64) -> StoreResult<Option<ChatRecord>> {
     Ok(conn
         .prepare_cached("SELECT id, kind, created_at, updated_at, last_seq FROM chats WHERE id = ?1")?
@@ -92,6 +96,79 @@ fn members(conn: &Connection, chat_id: i64) -> StoreResult<Vec<MemberRecord>> {
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn send_context(conn: &Connection, chat_id: i64, sender: i64) -> StoreResult<Option<SendContext>> {
+    let members = members(conn, chat_id)?;
+    if !members.iter().any(|m| m.user_id == sender) {
+        return Ok(None);
+    }
+    let mut recipients = Vec::with_capacity(members.len().saturating_sub(1));
+    let mut blocked = conn.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND target_id = ?2")?;
+    for member in members.iter().filter(|m| m.user_id != sender) {
+        let (deleted, privacy): (bool, String) = conn
+            .prepare_cached("SELECT deleted, privacy FROM users WHERE id = ?1")?
+            .query_row([member.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((true, String::new()));
+        let messages =
+            if deleted { Default::default() } else { json::<peyvand_api::PrivacySettings>(&privacy)?.messages };
+        recipients.push(RecipientFacts {
+            user_id: member.user_id,
+            deleted,
+            messages,
+            has_sender_as_contact: has_contact(conn, member.user_id, sender)?,
+            blocked_by_sender: blocked.exists(params![sender, member.user_id])?,
+            blocked_sender: blocked.exists(params![member.user_id, sender])?,
+        });
+    }
+    Ok(Some(SendContext { members, recipients }))
+}
+
+/// The message stored under a sender's client id: the same send retried, or a conflict.
+fn retried(conn: &Connection, new: &NewMessage) -> StoreResult<Option<Message>> {
+    let existing = conn
+        .prepare_cached("SELECT seq FROM messages WHERE chat_id = ?1 AND sender_id = ?2 AND client_id = ?3")?
+        .query_row(params![new.chat_id, new.sender_id, new.client_id], |r| r.get::<_, i64>(0))
+        .optional()?;
+    let Some(seq) = existing else { return Ok(None) };
+    let stored = message(conn, new.chat_id, seq)?.ok_or(StoreError::NotFound)?;
+    if !new.is_retry_of(&stored) {
+        return Err(StoreError::IdempotencyConflict);
+    }
+    Ok(Some(stored))
+}
+
+/// Stores a new message (its client id unused) and its updates, in the caller's transaction.
+fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+    let seq: i64 = conn
+        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
+        .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
+    let content = serde_json::to_string(&new.content)?;
+    let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        new.chat_id,
+        seq,
+        new.sender_id,
+        new.client_id,
+        content,
+        new.folded,
+        new.reply_to,
+        forwarded,
+        new.sent_at
+    ])?;
+    // The sender has read everything up to their own message.
+    conn.prepare_cached(
+        "UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![new.chat_id, new.sender_id, seq])?;
+    let message = new.stored(seq);
+    let updates = push_all(conn, notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
+    Ok((message, updates))
 }
 
 fn unread(conn: &Connection, chat_id: i64, user_id: i64, after: i64) -> StoreResult<i64> {
@@ -159,33 +236,7 @@ impl ChatStore for SqliteStore {
     }
 
     async fn send_context(&self, chat_id: i64, sender: i64) -> StoreResult<Option<SendContext>> {
-        self.read(move |conn| {
-            let members = members(conn, chat_id)?;
-            if !members.iter().any(|m| m.user_id == sender) {
-                return Ok(None);
-            }
-            let mut recipients = Vec::with_capacity(members.len().saturating_sub(1));
-            let mut blocked = conn.prepare_cached("SELECT 1 FROM blocks WHERE owner_id = ?1 AND target_id = ?2")?;
-            for member in members.iter().filter(|m| m.user_id != sender) {
-                let (deleted, privacy): (bool, String) = conn
-                    .prepare_cached("SELECT deleted, privacy FROM users WHERE id = ?1")?
-                    .query_row([member.user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-                    .unwrap_or((true, String::new()));
-                let messages =
-                    if deleted { Default::default() } else { json::<peyvand_api::PrivacySettings>(&privacy)?.messages };
-                recipients.push(RecipientFacts {
-                    user_id: member.user_id,
-                    deleted,
-                    messages,
-                    has_sender_as_contact: has_contact(conn, member.user_id, sender)?,
-                    blocked_by_sender: blocked.exists(params![sender, member.user_id])?,
-                    blocked_sender: blocked.exists(params![member.user_id, sender])?,
-                });
-            }
-            Ok(Some(SendContext { members, recipients }))
-        })
-        .await
+        self.read(move |conn| send_context(conn, chat_id, sender)).await
     }
 
     async fn chat_peers(&self, user_id: i64, limit: u32) -> StoreResult<Vec<i64>> {
@@ -228,34 +279,41 @@ impl ChatStore for SqliteStore {
         notify: Vec<i64>,
     ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)> {
         self.write(move |conn| {
-            let existing = conn
-                .prepare_cached("SELECT seq FROM messages WHERE chat_id = ?1 AND sender_id = ?2 AND client_id = ?3")?
-                .query_row(params![new.chat_id, new.sender_id, new.client_id], |r| r.get::<_, i64>(0))
-                .optional()?;
-            if let Some(seq) = existing {
-                let stored = message(conn, new.chat_id, seq)?.ok_or(StoreError::NotFound)?;
-                let same = stored.content == new.content || stored.content == Content::Deleted;
-                if !same || stored.reply_to != new.reply_to {
-                    return Err(StoreError::IdempotencyConflict);
-                }
+            if let Some(stored) = retried(conn, &new)? {
                 return Ok((stored, false, Vec::new()));
             }
-            let seq: i64 = conn
-                .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
-                .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
-            let content = serde_json::to_string(&new.content)?;
-            let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-            conn.prepare_cached(
-                "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![new.chat_id, seq, new.sender_id, new.client_id, content, new.folded, new.reply_to, forwarded, new.sent_at])?;
-            // The sender has read everything up to their own message.
-            conn.prepare_cached("UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2")?
-                .execute(params![new.chat_id, new.sender_id, seq])?;
-            let message = new.stored(seq);
-            let updates = push_all(conn, &notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
+            let (message, updates) = insert_message(conn, &new, &notify)?;
             Ok((message, true, updates))
+        })
+        .await
+    }
+
+    /// One write job for the whole send: the checks read the writer's warm cache inside the
+    /// same transaction as the append, instead of a read on the pool before it. The job makes
+    /// every check before its first write, so it needs no savepoint of its own.
+    async fn send_message(&self, new: NewMessage, gate: SendGate) -> StoreResult<SendOutcome> {
+        // Every check comes before the first write.
+        self.write_checked_first(move |conn| {
+            let Some(context) = send_context(conn, new.chat_id, new.sender_id)? else {
+                return Ok(SendOutcome::NotMember);
+            };
+            if context.members.iter().any(|m| m.remote_address.is_some()) {
+                return Ok(SendOutcome::Remote { context, new });
+            }
+            if let Some(stored) = retried(conn, &new)? {
+                return Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() });
+            }
+            if let Some(reply_to) = new.reply_to
+                && !message_exists(conn, new.chat_id, reply_to)?
+            {
+                return Ok(SendOutcome::NoSuchReply);
+            }
+            if !gate(&context) {
+                return Ok(SendOutcome::Refused(context));
+            }
+            let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
+            let (message, updates) = insert_message(conn, &new, &notify)?;
+            Ok(SendOutcome::Stored { message, created: true, updates })
         })
         .await
     }

@@ -1,8 +1,9 @@
 //! The embedded backend: SQLite in WAL mode with `synchronous = FULL`.
 //!
 //! All writes go to one writer thread, which runs every job waiting in its queue inside one
-//! transaction (each job in its own savepoint, so a failing job undoes only itself) and
-//! answers the jobs only after the commit has reached the disk: group commit. Reads run on a
+//! transaction (each job in its own savepoint, so a failing job undoes only itself, except the
+//! jobs that check everything before their first write) and answers the jobs only after the
+//! commit has reached the disk: group commit. Reads run on a
 //! small pool of read connections, which WAL lets proceed beside the writer.
 
 mod accounts;
@@ -23,12 +24,29 @@ use crate::{StoreError, StoreResult};
 /// The most jobs one transaction takes before it commits.
 const MAX_BATCH: usize = 1024;
 const READERS: usize = 4;
+/// WAL pages between checkpoints (SQLite's default is 1000). A checkpoint copies the newest
+/// version of every page written since the last one; the hot pages (each person's newest
+/// updates, each chat's newest messages) are written by nearly every commit, so a longer
+/// interval copies each of them once for many commits instead of once or twice per commit.
+const WAL_CHECKPOINT_PAGES: i64 = 8192;
+/// The writer's page cache. A batch dirties a few thousand pages; when they do not fit, SQLite
+/// writes some to the WAL before the commit, writes them again when the batch touches them
+/// again, and reads the WAL back at the commit to redo its checksums. The readers keep the
+/// default of `open_connection`.
+const WRITER_CACHE_KIB: i64 = 65_536;
 
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A write job. Given `None` it must not touch the database (its transaction or savepoint
 /// could not be opened) and only returns its reply; given the connection it runs and says
 /// whether it succeeded.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+
+/// A job in the writer's queue.
+struct Queued {
+    job: Job,
+    /// Run inside a savepoint of its own, so that its failure undoes only its own writes.
+    savepoint: bool,
+}
 
 /// The embedded store. Cheap to clone.
 #[derive(Clone)]
@@ -38,7 +56,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<Job>,
+    writer: mpsc::UnboundedSender<Queued>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -92,6 +110,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("peyvand.db");
         let mut writer_conn = open_connection(&path)?;
+        writer_conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        writer_conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         schema::migrate(&mut writer_conn)?;
         let readers = (0..READERS).map(|_| open_connection(&path)).collect::<StoreResult<Vec<_>>>()?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -103,7 +123,28 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the next group-committed transaction and returns its result once durable.
+    /// A failure undoes what `f` wrote and nothing else.
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.enqueue(f, true).await
+    }
+
+    /// [`SqliteStore::write`] without the savepoint around `f` (two statements and a copy of
+    /// every page `f` touches first), for a job on the hot path that makes all its checks
+    /// before its first write. Should `f` fail after writing anyway (only a failing disk or a
+    /// bug does that), the whole batch is rolled back and every job in it is told so.
+    pub(crate) async fn write_checked_first<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.enqueue(f, false).await
+    }
+
+    async fn enqueue<T, F>(&self, f: F, savepoint: bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -120,7 +161,8 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.inner.writer.send(job).map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        let queued = Queued { job, savepoint };
+        self.inner.writer.send(queued).map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
@@ -150,19 +192,24 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let (_, reply) = first(None);
+            let (_, reply) = (first.job)(None);
             reply(Err(StoreError::from(e)));
             continue;
         }
         // Set when a failed job's writes could not be undone: then the whole batch must go.
         let mut poisoned = false;
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
+        while let Some(Queued { job, savepoint }) = next.take() {
+            if !savepoint {
+                let before = conn.total_changes();
+                let (ok, reply) = job(Some(&conn));
+                poisoned |= !ok && conn.total_changes() != before;
+                replies.push(reply);
+            } else if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                 let (_, reply) = job(None);
                 reply(Err(StoreError::from(e)));
             } else {
@@ -205,4 +252,61 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Parses JSON stored in a column.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(raw: &str) -> StoreResult<T> {
     Ok(serde_json::from_str(raw)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(conn: &Connection, key: &str) -> StoreResult<i64> {
+        Ok(conn.query_row("SELECT COUNT(*) FROM limits WHERE key = ?1", [key], |r| r.get(0))?)
+    }
+
+    fn insert(conn: &Connection, key: &str) -> StoreResult<()> {
+        conn.execute("INSERT INTO limits (key, window_start, count) VALUES (?1, 0, 1)", [key])?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_job_without_savepoint_that_fails_after_writing_rolls_its_batch_back() {
+        let dir = std::env::temp_dir().join(format!("peyvand-writer-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir).expect("open");
+
+        // Failing before any write: its own error, and the batch goes on.
+        let early = store.write_checked_first(|_| Err::<(), _>(StoreError::Conflict("refused".into())));
+        let beside = store.write(|conn| insert(conn, "beside"));
+        let (early, beside) = tokio::join!(early, beside);
+        assert!(matches!(early, Err(StoreError::Conflict(_))), "{early:?}");
+        beside.expect("a job beside an early failure commits");
+
+        // Failing after a write: nothing of it stays, and it is told the batch was lost.
+        let late = store
+            .write_checked_first(|conn| {
+                insert(conn, "late")?;
+                Err::<(), _>(StoreError::Conflict("after writing".into()))
+            })
+            .await;
+        assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+
+        // A job with a savepoint undoes only itself.
+        let guarded = store
+            .write(|conn| {
+                insert(conn, "guarded")?;
+                Err::<(), _>(StoreError::Conflict("after writing".into()))
+            })
+            .await;
+        assert!(matches!(guarded, Err(StoreError::Conflict(_))), "{guarded:?}");
+
+        let counts = store
+            .read(|conn| Ok((count(conn, "beside")?, count(conn, "late")?, count(conn, "guarded")?)))
+            .await
+            .expect("read");
+        assert_eq!(counts, (1, 0, 0));
+        // The writer still works after a lost batch.
+        store.write_checked_first(|conn| insert(conn, "after")).await.expect("write after");
+        assert_eq!(store.read(|conn| count(conn, "after")).await.expect("read"), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
