@@ -1,8 +1,8 @@
 //! Direct chats: opening one, sending, history, edits, deletes, reactions, receipts, typing
 //! and search, with the privacy rules that decide who may write to whom.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use peyvand_api::Audience;
 use peyvand_api::{
@@ -229,13 +229,22 @@ impl Service {
             forwarded_from,
             sent_at: now_millis(),
         };
-        if let Err(limited) = self.limit_messages(me) {
-            // A retry of a send stored before the limit was reached still gets its message.
-            let stored = self.store.message_by_client_id(chat_id, me, &new.client_id).await.map_err(store_error)?;
-            return stored.map(|message| (message, false)).ok_or(limited);
-        }
-        let gate: SendGate =
-            Box::new(|context: &SendContext| context.recipients.iter().all(|f| may_message(f).is_ok()));
+        // The gate runs after the store has checked membership, a retry and `reply_to`, so a
+        // retry of a stored message is answered and never counted against the limit.
+        let refusal = Arc::new(Mutex::new(None));
+        let gate: SendGate = {
+            let (limiter, per_minute, refusal) =
+                (self.send_limiter.clone(), self.config.limits.messages_per_minute, refusal.clone());
+            Box::new(move |context: &SendContext| {
+                let allowed =
+                    context.recipients.iter().try_for_each(may_message).and_then(|()| limiter.send(me, per_minute));
+                let ok = allowed.is_ok();
+                if let Err(refused) = allowed {
+                    *refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(refused);
+                }
+                ok
+            })
+        };
         match self.store.send_message(new, gate).await.map_err(store_error)? {
             SendOutcome::Stored { message, created, updates } => {
                 if created {
@@ -246,12 +255,11 @@ impl Service {
             }
             SendOutcome::NotMember => Err(no_chat()),
             SendOutcome::NoSuchReply => Err(no_reply()),
-            SendOutcome::Refused(context) => Err(context
-                .recipients
-                .iter()
-                .try_for_each(may_message)
-                .err()
-                .unwrap_or_else(|| err(ErrorCode::Internal, "the store refused a send the privacy rules allow"))),
+            SendOutcome::Refused(_) => Err(refusal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| err(ErrorCode::Internal, "the store refused a send without asking its gate"))),
             SendOutcome::Remote { context, new } => self.send_with_remote_members(session, new, &context).await,
         }
     }
@@ -272,8 +280,9 @@ impl Service {
         {
             return Err(no_reply());
         }
-        if let Err(refused) = context.recipients.iter().try_for_each(may_message) {
-            // A retry of a send stored before a block still gets its message.
+        if let Err(refused) = context.recipients.iter().try_for_each(may_message).and_then(|()| self.limit_messages(me))
+        {
+            // A retry of a send stored before a block or a limit still gets its message.
             let stored = self.store.message_by_client_id(chat_id, me, &new.client_id).await.map_err(store_error)?;
             return stored.map(|message| (message, false)).ok_or(refused);
         }

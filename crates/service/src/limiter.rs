@@ -33,11 +33,16 @@ impl SendLimiter {
     }
 }
 
+impl SendLimiter {
+    /// Counts one send of `user_id` against `per_minute`.
+    pub(crate) fn send(&self, user_id: i64, per_minute: u32) -> Result<(), ApiError> {
+        self.hit(user_id, per_minute, now_millis()).map_err(|retry| rate_limited(retry, "messages"))
+    }
+}
+
 impl Service {
     pub(crate) fn limit_messages(&self, user_id: i64) -> Result<(), ApiError> {
-        self.send_limiter
-            .hit(user_id, self.config.limits.messages_per_minute, now_millis())
-            .map_err(|retry| rate_limited(retry, "messages"))
+        self.send_limiter.send(user_id, self.config.limits.messages_per_minute)
     }
 }
 

@@ -231,7 +231,11 @@ async fn checked_sends(store: Arc<dyn Store>) {
     let (chat, _) = store.open_direct_chat(a, b, 10).await.expect("open");
     let cursors = (store.cursor(a).await.expect("cursor"), store.cursor(b).await.expect("cursor"));
 
-    let sent = store.send_message(new_message(chat, outsider, "x", "hi"), allow()).await.expect("send");
+    fn refuse() -> SendGate {
+        Box::new(|_| false)
+    }
+    // These outcomes come before the gate: a refusing one changes nothing.
+    let sent = store.send_message(new_message(chat, outsider, "x", "hi"), refuse()).await.expect("send");
     assert!(matches!(sent, SendOutcome::NotMember));
 
     // The gate sees the recipients' facts; refused, nothing is stored.
@@ -254,10 +258,16 @@ async fn checked_sends(store: Arc<dyn Store>) {
     expected.sort_unstable();
     assert_eq!(told, expected, "one update for every member");
     assert_eq!(store.message(chat, 1).await.expect("get"), Some(m1.clone()));
+    let view = store.chat_view(a, chat).await.expect("view").expect("member");
+    assert_eq!((view.me.read_up_to, view.me.delivered_up_to), (1, 1), "the sender has read their own message");
+    // Another person's retry of the same client id is not a retry of this message.
+    assert!(matches!(
+        store.send_message(new_message(chat, outsider, "c1", "one"), allow()).await.expect("send"),
+        SendOutcome::NotMember
+    ));
 
     // A retry is answered with the stored message before the gate is asked.
-    let refuse: SendGate = Box::new(|_| false);
-    let sent = store.send_message(new_message(chat, a, "c1", "one"), refuse).await.expect("retry");
+    let sent = store.send_message(new_message(chat, a, "c1", "one"), refuse()).await.expect("retry");
     assert!(
         matches!(&sent, SendOutcome::Stored { message, created: false, updates } if *message == m1 && updates.is_empty())
     );
@@ -268,7 +278,7 @@ async fn checked_sends(store: Arc<dyn Store>) {
 
     let mut reply = new_message(chat, b, "r1", "reply");
     reply.reply_to = Some(7);
-    assert!(matches!(store.send_message(reply.clone(), allow()).await.expect("send"), SendOutcome::NoSuchReply));
+    assert!(matches!(store.send_message(reply.clone(), refuse()).await.expect("send"), SendOutcome::NoSuchReply));
     reply.reply_to = Some(1);
     let sent = store.send_message(reply, allow()).await.expect("send");
     assert!(
@@ -278,7 +288,7 @@ async fn checked_sends(store: Arc<dyn Store>) {
     // A chat with a member on another messenger goes back to the caller untouched.
     let remote = store.remote_user("+989350000001@other.example", "Remote", 20).await.expect("stand-in");
     let (remote_chat, _) = store.open_direct_chat(a, remote.id, 21).await.expect("open");
-    let sent = store.send_message(new_message(remote_chat, a, "m1", "hi"), allow()).await.expect("send");
+    let sent = store.send_message(new_message(remote_chat, a, "m1", "hi"), refuse()).await.expect("send");
     assert!(
         matches!(&sent, SendOutcome::Remote { context, new } if context.members.len() == 2 && new.client_id == "m1"),
         "{sent:?}"

@@ -140,19 +140,20 @@ pub trait ChatStore: Send + Sync {
         if context.members.iter().any(|m| m.remote_address.is_some()) {
             return Ok(SendOutcome::Remote { context, new });
         }
-        if let Some(stored) = self.message_by_client_id(new.chat_id, new.sender_id, &new.client_id).await? {
-            if !new.is_retry_of(&stored) {
-                return Err(StoreError::IdempotencyConflict);
-            }
-            return Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() });
-        }
         if let Some(reply_to) = new.reply_to
             && self.message(new.chat_id, reply_to).await?.is_none()
         {
             return Ok(SendOutcome::NoSuchReply);
         }
         if !gate(&context) {
-            return Ok(SendOutcome::Refused(context));
+            // Only a refused send looks for a retry here; `append_message` finds the others.
+            return match self.message_by_client_id(new.chat_id, new.sender_id, &new.client_id).await? {
+                Some(stored) if new.is_retry_of(&stored) => {
+                    Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() })
+                }
+                Some(_) => Err(StoreError::IdempotencyConflict),
+                None => Ok(SendOutcome::Refused(context)),
+            };
         }
         let notify = context.members.iter().map(|m| m.user_id).collect();
         let (message, created, updates) = self.append_message(new, notify).await?;

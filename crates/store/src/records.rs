@@ -135,11 +135,12 @@ pub struct SendContext {
     pub recipients: Vec<RecipientFacts>,
 }
 
-/// The policy a send must pass, run by [`ChatStore::send_message`] on the facts it reads:
-/// `true` lets the message in.
+/// The policy a send must pass, run by [`crate::ChatStore::send_message`] on the facts it
+/// reads: `true` lets the message in. It may run on the embedded store's writer thread, so it
+/// must be quick and do no I/O.
 pub type SendGate = Box<dyn FnOnce(&SendContext) -> bool + Send>;
 
-/// What [`ChatStore::send_message`] did.
+/// What [`crate::ChatStore::send_message`] did.
 #[derive(Debug)]
 pub enum SendOutcome {
     /// Stored now (`created`), or found stored under the same sender and client id; `updates`

@@ -141,11 +141,11 @@ fn retried(conn: &Connection, new: &NewMessage) -> StoreResult<Option<Message>> 
 
 /// Stores a new message (its client id unused) and its updates, in the caller's transaction.
 fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+    let content = serde_json::to_string(&new.content)?;
+    let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
     let seq: i64 = conn
         .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
         .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
-    let content = serde_json::to_string(&new.content)?;
-    let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
     conn.prepare_cached(
         "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

@@ -206,27 +206,42 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Queued>) {
         while let Some(Queued { job, savepoint }) = next.take() {
             if !savepoint {
                 let before = conn.total_changes();
-                let (ok, reply) = job(Some(&conn));
-                poisoned |= !ok && conn.total_changes() != before;
-                replies.push(reply);
+                match run_job(&conn, job) {
+                    Some((ok, reply)) => {
+                        poisoned |= !ok && conn.total_changes() != before;
+                        replies.push(reply);
+                    }
+                    None => poisoned = true,
+                }
             } else if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                 let (_, reply) = job(None);
                 reply(Err(StoreError::from(e)));
             } else {
-                let (ok, reply) = job(Some(&conn));
-                let released = if ok {
-                    run_cached(&conn, "RELEASE job")
-                } else {
-                    run_cached(&conn, "ROLLBACK TO job").and_then(|()| run_cached(&conn, "RELEASE job"))
-                };
-                poisoned |= released.is_err();
-                replies.push(reply);
+                match run_job(&conn, job) {
+                    Some((ok, reply)) => {
+                        let released = if ok {
+                            run_cached(&conn, "RELEASE job")
+                        } else {
+                            run_cached(&conn, "ROLLBACK TO job").and_then(|()| run_cached(&conn, "RELEASE job"))
+                        };
+                        poisoned |= released.is_err();
+                        replies.push(reply);
+                    }
+                    None => poisoned = true,
+                }
             }
+            // An I/O, memory or disk-full error ends SQLite's transaction by itself, even in a
+            // statement that only reads: what follows would run outside the batch.
+            poisoned |= conn.is_autocommit();
             if replies.len() < MAX_BATCH && !poisoned {
                 next = rx.try_recv().ok();
             }
         }
         let committed = if poisoned {
+            tracing::error!(
+                jobs = replies.len(),
+                "a write failed and could not be undone alone; the batch is rolled back"
+            );
             Err(StoreError::Unavailable("a write could not be undone; the batch was rolled back".into()))
         } else {
             conn.execute_batch("COMMIT").map_err(StoreError::from)
@@ -239,6 +254,18 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Queued>) {
                 Ok(()) => Ok(()),
                 Err(e) => Err(StoreError::Unavailable(e.to_string())),
             });
+        }
+    }
+}
+
+/// Runs a job, catching a panic (the job's code, or a gate the service handed it) so that it
+/// cannot end the writer: `None` then, and the job's caller is told the writer dropped it.
+fn run_job(conn: &Connection, job: Job) -> Option<(bool, Reply)> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn)))) {
+        Ok(done) => Some(done),
+        Err(_) => {
+            tracing::error!("a write job panicked; its batch is rolled back");
+            None
         }
     }
 }
@@ -267,27 +294,124 @@ mod tests {
         Ok(())
     }
 
-    #[tokio::test]
+    /// Holds the writer inside a batch until the returned sender is dropped, so that the jobs
+    /// queued meanwhile all join that batch.
+    fn hold_writer(store: &SqliteStore) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<StoreResult<()>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let store = store.clone();
+        let holder = tokio::spawn(async move {
+            store
+                .write(move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        });
+        (release, holder)
+    }
+
+    type Pending<T> = std::pin::Pin<Box<dyn Future<Output = StoreResult<T>> + Send>>;
+
+    fn guarded(store: &SqliteStore, f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static) -> Pending<()> {
+        let store = store.clone();
+        Box::pin(async move { store.write(f).await })
+    }
+
+    fn unguarded(store: &SqliteStore, f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static) -> Pending<()> {
+        let store = store.clone();
+        Box::pin(async move { store.write_checked_first(f).await })
+    }
+
+    async fn counts(store: &SqliteStore, keys: &[&'static str]) -> Vec<i64> {
+        let keys = keys.to_vec();
+        store
+            .read(move |conn| keys.iter().map(|key| count(conn, key)).collect::<StoreResult<Vec<_>>>())
+            .await
+            .expect("read")
+    }
+
+    /// Queues `jobs` behind a held writer, releases it and returns their results.
+    async fn in_one_batch<T: Send + 'static>(
+        store: &SqliteStore,
+        jobs: Vec<Pending<T>>,
+    ) -> (StoreResult<()>, Vec<StoreResult<T>>) {
+        let (release, holder) = hold_writer(store);
+        tokio::task::yield_now().await;
+        let handles: Vec<_> = jobs.into_iter().map(tokio::spawn).collect();
+        // Each spawned job queues itself when first polled, which this yield lets happen.
+        tokio::task::yield_now().await;
+        drop(release);
+        let held = holder.await.expect("holder");
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await.expect("job"));
+        }
+        (held, results)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_job_without_savepoint_that_fails_after_writing_rolls_its_batch_back() {
         let dir = std::env::temp_dir().join(format!("peyvand-writer-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = SqliteStore::open(&dir).expect("open");
 
-        // Failing before any write: its own error, and the batch goes on.
-        let early = store.write_checked_first(|_| Err::<(), _>(StoreError::Conflict("refused".into())));
-        let beside = store.write(|conn| insert(conn, "beside"));
-        let (early, beside) = tokio::join!(early, beside);
-        assert!(matches!(early, Err(StoreError::Conflict(_))), "{early:?}");
-        beside.expect("a job beside an early failure commits");
+        // Failing before any write: its own error, and the batch around it commits.
+        let (held, results) = in_one_batch(
+            &store,
+            vec![
+                unguarded(&store, |_| Err(StoreError::Conflict("refused".into()))),
+                guarded(&store, |conn| insert(conn, "beside")),
+            ],
+        )
+        .await;
+        held.expect("the batch commits");
+        assert!(matches!(results[0], Err(StoreError::Conflict(_))), "{:?}", results[0]);
+        results[1].as_ref().expect("the job beside an early failure commits");
+        assert_eq!(counts(&store, &["beside"]).await, vec![1]);
 
-        // Failing after a write: nothing of it stays, and it is told the batch was lost.
-        let late = store
-            .write_checked_first(|conn| {
-                insert(conn, "late")?;
-                Err::<(), _>(StoreError::Conflict("after writing".into()))
-            })
+        // Failing after a write: the whole batch goes, and every job in it is told; the writer
+        // takes no more jobs into it, so the next one runs in a batch of its own.
+        let (held, results) = in_one_batch(
+            &store,
+            vec![
+                guarded(&store, |conn| insert(conn, "before")),
+                unguarded(&store, |conn| {
+                    insert(conn, "late")?;
+                    Err(StoreError::Conflict("after writing".into()))
+                }),
+                guarded(&store, |conn| insert(conn, "after")),
+            ],
+        )
+        .await;
+        assert!(matches!(held, Err(StoreError::Unavailable(_))), "{held:?}");
+        assert!(results[..2].iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))), "{results:?}");
+        results[2].as_ref().expect("the job after the lost batch commits");
+        assert_eq!(counts(&store, &["before", "late", "after"]).await, vec![0, 0, 1]);
+
+        // A transaction SQLite ended by itself (as an I/O error does, even in a read), and a
+        // panicking job: the batch goes too, and the writer carries on.
+        for bad in 0..2 {
+            let (held, results) = in_one_batch(
+                &store,
+                vec![
+                    guarded(&store, |conn| insert(conn, "before")),
+                    unguarded(&store, move |conn| {
+                        if bad == 0 {
+                            conn.execute_batch("ROLLBACK")?;
+                            return Err(StoreError::Backend("the transaction ended".into()));
+                        }
+                        panic!("a bug in a job");
+                    }),
+                    guarded(&store, move |conn| insert(conn, ["after-0", "after-1"][bad])),
+                ],
+            )
             .await;
-        assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+            assert!(matches!(held, Err(StoreError::Unavailable(_))), "{held:?}");
+            assert!(results[..2].iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))), "{results:?}");
+            // Not run outside the lost batch (and then told it failed): in a batch of its own.
+            results[2].as_ref().expect("the job after the lost batch commits");
+            assert_eq!(counts(&store, &["before", ["after-0", "after-1"][bad]]).await, vec![0, 1]);
+        }
 
         // A job with a savepoint undoes only itself.
         let guarded = store
@@ -297,15 +421,8 @@ mod tests {
             })
             .await;
         assert!(matches!(guarded, Err(StoreError::Conflict(_))), "{guarded:?}");
-
-        let counts = store
-            .read(|conn| Ok((count(conn, "beside")?, count(conn, "late")?, count(conn, "guarded")?)))
-            .await
-            .expect("read");
-        assert_eq!(counts, (1, 0, 0));
-        // The writer still works after a lost batch.
-        store.write_checked_first(|conn| insert(conn, "after")).await.expect("write after");
-        assert_eq!(store.read(|conn| count(conn, "after")).await.expect("read"), 1);
+        store.write_checked_first(|conn| insert(conn, "last")).await.expect("the writer still works");
+        assert_eq!(counts(&store, &["guarded", "last"]).await, vec![0, 1]);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
