@@ -139,13 +139,14 @@ fn retried(conn: &Connection, new: &NewMessage) -> StoreResult<Option<Message>> 
     Ok(Some(stored))
 }
 
-/// Stores a new message (its client id unused) and its updates, in the caller's transaction.
-fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
-    let content = serde_json::to_string(&new.content)?;
-    let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-    let seq: i64 = conn
-        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
-        .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
+/// The `messages` row of `new` at `seq`, with its content and forward already serialised.
+pub(super) fn insert_row(
+    conn: &Connection,
+    new: &NewMessage,
+    seq: i64,
+    content: &str,
+    forwarded: Option<&str>,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -161,6 +162,17 @@ fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreR
         forwarded,
         new.sent_at
     ])?;
+    Ok(())
+}
+
+/// Stores a new message (its client id unused) and its updates, in the caller's transaction.
+fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+    let content = serde_json::to_string(&new.content)?;
+    let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
+    let seq: i64 = conn
+        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
+        .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
+    insert_row(conn, new, seq, &content, forwarded.as_deref())?;
     // The sender has read everything up to their own message.
     conn.prepare_cached(
         "UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2",

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::accounts::query_user;
-use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, message, messages};
+use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, insert_row, message, messages};
 use super::updates::push_all;
 use crate::{
     FederationStore, NewMessage, OutboundRecord, QueueDepth, ReportRecord, RoomLink, StoreError, StoreResult,
@@ -114,21 +114,7 @@ impl FederationStore for SqliteStore {
             }
             let content = serde_json::to_string(&new.content)?;
             let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-            conn.prepare_cached(
-                "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                new.chat_id,
-                seq,
-                new.sender_id,
-                new.client_id,
-                content,
-                new.folded,
-                new.reply_to,
-                forwarded,
-                new.sent_at
-            ])?;
+            insert_row(conn, &new, seq, &content, forwarded.as_deref())?;
             conn.prepare_cached(
                 "UPDATE chats SET last_seq = MAX(last_seq, ?2), updated_at = MAX(updated_at, ?3) WHERE id = ?1",
             )?
