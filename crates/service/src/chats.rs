@@ -246,13 +246,7 @@ impl Service {
             })
         };
         match self.store.send_message(new, gate).await.map_err(store_error)? {
-            SendOutcome::Stored { message, created, updates } => {
-                if created {
-                    self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
-                }
-                self.publish(updates).await;
-                Ok((message, created))
-            }
+            SendOutcome::Stored { message, created, updates } => Ok(self.sent(message, created, updates).await),
             SendOutcome::NotMember => Err(no_chat()),
             SendOutcome::NoSuchReply => Err(no_reply()),
             SendOutcome::Refused(_) => Err(refusal
@@ -262,6 +256,15 @@ impl Service {
                 .unwrap_or_else(|| err(ErrorCode::Internal, "the store refused a send without asking its gate"))),
             SendOutcome::Remote { context, new } => self.send_with_remote_members(session, new, &context).await,
         }
+    }
+
+    /// Counts a stored send and publishes its updates.
+    async fn sent(&self, message: Message, created: bool, updates: Vec<(i64, Update)>) -> (Message, bool) {
+        if created {
+            self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        self.publish(updates).await;
+        (message, created)
     }
 
     /// A send in a chat with members on other messengers: the same checks as
@@ -298,10 +301,7 @@ impl Service {
         }
         let notify = local_ids(&context.members);
         let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
-        if created {
-            self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
-        }
-        self.publish(updates).await;
+        let (message, created) = self.sent(message, created, updates).await;
         // Queued again on a retry (created or not): the queue write could have been lost.
         if let Some(event) = self.message_event(&message, &context.members).await {
             self.fan_out(chat_id, &context.members, event).await;

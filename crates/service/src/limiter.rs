@@ -31,9 +31,7 @@ impl SendLimiter {
         entry.1 += 1;
         if entry.1 > limit { Err(window + WINDOW_MS - now) } else { Ok(()) }
     }
-}
 
-impl SendLimiter {
     /// Counts one send of `user_id` against `per_minute`.
     pub(crate) fn send(&self, user_id: i64, per_minute: u32) -> Result<(), ApiError> {
         self.hit(user_id, per_minute, now_millis()).map_err(|retry| rate_limited(retry, "messages"))
