@@ -2,6 +2,7 @@
 //! keyed by the cursor, so a client that resumes from its cursor misses nothing and sees
 //! nothing twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,14 @@ use peyvand_bus::{Received, Subscription};
 use crate::{Service, Session, now_millis, store_error};
 
 const PAGE: u32 = 500;
+/// How long a feed holds updates that came ahead of a missing cursor, waiting for it on the
+/// bus, before it reads the store instead. The updates of one commit are published by as many
+/// tasks as it had jobs, so a person's two updates of one commit (their own send and a message
+/// to them) often arrive swapped; the missing one is then a few microseconds away, and reading
+/// the store for it cost a reader's whole page cache.
+const REORDER_WAIT: Duration = Duration::from_millis(50);
+/// The most updates a feed holds that way; past that it reads the store at once.
+const REORDER_MAX: usize = 64;
 
 impl Service {
     /// `GET /v1/state`
@@ -72,6 +81,8 @@ impl Service {
             last: after,
             backlog: Some(backlog),
             behind: true,
+            early: BTreeMap::new(),
+            gap_since: None,
             open: true,
         })
     }
@@ -93,6 +104,10 @@ pub struct UpdateFeed {
     backlog: Option<Vec<Update>>,
     /// The feed may be behind the store: read it before trusting the bus again.
     behind: bool,
+    /// Durable updates that came on the bus ahead of a missing cursor, by cursor.
+    early: BTreeMap<i64, Arc<Update>>,
+    /// When the oldest missing cursor was first missed.
+    gap_since: Option<tokio::time::Instant>,
     open: bool,
 }
 
@@ -129,6 +144,9 @@ impl UpdateFeed {
     pub async fn next(&mut self) -> Result<Option<Vec<Update>>, ApiError> {
         loop {
             if self.behind {
+                // The store has everything held back too; `accept` skips what was handed out.
+                self.early.clear();
+                self.gap_since = None;
                 let fresh = match self.backlog.take() {
                     Some(first_page) => first_page,
                     None => self.service.read_after(self.user_id, self.last).await?,
@@ -145,7 +163,19 @@ impl UpdateFeed {
                 }
                 continue;
             }
-            match self.subscription.recv().await {
+            let received = match self.gap_since {
+                None => self.subscription.recv().await,
+                Some(since) => match tokio::time::timeout_at(since + REORDER_WAIT, self.subscription.recv()).await {
+                    Ok(received) => received,
+                    // The missing update did not come: it was lost, or is on its way through a
+                    // slower path. The store has it.
+                    Err(_) => {
+                        self.behind = true;
+                        continue;
+                    }
+                },
+            };
+            match received {
                 None => return Ok(None),
                 Some(Received::Lagged) => self.behind = true,
                 Some(Received::Update(update)) => match update.cursor {
@@ -153,14 +183,41 @@ impl UpdateFeed {
                     Some(c) if c <= self.last => {}
                     Some(c) if self.last.checked_add(1) == Some(c) => {
                         self.last = c;
-                        return Ok(Some(vec![Arc::unwrap_or_clone(update)]));
+                        return Ok(Some(self.in_order(update)));
                     }
-                    // A gap: something was committed that this node has not seen yet, or was
-                    // dropped. The store has it.
-                    Some(_) => self.behind = true,
+                    // A gap: something was committed that this feed has not seen yet. It is
+                    // most likely on its way; if it does not come soon, the store has it.
+                    Some(c) => {
+                        if self.early.len() >= REORDER_MAX {
+                            self.behind = true;
+                        } else {
+                            self.early.insert(c, update);
+                            self.gap_since.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                    }
                 },
             }
         }
+    }
+
+    /// `next`, the update that fills the gap, and the held updates that follow it without one.
+    fn in_order(&mut self, next: Arc<Update>) -> Vec<Update> {
+        let mut out = vec![Arc::unwrap_or_clone(next)];
+        while let Some(entry) = self.early.first_entry() {
+            match *entry.key() {
+                c if c <= self.last => {
+                    entry.remove();
+                }
+                c if c == self.last + 1 => {
+                    self.last = c;
+                    out.push(Arc::unwrap_or_clone(entry.remove()));
+                }
+                _ => break,
+            }
+        }
+        // A later gap waits afresh.
+        self.gap_since = if self.early.is_empty() { None } else { Some(tokio::time::Instant::now()) };
+        out
     }
 
     /// Asks the store whether it has updates this feed has not handed out although the feed
@@ -206,13 +263,13 @@ mod tests {
     use peyvand_api::{Event, Update};
     use peyvand_bus::{Bus, BusHealth, LocalFanout, Subscription};
     use peyvand_store::sqlite::SqliteStore;
-    use peyvand_store::{AccountStore, ChatStore, Store};
+    use peyvand_store::{AccountStore, ChatStore, Store, UpdateStore};
 
     use crate::{ConsoleCodeSender, Service, ServiceConfig, Session};
 
-    /// A bus whose publications are all lost.
-    #[derive(Debug, Default)]
-    struct LosingBus(LocalFanout);
+    /// A bus whose publications are all lost; a test delivers on its fanout by hand.
+    #[derive(Debug, Default, Clone)]
+    struct LosingBus(Arc<LocalFanout>);
 
     #[async_trait]
     impl Bus for LosingBus {
@@ -264,6 +321,92 @@ mod tests {
             .expect("next")
             .expect("open");
         assert!(matches!(&got[..], [Update { event: Event::MessageNew { message }, .. }] if message.seq == 1));
+        feed.close().await;
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A service on a fresh store with two people in a direct chat, on a bus the test drives.
+    async fn two_people(name: &str) -> (std::path::PathBuf, Arc<SqliteStore>, LosingBus, Service, i64, i64, i64) {
+        let dir = std::env::temp_dir().join(format!("peyvand-service-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir).expect("open"));
+        let a = store.user_by_phone_or_create("+989120000001", 1).await.expect("user").0.id;
+        let b = store.user_by_phone_or_create("+989120000002", 1).await.expect("user").0.id;
+        let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
+        let bus = LosingBus::default();
+        let shared: Arc<dyn Store> = store.clone();
+        let service =
+            Service::new(shared, Arc::new(bus.clone()), Arc::new(ConsoleCodeSender), ServiceConfig::default());
+        (dir, store, bus, service, a, b, chat)
+    }
+
+    fn text_message(chat_id: i64, sender_id: i64, client_id: &str, sent_at: i64) -> peyvand_store::NewMessage {
+        peyvand_store::NewMessage {
+            chat_id,
+            sender_id,
+            client_id: client_id.into(),
+            content: peyvand_api::Content::Text { text: format!("پیام {client_id}") },
+            folded: format!("پیام {client_id}"),
+            reply_to: None,
+            forwarded_from: None,
+            sent_at,
+        }
+    }
+
+    async fn next_within(feed: &mut crate::UpdateFeed, seconds: u64) -> Vec<Update> {
+        tokio::time::timeout(std::time::Duration::from_secs(seconds), feed.next())
+            .await
+            .expect("in time")
+            .expect("next")
+            .expect("open")
+    }
+
+    async fn caught_up_feed(service: &Service, user_id: i64) -> crate::UpdateFeed {
+        let mut feed = service.open_feed(Session { user_id, device_id: 1 }, 0).await.expect("feed");
+        while !feed.caught_up() {
+            feed.next().await.expect("next").expect("open");
+        }
+        feed
+    }
+
+    #[tokio::test]
+    async fn updates_that_arrive_swapped_are_handed_out_in_order_from_the_bus() {
+        let (dir, store, bus, service, a, b, chat) = two_people("swapped").await;
+        let mut feed = caught_up_feed(&service, b).await;
+        // Stored on a bus that loses them, then delivered by hand, the second first.
+        let (_, _, first) = store.append_message(text_message(chat, a, "one", 2), vec![b]).await.expect("send");
+        let (_, _, second) = store.append_message(text_message(chat, a, "two", 3), vec![b]).await.expect("send");
+        // Gone from the store: only the bus can bring them now, so a store read would lose them.
+        store.prune_updates(i64::MAX, 0).await.expect("prune");
+        bus.0.deliver(b, Arc::new(second[0].1.clone()));
+        bus.0.deliver(b, Arc::new(first[0].1.clone()));
+        let got = next_within(&mut feed, 10).await;
+        let cursors: Vec<_> = got.iter().map(|u| u.cursor).collect();
+        assert_eq!(cursors, vec![Some(1), Some(2)], "both, in order, at once");
+        assert_eq!(feed.cursor(), 2);
+        feed.close().await;
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_gap_the_bus_does_not_fill_is_read_from_the_store() {
+        let (dir, store, bus, service, a, b, chat) = two_people("gap").await;
+        let mut feed = caught_up_feed(&service, b).await;
+        store.append_message(text_message(chat, a, "one", 2), vec![b]).await.expect("send");
+        let (_, _, second) = store.append_message(text_message(chat, a, "two", 3), vec![b]).await.expect("send");
+        // Only the second is announced: the first was lost on the bus.
+        bus.0.deliver(b, Arc::new(second[0].1.clone()));
+        let started = tokio::time::Instant::now();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            got.extend(next_within(&mut feed, 10).await);
+        }
+        assert!(started.elapsed() >= super::REORDER_WAIT, "it waited for the bus first");
+        let cursors: Vec<_> = got.iter().map(|u| u.cursor).collect();
+        assert_eq!(cursors, vec![Some(1), Some(2)]);
+        assert!(feed.caught_up());
         feed.close().await;
         drop(service);
         let _ = std::fs::remove_dir_all(&dir);
