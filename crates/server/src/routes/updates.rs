@@ -7,6 +7,7 @@ use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
+use futures_util::{FutureExt, SinkExt};
 use peyvand_api::{ApiError, ErrorBody, ErrorCode, Event, StreamFrame, SyncState, Update, UpdatesPage, UpdatesQuery};
 use peyvand_service::{Session, UpdateFeed};
 
@@ -24,6 +25,14 @@ const SESSION_RECHECK: Duration = Duration::from_secs(5);
 /// Small buffers: most connections are idle, and their count is what must scale. A larger
 /// frame (a client's `send`) just takes more reads.
 const WS_BUFFER: usize = 1024;
+/// Frames queued on a stream are written out together once they pass this many bytes, or at
+/// the flush after everything that was ready at once (an answer to a send and the sender's own
+/// update of it, say): one write for several frames. Small for the same reason as `WS_BUFFER`:
+/// the buffer keeps its size.
+const WS_WRITE_COALESCE: usize = 2048;
+/// The most extra rounds (an answer and an update each) the pump takes before it flushes and
+/// reads its client again.
+const DRAIN_MAX: usize = 16;
 /// A client frame may carry a message as large as a request body, plus the frame's own
 /// fields; a larger one (up to this) is refused with `payload_too_large`, beyond it the
 /// connection is closed.
@@ -79,26 +88,70 @@ pub async fn updates_ws(
 ) -> Response {
     let after = q.after.unwrap_or(0).max(0);
     ws.read_buffer_size(WS_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WS_WRITE_COALESCE)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(WS_MAX_INCOMING)
         .max_frame_size(WS_MAX_INCOMING)
         .on_upgrade(move |socket| stream(s, session, after, socket))
 }
 
+/// Sends a frame now.
 async fn send(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
-    let Ok(text) = serde_json::to_string(frame) else { return false };
-    state.metrics.websocket_frames_sent.fetch_add(1, Ordering::Relaxed);
-    socket.send(WsMessage::Text(text.into())).await.is_ok()
+    queue(socket, state, frame).await && socket.flush().await.is_ok()
 }
 
-async fn send_updates(socket: &mut WebSocket, state: &AppState, updates: Vec<Update>) -> bool {
-    for update in updates {
-        if !send(socket, state, &StreamFrame::Update { update }).await {
-            return false;
+/// Queues a frame for the next flush (written at once only past `WS_WRITE_COALESCE`).
+async fn queue(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
+    let Ok(text) = serde_json::to_string(frame) else { return false };
+    state.metrics.websocket_frames_sent.fetch_add(1, Ordering::Relaxed);
+    socket.feed(WsMessage::Text(text.into())).await.is_ok()
+}
+
+/// Whether the pump goes on after what the feed gave.
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Queues what the feed gave: updates, then `ready` once the backlog is out. Closes the stream
+/// when the device was signed out, the feed ended, or the client must re-sync.
+async fn on_feed(
+    socket: &mut WebSocket,
+    state: &AppState,
+    session: Session,
+    feed: &UpdateFeed,
+    announced: &mut bool,
+    next: Result<Option<Vec<Update>>, ApiError>,
+) -> Flow {
+    match next {
+        Ok(Some(updates)) => {
+            let signed_out = updates.iter().any(|u| {
+                matches!(u.event, Event::SignedOut { device_id } if device_id.is_none_or(|d| d == session.device_id))
+            });
+            for update in updates {
+                if !queue(socket, state, &StreamFrame::Update { update }).await {
+                    return Flow::Stop;
+                }
+            }
+            if signed_out {
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return Flow::Stop;
+            }
+            // The backlog is out: say once that the stream is live.
+            if !*announced && feed.caught_up() {
+                *announced = true;
+                if !queue(socket, state, &StreamFrame::Ready { cursor: feed.cursor() }).await {
+                    return Flow::Stop;
+                }
+            }
+            Flow::Go
+        }
+        Ok(None) => Flow::Stop,
+        Err(e) => {
+            refuse(socket, state, session, e).await;
+            Flow::Stop
         }
     }
-    true
 }
 
 async fn stream(state: AppState, session: Session, after: i64, mut socket: WebSocket) {
@@ -136,30 +189,13 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
     let mut session_checked = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            next = feed.next() => match next {
-                Ok(Some(updates)) => {
-                    let signed_out = updates.iter().any(|u| matches!(u.event,
-                        Event::SignedOut { device_id } if device_id.is_none_or(|d| d == session.device_id)));
-                    if !send_updates(socket, state, updates).await || signed_out {
-                        let _ = socket.send(WsMessage::Close(None)).await;
-                        return feed;
-                    }
-                    // The backlog is out: say once that the stream is live.
-                    if !announced && feed.caught_up() {
-                        announced = true;
-                        if !send(socket, state, &StreamFrame::Ready { cursor: feed.cursor() }).await {
-                            return feed;
-                        }
-                    }
-                }
-                Ok(None) => return feed,
-                Err(e) => {
-                    refuse(socket, state, session, e).await;
+            next = feed.next() => {
+                if let Flow::Stop = on_feed(socket, state, session, &feed, &mut announced, next).await {
                     return feed;
                 }
             },
             answer = requests.next() => {
-                if !send(socket, state, &answer).await {
+                if !queue(socket, state, &answer).await {
                     return feed;
                 }
             },
@@ -184,7 +220,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                         requests.start(&state.service, session, text.as_str())
                     };
                     if let Err((request, error)) = started
-                        && !send(socket, state, &StreamFrame::Error { request, error }).await
+                        && !queue(socket, state, &StreamFrame::Error { request, error }).await
                     {
                         return feed;
                     }
@@ -192,7 +228,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 Some(Ok(WsMessage::Binary(_))) => {
                     heard_since_ping = true;
                     let error = ApiError::new(ErrorCode::BadRequest, "client frames are JSON text");
-                    if !send(socket, state, &StreamFrame::Error { request: None, error }).await {
+                    if !queue(socket, state, &StreamFrame::Error { request: None, error }).await {
                         return feed;
                     }
                 }
@@ -212,6 +248,32 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 }
                 feed.recheck().await;
             }
+        }
+        // Whatever else is ready now goes out in the same write, up to a bound, so that a busy
+        // stream still reads its client. The feed is asked only when it is live: behind, its
+        // next step is a store read, which the next turn awaits.
+        for _ in 0..DRAIN_MAX {
+            let mut more = false;
+            if let Some(answer) = requests.next().now_or_never() {
+                more = true;
+                if !queue(socket, state, &answer).await {
+                    return feed;
+                }
+            }
+            if feed.caught_up()
+                && let Some(next) = feed.next().now_or_never()
+            {
+                more = true;
+                if let Flow::Stop = on_feed(socket, state, session, &feed, &mut announced, next).await {
+                    return feed;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        if socket.flush().await.is_err() {
+            return feed;
         }
     }
 }
