@@ -11,7 +11,9 @@ use peyvand_api::{
 };
 use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
-use peyvand_store::{ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, SendGate, SendOutcome};
+use peyvand_store::{
+    ChatView, MemberRecord, NewMessage, Page, Placed, RecipientFacts, SendContext, SendGate, SendOutcome,
+};
 
 use crate::federation::wire::{Action, RoomEvent};
 use crate::federation::{Route, has_remote};
@@ -187,7 +189,21 @@ impl Service {
         chat_id: i64,
         request: SendMessage,
     ) -> Result<(Message, bool), ApiError> {
-        self.send_here(session, chat_id, request, None).await
+        self.send_here(session, chat_id, request, None, Box::new(|| {})).await
+    }
+
+    /// [`Service::send`], calling `placed` once no later send to the chat can be stored before
+    /// this one (see [`peyvand_store::ChatStore::send_message_placed`]); not at all when the
+    /// send fails before the store has placed it, or goes to another messenger's members. A
+    /// client's stream starts its next send to the chat then, instead of after this commit.
+    pub async fn send_placed(
+        &self,
+        session: Session,
+        chat_id: i64,
+        request: SendMessage,
+        placed: Placed,
+    ) -> Result<(Message, bool), ApiError> {
+        self.send_here(session, chat_id, request, None, placed).await
     }
 
     /// A send in a chat hosted here, by a local person or (`forwarded` given by the hub's
@@ -199,6 +215,7 @@ impl Service {
         chat_id: i64,
         request: SendMessage,
         forwarded: Option<ForwardedFrom>,
+        placed: Placed,
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
@@ -245,7 +262,7 @@ impl Service {
                 ok
             })
         };
-        match self.store.send_message(new, gate).await.map_err(store_error)? {
+        match self.store.send_message_placed(new, gate, placed).await.map_err(store_error)? {
             SendOutcome::Stored { message, created, updates } => Ok(self.sent(message, created, updates).await),
             SendOutcome::NotMember => Err(no_chat()),
             SendOutcome::NoSuchReply => Err(no_reply()),

@@ -734,7 +734,7 @@ impl Service {
                 }
                 let request = peyvand_api::SendMessage { client_id, content: Some(content), reply_to, forward: None };
                 let forwarded = forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at });
-                let (message, _) = self.send_here(actor, chat_id, request, forwarded).await?;
+                let (message, _) = self.send_here(actor, chat_id, request, forwarded, Box::new(|| {})).await?;
                 self.message_event(&message, &members)
                     .await
                     .ok_or_else(|| err(ErrorCode::Internal, "cannot describe the message"))

@@ -294,6 +294,34 @@ async fn checked_sends(store: Arc<dyn Store>) {
         "{sent:?}"
     );
     assert_eq!(store.message_by_client_id(remote_chat, a, "m1").await.expect("lookup"), None);
+
+    // `placed` is called for every outcome the store settles itself, and not for a remote one
+    // (its caller stores it later).
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let placed = || -> crate::Placed {
+        let calls = calls.clone();
+        Box::new(move || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let called = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    let sent = store.send_message_placed(new_message(remote_chat, a, "m2", "hi"), allow(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::Remote { .. }));
+    assert_eq!(called(), 0, "not for a remote send");
+    let sent = store.send_message_placed(new_message(chat, a, "p1", "placed"), allow(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::Stored { created: true, .. }));
+    assert_eq!(called(), 1, "for a stored send");
+    let sent = store.send_message_placed(new_message(chat, a, "p1", "placed"), allow(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::Stored { created: false, .. }));
+    assert_eq!(called(), 2, "for a retry");
+    let sent = store.send_message_placed(new_message(chat, outsider, "p2", "x"), allow(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::NotMember));
+    let sent = store.send_message_placed(new_message(chat, a, "p3", "x"), refuse(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::Refused(_)));
+    assert_eq!(called(), 4, "for a refused one");
+    let sent = store.send_message_placed(new_message(chat, a, "p1", "other"), allow(), placed()).await;
+    assert!(matches!(sent, Err(StoreError::IdempotencyConflict)));
+    assert_eq!(called(), 4, "not for an error");
 }
 
 async fn receipts_and_reactions(store: Arc<dyn Store>) {

@@ -159,6 +159,20 @@ pub trait ChatStore: Send + Sync {
         let (message, created, updates) = self.append_message(new, notify).await?;
         Ok(SendOutcome::Stored { message, created, updates })
     }
+    /// [`ChatStore::send_message`], calling `placed` as soon as the send's place in its chat's
+    /// order is fixed, for every outcome but [`SendOutcome::Remote`] (whose caller stores it
+    /// later) and an error. A caller that keeps one client's sends to a chat in order may start
+    /// the next one then instead of waiting for this one's commit.
+    ///
+    /// This default calls `placed` when the send is over; a backend whose writes go through one
+    /// queue in order calls it when the send's write has run, before its commit.
+    async fn send_message_placed(&self, new: NewMessage, gate: SendGate, placed: Placed) -> StoreResult<SendOutcome> {
+        let outcome = self.send_message(new, gate).await?;
+        if !matches!(outcome, SendOutcome::Remote { .. }) {
+            placed();
+        }
+        Ok(outcome)
+    }
     async fn message(&self, chat_id: i64, seq: i64) -> StoreResult<Option<Message>>;
     /// The message a sender stored in a chat under a client id, if any.
     async fn message_by_client_id(&self, chat_id: i64, sender_id: i64, client_id: &str)

@@ -140,6 +140,11 @@ pub struct SendContext {
 /// must be quick and do no I/O.
 pub type SendGate = Box<dyn FnOnce(&SendContext) -> bool + Send>;
 
+/// Called by [`crate::ChatStore::send_message_placed`] once a send's place in its chat's order
+/// is fixed: a send made after that cannot be stored before it. It may run on the embedded
+/// store's writer thread, so it must be quick and do no I/O.
+pub type Placed = Box<dyn FnOnce() + Send>;
+
 /// What [`crate::ChatStore::send_message`] did.
 #[derive(Debug)]
 pub enum SendOutcome {

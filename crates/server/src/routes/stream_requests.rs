@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -20,9 +20,11 @@ pub(super) const MAX_IN_FLIGHT: usize = 64;
 /// What a finished request's task returns: which of ours it was, its chat, and the answer.
 type Finished = (u64, i64, StreamFrame);
 
-/// The requests of one connection. Sends to the same chat run one after the other, so they
-/// are stored in the order the client sent them on this connection (a failed send does not
-/// hold back the next); sends to different chats run side by side.
+/// The requests of one connection. A send to a chat begins once the previous send to it is
+/// placed in the chat's order (on the embedded store, once its write has run; its commit may
+/// still be to come) or over, so they are stored in the order the client sent them on this
+/// connection (a failed send does not hold back the next); sends to different chats run side
+/// by side.
 #[derive(Default)]
 pub(super) struct Requests {
     running: FuturesUnordered<JoinHandle<Finished>>,
@@ -60,6 +62,14 @@ impl Requests {
         let ours = self.started;
         let (done, next_waits) = oneshot::channel();
         let previous = self.last_in_chat.insert(chat_id, (ours, next_waits)).map(|(_, waits)| waits);
+        // The next send to the chat may begin once this one is placed in the chat's order (on
+        // the embedded store: its write has run, before the commit), or else once it is over.
+        let done = Arc::new(Mutex::new(Some(done)));
+        let release = move || {
+            if let Some(done) = done.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                let _ = done.send(());
+            }
+        };
         let service = service.clone();
         let closed = self.closed.clone();
         // A task of its own: a send that has begun finishes everything after storing (live
@@ -67,7 +77,7 @@ impl Requests {
         // begun is dropped with the connection; the client retries with the same client_id.
         self.running.push(tokio::spawn(async move {
             if let Some(previous) = previous {
-                // Sent (or dropped) when the earlier send is over, whatever its outcome.
+                // Sent (or dropped) when the earlier send is placed or over, whatever its outcome.
                 let _ = previous.await;
             }
             let answer = if closed.load(Ordering::Relaxed) {
@@ -76,7 +86,11 @@ impl Requests {
                     error: ApiError::new(ErrorCode::Unavailable, "the stream closed"),
                 }
             } else {
-                match AssertUnwindSafe(service.send(session, chat_id, message)).catch_unwind().await {
+                let placed = release.clone();
+                match AssertUnwindSafe(service.send_placed(session, chat_id, message, Box::new(placed)))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(Ok((message, created))) => StreamFrame::Sent { request, created, message },
                     Ok(Err(error)) => StreamFrame::Error { request: Some(request), error },
                     Err(_) => {
@@ -88,7 +102,7 @@ impl Requests {
                     }
                 }
             };
-            let _ = done.send(());
+            release();
             (ours, chat_id, answer)
         }));
         Ok(())

@@ -9,7 +9,7 @@ use super::accounts::like_pattern;
 use super::updates::push_all;
 use super::{SqliteStore, json};
 use crate::{
-    ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, RecipientFacts, SendContext, SendGate,
+    ChatRecord, ChatStore, ChatView, MemberRecord, NewMessage, Page, Placed, RecipientFacts, SendContext, SendGate,
     SendOutcome, StoreError, StoreResult,
 };
 
@@ -218,6 +218,30 @@ pub(super) fn find_direct(conn: &Connection, a: i64, b: i64) -> StoreResult<Opti
         .optional()?)
 }
 
+/// A send in one step on the writer: membership, a retry, `reply_to`, the gate, the append.
+fn local_send(conn: &Connection, new: NewMessage, gate: SendGate) -> StoreResult<SendOutcome> {
+    let Some(context) = send_context(conn, new.chat_id, new.sender_id)? else {
+        return Ok(SendOutcome::NotMember);
+    };
+    if context.members.iter().any(|m| m.remote_address.is_some()) {
+        return Ok(SendOutcome::Remote { context, new });
+    }
+    if let Some(stored) = retried(conn, &new)? {
+        return Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() });
+    }
+    if let Some(reply_to) = new.reply_to
+        && !message_exists(conn, new.chat_id, reply_to)?
+    {
+        return Ok(SendOutcome::NoSuchReply);
+    }
+    if !gate(&context) {
+        return Ok(SendOutcome::Refused(context));
+    }
+    let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
+    let (message, updates) = insert_message(conn, &new, &notify)?;
+    Ok(SendOutcome::Stored { message, created: true, updates })
+}
+
 #[async_trait]
 impl ChatStore for SqliteStore {
     async fn direct_chat(&self, a: i64, b: i64) -> StoreResult<Option<i64>> {
@@ -300,32 +324,23 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn send_message(&self, new: NewMessage, gate: SendGate) -> StoreResult<SendOutcome> {
+        self.send_message_placed(new, gate, Box::new(|| {})).await
+    }
+
     /// One write job for the whole send: the checks read the writer's warm cache inside the
     /// same transaction as the append, instead of a read on the pool before it. The job makes
-    /// every check before its first write, so it needs no savepoint of its own.
-    async fn send_message(&self, new: NewMessage, gate: SendGate) -> StoreResult<SendOutcome> {
+    /// every check before its first write, so it needs no savepoint of its own. The writer runs
+    /// its jobs one at a time in the order they were queued, so the send's place is fixed once
+    /// its job has run: `placed` is called then, before the batch's commit.
+    async fn send_message_placed(&self, new: NewMessage, gate: SendGate, placed: Placed) -> StoreResult<SendOutcome> {
         // Every check comes before the first write.
         self.write_checked_first(move |conn| {
-            let Some(context) = send_context(conn, new.chat_id, new.sender_id)? else {
-                return Ok(SendOutcome::NotMember);
-            };
-            if context.members.iter().any(|m| m.remote_address.is_some()) {
-                return Ok(SendOutcome::Remote { context, new });
+            let outcome = local_send(conn, new, gate)?;
+            if !matches!(outcome, SendOutcome::Remote { .. }) {
+                placed();
             }
-            if let Some(stored) = retried(conn, &new)? {
-                return Ok(SendOutcome::Stored { message: stored, created: false, updates: Vec::new() });
-            }
-            if let Some(reply_to) = new.reply_to
-                && !message_exists(conn, new.chat_id, reply_to)?
-            {
-                return Ok(SendOutcome::NoSuchReply);
-            }
-            if !gate(&context) {
-                return Ok(SendOutcome::Refused(context));
-            }
-            let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
-            let (message, updates) = insert_message(conn, &new, &notify)?;
-            Ok(SendOutcome::Stored { message, created: true, updates })
+            Ok(outcome)
         })
         .await
     }
