@@ -90,6 +90,8 @@ pub enum StreamFrame {
 pub enum ClientFrame {
     /// Sends a message, as `POST /v1/chats/{chat_id}/messages` does: answered once the message
     /// is durably stored, and a retry with the same `client_id` returns the same message.
+    /// Sends to one chat are stored in the order they were sent on the connection (a failed one
+    /// does not hold back the next); their answers may come in another order.
     Send { request: u64, chat_id: i64, message: SendMessage },
 }
 

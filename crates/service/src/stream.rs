@@ -106,7 +106,7 @@ pub struct UpdateFeed {
     behind: bool,
     /// Durable updates that came on the bus ahead of a missing cursor, by cursor.
     early: BTreeMap<i64, Arc<Update>>,
-    /// When the oldest missing cursor was first missed.
+    /// When the current wait for a missing cursor began (afresh after each partial fill).
     gap_since: Option<tokio::time::Instant>,
     open: bool,
 }
@@ -139,8 +139,9 @@ impl UpdateFeed {
     }
 
     /// The next updates, in cursor order, each durable one exactly once; `None` when the bus
-    /// has shut down. While catching up from the store it may return an empty list, when the
-    /// read that caught it up had nothing new: check [`UpdateFeed::caught_up`] after each call.
+    /// has shut down. It may return an empty list: when it finds it must read the store (it
+    /// reads at the next call), and while catching up, when the read that caught it up had
+    /// nothing new. Check [`UpdateFeed::caught_up`] after each call.
     pub async fn next(&mut self) -> Result<Option<Vec<Update>>, ApiError> {
         loop {
             if self.behind {
@@ -171,13 +172,18 @@ impl UpdateFeed {
                     // slower path. The store has it.
                     Err(_) => {
                         self.behind = true;
-                        continue;
+                        return Ok(Some(Vec::new()));
                     }
                 },
             };
+            // Turning behind returns at once (nothing yet): the store read happens at the next
+            // call, so that a caller that only polls for what is ready never starts one.
             match received {
                 None => return Ok(None),
-                Some(Received::Lagged) => self.behind = true,
+                Some(Received::Lagged) => {
+                    self.behind = true;
+                    return Ok(Some(Vec::new()));
+                }
                 Some(Received::Update(update)) => match update.cursor {
                     None => return Ok(Some(vec![Arc::unwrap_or_clone(update)])),
                     Some(c) if c <= self.last => {}
@@ -190,6 +196,7 @@ impl UpdateFeed {
                     Some(c) => {
                         if self.early.len() >= REORDER_MAX {
                             self.behind = true;
+                            return Ok(Some(Vec::new()));
                         } else {
                             self.early.insert(c, update);
                             self.gap_since.get_or_insert_with(tokio::time::Instant::now);

@@ -316,12 +316,18 @@ async fn checked_sends(store: Arc<dyn Store>) {
     assert_eq!(called(), 2, "for a retry");
     let sent = store.send_message_placed(new_message(chat, outsider, "p2", "x"), allow(), placed()).await;
     assert!(matches!(sent.expect("send"), SendOutcome::NotMember));
+    assert_eq!(called(), 3, "for a non-member");
     let sent = store.send_message_placed(new_message(chat, a, "p3", "x"), refuse(), placed()).await;
     assert!(matches!(sent.expect("send"), SendOutcome::Refused(_)));
     assert_eq!(called(), 4, "for a refused one");
+    let mut reply = new_message(chat, a, "p4", "x");
+    reply.reply_to = Some(999);
+    let sent = store.send_message_placed(reply, allow(), placed()).await;
+    assert!(matches!(sent.expect("send"), SendOutcome::NoSuchReply));
+    assert_eq!(called(), 5, "for a reply to nothing");
     let sent = store.send_message_placed(new_message(chat, a, "p1", "other"), allow(), placed()).await;
     assert!(matches!(sent, Err(StoreError::IdempotencyConflict)));
-    assert_eq!(called(), 4, "not for an error");
+    assert_eq!(called(), 5, "not for an error");
 }
 
 async fn receipts_and_reactions(store: Arc<dyn Store>) {

@@ -162,7 +162,8 @@ pub trait ChatStore: Send + Sync {
     /// [`ChatStore::send_message`], calling `placed` as soon as the send's place in its chat's
     /// order is fixed, for every outcome but [`SendOutcome::Remote`] (whose caller stores it
     /// later) and an error. A caller that keeps one client's sends to a chat in order may start
-    /// the next one then instead of waiting for this one's commit.
+    /// the next one then instead of waiting for this one's commit; should this one still fail
+    /// (its batch rolled back), the next may be stored first, as with any failed send.
     ///
     /// This default calls `placed` when the send is over; a backend whose writes go through one
     /// queue in order calls it when the send's write has run, before its commit.

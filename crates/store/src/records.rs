@@ -141,8 +141,9 @@ pub struct SendContext {
 pub type SendGate = Box<dyn FnOnce(&SendContext) -> bool + Send>;
 
 /// Called by [`crate::ChatStore::send_message_placed`] once a send's place in its chat's order
-/// is fixed: a send made after that cannot be stored before it. It may run on the embedded
-/// store's writer thread, so it must be quick and do no I/O.
+/// is fixed: a send made after that is stored after it, unless this one then fails after all
+/// (its batch is rolled back; a retry then lands later). It may run on the embedded store's
+/// writer thread, so it must be quick, do no I/O and not panic.
 pub type Placed = Box<dyn FnOnce() + Send>;
 
 /// What [`crate::ChatStore::send_message`] did.

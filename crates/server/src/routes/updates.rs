@@ -28,7 +28,7 @@ const WS_BUFFER: usize = 1024;
 /// Frames queued on a stream are written out together once they pass this many bytes, or at
 /// the flush after everything that was ready at once (an answer to a send and the sender's own
 /// update of it, say): one write for several frames. Small for the same reason as `WS_BUFFER`:
-/// the buffer keeps its size.
+/// the buffer keeps the capacity it grew to (this plus the largest frame).
 const WS_WRITE_COALESCE: usize = 2048;
 /// The most extra rounds (an answer and an update each) the pump takes before it flushes and
 /// reads its client again.
@@ -250,8 +250,8 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
             }
         }
         // Whatever else is ready now goes out in the same write, up to a bound, so that a busy
-        // stream still reads its client. The feed is asked only when it is live: behind, its
-        // next step is a store read, which the next turn awaits.
+        // stream still reads its client. The feed is asked only when it is live; should it find
+        // that it must read the store, it says so at once and the next turn's call reads.
         for _ in 0..DRAIN_MAX {
             let mut more = false;
             if let Some(answer) = requests.next().now_or_never() {
