@@ -293,40 +293,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_recheck_finds_what_the_bus_lost() {
-        let dir = std::env::temp_dir().join(format!("peyvand-service-recheck-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Arc::new(SqliteStore::open(&dir).expect("open"));
-        let a = store.user_by_phone_or_create("+989120000001", 1).await.expect("user").0.id;
-        let b = store.user_by_phone_or_create("+989120000002", 1).await.expect("user").0.id;
-        let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
-        let shared: Arc<dyn Store> = store.clone();
-        let service =
-            Service::new(shared, Arc::new(LosingBus::default()), Arc::new(ConsoleCodeSender), ServiceConfig::default());
-        let mut feed = service.open_feed(Session { user_id: b, device_id: 1 }, 0).await.expect("feed");
-        while !feed.caught_up() {
-            feed.next().await.expect("next").expect("open");
-        }
+        let (dir, store, _bus, service, a, b, chat) = two_people("recheck").await;
+        let mut feed = caught_up_feed(&service, b).await;
 
         // Stored, announced on a bus that loses it: the feed cannot know until it rechecks.
-        let new = peyvand_store::NewMessage {
-            chat_id: chat,
-            sender_id: a,
-            client_id: "lost".into(),
-            content: peyvand_api::Content::Text { text: "سلام".into() },
-            folded: "سلام".into(),
-            reply_to: None,
-            forwarded_from: None,
-            sent_at: 2,
-        };
-        store.append_message(new, vec![a, b]).await.expect("send");
+        store.append_message(text_message(chat, a, "lost", 2), vec![a, b]).await.expect("send");
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(100), feed.next()).await;
         assert!(quiet.is_err(), "nothing arrives on its own");
         feed.recheck().await;
-        let got = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
-            .await
-            .expect("the recheck brings it")
-            .expect("next")
-            .expect("open");
+        let got = next_within(&mut feed, 10).await;
         assert!(matches!(&got[..], [Update { event: Event::MessageNew { message }, .. }] if message.seq == 1));
         feed.close().await;
         drop(service);
