@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::progress::Progress;
 use crate::signup::Person;
@@ -13,7 +13,7 @@ use crate::ws::{self, Socket};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConnectStats {
     pub attempted: usize,
     pub connected: usize,
@@ -24,7 +24,24 @@ pub struct ConnectStats {
     pub failures: BTreeMap<String, u64>,
 }
 
-/// Opens one stream per person and waits for each to be live; `None` where that failed.
+impl ConnectStats {
+    /// Adds `other`, which ran at the same time (another holder's share of the same phase):
+    /// the phase took as long as its slowest part.
+    pub fn merge(&mut self, other: &ConnectStats) {
+        self.attempted += other.attempted;
+        self.connected += other.connected;
+        self.concurrency += other.concurrency;
+        self.seconds = self.seconds.max(other.seconds);
+        self.per_second = self.connected as f64 / self.seconds.max(1e-9);
+        for (why, n) in &other.failures {
+            *self.failures.entry(why.clone()).or_insert(0) += n;
+        }
+    }
+}
+
+/// Opens one stream per person and waits for each to be live, handing each to `ready` (with
+/// its index in `people`) as soon as it is: a stream left unread while the rest connect would
+/// not answer the server's pings, and the server closes streams that stay silent for two.
 /// `first` numbers the connections across several calls, which picks their source ports and
 /// their node: connection `n` goes to `nodes[n % nodes.len()]`, the node its person uses.
 pub async fn connect_all(
@@ -32,12 +49,13 @@ pub async fn connect_all(
     people: &[Person],
     first: usize,
     concurrency: usize,
-) -> (Vec<Option<Socket>>, ConnectStats) {
+    mut ready: impl FnMut(usize, Socket),
+) -> ConnectStats {
     let count = people.len();
     let concurrency = concurrency.max(1);
     let started = Instant::now();
     let mut progress = Progress::new("connected", count);
-    let mut sockets: Vec<Option<Socket>> = (0..count).map(|_| None).collect();
+    let mut connected = 0;
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut results = futures_util::stream::iter(people.iter().enumerate())
         .map(|(i, person)| async move {
@@ -52,20 +70,21 @@ pub async fn connect_all(
         .buffer_unordered(concurrency);
     while let Some((i, result)) = results.next().await {
         match result {
-            Ok(socket) => sockets[i] = Some(socket),
+            Ok(socket) => {
+                connected += 1;
+                ready(i, socket);
+            }
             Err(e) => *failures.entry(format!("{e:#}")).or_insert(0) += 1,
         }
         progress.step();
     }
     let seconds = started.elapsed().as_secs_f64();
-    let connected = sockets.iter().filter(|s| s.is_some()).count();
-    let stats = ConnectStats {
+    ConnectStats {
         attempted: count,
         connected,
         concurrency,
         seconds,
         per_second: connected as f64 / seconds.max(1e-9),
         failures,
-    };
-    (sockets, stats)
+    }
 }

@@ -1,16 +1,14 @@
 //! `peyvand-bench idle`: many people, each with one open update stream and nothing to say,
 //! to see how many connections the server holds and what each costs it in memory. With several
-//! nodes the streams are spread over them and the memory is the nodes' sum.
+//! nodes the streams are spread over them and the memory is the nodes' sum. The streams are
+//! held by child processes of the bench (see `hold`), as many as the open-file limit needs.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
-use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::connect::connect_all;
+use crate::hold::Holders;
 use crate::metrics::Scrape;
 use crate::procfs::{self, CpuSnapshot};
 use crate::progress::say;
@@ -29,19 +27,15 @@ pub struct IdleArgs {
     /// Concurrent sign-ups in the first phase.
     #[arg(long, default_value_t = 64)]
     pub signup_concurrency: usize,
-    /// Concurrent WebSocket handshakes.
+    /// Concurrent WebSocket handshakes, shared among the holders.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
     /// Seconds to hold the streams open before measuring again.
     #[arg(long, default_value_t = 10)]
     pub hold: u64,
-}
-
-/// Counts the streams the server has closed while they were meant to stay open.
-async fn hold_open(mut socket: crate::ws::Socket, closed: Arc<AtomicU64>) {
-    // Reading also answers the server's pings.
-    while let Some(Ok(_)) = socket.next().await {}
-    closed.fetch_add(1, Ordering::Relaxed);
+    /// Child processes that hold the streams [default: as few as the open-file limit allows].
+    #[arg(long)]
+    pub holders: Option<usize>,
 }
 
 /// The servers' own count of open streams, from their metrics; none unless every node answers.
@@ -51,17 +45,42 @@ async fn server_open_streams(http: &reqwest::Client, base_urls: &[String]) -> Op
     open.map(|n| n as u64)
 }
 
-pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde_json::Value> {
-    let needed = args.connections as u64 + SPARE_FILES;
-    if let Some(limit) = procfs::open_files_limit().filter(|limit| *limit < needed) {
+/// How many holders to start, refusing a run whose streams cannot fit the nodes' or the
+/// holders' open-file limit (each a process of its own, with the limit this one has).
+fn holders_for(args: &IdleArgs, nodes: usize, open_files: u64) -> anyhow::Result<usize> {
+    let room = open_files.saturating_sub(SPARE_FILES);
+    let per_node = args.connections.div_ceil(nodes.max(1)) as u64;
+    if per_node > room {
         bail!(
-            "{} connections need at least {needed} open files in this process and in the server, but the limit is {limit}: \
-             raise it with `ulimit -n` (the hard limit is the ceiling without CAP_SYS_RESOURCE), or ask for at most {} connections",
+            "{} connections over {nodes} node(s) put {per_node} on a node, but a process may open {open_files} files: \
+             raise the limit with `ulimit -n` (the hard limit is the ceiling without CAP_SYS_RESOURCE), ask for at most \
+             {} connections, or start more nodes (`--nodes`, on PostgreSQL and NATS)",
             args.connections,
-            limit.saturating_sub(SPARE_FILES)
+            room * nodes as u64
         );
     }
+    match args.holders {
+        None => Holders::needed(args.connections, open_files, SPARE_FILES),
+        Some(0) => bail!("--holders must be at least 1"),
+        Some(holders) => {
+            let per_holder = args.connections.div_ceil(holders) as u64;
+            if per_holder > room {
+                bail!(
+                    "{} connections over {holders} holder(s) put {per_holder} in one process, but a process may open \
+                     {open_files} files: leave out --holders, or ask for at least {}",
+                    args.connections,
+                    Holders::needed(args.connections, open_files, SPARE_FILES)?
+                );
+            }
+            Ok(holders)
+        }
+    }
+}
+
+pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     let cluster = servers.setup();
+    let open_files = procfs::open_files_limit().unwrap_or(u64::MAX);
+    let mut holders = Holders::spawn(holders_for(args, cluster.nodes, open_files)?)?;
     let pids = servers.pids();
     let base_urls = servers.base_urls();
     let addresses = servers.addresses();
@@ -76,40 +95,40 @@ pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde
     // connections bring.
     let half = people.len() / 2;
     let before = procfs::memory_sum(&pids)?;
-    let bench_before = procfs::memory(std::process::id())?;
-    let cpu_start = CpuSnapshot::take(&pids);
-    say(&format!("connecting {} update streams ({} at a time)", people.len(), args.connect_concurrency));
-    let (mut sockets, first_half) = connect_all(&addresses, &people[..half], 0, args.connect_concurrency).await;
+    let bench_before = holders.memory()?;
+    let cpu_start = CpuSnapshot::take_with(&pids, &holders.pids());
+    say(&format!(
+        "connecting {} update streams ({} at a time, held by {} processes)",
+        people.len(),
+        args.connect_concurrency,
+        holders.len()
+    ));
+    let first_half = holders.connect(&addresses, &people[..half], 0, args.connect_concurrency).await?;
     let middle = procfs::memory_sum(&pids)?;
-    let (rest, second_half) = connect_all(&addresses, &people[half..], half, args.connect_concurrency).await;
-    let cpu_connect = CpuSnapshot::take(&pids).since(&cpu_start);
-    let connected_first = sockets.iter().flatten().count() as u64;
-    sockets.extend(rest);
-    let closed = Arc::new(AtomicU64::new(0));
-    let holders: Vec<_> = sockets.into_iter().flatten().map(|s| tokio::spawn(hold_open(s, closed.clone()))).collect();
-    let connected = holders.len() as u64;
+    let second_half = holders.connect(&addresses, &people[half..], half, args.connect_concurrency).await?;
+    let cpu_connect = CpuSnapshot::take_with(&pids, &holders.pids()).since(&cpu_start);
+    let connected_first = first_half.connected as u64;
+    let connected = connected_first + second_half.connected as u64;
     let after = procfs::memory_sum(&pids)?;
-    let bench_after = procfs::memory(std::process::id())?;
+    let bench_after = holders.memory()?;
     let server_counted = server_open_streams(&setup, &base_urls).await;
 
     say(&format!("holding them for {} s", args.hold));
-    let cpu_hold_start = CpuSnapshot::take(&pids);
+    let cpu_hold_start = CpuSnapshot::take_with(&pids, &holders.pids());
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
-    let cpu_hold = CpuSnapshot::take(&pids).since(&cpu_hold_start);
+    let cpu_hold = CpuSnapshot::take_with(&pids, &holders.pids()).since(&cpu_hold_start);
     let held = procfs::memory_sum(&pids)?;
-    let still_open = connected - closed.load(Ordering::Relaxed);
+    let still_open = holders.open().await?;
     let server_counted_after_hold = server_open_streams(&setup, &base_urls).await;
     servers.check_alive()?;
-    for holder in &holders {
-        holder.abort();
-    }
+    let holder_count = holders.len();
+    drop(holders);
 
     let seconds = first_half.seconds + second_half.seconds;
     let connects_per_second = connected as f64 / seconds.max(1e-9);
-    let mut failures = first_half.failures.clone();
-    for (why, n) in &second_half.failures {
-        *failures.entry(why.clone()).or_insert(0) += n;
-    }
+    let mut both = first_half.clone();
+    both.merge(&second_half);
+    let failures = both.failures;
     let per_connection = |from: u64, to: u64, count: u64| to.saturating_sub(from) as f64 / count.max(1) as f64;
     let average = per_connection(before.rss, after.rss, connected);
     let average_held = per_connection(before.rss, held.rss, connected);
@@ -133,7 +152,7 @@ pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde
     say(&format!(
         "  per stream    {average:.0} bytes on average ({average_held:.0} after holding), {marginal:.0} bytes for the second half"
     ));
-    say(&format!("  bench memory  {bench_per_connection:.0} bytes per stream"));
+    say(&format!("  bench memory  {bench_per_connection:.0} bytes per stream, in {holder_count} holder processes"));
     say(&format!("  cpu (connect) {}", cpu_connect.line()));
     say(&format!("  cpu (idle)    {}", cpu_hold.line()));
 
@@ -156,7 +175,32 @@ pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde
         "server_bytes_per_connection_after_hold": average_held,
         "server_bytes_per_connection_marginal": marginal,
         "bench_bytes_per_connection": bench_per_connection,
+        "holders": holder_count,
         "cpu_while_connecting": cpu_connect,
         "cpu_while_idle": cpu_hold,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(connections: usize, holders: Option<usize>) -> IdleArgs {
+        IdleArgs { connections, signup_concurrency: 1, connect_concurrency: 1, hold: 0, holders }
+    }
+
+    #[test]
+    fn holders_and_nodes_must_fit_the_open_file_limit() {
+        // As many holders as needed by default, or as asked when they fit.
+        assert_eq!(holders_for(&args(100_000, None), 6, 20_000).expect("fits"), 6);
+        assert_eq!(holders_for(&args(19_000, None), 1, 20_000).expect("fits"), 1);
+        assert_eq!(holders_for(&args(19_000, Some(4)), 1, 20_000).expect("fits"), 4);
+        // A node cannot hold more than its own limit allows.
+        let error = holders_for(&args(100_000, None), 5, 20_000).expect_err("20,000 a node").to_string();
+        assert!(error.contains("put 20000 on a node") && error.contains("at most 99000"), "{error}");
+        // Nor can a holder.
+        let error = holders_for(&args(100_000, Some(5)), 6, 20_000).expect_err("20,000 a holder").to_string();
+        assert!(error.contains("at least 6"), "{error}");
+        assert!(holders_for(&args(10, Some(0)), 1, 20_000).is_err());
+    }
 }

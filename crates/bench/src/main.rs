@@ -6,6 +6,7 @@
 
 mod backends;
 mod connect;
+mod hold;
 mod idle;
 mod latency;
 mod messages;
@@ -67,6 +68,9 @@ enum Scenario {
     Messages(messages::MessagesArgs),
     /// Many idle update streams: how many the server holds and at what memory cost.
     Idle(idle::IdleArgs),
+    /// Holds update streams for an `idle` run that started this process (not for people).
+    #[command(hide = true)]
+    Hold,
 }
 
 /// The HTTP client for setting up (sign-ups, chats, metrics).
@@ -77,6 +81,9 @@ pub(crate) fn setup_client() -> anyhow::Result<reqwest::Client> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Hold = cli.scenario {
+        return hold::serve().await;
+    }
     let options = ServerOptions {
         peyvand: cli.peyvand.unwrap_or_else(default_peyvand),
         data: cli.data,
@@ -99,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match &cli.scenario {
         Scenario::Messages(args) => messages::run(&mut servers, args).await?,
         Scenario::Idle(args) => idle::run(&mut servers, args).await?,
+        Scenario::Hold => unreachable!("a holder starts no servers"),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;

@@ -147,7 +147,9 @@ pub async fn run(servers: &mut Servers, args: &MessagesArgs) -> anyhow::Result<s
     let before_connect = procfs::memory_sum(&pids)?;
     let streams = if args.no_streams { &people[..0] } else { &people[..] };
     say(&format!("connecting {} update streams", streams.len()));
-    let (sockets, connect) = connect_all(&servers.addresses(), streams, 0, args.connect_concurrency).await;
+    let mut sockets: Vec<Option<Socket>> = (0..streams.len()).map(|_| None).collect();
+    let connect =
+        connect_all(&servers.addresses(), streams, 0, args.connect_concurrency, |i, s| sockets[i] = Some(s)).await;
     if connect.connected != streams.len() {
         bail!("only {} of {} streams connected: {:?}", connect.connected, streams.len(), connect.failures);
     }

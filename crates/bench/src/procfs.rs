@@ -148,6 +148,12 @@ fn one_node(cores: &[f64]) -> bool {
 
 impl CpuSnapshot {
     pub fn take(server_pids: &[u32]) -> Self {
+        Self::take_with(server_pids, &[])
+    }
+
+    /// As `take`, with the CPU time of the bench's own child processes (`helpers`, such as
+    /// idle's holders) counted as the bench's.
+    pub fn take_with(server_pids: &[u32], helpers: &[u32]) -> Self {
         let mut server_threads = BTreeMap::new();
         for (name, seconds) in server_pids.iter().flat_map(|&pid| cpu_seconds_by_thread(pid)) {
             *server_threads.entry(name).or_insert(0.0) += seconds;
@@ -156,7 +162,10 @@ impl CpuSnapshot {
             at: Instant::now(),
             server: server_pids.iter().map(|&pid| cpu_seconds(pid).unwrap_or(0.0)).collect(),
             server_threads,
-            bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
+            bench: std::iter::once(std::process::id())
+                .chain(helpers.iter().copied())
+                .map(|pid| cpu_seconds(pid).unwrap_or(0.0))
+                .sum(),
             machine: machine_cpu_seconds().unwrap_or((0.0, 0.0)),
         }
     }

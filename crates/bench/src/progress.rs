@@ -28,8 +28,8 @@ impl Progress {
     }
 }
 
-/// A line for people on standard error (standard output is kept for the JSON result).
+/// A line for people on standard error (standard output is kept for the JSON result), in one
+/// write, so that the lines of idle's holders, which share it, do not interleave.
 pub fn say(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
 }

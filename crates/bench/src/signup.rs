@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use peyvand_api::{CodeRequest, SignInRequest, SignedIn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::progress::Progress;
 use crate::server::Servers;
@@ -16,7 +16,7 @@ const CODE_WAIT: Duration = Duration::from_secs(30);
 const MAX_PEOPLE: usize = 10_000_000;
 
 /// A signed-up person with one session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Person {
     pub id: i64,
     pub token: String,
