@@ -37,6 +37,9 @@ pub struct Config {
     /// per-address limits. A list in the file; comma-separated in `PEYVAND_TRUSTED_PROXIES`.
     #[serde(deserialize_with = "addresses")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seconds a frame may wait for an update stream's client to take it before the stream
+    /// is closed (the client resumes from its cursor when it reconnects).
+    pub stream_write_timeout_secs: u64,
     pub sms: SmsConfig,
     pub service: ServiceConfig,
     /// The link to other licensed messengers; off unless `provider_id` is set.
@@ -54,6 +57,7 @@ impl Default for Config {
             bus_prefix: "peyvand".into(),
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
+            stream_write_timeout_secs: 30,
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
             interconnect: InterconnectConfig::default(),
@@ -97,6 +101,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "bus_prefix",
     "log_format",
     "trusted_proxies",
+    "stream_write_timeout_secs",
     "sms",
     "interconnect",
     "service",
@@ -212,6 +217,9 @@ impl Config {
         if self.sms.gateway == SmsGateway::Http && self.sms.url.as_deref().is_none_or(str::is_empty) {
             bail!("sms.gateway = \"http\" needs sms.url");
         }
+        if self.stream_write_timeout_secs == 0 {
+            bail!("stream_write_timeout_secs must be positive");
+        }
         let s = &self.service;
         if !(4..=8).contains(&s.code_length) {
             bail!("service.code_length must be 4 to 8");
@@ -255,6 +263,9 @@ mod tests {
         assert_eq!(config.service.limits.codes_per_number_per_hour, 7);
         assert_eq!(config.service.code_length, 5);
         assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.stream_write_timeout_secs, 30);
+        let config = load_from("", &[("PEYVAND_STREAM_WRITE_TIMEOUT_SECS", "2")]).expect("valid");
+        assert_eq!(config.stream_write_timeout_secs, 2);
     }
 
     #[test]
@@ -271,6 +282,7 @@ mod tests {
         assert!(load_from("lisen = \"x\"", &[]).is_err());
         assert!(load_from("[service]\ncode_length = 2", &[]).is_err());
         assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
+        assert!(load_from("stream_write_timeout_secs = 0", &[]).is_err());
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
         assert!(load_from("storage = \"mysql://x\"", &[]).is_err());
         assert!(load_from("bus = \"nats://a:4222,redis://b\"", &[]).is_err());

@@ -181,7 +181,11 @@ impl Server {
             "peyvand is serving"
         );
         spawn_background_work(&service);
-        let router = peyvand_server::router(service.clone(), config.trusted_proxies.clone(), interconnect.clone());
+        let front_end = peyvand_server::FrontEnd {
+            trusted_proxies: config.trusted_proxies.clone(),
+            stream_write_timeout: Duration::from_secs(config.stream_write_timeout_secs),
+        };
+        let router = peyvand_server::router(service.clone(), front_end, interconnect.clone());
         Ok(Self { address, listener, router, service, interconnect })
     }
 

@@ -327,3 +327,73 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     let replayed = until_ready(&mut stream, chat.id, &mut cursors).await;
     assert_eq!(replayed, (1..=stored.len() as i64).collect::<Vec<_>>());
 }
+
+/// A server metric's value, from its `/metrics` page.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let page = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_resumes_with_nothing_lost() {
+    let server = Server::start_with(
+        &common::temp_dir("stuck"),
+        &[("PEYVAND_STREAM_WRITE_TIMEOUT_SECS", "1"), ("PEYVAND_SERVICE__LIMITS__MESSAGES_PER_MINUTE", "1000000")],
+    );
+    let ali = person(&server, "+989121330041").await;
+    let sara = person(&server, "+989121330042").await;
+    let chat = ali.client.open_direct(sara.id).await.expect("open");
+
+    // Sara's stream, on a socket with the smallest receive buffer, read up to `ready` and then
+    // never again: what the server sends piles up in its own socket buffer.
+    let address: std::net::SocketAddr =
+        server.url.trim_start_matches("http://").trim_end_matches('/').parse().expect("address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    let tcp = socket.connect(address).await.expect("connect");
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{address}/v1/updates/ws"
+    ))
+    .expect("request");
+    let bearer = format!("Bearer {}", sara.client.token().expect("token"));
+    request.headers_mut().insert("authorization", bearer.parse().expect("header"));
+    let (mut stuck, _) = tokio_tungstenite::client_async(request, tcp).await.expect("handshake");
+    let cursor = loop {
+        let frame = tokio::time::timeout(common::DEADLINE, futures_util::StreamExt::next(&mut stuck))
+            .await
+            .expect("ready in time")
+            .expect("open")
+            .expect("frame");
+        if let Ok(StreamFrame::Ready { cursor }) = serde_json::from_str(frame.to_text().expect("text")) {
+            break cursor;
+        }
+    };
+    assert_eq!(metric(&server, "peyvand_websockets_open").await, 1);
+
+    // Long messages to Sara until the server gives up on her stream (a few MB fill the
+    // buffers; the bound only stops a server that never gives up).
+    let body = "ب".repeat(4096);
+    let mut sent = 0;
+    while metric(&server, "peyvand_websocket_write_timeouts_total").await == 0 {
+        assert!(sent < 5_000, "{sent} messages and the stream is still being written to");
+        let batch = (sent..sent + 50).map(|i| {
+            let (client, message) = (ali.client.clone(), text(&format!("s{i}"), &body));
+            async move { client.send(chat.id, &message).await }
+        });
+        for result in futures_util::future::join_all(batch).await {
+            result.expect("sent");
+        }
+        sent += 50;
+    }
+    common::eventually("the stuck stream closed", || async { metric(&server, "peyvand_websockets_open").await == 0 })
+        .await;
+
+    // Back, Sara resumes from her cursor: every message, once, in order.
+    let mut stream = sara.client.updates_ws(cursor).await.expect("ws");
+    let mut cursors = Vec::new();
+    let seqs = until_ready(&mut stream, chat.id, &mut cursors).await;
+    assert_eq!(seqs, (1..=sent as i64).collect::<Vec<_>>());
+    drop(stuck);
+}

@@ -10,6 +10,7 @@ pub mod openapi;
 mod routes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +23,23 @@ pub use metrics::Metrics;
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How the front end treats its clients, beyond what the service decides.
+#[derive(Clone, Debug)]
+pub struct FrontEnd {
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the real client, for
+    /// per-address limits.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a frame may wait for an update stream's client to take it. A client that
+    /// stops reading is then disconnected: it resumes from its cursor when it comes back.
+    pub stream_write_timeout: Duration,
+}
+
+impl Default for FrontEnd {
+    fn default() -> Self {
+        Self { trusted_proxies: Vec::new(), stream_write_timeout: Duration::from_secs(30) }
+    }
+}
+
 /// What every handler receives.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -29,19 +47,22 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Proxies (load balancers) whose `X-Forwarded-For` names the real client.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// See [`FrontEnd::stream_write_timeout`].
+    pub stream_write_timeout: Duration,
     /// The link to other messengers, when configured.
     pub interconnect: Option<Interconnect>,
 }
 
 /// The whole client API, and the interconnect's endpoints for other providers when there is
-/// one. Requests from `trusted_proxies` are counted against the address their
+/// one. Requests from `front_end.trusted_proxies` are counted against the address their
 /// `X-Forwarded-For` names; everyone else's against their own.
-pub fn router(service: Service, trusted_proxies: Vec<std::net::IpAddr>, interconnect: Option<Interconnect>) -> Router {
+pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interconnect>) -> Router {
     let peers = interconnect.as_ref().map(Interconnect::router);
     let state = AppState {
         service,
         metrics: Arc::new(Metrics::default()),
-        trusted_proxies: Arc::new(trusted_proxies),
+        trusted_proxies: Arc::new(front_end.trusted_proxies),
+        stream_write_timeout: front_end.stream_write_timeout,
         interconnect,
     };
     let client_api = routes::router();

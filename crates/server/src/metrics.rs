@@ -23,6 +23,7 @@ pub struct Metrics {
     pub websockets_open: AtomicU64,
     pub websocket_frames_sent: AtomicU64,
     pub websocket_frames_received: AtomicU64,
+    pub websocket_write_timeouts: AtomicU64,
 }
 
 /// Middleware: counts every response by status class and times it.
@@ -93,6 +94,12 @@ pub fn render(state: &AppState) -> String {
         "peyvand_websocket_frames_received_total",
         "Client frames (requests) received on update streams.",
         load(&m.websocket_frames_received),
+    );
+    counter(
+        &mut out,
+        "peyvand_websocket_write_timeouts_total",
+        "Update streams closed because their client took no frame for the write timeout.",
+        load(&m.websocket_write_timeouts),
     );
     gauge(
         &mut out,

@@ -95,16 +95,35 @@ pub async fn updates_ws(
         .on_upgrade(move |socket| stream(s, session, after, socket))
 }
 
+/// Runs one write to the client, which fails when the client has not taken it within
+/// `stream_write_timeout`. A client that stops reading would otherwise hold its pump (and the
+/// feed, buffers and socket with it) for as long as it stays connected; disconnected, it
+/// resumes from its cursor.
+async fn write(state: &AppState, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    match tokio::time::timeout(state.stream_write_timeout, write).await {
+        Ok(result) => result.is_ok(),
+        Err(_) => {
+            state.metrics.websocket_write_timeouts.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 /// Sends a frame now.
 async fn send(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
-    queue(socket, state, frame).await && socket.flush().await.is_ok()
+    queue(socket, state, frame).await && write(state, socket.flush()).await
 }
 
 /// Queues a frame for the next flush (written at once only past `WS_WRITE_COALESCE`).
 async fn queue(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
     let Ok(text) = serde_json::to_string(frame) else { return false };
     state.metrics.websocket_frames_sent.fetch_add(1, Ordering::Relaxed);
-    socket.feed(WsMessage::Text(text.into())).await.is_ok()
+    write(state, socket.feed(WsMessage::Text(text.into()))).await
+}
+
+/// Says goodbye to the client (it may be gone already).
+async fn close(socket: &mut WebSocket, state: &AppState) {
+    write(state, socket.send(WsMessage::Close(None))).await;
 }
 
 /// Whether the pump goes on after what the feed gave.
@@ -134,7 +153,7 @@ async fn on_feed(
                 }
             }
             if signed_out {
-                let _ = socket.send(WsMessage::Close(None)).await;
+                close(socket, state).await;
                 return Flow::Stop;
             }
             // The backlog is out: say once that the stream is live.
@@ -173,7 +192,7 @@ async fn refuse(socket: &mut WebSocket, state: &AppState, session: Session, e: A
         let cursor = state.service.sync_state(session).await.map_or(0, |s| s.cursor);
         send(socket, state, &StreamFrame::ResyncRequired { cursor }).await;
     }
-    let _ = socket.send(WsMessage::Close(None)).await;
+    close(socket, state).await;
 }
 
 /// Moves updates from the feed to the socket until either side ends, and answers the client's
@@ -208,7 +227,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                         if !state.service.device_signed_in(session).await {
                             let error = ApiError::new(ErrorCode::Unauthorized, "this device is signed out");
                             send(socket, state, &StreamFrame::Error { request: request_number(&text), error }).await;
-                            let _ = socket.send(WsMessage::Close(None)).await;
+                            close(socket, state).await;
                             return feed;
                         }
                         session_checked = tokio::time::Instant::now();
@@ -239,11 +258,11 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 // read: it is busy, not dead.
                 let busy = requests.len() >= MAX_IN_FLIGHT;
                 if (!heard_since_ping && !busy) || !state.service.device_signed_in(session).await {
-                    let _ = socket.send(WsMessage::Close(None)).await;
+                    close(socket, state).await;
                     return feed;
                 }
                 heard_since_ping = false;
-                if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                if !write(state, socket.send(WsMessage::Ping(Vec::new().into()))).await {
                     return feed;
                 }
                 feed.recheck().await;
@@ -272,7 +291,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 break;
             }
         }
-        if socket.flush().await.is_err() {
+        if !write(state, socket.flush()).await {
             return feed;
         }
     }
