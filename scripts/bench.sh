@@ -5,7 +5,9 @@
 #   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep)
 #   scripts/bench.sh idle       only the idle-connections scenario
 #   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
-#                               PostgreSQL and NATS (not part of "all": it needs both running)
+#                               PostgreSQL and NATS, then IDLE_CONNECTIONS idle streams on as
+#                               many nodes as the open-file limit needs (not part of "all": it
+#                               needs both running)
 #
 # Environment: BENCH_OUT (where the JSON and logs go), SWEEP_RATES (messages/s to try, in
 # rising order), IDLE_CONNECTIONS (default 100000, capped by the open-file limit), USERS
@@ -95,6 +97,12 @@ if [ "$what" = cluster ]; then
     # whole machine's busy CPU of each run's log.
     sweep postgres-1node --storage "$postgres"
     sweep postgres-nats-2nodes --nodes 2 --storage "$postgres" --bus "$nats"
+    # 100,000 idle streams: as many nodes as the open-file limit needs, held for two ping rounds.
+    idle_nodes=$(( (${IDLE_CONNECTIONS:-100000} + files - 1001) / (files - 1000) ))
+    if [ "$idle_nodes" -lt 2 ]; then idle_nodes=2; fi
+    run idle-cluster --nodes "$idle_nodes" --storage "$postgres" --bus "$nats" \
+        idle --connections "${IDLE_CONNECTIONS:-100000}" --hold 70
+    jq -r '"idle-cluster: \(.connected) connected on \(.nodes) nodes, \(.still_open_after_hold) open after \(.hold_s) s; server memory per connection \(.server_bytes_per_connection | floor) B on average, \(.server_bytes_per_connection_marginal | floor) B marginal"' "$out/idle-cluster.json"
 fi
 
 if [ "$what" = all ] || [ "$what" = idle ]; then
