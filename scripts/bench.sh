@@ -10,7 +10,8 @@
 #                               needs both running)
 #
 # Environment: BENCH_OUT (where the JSON and logs go), SWEEP_RATES (messages/s to try, in
-# rising order), IDLE_CONNECTIONS (default 100000, capped by the open-file limit), USERS
+# rising order), IDLE_CONNECTIONS (default 100000; "idle" caps it by the open-file limit,
+# "cluster" starts as many nodes as it needs), USERS
 # (people in the message scenarios, default 1000), PEYVAND_BENCH_POSTGRES (default
 # postgres://postgres@127.0.0.1:5432/test) and PEYVAND_BENCH_NATS (default
 # nats://127.0.0.1:4222) for "cluster".
@@ -98,6 +99,10 @@ if [ "$what" = cluster ]; then
     sweep postgres-1node --storage "$postgres"
     sweep postgres-nats-2nodes --nodes 2 --storage "$postgres" --bus "$nats"
     # 100,000 idle streams: as many nodes as the open-file limit needs, held for two ping rounds.
+    if [ "$files" -le 1000 ]; then
+        echo "the open-file limit ($files) leaves no room for idle streams" >&2
+        exit 1
+    fi
     idle_nodes=$(( (${IDLE_CONNECTIONS:-100000} + files - 1001) / (files - 1000) ))
     if [ "$idle_nodes" -lt 2 ]; then idle_nodes=2; fi
     run idle-cluster --nodes "$idle_nodes" --storage "$postgres" --bus "$nats" \

@@ -27,7 +27,7 @@ pub struct ConnectStats {
 impl ConnectStats {
     /// Adds `other`, which ran at the same time (another holder's share of the same phase):
     /// the phase took as long as its slowest part.
-    pub fn merge(&mut self, other: &ConnectStats) {
+    pub fn merge_concurrent(&mut self, other: &ConnectStats) {
         self.attempted += other.attempted;
         self.connected += other.connected;
         self.concurrency += other.concurrency;
@@ -41,7 +41,8 @@ impl ConnectStats {
 
 /// Opens one stream per person and waits for each to be live, handing each to `ready` (with
 /// its index in `people`) as soon as it is: a stream left unread while the rest connect would
-/// not answer the server's pings, and the server closes streams that stay silent for two.
+/// not answer the server's pings, and the server closes a stream that stays silent for two
+/// ping intervals.
 /// `first` numbers the connections across several calls, which picks their source ports and
 /// their node: connection `n` goes to `nodes[n % nodes.len()]`, the node its person uses.
 pub async fn connect_all(

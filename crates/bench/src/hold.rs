@@ -6,13 +6,16 @@
 //!
 //! - the parent asks `{"connect": {...}}` (people, their first connection number, the nodes);
 //!   the holder opens those streams, keeps them open and answers `{"connected": {...}}`;
-//! - the parent asks `"count"`; the holder answers `{"open": N}`, the streams still open;
-//! - the parent closes the holder's standard input; the holder closes its streams and exits.
+//! - the parent asks `"count"`; the holder answers `{"open": N}`, the streams still open.
+//!
+//! When the run is over the parent kills its holders, which drops their streams at once; a
+//! holder whose parent died without that sees its standard input end, and exits.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -96,7 +99,7 @@ impl Holder {
         self.asks.write_all(line.as_bytes()).await.with_context(|| format!("holder {} went away", self.pid))?;
         self.asks.flush().await?;
         let Some(answer) = self.answers.next_line().await? else {
-            let status = self.child.try_wait().ok().flatten();
+            let status = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
             bail!("holder {} ended without answering (exit status {status:?})", self.pid)
         };
         let answer: Answer =
@@ -108,14 +111,15 @@ impl Holder {
     }
 }
 
-/// The holders of one run; they close their streams and exit when this is dropped.
+/// The holders of one run; they are killed, and their streams dropped, when this is dropped.
 pub struct Holders {
     holders: Vec<Holder>,
 }
 
 impl Holders {
     /// How many holders `connections` streams need when each process may open `open_files`
-    /// files, `spare` of which go to other things.
+    /// files, `spare` of which go to other things. (A run is split among the holders half by
+    /// half, which may give one holder a stream more than an even share: `spare` covers it.)
     pub fn needed(connections: usize, open_files: u64, spare: u64) -> anyhow::Result<usize> {
         let per_holder = open_files.saturating_sub(spare);
         if per_holder == 0 {
@@ -168,7 +172,7 @@ impl Holders {
         concurrency: usize,
     ) -> anyhow::Result<ConnectStats> {
         let share = people.len().div_ceil(self.holders.len()).max(1);
-        let per_holder = (concurrency / self.holders.len()).max(1);
+        let per_holder = (concurrency / people.len().div_ceil(share).max(1)).max(1);
         let asks = self.holders.iter_mut().zip(people.chunks(share).enumerate()).map(|(holder, (k, run))| {
             let ask = Ask::Connect {
                 nodes: nodes.to_vec(),
@@ -182,13 +186,13 @@ impl Holders {
         let mut total = ConnectStats::default();
         for answer in answers {
             let Answer::Connected(stats) = answer else { bail!("a holder answered a connect with {answer:?}") };
-            total.merge(&stats);
+            total.merge_concurrent(&stats);
         }
         Ok(total)
     }
 
     /// The streams still open, over all holders.
-    pub async fn open(&mut self) -> anyhow::Result<u64> {
+    pub async fn open_streams(&mut self) -> anyhow::Result<u64> {
         let answers = futures_util::future::try_join_all(self.holders.iter_mut().map(|h| h.ask(&Ask::Count))).await?;
         answers
             .into_iter()

@@ -118,7 +118,7 @@ pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
     let cpu_hold = CpuSnapshot::take_with(&pids, &holders.pids()).since(&cpu_hold_start);
     let held = procfs::memory_sum(&pids)?;
-    let still_open = holders.open().await?;
+    let still_open = holders.open_streams().await?;
     let server_counted_after_hold = server_open_streams(&setup, &base_urls).await;
     servers.check_alive()?;
     let holder_count = holders.len();
@@ -126,9 +126,10 @@ pub async fn run(servers: &mut Servers, args: &IdleArgs) -> anyhow::Result<serde
 
     let seconds = first_half.seconds + second_half.seconds;
     let connects_per_second = connected as f64 / seconds.max(1e-9);
-    let mut both = first_half.clone();
-    both.merge(&second_half);
-    let failures = both.failures;
+    let mut failures = first_half.failures.clone();
+    for (why, n) in &second_half.failures {
+        *failures.entry(why.clone()).or_insert(0) += n;
+    }
     let per_connection = |from: u64, to: u64, count: u64| to.saturating_sub(from) as f64 / count.max(1) as f64;
     let average = per_connection(before.rss, after.rss, connected);
     let average_held = per_connection(before.rss, held.rss, connected);

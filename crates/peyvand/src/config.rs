@@ -57,7 +57,7 @@ impl Default for Config {
             bus_prefix: "peyvand".into(),
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
-            stream_write_timeout_secs: 30,
+            stream_write_timeout_secs: peyvand_server::DEFAULT_STREAM_WRITE_TIMEOUT.as_secs(),
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
             interconnect: InterconnectConfig::default(),

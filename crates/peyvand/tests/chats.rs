@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, code_of, person, text};
+use common::{Server, code_of, pair, person, text};
 use peyvand_api::{
     Audience, Content, ErrorCode, Event, ForwardSource, HistoryQuery, SendMessage, SettingsUpdate, StreamFrame, Update,
 };
@@ -160,9 +160,7 @@ async fn two_people_chat_with_every_message_operation_and_receipts() {
 #[tokio::test]
 async fn retried_sends_return_the_same_message() {
     let server = Server::start();
-    let ali = person(&server, "+989121220011").await;
-    let sara = person(&server, "+989121220012").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121220011", "+989121220012").await;
     let first = ali.client.send(chat.id, &text("retry-1", "once")).await.expect("send");
     let again = ali.client.send(chat.id, &text("retry-1", "once")).await.expect("retry");
     assert!(first.created && !again.created);

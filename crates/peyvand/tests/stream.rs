@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, code_of, person, text};
+use common::{Server, code_of, pair, text};
 use peyvand_api::{ErrorCode, Event, HistoryQuery, Message, StreamFrame};
 use peyvand_client::{Client, UpdateStream};
 
@@ -52,9 +52,7 @@ async fn all_messages(client: &Client, chat_id: i64) -> Vec<Message> {
 #[tokio::test]
 async fn a_client_resumes_from_its_cursor_with_nothing_lost_or_doubled() {
     let server = Server::start();
-    let ali = person(&server, "+989121330001").await;
-    let sara = person(&server, "+989121330002").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330001", "+989121330002").await;
     let total = 60;
 
     // Ali sends while Sara's device connects and drops abruptly several times.
@@ -107,9 +105,7 @@ async fn a_client_resumes_from_its_cursor_with_nothing_lost_or_doubled() {
 #[tokio::test]
 async fn a_client_sends_on_its_update_stream() {
     let server = Server::start();
-    let ali = person(&server, "+989121330101").await;
-    let sara = person(&server, "+989121330102").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330101", "+989121330102").await;
     let mut stream = ali.client.updates_ws(0).await.expect("ws");
     until_ready(&mut stream, chat.id, &mut Vec::new()).await;
 
@@ -205,9 +201,7 @@ async fn a_client_sends_on_its_update_stream() {
 #[tokio::test]
 async fn long_poll_waits_for_the_next_update_and_follows_the_same_cursor() {
     let server = Server::start();
-    let ali = person(&server, "+989121330011").await;
-    let sara = person(&server, "+989121330012").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330011", "+989121330012").await;
     let start = sara.client.state().await.expect("state").cursor;
     let empty = sara.client.poll_updates(start, Duration::ZERO).await.expect("poll");
     assert!(empty.updates.is_empty() && empty.cursor == start);
@@ -238,9 +232,7 @@ async fn a_client_too_far_behind_is_told_to_resync() {
         &common::temp_dir("resync"),
         &[("PEYVAND_SERVICE__UPDATE_RETENTION_SECS", "0"), ("PEYVAND_SERVICE__UPDATE_RETENTION_MIN", "0")],
     );
-    let ali = person(&server, "+989121330021").await;
-    let sara = person(&server, "+989121330022").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330021", "+989121330022").await;
     for i in 0..3 {
         ali.client.send_text(chat.id, &format!("old {i}")).await.expect("send");
     }
@@ -268,9 +260,7 @@ async fn a_client_too_far_behind_is_told_to_resync() {
 async fn kill_9_under_load_loses_no_acknowledged_message() {
     let mut server =
         Server::start_with(&common::temp_dir("kill9"), &[("PEYVAND_SERVICE__LIMITS__MESSAGES_PER_MINUTE", "1000000")]);
-    let ali = person(&server, "+989121330031").await;
-    let sara = person(&server, "+989121330032").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330031", "+989121330032").await;
     let acked: Arc<Mutex<BTreeMap<String, (i64, String)>>> = Arc::default();
     let in_flight: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let senders: Vec<_> = (0..8)
@@ -340,11 +330,9 @@ async fn metric(server: &Server, name: &str) -> u64 {
 async fn a_client_that_stops_reading_is_disconnected_and_resumes_with_nothing_lost() {
     let server = Server::start_with(
         &common::temp_dir("stuck"),
-        &[("PEYVAND_STREAM_WRITE_TIMEOUT_SECS", "1"), ("PEYVAND_SERVICE__LIMITS__MESSAGES_PER_MINUTE", "1000000")],
+        &[("PEYVAND_STREAM_WRITE_TIMEOUT_SECS", "3"), ("PEYVAND_SERVICE__LIMITS__MESSAGES_PER_MINUTE", "1000000")],
     );
-    let ali = person(&server, "+989121330041").await;
-    let sara = person(&server, "+989121330042").await;
-    let chat = ali.client.open_direct(sara.id).await.expect("open");
+    let (ali, sara, chat) = pair(&server, "+989121330041", "+989121330042").await;
 
     // Sara's stream, on a socket with the smallest receive buffer, read up to `ready` and then
     // never again: what the server sends piles up in its own socket buffer.
@@ -372,9 +360,9 @@ async fn a_client_that_stops_reading_is_disconnected_and_resumes_with_nothing_lo
     };
     assert_eq!(metric(&server, "peyvand_websockets_open").await, 1);
 
-    // Long messages to Sara until the server gives up on her stream (a few MB fill the
+    // The longest messages to Sara until the server gives up on her stream (a few MB fill the
     // buffers; the bound only stops a server that never gives up).
-    let body = "ب".repeat(4096);
+    let body = "ب".repeat(peyvand_core::MAX_TEXT_CHARS);
     let mut sent = 0;
     while metric(&server, "peyvand_websocket_write_timeouts_total").await == 0 {
         assert!(sent < 5_000, "{sent} messages and the stream is still being written to");

@@ -34,11 +34,8 @@ pub struct FrontEnd {
     pub stream_write_timeout: Duration,
 }
 
-impl Default for FrontEnd {
-    fn default() -> Self {
-        Self { trusted_proxies: Vec::new(), stream_write_timeout: Duration::from_secs(30) }
-    }
-}
+/// The default of [`FrontEnd::stream_write_timeout`].
+pub const DEFAULT_STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler receives.
 #[derive(Clone, Debug)]

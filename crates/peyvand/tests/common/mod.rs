@@ -203,6 +203,14 @@ pub async fn person(server: &Server, phone: &str) -> Person {
     Person { client, id }
 }
 
+/// Two people signed up on `server`, and the direct chat the first opened with the second.
+pub async fn pair(server: &Server, first: &str, second: &str) -> (Person, Person, peyvand_api::Chat) {
+    let a = person(server, first).await;
+    let b = person(server, second).await;
+    let chat = a.client.open_direct(b.id).await.expect("open a direct chat");
+    (a, b, chat)
+}
+
 /// The error code of a failed call.
 pub fn code_of<T: std::fmt::Debug>(result: Result<T, peyvand_client::ClientError>) -> peyvand_api::ErrorCode {
     match result {

@@ -33,6 +33,8 @@ const WS_WRITE_COALESCE: usize = 2048;
 /// The most extra rounds (an answer and an update each) the pump takes before it flushes and
 /// reads its client again.
 const DRAIN_MAX: usize = 16;
+/// How long the goodbye of a closing stream may wait for the client.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A client frame may carry a message as large as a request body, plus the frame's own
 /// fields; a larger one (up to this) is refused with `payload_too_large`, beyond it the
 /// connection is closed.
@@ -99,7 +101,7 @@ pub async fn updates_ws(
 /// `stream_write_timeout`. A client that stops reading would otherwise hold its pump (and the
 /// feed, buffers and socket with it) for as long as it stays connected; disconnected, it
 /// resumes from its cursor.
-async fn write(state: &AppState, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+async fn timed_write(state: &AppState, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
     match tokio::time::timeout(state.stream_write_timeout, write).await {
         Ok(result) => result.is_ok(),
         Err(_) => {
@@ -111,19 +113,21 @@ async fn write(state: &AppState, write: impl Future<Output = Result<(), axum::Er
 
 /// Sends a frame now.
 async fn send(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
-    queue(socket, state, frame).await && write(state, socket.flush()).await
+    queue(socket, state, frame).await && timed_write(state, socket.flush()).await
 }
 
 /// Queues a frame for the next flush (written at once only past `WS_WRITE_COALESCE`).
 async fn queue(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) -> bool {
     let Ok(text) = serde_json::to_string(frame) else { return false };
     state.metrics.websocket_frames_sent.fetch_add(1, Ordering::Relaxed);
-    write(state, socket.feed(WsMessage::Text(text.into()))).await
+    timed_write(state, socket.feed(WsMessage::Text(text.into()))).await
 }
 
-/// Says goodbye to the client (it may be gone already).
+/// Says goodbye to the client, best effort: it may be gone already, or be the client that
+/// stopped reading, so this waits at most `CLOSE_WAIT` and counts no timeout.
 async fn close(socket: &mut WebSocket, state: &AppState) {
-    write(state, socket.send(WsMessage::Close(None))).await;
+    let wait = CLOSE_WAIT.min(state.stream_write_timeout);
+    let _ = tokio::time::timeout(wait, socket.send(WsMessage::Close(None))).await;
 }
 
 /// Whether the pump goes on after what the feed gave.
@@ -262,7 +266,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                     return feed;
                 }
                 heard_since_ping = false;
-                if !write(state, socket.send(WsMessage::Ping(Vec::new().into()))).await {
+                if !timed_write(state, socket.send(WsMessage::Ping(Vec::new().into()))).await {
                     return feed;
                 }
                 feed.recheck().await;
@@ -291,7 +295,7 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
                 break;
             }
         }
-        if !write(state, socket.flush()).await {
+        if !timed_write(state, socket.flush()).await {
             return feed;
         }
     }
