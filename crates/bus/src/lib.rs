@@ -7,6 +7,7 @@
 //! cursor. Ephemeral updates (typing, presence) may be dropped.
 
 mod fanout;
+mod listener;
 mod nats;
 
 use std::sync::Arc;

@@ -1,13 +1,14 @@
 //! The cluster bus on NATS: every node publishes each update on the person's subject,
 //! `<prefix>.u.<user id>`, and listens on the subjects of the people connected to it, so
-//! NATS routes an update only to the nodes that have someone to give it to.
+//! NATS routes an update only to the nodes that have someone to give it to. Publishing goes
+//! through async-nats; listening through a connection of the node's own (`listener`), on
+//! which a person's subscription costs a map entry rather than a channel.
 //!
 //! Core NATS delivers at most once and drops what is published while a link is down. That is
 //! what the bus promises (the store is the record): when this node's link comes back, every
 //! local subscriber is told it may have missed updates and reads the store from its cursor.
-//! The client reconnects by itself, with backoff, for ever.
+//! Both connections reconnect by themselves, with backoff, for ever.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,17 +18,17 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use peyvand_api::Update;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use peyvand_core::url::redact_credentials;
 
+use crate::listener::{Inputs, Listen, Listener};
 use crate::{Bus, BusHealth, LocalFanout, Subscription};
 
 /// How long a new subscription waits for NATS to confirm that it listens; past that the
 /// subscription works anyway, and the reconnect's resync covers what it could miss.
 const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(2);
-/// Requests to listen are taken in batches of at most this many, confirmed by one flush.
-const SUBSCRIBE_BATCH: usize = 1024;
+/// Requests to listen are taken in batches of at most this many, confirmed by one `PING`.
+pub(crate) const SUBSCRIBE_BATCH: usize = 1024;
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +39,14 @@ pub struct NatsConnectError {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     /// Set once the first connection is made: a Connected event before that is not a return.
     started: AtomicBool,
     connected: AtomicBool,
-    reconnects: AtomicU64,
+    /// Returns of either connection.
+    pub(crate) reconnects: AtomicU64,
     publish_errors: AtomicU64,
-    invalid_messages: AtomicU64,
+    pub(crate) invalid_messages: AtomicU64,
     /// Publications dropped since the last resync notice: other nodes may have missed them.
     dropped: AtomicBool,
 }
@@ -65,7 +67,8 @@ pub struct NatsBus {
     client: Client,
     fanout: Arc<LocalFanout>,
     prefix: String,
-    listen: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
+    listen: mpsc::UnboundedSender<Listen>,
+    listener: Listener,
     publish: mpsc::Sender<(String, Vec<u8>)>,
     counters: Arc<Counters>,
 }
@@ -127,100 +130,39 @@ impl NatsBus {
             .no_echo()
             .connection_timeout(Duration::from_secs(5))
             .event_callback(events)
-            .connect(addrs)
+            .connect(addrs.clone())
             .await
             .map_err(|e| fail(e.to_string()))?;
         counters.connected.store(true, Ordering::SeqCst);
         counters.started.store(true, Ordering::SeqCst);
         let (listen, listen_rx) = mpsc::unbounded_channel();
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publisher(client.clone(), prefix.to_owned(), counters.clone(), publish_rx, reconnected));
+        // The reply subject of every publication names this node, whose listener then knows
+        // its own publications when NATS brings them back.
+        let node_tag = client.new_inbox();
+        tokio::spawn(publisher(
+            client.clone(),
+            prefix.to_owned(),
+            node_tag.clone(),
+            counters.clone(),
+            publish_rx,
+            reconnected,
+        ));
         let resync = client
             .subscribe(resync_subject(prefix))
             .await
             .map_err(|e| fail(format!("cannot subscribe to the resync subject: {e}")))?;
         tokio::spawn(hear_resync(resync, fanout.clone()));
-        tokio::spawn(manage_interest(
-            client.clone(),
-            fanout.clone(),
-            prefix.to_owned(),
-            counters.clone(),
-            listen_rx,
-            idle_rx,
-        ));
-        Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, publish, counters })
+        let inputs = Inputs { listen: listen_rx, idle: idle_rx };
+        let listener = Listener::start(addrs, prefix.to_owned(), node_tag, fanout.clone(), counters.clone(), inputs)
+            .await
+            .map_err(|e| fail(format!("cannot listen: {e}")))?;
+        Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, listener, publish, counters })
     }
 }
 
-fn subject(prefix: &str, user_id: i64) -> String {
+pub(crate) fn subject(prefix: &str, user_id: i64) -> String {
     format!("{prefix}.u.{user_id}")
-}
-
-/// Keeps one NATS subscription per person with a local subscriber: opens it on the first
-/// request and closes it when the fanout reports the person idle. A single task handles both
-/// in order, and an idle report is re-checked against the fanout, so a person who leaves and
-/// comes back quickly ends up listened for.
-async fn manage_interest(
-    client: Client,
-    fanout: Arc<LocalFanout>,
-    prefix: String,
-    counters: Arc<Counters>,
-    mut listen: mpsc::UnboundedReceiver<(i64, oneshot::Sender<()>)>,
-    mut idle: mpsc::UnboundedReceiver<i64>,
-) {
-    let mut listening: HashMap<i64, JoinHandle<()>> = HashMap::new();
-    loop {
-        tokio::select! {
-            Some(user_id) = idle.recv() => {
-                if !fanout.has_subscribers(user_id)
-                    && let Some(task) = listening.remove(&user_id)
-                {
-                    // Dropping the NATS subscriber inside the task unsubscribes.
-                    task.abort();
-                }
-            }
-            first = listen.recv() => {
-                let Some(first) = first else { break };
-                let mut batch = vec![first];
-                while batch.len() < SUBSCRIBE_BATCH && let Ok(next) = listen.try_recv() {
-                    batch.push(next);
-                }
-                for (user_id, _) in &batch {
-                    if listening.contains_key(user_id) {
-                        continue;
-                    }
-                    match client.subscribe(subject(&prefix, *user_id)).await {
-                        Ok(subscriber) => {
-                            let task = tokio::spawn(forward(*user_id, subscriber, fanout.clone(), counters.clone()));
-                            listening.insert(*user_id, task);
-                        }
-                        Err(e) => tracing::warn!(user_id, error = %e, "cannot listen on NATS"),
-                    }
-                }
-                // The flush sends the SUBs; NATS handles a connection's commands in order.
-                let confirmed = tokio::time::timeout(SUBSCRIBE_CONFIRM, client.flush()).await.is_ok_and(|r| r.is_ok());
-                if !confirmed {
-                    tracing::warn!("NATS did not confirm new subscriptions in time; their streams re-read the store");
-                    for (user_id, _) in &batch {
-                        fanout.resync(*user_id);
-                    }
-                }
-                for (user_id, done) in batch {
-                    // A subscriber that gave up before its request was handled may have left
-                    // already, its idle report handled before this request: nobody to listen for.
-                    if done.send(()).is_err()
-                        && !fanout.has_subscribers(user_id)
-                        && let Some(task) = listening.remove(&user_id)
-                    {
-                        task.abort();
-                    }
-                }
-            }
-        }
-    }
-    for (_, task) in listening {
-        task.abort();
-    }
 }
 
 /// Hands queued updates to NATS in order. After the link returns, if updates had to be dropped
@@ -228,6 +170,7 @@ async fn manage_interest(
 async fn publisher(
     client: Client,
     prefix: String,
+    node_tag: String,
     counters: Arc<Counters>,
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
     reconnected: Arc<tokio::sync::Notify>,
@@ -236,7 +179,7 @@ async fn publisher(
         tokio::select! {
             next = queue.recv() => {
                 let Some((subject, payload)) = next else { return };
-                if let Err(e) = client.publish(subject, payload.into()).await {
+                if let Err(e) = client.publish_with_reply(subject, node_tag.clone(), payload.into()).await {
                     counters.publish_errors.fetch_add(1, Ordering::Relaxed);
                     counters.dropped.store(true, Ordering::SeqCst);
                     tracing::warn!(error = %e, "cannot publish on NATS");
@@ -259,23 +202,6 @@ async fn hear_resync(mut notices: async_nats::Subscriber, fanout: Arc<LocalFanou
     while notices.next().await.is_some() {
         tracing::info!("another node dropped updates; streams re-read the store");
         fanout.resync_all();
-    }
-}
-
-async fn forward(
-    user_id: i64,
-    mut subscriber: async_nats::Subscriber,
-    fanout: Arc<LocalFanout>,
-    counters: Arc<Counters>,
-) {
-    while let Some(message) = subscriber.next().await {
-        match serde_json::from_slice::<Update>(&message.payload) {
-            Ok(update) => fanout.deliver(user_id, Arc::new(update)),
-            Err(e) => {
-                counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(user_id, error = %e, "ignored an invalid update from NATS");
-            }
-        }
     }
 }
 
@@ -309,7 +235,8 @@ impl Bus for NatsBus {
     }
 
     fn health(&self) -> BusHealth {
-        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected
+            && self.listener.connected.load(Ordering::SeqCst);
         BusHealth {
             kind: "nats",
             connected,

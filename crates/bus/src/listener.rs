@@ -1,0 +1,529 @@
+//! The NATS connection a node listens on. It carries the subscription of every person
+//! connected to the node: one `SUB` each, with a numeric id, on the person's subject. So a
+//! person's interest costs an entry in two maps, not a channel and a task of its own. async-nats
+//! gives every subscription a channel whose first block holds 32 messages (~6 KB) before
+//! anything is sent, which more than doubled the memory of an idle stream on a cluster node.
+//! Publishing stays on async-nats, on a connection of its own.
+//!
+//! This speaks the NATS client protocol (`INFO`, `CONNECT`, `SUB`, `UNSUB`, `PING`/`PONG`,
+//! `MSG`, `+OK`/`-ERR`), in plain text over TCP, without headers. A `PING` after each batch of
+//! `SUB`s confirms them: NATS handles a connection's commands in order, so its `PONG` means the
+//! server listens. The connection pings every `PING_EVERY` too, and one that leaves a `PING`
+//! unanswered for two of those is taken as dead. On any loss it reconnects for ever, with backoff, over the
+//! given addresses in turn. It subscribes everyone again, and once NATS confirms that, it tells
+//! every local subscriber to read the store, since updates published meanwhile were missed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::ServerAddr;
+use peyvand_api::Update;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::LocalFanout;
+use crate::nats::{Counters, SUBSCRIBE_BATCH, subject};
+
+/// How long connecting, and the server's answer to `CONNECT`, may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A liveness `PING` this often; a `PING` unanswered for two of these ends the connection.
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// Reconnection backoff: from the first to the last, doubling.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_LAST: Duration = Duration::from_secs(2);
+/// The longest control line accepted (`MSG` with its subject, `INFO` with its JSON).
+const MAX_CONTROL_LINE: usize = 64 * 1024;
+/// The largest message accepted; NATS's own default maximum is 1 MiB.
+const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
+/// A request to listen for a person, answered once NATS confirms the subscription (or the
+/// connection is lost first: the reconnection's resync then covers the person).
+pub(crate) type Listen = (i64, oneshot::Sender<()>);
+
+/// The `PING`s sent and not yet answered, in order, each with when it went out.
+type Pings = VecDeque<(Instant, Pending)>;
+
+/// What a `PONG` answers, in the order the `PING`s went out.
+enum Pending {
+    /// New subscriptions, and who waits for them.
+    Subscribed(Vec<Listen>),
+    /// Everyone subscribed again after a reconnection: local subscribers must read the store.
+    Resubscribed,
+    /// A liveness check.
+    Alive,
+}
+
+/// A server frame; a message's reply subject (empty when it has none) and payload are where
+/// they lie in the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    Msg { sid: u64, reply: std::ops::Range<usize>, payload: std::ops::Range<usize> },
+    Ping,
+    Pong,
+    Ok,
+    Err(String),
+    Info(String),
+}
+
+/// The first whole frame of `buf` and its length, or `None` when more bytes are needed.
+fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() > MAX_CONTROL_LINE {
+            return Err(format!("a control line longer than {MAX_CONTROL_LINE} bytes"));
+        }
+        return Ok(None);
+    };
+    let line = std::str::from_utf8(&buf[..end]).map_err(|_| "a control line that is not UTF-8".to_owned())?;
+    let after_line = end + 2;
+    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let frame = match verb.to_ascii_uppercase().as_str() {
+        "MSG" => {
+            let words: Vec<&str> = rest.split_ascii_whitespace().collect();
+            // MSG <subject> <sid> [reply-to] <#bytes>
+            let (sid, reply, size) = match words.as_slice() {
+                [_, sid, size] => (*sid, 0..0, *size),
+                [_, sid, reply, size] => {
+                    let start = reply.as_ptr() as usize - buf.as_ptr() as usize;
+                    (*sid, start..start + reply.len(), *size)
+                }
+                _ => return Err(format!("a malformed MSG line: {line:?}")),
+            };
+            let sid: u64 = sid.parse().map_err(|_| format!("a MSG with a bad subscription id: {line:?}"))?;
+            let size: usize = size.parse().map_err(|_| format!("a MSG with a bad size: {line:?}"))?;
+            if size > MAX_PAYLOAD {
+                return Err(format!("a MSG of {size} bytes, over {MAX_PAYLOAD}"));
+            }
+            let total = after_line + size + 2;
+            if buf.len() < total {
+                return Ok(None);
+            }
+            if &buf[after_line + size..total] != b"\r\n" {
+                return Err("a MSG whose payload does not end where its size says".into());
+            }
+            return Ok(Some((Frame::Msg { sid, reply, payload: after_line..after_line + size }, total)));
+        }
+        "PING" => Frame::Ping,
+        "PONG" => Frame::Pong,
+        "+OK" => Frame::Ok,
+        "-ERR" => Frame::Err(rest.trim().trim_matches('\'').to_owned()),
+        "INFO" => Frame::Info(rest.to_owned()),
+        _ => return Err(format!("an unknown frame: {line:?}")),
+    };
+    Ok(Some((frame, after_line)))
+}
+
+/// One live connection: its halves and what has been read but not yet parsed.
+struct Connection {
+    reader: OwnedReadHalf,
+    writer: BufWriter<OwnedWriteHalf>,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects to `addr` and introduces this node, waiting for the server to accept it.
+    async fn open(addr: &ServerAddr) -> Result<Self, String> {
+        if addr.scheme() != "nats" {
+            return Err(format!("the bus listens over nats:// only, not {}://", addr.scheme()));
+        }
+        // An IPv6 literal comes in brackets, as URLs write it.
+        let host = addr.host().trim_start_matches('[').trim_end_matches(']');
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((host, addr.port())))
+            .await
+            .map_err(|_| format!("no connection within {HANDSHAKE_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (reader, writer) = stream.into_split();
+        let mut conn = Self { reader, writer: BufWriter::new(writer), buf: Vec::with_capacity(16 * 1024) };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake(addr))
+            .await
+            .map_err(|_| format!("no answer to CONNECT within {HANDSHAKE_TIMEOUT:?}"))?
+            .map(|()| conn)
+    }
+
+    async fn handshake(&mut self, addr: &ServerAddr) -> Result<(), String> {
+        let info = loop {
+            match self.next_frame().await? {
+                Frame::Info(json) => break json,
+                Frame::Ping => self.send("PONG\r\n").await?,
+                other => return Err(format!("the server began with {other:?}, not INFO")),
+            }
+        };
+        let info: serde_json::Value = serde_json::from_str(&info).map_err(|e| format!("an unreadable INFO: {e}"))?;
+        if info["tls_required"] == true {
+            return Err("the NATS server requires TLS, which the bus's listener does not speak".into());
+        }
+        let mut connect = serde_json::json!({
+            "verbose": false,
+            "pedantic": false,
+            "tls_required": false,
+            "name": "peyvand-listener",
+            "lang": "rust",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol": 1,
+            "echo": false,
+            "headers": false,
+        });
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(pass)) => {
+                connect["user"] = user.into();
+                connect["pass"] = pass.into();
+            }
+            (Some(token), None) => connect["auth_token"] = token.into(),
+            _ => {}
+        }
+        self.send(&format!("CONNECT {connect}\r\nPING\r\n")).await?;
+        loop {
+            match self.next_frame().await? {
+                Frame::Pong => return Ok(()),
+                Frame::Err(why) => return Err(format!("the server refused this node: {why}")),
+                Frame::Ping => self.send("PONG\r\n").await?,
+                Frame::Ok | Frame::Info(_) => {}
+                Frame::Msg { .. } => return Err("a MSG before any SUB".into()),
+            }
+        }
+    }
+
+    /// Reads until a whole frame is buffered, and takes it (for the handshake, where frames
+    /// come one at a time and carry no message).
+    async fn next_frame(&mut self) -> Result<Frame, String> {
+        loop {
+            if let Some((frame, used)) = parse(&self.buf)? {
+                self.buf.drain(..used);
+                return Ok(frame);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> Result<(), String> {
+        match self.reader.read_buf(&mut self.buf).await {
+            Ok(0) => Err("the server closed the connection".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> Result<(), String> {
+        self.writer.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+        self.writer.flush().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Who this node listens for, by person and by subscription id; kept across reconnections.
+#[derive(Default)]
+struct Interest {
+    by_person: HashMap<i64, u64>,
+    by_sid: HashMap<u64, i64>,
+    last_sid: u64,
+}
+
+/// Why a session ended.
+enum End {
+    /// The connection was lost (the reason is logged).
+    Lost(String),
+    /// The bus was dropped: nothing more to listen for.
+    Shutdown,
+}
+
+/// The listener's side of the bus: the link's state, for health reports.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) connected: Arc<AtomicBool>,
+}
+
+pub(crate) struct Inputs {
+    pub(crate) listen: mpsc::UnboundedReceiver<Listen>,
+    /// People whose last local subscriber left (the fanout's idle hook).
+    pub(crate) idle: mpsc::UnboundedReceiver<i64>,
+}
+
+impl Listener {
+    /// Connects to the first of `addrs` that answers, and listens from then on. Fails when
+    /// none does now: a node does not start without its bus.
+    pub(crate) async fn start(
+        addrs: Vec<ServerAddr>,
+        prefix: String,
+        node_tag: String,
+        fanout: Arc<LocalFanout>,
+        counters: Arc<Counters>,
+        inputs: Inputs,
+    ) -> Result<Self, String> {
+        let mut first = Err("no address".to_owned());
+        for addr in &addrs {
+            first = Connection::open(addr).await;
+            if first.is_ok() {
+                break;
+            }
+        }
+        let conn = first?;
+        let connected = Arc::new(AtomicBool::new(true));
+        let state = connected.clone();
+        tokio::spawn(async move {
+            let interest = Interest::default();
+            let mut run = Run { addrs, prefix, node_tag, fanout, counters, inputs, interest, connected: state };
+            run.forever(conn).await;
+        });
+        Ok(Self { connected })
+    }
+}
+
+struct Run {
+    addrs: Vec<ServerAddr>,
+    prefix: String,
+    /// The reply subject this node's publications carry, to know them when they come back.
+    node_tag: String,
+    fanout: Arc<LocalFanout>,
+    counters: Arc<Counters>,
+    inputs: Inputs,
+    interest: Interest,
+    connected: Arc<AtomicBool>,
+}
+
+impl Run {
+    async fn forever(&mut self, first: Connection) {
+        let mut conn = first;
+        let mut next_addr = 0;
+        loop {
+            match self.session(&mut conn).await {
+                End::Shutdown => return,
+                End::Lost(why) => {
+                    self.connected.store(false, Ordering::SeqCst);
+                    tracing::warn!(reason = %why, "NATS listener link lost; reconnecting");
+                }
+            }
+            let mut backoff = BACKOFF_FIRST;
+            conn = loop {
+                let addr = &self.addrs[next_addr % self.addrs.len()];
+                next_addr += 1;
+                match Connection::open(addr).await {
+                    Ok(conn) => break conn,
+                    Err(why) => tracing::debug!(reason = %why, "NATS listener cannot reconnect yet"),
+                }
+                // Requests that come meanwhile wait in their queues; their callers go on after
+                // SUBSCRIBE_CONFIRM, and the resync after reconnecting covers them.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_LAST);
+                if self.inputs.listen.is_closed() {
+                    return;
+                }
+            };
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.connected.store(true, Ordering::SeqCst);
+            tracing::info!("NATS listener link is back; streams re-read the store once it listens again");
+        }
+    }
+
+    /// Serves one connection until it is lost or the bus is dropped. Subscribes everyone
+    /// known first (nobody, on the first connection).
+    async fn session(&mut self, conn: &mut Connection) -> End {
+        let mut pending = Pings::new();
+        let result = self.serve(conn, &mut pending).await;
+        // What waited for a PONG that will not come: the subscriptions are kept, and made again
+        // on the next connection, whose resync covers what they miss.
+        for waiting in pending {
+            if let (_, Pending::Subscribed(batch)) = waiting {
+                for (user_id, done) in batch {
+                    self.fanout.resync(user_id);
+                    let _ = done.send(());
+                }
+            }
+        }
+        result
+    }
+
+    async fn serve(&mut self, conn: &mut Connection, pending: &mut Pings) -> End {
+        if !self.interest.by_person.is_empty() {
+            let mut subs = String::new();
+            for (user_id, sid) in &self.interest.by_person {
+                subs.push_str(&format!("SUB {} {sid}\r\n", subject(&self.prefix, *user_id)));
+            }
+            subs.push_str("PING\r\n");
+            if let Err(e) = conn.send(&subs).await {
+                return End::Lost(e);
+            }
+            pending.push_back((Instant::now(), Pending::Resubscribed));
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            let step = tokio::select! {
+                read = conn.reader.read_buf(&mut conn.buf) => match read {
+                    Ok(0) => Err("the server closed the connection".to_owned()),
+                    Ok(_) => self.take_frames(conn, pending).await,
+                    Err(e) => Err(e.to_string()),
+                },
+                first = self.inputs.listen.recv() => match first {
+                    Some(first) => self.listen(conn, pending, first).await,
+                    None => return End::Shutdown,
+                },
+                Some(user_id) = self.inputs.idle.recv() => self.forget(conn, user_id).await,
+                _ = ping.tick() => {
+                    if pending.front().is_some_and(|(sent, _)| sent.elapsed() >= 2 * PING_EVERY) {
+                        Err(format!("a PING unanswered for {:?}", 2 * PING_EVERY))
+                    } else {
+                        pending.push_back((Instant::now(), Pending::Alive));
+                        conn.send("PING\r\n").await
+                    }
+                }
+            };
+            if let Err(why) = step {
+                return End::Lost(why);
+            }
+        }
+    }
+
+    /// Handles every whole frame in the buffer.
+    async fn take_frames(&mut self, conn: &mut Connection, pending: &mut Pings) -> Result<(), String> {
+        let mut used = 0;
+        let mut pong_due = false;
+        while let Some((frame, len)) = parse(&conn.buf[used..])? {
+            match frame {
+                Frame::Msg { sid, reply, payload } => {
+                    // This node's own publications come back here (the publisher is another
+                    // connection, so NATS's no-echo cannot hold them back); they were
+                    // delivered locally already.
+                    let from = &conn.buf[used + reply.start..used + reply.end];
+                    if from != self.node_tag.as_bytes() {
+                        self.deliver(sid, &conn.buf[used + payload.start..used + payload.end]);
+                    }
+                }
+                Frame::Ping => pong_due = true,
+                Frame::Pong => match pending.pop_front().map(|(_, what)| what) {
+                    Some(Pending::Subscribed(batch)) => {
+                        for (user_id, done) in batch {
+                            // A caller that stopped waiting (SUBSCRIBE_CONFIRM) went on without
+                            // the subscription: what was published before it took effect is
+                            // in the store.
+                            if done.send(()).is_err() {
+                                self.fanout.resync(user_id);
+                            }
+                        }
+                    }
+                    Some(Pending::Resubscribed) => {
+                        tracing::info!("NATS listener listens again; streams re-read the store");
+                        self.fanout.resync_all();
+                    }
+                    Some(Pending::Alive) | None => {}
+                },
+                Frame::Ok | Frame::Info(_) => {}
+                Frame::Err(why) => {
+                    // NATS closes the connection after the errors that end it; the others
+                    // (such as a refused subject) are worth a log line.
+                    tracing::warn!(error = %why, "NATS listener");
+                }
+            }
+            used += len;
+        }
+        conn.buf.drain(..used);
+        if pong_due { conn.send("PONG\r\n").await } else { Ok(()) }
+    }
+
+    fn deliver(&self, sid: u64, payload: &[u8]) {
+        // A message for a subscription just dropped may still arrive: nobody to give it to.
+        let Some(&user_id) = self.interest.by_sid.get(&sid) else { return };
+        match serde_json::from_slice::<Update>(payload) {
+            Ok(update) => self.fanout.deliver(user_id, Arc::new(update)),
+            Err(e) => {
+                self.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(user_id, error = %e, "ignored an invalid update from NATS");
+            }
+        }
+    }
+
+    /// Subscribes the people of `first` and whatever else is queued (up to a batch), with one
+    /// `PING` to confirm them all.
+    async fn listen(&mut self, conn: &mut Connection, pending: &mut Pings, first: Listen) -> Result<(), String> {
+        let mut batch = vec![first];
+        while batch.len() < SUBSCRIBE_BATCH
+            && let Ok(next) = self.inputs.listen.try_recv()
+        {
+            batch.push(next);
+        }
+        let mut subs = String::new();
+        for (user_id, _) in &batch {
+            // Already listened for, or gone before this was handled (its idle report may have
+            // come first): nothing to do.
+            if self.interest.by_person.contains_key(user_id) || !self.fanout.has_subscribers(*user_id) {
+                continue;
+            }
+            self.interest.last_sid += 1;
+            let sid = self.interest.last_sid;
+            self.interest.by_person.insert(*user_id, sid);
+            self.interest.by_sid.insert(sid, *user_id);
+            subs.push_str(&format!("SUB {} {sid}\r\n", subject(&self.prefix, *user_id)));
+        }
+        subs.push_str("PING\r\n");
+        pending.push_back((Instant::now(), Pending::Subscribed(batch)));
+        conn.send(&subs).await
+    }
+
+    /// Stops listening for a person nobody here listens for any more.
+    async fn forget(&mut self, conn: &mut Connection, user_id: i64) -> Result<(), String> {
+        if self.fanout.has_subscribers(user_id) {
+            return Ok(());
+        }
+        let Some(sid) = self.interest.by_person.remove(&user_id) else { return Ok(()) };
+        self.interest.by_sid.remove(&sid);
+        conn.send(&format!("UNSUB {sid}\r\n")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(buf: &[u8]) -> Option<(Frame, usize)> {
+        parse(buf).expect("valid")
+    }
+
+    #[test]
+    fn frames_are_parsed_whole_or_not_at_all() {
+        assert_eq!(parsed(b"PING\r\n"), Some((Frame::Ping, 6)));
+        assert_eq!(parsed(b"PONG\r\nPING\r\n"), Some((Frame::Pong, 6)));
+        assert_eq!(parsed(b"+OK\r\n"), Some((Frame::Ok, 5)));
+        assert_eq!(
+            parsed(b"-ERR 'Unknown Protocol Operation'\r\n").map(|f| f.0),
+            Some(Frame::Err("Unknown Protocol Operation".into()))
+        );
+        assert_eq!(parsed(b"INFO {\"a\":1}\r\n").map(|f| f.0), Some(Frame::Info("{\"a\":1}".into())));
+        assert_eq!(parsed(b"PIN"), None);
+        assert_eq!(parsed(b""), None);
+
+        let msg = b"MSG p.u.7 12 5\r\nhello\r\nPING\r\n";
+        let (frame, used) = parsed(msg).expect("whole");
+        assert_eq!(frame, Frame::Msg { sid: 12, reply: 0..0, payload: 16..21 });
+        assert_eq!(&msg[16..21], b"hello");
+        assert_eq!(parsed(&msg[used..]), Some((Frame::Ping, 6)));
+        // With a reply subject, and split anywhere: incomplete until the last byte.
+        let msg = b"MSG p.u.7 3 reply.to 2\r\nhi\r\n";
+        for cut in 0..msg.len() {
+            assert_eq!(parsed(&msg[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(parsed(msg), Some((Frame::Msg { sid: 3, reply: 12..20, payload: 24..26 }, msg.len())));
+        assert_eq!(&msg[12..20], b"reply.to");
+        // A payload holding CRLF is taken by its size, not by its line breaks.
+        let msg = b"MSG s 1 4\r\n\r\n\r\n\r\n";
+        assert_eq!(parsed(msg), Some((Frame::Msg { sid: 1, reply: 0..0, payload: 11..15 }, msg.len())));
+    }
+
+    #[test]
+    fn broken_frames_are_errors() {
+        for bad in [
+            &b"MSG p.u.7 x 5\r\nhello\r\n"[..],
+            b"MSG p.u.7 1 five\r\nhello\r\n",
+            b"MSG p.u.7\r\n",
+            b"MSG p.u.7 1 3\r\nhello\r\n",
+            b"HMSG p.u.7 1 3 5\r\n",
+            b"WHAT\r\n",
+            b"MSG p 1 99999999999\r\n",
+        ] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse(&vec![b'a'; MAX_CONTROL_LINE + 1]).is_err(), "an endless line");
+    }
+}
