@@ -81,38 +81,44 @@ fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
     let line = std::str::from_utf8(&buf[..end]).map_err(|_| "a control line that is not UTF-8".to_owned())?;
     let after_line = end + 2;
     let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let frame = match verb.to_ascii_uppercase().as_str() {
-        "MSG" => {
-            let words: Vec<&str> = rest.split_ascii_whitespace().collect();
-            // MSG <subject> <sid> [reply-to] <#bytes>
-            let (sid, reply, size) = match words.as_slice() {
-                [_, sid, size] => (*sid, 0..0, *size),
-                [_, sid, reply, size] => {
-                    let start = reply.as_ptr() as usize - buf.as_ptr() as usize;
-                    (*sid, start..start + reply.len(), *size)
-                }
-                _ => return Err(format!("a malformed MSG line: {line:?}")),
-            };
-            let sid: u64 = sid.parse().map_err(|_| format!("a MSG with a bad subscription id: {line:?}"))?;
-            let size: usize = size.parse().map_err(|_| format!("a MSG with a bad size: {line:?}"))?;
-            if size > MAX_PAYLOAD {
-                return Err(format!("a MSG of {size} bytes, over {MAX_PAYLOAD}"));
+    let is = |name: &str| verb.eq_ignore_ascii_case(name);
+    let frame = if is("MSG") {
+        // MSG <subject> <sid> [reply-to] <#bytes>
+        let mut words = rest.split_ascii_whitespace();
+        let words: [Option<&str>; 5] = std::array::from_fn(|_| words.next());
+        let (sid, reply, size) = match words {
+            [Some(_), Some(sid), Some(size), None, None] => (sid, 0..0, size),
+            [Some(_), Some(sid), Some(reply), Some(size), None] => {
+                let start = reply.as_ptr() as usize - buf.as_ptr() as usize;
+                (sid, start..start + reply.len(), size)
             }
-            let total = after_line + size + 2;
-            if buf.len() < total {
-                return Ok(None);
-            }
-            if &buf[after_line + size..total] != b"\r\n" {
-                return Err("a MSG whose payload does not end where its size says".into());
-            }
-            return Ok(Some((Frame::Msg { sid, reply, payload: after_line..after_line + size }, total)));
+            _ => return Err(format!("a malformed MSG line: {line:?}")),
+        };
+        let sid: u64 = sid.parse().map_err(|_| format!("a MSG with a bad subscription id: {line:?}"))?;
+        let size: usize = size.parse().map_err(|_| format!("a MSG with a bad size: {line:?}"))?;
+        if size > MAX_PAYLOAD {
+            return Err(format!("a MSG of {size} bytes, over {MAX_PAYLOAD}"));
         }
-        "PING" => Frame::Ping,
-        "PONG" => Frame::Pong,
-        "+OK" => Frame::Ok,
-        "-ERR" => Frame::Err(rest.trim().trim_matches('\'').to_owned()),
-        "INFO" => Frame::Info(rest.to_owned()),
-        _ => return Err(format!("an unknown frame: {line:?}")),
+        let total = after_line + size + 2;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        if &buf[after_line + size..total] != b"\r\n" {
+            return Err("a MSG whose payload does not end where its size says".into());
+        }
+        return Ok(Some((Frame::Msg { sid, reply, payload: after_line..after_line + size }, total)));
+    } else if is("PING") {
+        Frame::Ping
+    } else if is("PONG") {
+        Frame::Pong
+    } else if is("+OK") {
+        Frame::Ok
+    } else if is("-ERR") {
+        Frame::Err(rest.trim().trim_matches('\'').to_owned())
+    } else if is("INFO") {
+        Frame::Info(rest.to_owned())
+    } else {
+        return Err(format!("an unknown frame: {line:?}"));
     };
     Ok(Some((frame, after_line)))
 }
@@ -517,6 +523,7 @@ mod tests {
             &b"MSG p.u.7 x 5\r\nhello\r\n"[..],
             b"MSG p.u.7 1 five\r\nhello\r\n",
             b"MSG p.u.7\r\n",
+            b"MSG p.u.7 1 reply 3 more\r\nabc\r\n",
             b"MSG p.u.7 1 3\r\nhello\r\n",
             b"HMSG p.u.7 1 3 5\r\n",
             b"WHAT\r\n",

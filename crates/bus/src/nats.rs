@@ -143,7 +143,7 @@ impl NatsBus {
         tokio::spawn(publisher(
             client.clone(),
             prefix.to_owned(),
-            node_tag.clone(),
+            node_tag.clone().into(),
             counters.clone(),
             publish_rx,
             reconnected,
@@ -170,7 +170,7 @@ pub(crate) fn subject(prefix: &str, user_id: i64) -> String {
 async fn publisher(
     client: Client,
     prefix: String,
-    node_tag: String,
+    node_tag: async_nats::Subject,
     counters: Arc<Counters>,
     mut queue: mpsc::Receiver<(String, Vec<u8>)>,
     reconnected: Arc<tokio::sync::Notify>,
