@@ -20,22 +20,28 @@ use std::time::Duration;
 
 use async_nats::ServerAddr;
 use peyvand_api::Update;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::LocalFanout;
-use crate::nats::{Counters, SUBSCRIBE_BATCH, subject};
+use crate::nats::{Counters, subject};
 
 /// How long connecting, and the server's answer to `CONNECT`, may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A liveness `PING` this often; a `PING` unanswered for two of these ends the connection.
 const PING_EVERY: Duration = Duration::from_secs(10);
-/// Reconnection backoff: from the first to the last, doubling.
+/// Reconnection backoff: from the first to the last, doubling (with jitter).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
+/// A link that held this long starts its next reconnection from `BACKOFF_FIRST`.
+const STEADY: Duration = Duration::from_secs(30);
+/// While reconnecting fails, a warning this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Requests to listen are taken in batches of at most this many, confirmed by one `PING`.
+const SUBSCRIBE_BATCH: usize = 1024;
 /// The longest control line accepted (`MSG` with its subject, `INFO` with its JSON).
 const MAX_CONTROL_LINE: usize = 64 * 1024;
 /// The largest message accepted; NATS's own default maximum is 1 MiB.
@@ -126,32 +132,30 @@ fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
 /// One live connection: its halves and what has been read but not yet parsed.
 struct Connection {
     reader: OwnedReadHalf,
-    writer: BufWriter<OwnedWriteHalf>,
+    writer: OwnedWriteHalf,
     buf: Vec<u8>,
 }
 
 impl Connection {
     /// Connects to `addr` and introduces this node, waiting for the server to accept it.
-    async fn open(addr: &ServerAddr) -> Result<Self, String> {
+    async fn open(addr: &ServerAddr, credentials: &Credentials) -> Result<Self, String> {
         if addr.scheme() != "nats" {
             return Err(format!("the bus listens over nats:// only, not {}://", addr.scheme()));
         }
-        // An IPv6 literal comes in brackets, as URLs write it.
-        let host = addr.host().trim_start_matches('[').trim_end_matches(']');
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((host, addr.port())))
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((addr.host(), addr.port())))
             .await
             .map_err(|_| format!("no connection within {HANDSHAKE_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (reader, writer) = stream.into_split();
-        let mut conn = Self { reader, writer: BufWriter::new(writer), buf: Vec::with_capacity(16 * 1024) };
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake(addr))
+        let mut conn = Self { reader, writer, buf: Vec::with_capacity(16 * 1024) };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake(credentials))
             .await
-            .map_err(|_| format!("no answer to CONNECT within {HANDSHAKE_TIMEOUT:?}"))?
+            .map_err(|_| format!("no INFO, or no answer to CONNECT, within {HANDSHAKE_TIMEOUT:?}"))?
             .map(|()| conn)
     }
 
-    async fn handshake(&mut self, addr: &ServerAddr) -> Result<(), String> {
+    async fn handshake(&mut self, credentials: &Credentials) -> Result<(), String> {
         let info = loop {
             match self.next_frame().await? {
                 Frame::Info(json) => break json,
@@ -174,13 +178,13 @@ impl Connection {
             "echo": false,
             "headers": false,
         });
-        match (addr.username(), addr.password()) {
-            (Some(user), Some(pass)) => {
-                connect["user"] = user.into();
-                connect["pass"] = pass.into();
+        match credentials {
+            Credentials::UserPassword(user, pass) => {
+                connect["user"] = user.as_str().into();
+                connect["pass"] = pass.as_str().into();
             }
-            (Some(token), None) => connect["auth_token"] = token.into(),
-            _ => {}
+            Credentials::Token(token) => connect["auth_token"] = token.as_str().into(),
+            Credentials::None => {}
         }
         self.send(&format!("CONNECT {connect}\r\nPING\r\n")).await?;
         loop {
@@ -214,9 +218,14 @@ impl Connection {
         }
     }
 
+    /// Writes `text` whole. A server that takes none of it for two ping intervals is taken
+    /// as gone: a half-open connection would otherwise hold the listener until the kernel
+    /// gives up on it.
     async fn send(&mut self, text: &str) -> Result<(), String> {
-        self.writer.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
-        self.writer.flush().await.map_err(|e| e.to_string())
+        match tokio::time::timeout(2 * PING_EVERY, self.writer.write_all(text.as_bytes())).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("the server took nothing for {:?}", 2 * PING_EVERY)),
+        }
     }
 }
 
@@ -226,6 +235,48 @@ struct Interest {
     by_person: HashMap<i64, u64>,
     by_sid: HashMap<u64, i64>,
     last_sid: u64,
+}
+
+impl Interest {
+    /// Listens for the person (again, if already): their subscription id.
+    fn add(&mut self, user_id: i64) -> u64 {
+        if let Some(&sid) = self.by_person.get(&user_id) {
+            return sid;
+        }
+        self.last_sid += 1;
+        self.by_person.insert(user_id, self.last_sid);
+        self.by_sid.insert(self.last_sid, user_id);
+        self.last_sid
+    }
+
+    /// Stops listening for the person: the subscription id they had.
+    fn remove(&mut self, user_id: i64) -> Option<u64> {
+        let sid = self.by_person.remove(&user_id)?;
+        self.by_sid.remove(&sid);
+        Some(sid)
+    }
+}
+
+/// Appends the `SUB` of a person's subject.
+fn sub_line(out: &mut String, prefix: &str, user_id: i64, sid: u64) {
+    use std::fmt::Write;
+    let _ = write!(out, "SUB {} {sid}\r\n", subject(prefix, user_id));
+}
+
+/// `wait`, give or take a quarter, so that the nodes of a cluster do not all come back to
+/// NATS in the same instant after an outage.
+fn jittered(wait: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    // 0.75 to 1.25 of `wait`, from the clock's nanoseconds (good enough to spread nodes).
+    wait.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
+}
+
+/// How people's NATS connections prove who they are, from the bus URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    None,
+    UserPassword(String, String),
+    Token(String),
 }
 
 /// Why a session ended.
@@ -242,50 +293,45 @@ pub(crate) struct Listener {
     pub(crate) connected: Arc<AtomicBool>,
 }
 
-pub(crate) struct Inputs {
+/// What a node's listener works with.
+pub(crate) struct Setup {
+    pub(crate) addrs: Vec<ServerAddr>,
+    pub(crate) credentials: Credentials,
+    pub(crate) prefix: String,
+    /// The reply subject this node's publications carry, to know them when they come back.
+    pub(crate) node_tag: String,
+    pub(crate) fanout: Arc<LocalFanout>,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) listen: mpsc::UnboundedReceiver<Listen>,
     /// People whose last local subscriber left (the fanout's idle hook).
     pub(crate) idle: mpsc::UnboundedReceiver<i64>,
 }
 
 impl Listener {
-    /// Connects to the first of `addrs` that answers, and listens from then on. Fails when
-    /// none does now: a node does not start without its bus.
-    pub(crate) async fn start(
-        addrs: Vec<ServerAddr>,
-        prefix: String,
-        node_tag: String,
-        fanout: Arc<LocalFanout>,
-        counters: Arc<Counters>,
-        inputs: Inputs,
-    ) -> Result<Self, String> {
-        let mut first = Err("no address".to_owned());
-        for addr in &addrs {
-            first = Connection::open(addr).await;
-            if first.is_ok() {
-                break;
+    /// Connects to the first of the addresses that answers, and listens from then on. Fails
+    /// when none does now: a node does not start without its bus.
+    pub(crate) async fn start(setup: Setup) -> Result<Self, String> {
+        let mut failures = Vec::new();
+        let mut first = None;
+        for addr in &setup.addrs {
+            match Connection::open(addr, &setup.credentials).await {
+                Ok(conn) => {
+                    first = Some(conn);
+                    break;
+                }
+                Err(why) => failures.push(format!("{}:{}: {why}", addr.host(), addr.port())),
             }
         }
-        let conn = first?;
+        let conn = first.ok_or_else(|| failures.join("; "))?;
         let connected = Arc::new(AtomicBool::new(true));
-        let state = connected.clone();
-        tokio::spawn(async move {
-            let interest = Interest::default();
-            let mut run = Run { addrs, prefix, node_tag, fanout, counters, inputs, interest, connected: state };
-            run.forever(conn).await;
-        });
+        let mut run = Run { setup, interest: Interest::default(), connected: connected.clone() };
+        tokio::spawn(async move { run.forever(conn).await });
         Ok(Self { connected })
     }
 }
 
 struct Run {
-    addrs: Vec<ServerAddr>,
-    prefix: String,
-    /// The reply subject this node's publications carry, to know them when they come back.
-    node_tag: String,
-    fanout: Arc<LocalFanout>,
-    counters: Arc<Counters>,
-    inputs: Inputs,
+    setup: Setup,
     interest: Interest,
     connected: Arc<AtomicBool>,
 }
@@ -294,7 +340,9 @@ impl Run {
     async fn forever(&mut self, first: Connection) {
         let mut conn = first;
         let mut next_addr = 0;
+        let mut backoff = BACKOFF_FIRST;
         loop {
+            let began = Instant::now();
             match self.session(&mut conn).await {
                 End::Shutdown => return,
                 End::Lost(why) => {
@@ -302,25 +350,59 @@ impl Run {
                     tracing::warn!(reason = %why, "NATS listener link lost; reconnecting");
                 }
             }
-            let mut backoff = BACKOFF_FIRST;
+            // A link that held a while starts its reconnection afresh; one that keeps dropping
+            // at once backs off further.
+            if began.elapsed() >= STEADY {
+                backoff = BACKOFF_FIRST;
+            }
+            let mut last_warning: Option<Instant> = None;
             conn = loop {
-                let addr = &self.addrs[next_addr % self.addrs.len()];
+                let addr = &self.setup.addrs[next_addr % self.setup.addrs.len()];
                 next_addr += 1;
-                match Connection::open(addr).await {
+                match Connection::open(addr, &self.setup.credentials).await {
                     Ok(conn) => break conn,
+                    // The first failure of an outage, then one a minute: an outage, a refused
+                    // password or a server turned TLS-only all show in the log.
+                    Err(why) if last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY) => {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(reason = %why, "NATS listener cannot reconnect yet");
+                    }
                     Err(why) => tracing::debug!(reason = %why, "NATS listener cannot reconnect yet"),
                 }
-                // Requests that come meanwhile wait in their queues; their callers go on after
-                // SUBSCRIBE_CONFIRM, and the resync after reconnecting covers them.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_LAST);
-                if self.inputs.listen.is_closed() {
+                if !self.wait_offline(jittered(backoff)).await {
                     return;
                 }
+                backoff = (backoff * 2).min(BACKOFF_LAST);
             };
-            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.setup.counters.reconnects.fetch_add(1, Ordering::Relaxed);
             self.connected.store(true, Ordering::SeqCst);
             tracing::info!("NATS listener link is back; streams re-read the store once it listens again");
+        }
+    }
+
+    /// Waits `wait` while the link is down, keeping track of who to listen for: a person
+    /// who comes is subscribed with everyone on the next connection (whose resync covers
+    /// what they miss until then), so they are answered at once; a person who leaves is
+    /// forgotten. False when the bus was dropped.
+    async fn wait_offline(&mut self, wait: Duration) -> bool {
+        let until = tokio::time::sleep(wait);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return true,
+                request = self.setup.listen.recv() => {
+                    let Some((user_id, done)) = request else { return false };
+                    if self.setup.fanout.has_subscribers(user_id) {
+                        self.interest.add(user_id);
+                    }
+                    let _ = done.send(());
+                }
+                Some(user_id) = self.setup.idle.recv() => {
+                    if !self.setup.fanout.has_subscribers(user_id) {
+                        self.interest.remove(user_id);
+                    }
+                }
+            }
         }
     }
 
@@ -333,8 +415,7 @@ impl Run {
         // on the next connection, whose resync covers what they miss.
         for waiting in pending {
             if let (_, Pending::Subscribed(batch)) = waiting {
-                for (user_id, done) in batch {
-                    self.fanout.resync(user_id);
+                for (_, done) in batch {
                     let _ = done.send(());
                 }
             }
@@ -346,7 +427,7 @@ impl Run {
         if !self.interest.by_person.is_empty() {
             let mut subs = String::new();
             for (user_id, sid) in &self.interest.by_person {
-                subs.push_str(&format!("SUB {} {sid}\r\n", subject(&self.prefix, *user_id)));
+                sub_line(&mut subs, &self.setup.prefix, *user_id, *sid);
             }
             subs.push_str("PING\r\n");
             if let Err(e) = conn.send(&subs).await {
@@ -355,6 +436,7 @@ impl Run {
             pending.push_back((Instant::now(), Pending::Resubscribed));
         }
         let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.reset();
         loop {
             let step = tokio::select! {
@@ -363,11 +445,11 @@ impl Run {
                     Ok(_) => self.take_frames(conn, pending).await,
                     Err(e) => Err(e.to_string()),
                 },
-                first = self.inputs.listen.recv() => match first {
+                first = self.setup.listen.recv() => match first {
                     Some(first) => self.listen(conn, pending, first).await,
                     None => return End::Shutdown,
                 },
-                Some(user_id) = self.inputs.idle.recv() => self.forget(conn, user_id).await,
+                Some(user_id) = self.setup.idle.recv() => self.forget(conn, user_id).await,
                 _ = ping.tick() => {
                     if pending.front().is_some_and(|(sent, _)| sent.elapsed() >= 2 * PING_EVERY) {
                         Err(format!("a PING unanswered for {:?}", 2 * PING_EVERY))
@@ -394,10 +476,12 @@ impl Run {
                     // connection, so NATS's no-echo cannot hold them back); they were
                     // delivered locally already.
                     let from = &conn.buf[used + reply.start..used + reply.end];
-                    if from != self.node_tag.as_bytes() {
+                    if from != self.setup.node_tag.as_bytes() {
                         self.deliver(sid, &conn.buf[used + payload.start..used + payload.end]);
                     }
                 }
+                // One PONG answers however many PINGs came together: the server only wants to
+                // hear from a live client within its ping interval.
                 Frame::Ping => pong_due = true,
                 Frame::Pong => match pending.pop_front().map(|(_, what)| what) {
                     Some(Pending::Subscribed(batch)) => {
@@ -406,13 +490,13 @@ impl Run {
                             // the subscription: what was published before it took effect is
                             // in the store.
                             if done.send(()).is_err() {
-                                self.fanout.resync(user_id);
+                                self.setup.fanout.resync(user_id);
                             }
                         }
                     }
                     Some(Pending::Resubscribed) => {
                         tracing::info!("NATS listener listens again; streams re-read the store");
-                        self.fanout.resync_all();
+                        self.setup.fanout.resync_all();
                     }
                     Some(Pending::Alive) | None => {}
                 },
@@ -433,9 +517,9 @@ impl Run {
         // A message for a subscription just dropped may still arrive: nobody to give it to.
         let Some(&user_id) = self.interest.by_sid.get(&sid) else { return };
         match serde_json::from_slice::<Update>(payload) {
-            Ok(update) => self.fanout.deliver(user_id, Arc::new(update)),
+            Ok(update) => self.setup.fanout.deliver(user_id, Arc::new(update)),
             Err(e) => {
-                self.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
+                self.setup.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(user_id, error = %e, "ignored an invalid update from NATS");
             }
         }
@@ -446,7 +530,7 @@ impl Run {
     async fn listen(&mut self, conn: &mut Connection, pending: &mut Pings, first: Listen) -> Result<(), String> {
         let mut batch = vec![first];
         while batch.len() < SUBSCRIBE_BATCH
-            && let Ok(next) = self.inputs.listen.try_recv()
+            && let Ok(next) = self.setup.listen.try_recv()
         {
             batch.push(next);
         }
@@ -454,14 +538,11 @@ impl Run {
         for (user_id, _) in &batch {
             // Already listened for, or gone before this was handled (its idle report may have
             // come first): nothing to do.
-            if self.interest.by_person.contains_key(user_id) || !self.fanout.has_subscribers(*user_id) {
+            if self.interest.by_person.contains_key(user_id) || !self.setup.fanout.has_subscribers(*user_id) {
                 continue;
             }
-            self.interest.last_sid += 1;
-            let sid = self.interest.last_sid;
-            self.interest.by_person.insert(*user_id, sid);
-            self.interest.by_sid.insert(sid, *user_id);
-            subs.push_str(&format!("SUB {} {sid}\r\n", subject(&self.prefix, *user_id)));
+            let sid = self.interest.add(*user_id);
+            sub_line(&mut subs, &self.setup.prefix, *user_id, sid);
         }
         subs.push_str("PING\r\n");
         pending.push_back((Instant::now(), Pending::Subscribed(batch)));
@@ -470,11 +551,10 @@ impl Run {
 
     /// Stops listening for a person nobody here listens for any more.
     async fn forget(&mut self, conn: &mut Connection, user_id: i64) -> Result<(), String> {
-        if self.fanout.has_subscribers(user_id) {
+        if self.setup.fanout.has_subscribers(user_id) {
             return Ok(());
         }
-        let Some(sid) = self.interest.by_person.remove(&user_id) else { return Ok(()) };
-        self.interest.by_sid.remove(&sid);
+        let Some(sid) = self.interest.remove(user_id) else { return Ok(()) };
         conn.send(&format!("UNSUB {sid}\r\n")).await
     }
 }
@@ -532,5 +612,118 @@ mod tests {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert!(parse(&vec![b'a'; MAX_CONTROL_LINE + 1]).is_err(), "an endless line");
+    }
+
+    /// A NATS server played by the test, one connection at a time.
+    struct FakeNats {
+        lines: tokio::io::Lines<tokio::io::BufReader<OwnedReadHalf>>,
+        writer: OwnedWriteHalf,
+    }
+
+    const STEP: Duration = Duration::from_secs(10);
+
+    impl FakeNats {
+        /// Accepts the listener's next connection and answers its handshake.
+        async fn accept(server: &tokio::net::TcpListener) -> Self {
+            use tokio::io::AsyncBufReadExt;
+            let (socket, _) =
+                tokio::time::timeout(STEP, server.accept()).await.expect("a connection").expect("accepted");
+            let (reader, writer) = socket.into_split();
+            let mut fake = Self { lines: tokio::io::BufReader::new(reader).lines(), writer };
+            fake.write("INFO {\"server_id\":\"fake\",\"max_payload\":1048576}\r\n").await;
+            let connect = fake.line().await;
+            assert!(connect.starts_with("CONNECT "), "{connect}");
+            let connect: serde_json::Value = serde_json::from_str(&connect["CONNECT ".len()..]).expect("JSON");
+            assert_eq!((connect["user"].as_str(), connect["pass"].as_str()), (Some("peyvand"), Some("p@ss")));
+            assert_eq!(connect["echo"], false);
+            assert_eq!(fake.line().await, "PING");
+            fake.write("PONG\r\n").await;
+            fake
+        }
+
+        async fn line(&mut self) -> String {
+            tokio::time::timeout(STEP, self.lines.next_line())
+                .await
+                .expect("a line in time")
+                .expect("read")
+                .expect("open")
+        }
+
+        async fn write(&mut self, text: &str) {
+            self.writer.write_all(text.as_bytes()).await.expect("write");
+        }
+
+        async fn msg(&mut self, sid: u64, reply: &str, cursor: i64) {
+            let update = Update {
+                cursor: Some(cursor),
+                at: cursor,
+                event: peyvand_api::Event::Typing { chat_id: 1, user_id: 2 },
+            };
+            let payload = serde_json::to_string(&update).expect("JSON");
+            self.write(&format!("MSG t.u.7 {sid} {reply} {}\r\n{payload}\r\n", payload.len())).await;
+        }
+    }
+
+    async fn received(sub: &mut crate::Subscription) -> crate::Received {
+        tokio::time::timeout(STEP, sub.recv()).await.expect("something in time").expect("open")
+    }
+
+    #[tokio::test]
+    async fn subscribes_confirms_delivers_drops_its_own_and_resubscribes_after_a_loss() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr: ServerAddr = format!("nats://{}", server.local_addr().expect("address")).parse().expect("address");
+        let (idle_tx, idle) = mpsc::unbounded_channel();
+        let fanout = Arc::new(LocalFanout::with_idle_hook(Some(idle_tx)));
+        let counters = Arc::new(Counters::default());
+        let (listen_tx, listen) = mpsc::unbounded_channel();
+        let setup = Setup {
+            addrs: vec![addr],
+            credentials: Credentials::UserPassword("peyvand".into(), "p@ss".into()),
+            prefix: "t".into(),
+            node_tag: "_INBOX.me".into(),
+            fanout: fanout.clone(),
+            counters: counters.clone(),
+            listen,
+            idle,
+        };
+        let starting = tokio::spawn(Listener::start(setup));
+        let mut nats = FakeNats::accept(&server).await;
+        let listener = starting.await.expect("joined").expect("started");
+        assert!(listener.connected.load(Ordering::SeqCst));
+
+        // A person comes: SUB, confirmed only by the PONG.
+        let mut sub = fanout.subscribe(7);
+        let (done, mut confirmed) = oneshot::channel();
+        listen_tx.send((7, done)).expect("listening");
+        assert_eq!(nats.line().await, "SUB t.u.7 1");
+        assert_eq!(nats.line().await, "PING");
+        assert!(confirmed.try_recv().is_err(), "not before the PONG");
+        nats.write("PONG\r\n").await;
+        tokio::time::timeout(STEP, confirmed).await.expect("in time").expect("confirmed");
+
+        // Other nodes' updates are delivered; this node's own, marked by its inbox, are not.
+        nats.msg(1, "_INBOX.other", 1).await;
+        nats.msg(1, "_INBOX.me", 2).await;
+        nats.msg(1, "_INBOX.other", 3).await;
+        for cursor in [1, 3] {
+            assert!(matches!(received(&mut sub).await, crate::Received::Update(u) if u.cursor == Some(cursor)));
+        }
+
+        // The server goes away; the listener comes back, subscribes again, and once that is
+        // confirmed, every local subscriber reads the store.
+        drop(nats);
+        let mut nats = FakeNats::accept(&server).await;
+        assert_eq!(nats.line().await, "SUB t.u.7 1");
+        assert_eq!(nats.line().await, "PING");
+        nats.write("PONG\r\n").await;
+        assert!(matches!(received(&mut sub).await, crate::Received::Lagged));
+        assert_eq!(counters.reconnects.load(Ordering::Relaxed), 1);
+        assert!(listener.connected.load(Ordering::SeqCst));
+
+        // The server's PINGs are answered; the last subscriber's leaving unsubscribes.
+        nats.write("PING\r\n").await;
+        assert_eq!(nats.line().await, "PONG");
+        drop(sub);
+        assert_eq!(nats.line().await, "UNSUB 1");
     }
 }

@@ -21,14 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use peyvand_core::url::redact_credentials;
 
-use crate::listener::{Inputs, Listen, Listener};
+use crate::listener::{Credentials, Listen, Listener, Setup};
 use crate::{Bus, BusHealth, LocalFanout, Subscription};
 
 /// How long a new subscription waits for NATS to confirm that it listens; past that the
 /// subscription works anyway, and the reconnect's resync covers what it could miss.
 const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(2);
-/// Requests to listen are taken in batches of at most this many, confirmed by one `PING`.
-pub(crate) const SUBSCRIBE_BATCH: usize = 1024;
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +40,9 @@ pub struct NatsConnectError {
 pub(crate) struct Counters {
     /// Set once the first connection is made: a Connected event before that is not a return.
     started: AtomicBool,
-    connected: AtomicBool,
-    /// Returns of either connection.
+    /// Whether the publishing connection is up (the listener keeps its own state).
+    publisher_connected: AtomicBool,
+    /// Returns of either connection (one NATS restart counts twice).
     pub(crate) reconnects: AtomicU64,
     publish_errors: AtomicU64,
     pub(crate) invalid_messages: AtomicU64,
@@ -98,10 +97,12 @@ impl NatsBus {
                     match event {
                         async_nats::Event::Connected => {
                             let returned = counters.started.load(Ordering::SeqCst);
-                            if !counters.connected.swap(true, Ordering::SeqCst) && returned {
+                            if !counters.publisher_connected.swap(true, Ordering::SeqCst) && returned {
                                 counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                                tracing::info!("NATS link is back; streams re-read the store");
-                                fanout.resync_all();
+                                // Local streams got this node's updates directly, and the
+                                // listener has them re-read the store after its own outage;
+                                // other nodes may have missed what could not be published.
+                                tracing::info!("NATS publishing link is back");
                                 reconnected.notify_one();
                             }
                         }
@@ -112,8 +113,8 @@ impl NatsBus {
                             fanout.resync_all();
                         }
                         async_nats::Event::Disconnected => {
-                            counters.connected.store(false, Ordering::SeqCst);
-                            tracing::warn!("NATS link lost; reconnecting");
+                            counters.publisher_connected.store(false, Ordering::SeqCst);
+                            tracing::warn!("NATS publishing link lost; reconnecting");
                         }
                         other => tracing::warn!(event = %other, "NATS"),
                     }
@@ -125,7 +126,13 @@ impl NatsBus {
             .map(|one| one.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<_, _>>()
             .map_err(|e| fail(format!("invalid address: {e}")))?;
-        let client = ConnectOptions::new()
+        let credentials = credentials(&addrs).map_err(fail)?;
+        let options = match &credentials {
+            Credentials::None => ConnectOptions::new(),
+            Credentials::UserPassword(user, pass) => ConnectOptions::with_user_and_password(user.clone(), pass.clone()),
+            Credentials::Token(token) => ConnectOptions::with_token(token.clone()),
+        };
+        let client = options
             .name("peyvand")
             .no_echo()
             .connection_timeout(Duration::from_secs(5))
@@ -133,7 +140,7 @@ impl NatsBus {
             .connect(addrs.clone())
             .await
             .map_err(|e| fail(e.to_string()))?;
-        counters.connected.store(true, Ordering::SeqCst);
+        counters.publisher_connected.store(true, Ordering::SeqCst);
         counters.started.store(true, Ordering::SeqCst);
         let (listen, listen_rx) = mpsc::unbounded_channel();
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -153,12 +160,52 @@ impl NatsBus {
             .await
             .map_err(|e| fail(format!("cannot subscribe to the resync subject: {e}")))?;
         tokio::spawn(hear_resync(resync, fanout.clone()));
-        let inputs = Inputs { listen: listen_rx, idle: idle_rx };
-        let listener = Listener::start(addrs, prefix.to_owned(), node_tag, fanout.clone(), counters.clone(), inputs)
-            .await
-            .map_err(|e| fail(format!("cannot listen: {e}")))?;
+        let setup = Setup {
+            addrs,
+            credentials,
+            prefix: prefix.to_owned(),
+            node_tag,
+            fanout: fanout.clone(),
+            counters: counters.clone(),
+            listen: listen_rx,
+            idle: idle_rx,
+        };
+        let listener = Listener::start(setup).await.map_err(|e| fail(format!("cannot listen: {e}")))?;
         Ok(Self { client, fanout, prefix: prefix.to_owned(), listen, listener, publish, counters })
     }
+}
+
+/// The credentials in the bus URL (the first address that has any), percent-decoded as URLs
+/// encode them. async-nats does not read them from the URL itself.
+fn credentials(addrs: &[async_nats::ServerAddr]) -> Result<Credentials, String> {
+    let Some(addr) = addrs.iter().find(|a| a.username().is_some_and(|u| !u.is_empty())) else {
+        return Ok(Credentials::None);
+    };
+    let user = percent_decode(addr.username().unwrap_or_default())?;
+    Ok(match addr.password() {
+        Some(pass) => Credentials::UserPassword(user, percent_decode(pass)?),
+        None => Credentials::Token(user),
+    })
+}
+
+/// `%XX` escapes back to their bytes, which must make UTF-8.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).filter(|h| h.len() == 2);
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = byte else { return Err("a bad %-escape in the credentials".into()) };
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "credentials that are not UTF-8".into())
 }
 
 pub(crate) fn subject(prefix: &str, user_id: i64) -> String {
@@ -208,7 +255,8 @@ async fn hear_resync(mut notices: async_nats::Subscriber, fanout: Arc<LocalFanou
 #[async_trait]
 impl Bus for NatsBus {
     async fn publish(&self, user_id: i64, update: Arc<Update>) {
-        // This node's own subscribers get it directly; the connection has `no_echo`.
+        // This node's own subscribers get it directly; the listener drops it when NATS brings
+        // it back.
         self.fanout.deliver(user_id, update.clone());
         let payload = match serde_json::to_vec(update.as_ref()) {
             Ok(bytes) => bytes,
@@ -244,5 +292,26 @@ impl Bus for NatsBus {
             publish_errors: self.counters.publish_errors.load(Ordering::Relaxed),
             invalid_messages: self.counters.invalid_messages.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(url: &str) -> Vec<async_nats::ServerAddr> {
+        url.split(',').map(|one| one.parse().expect("address")).collect()
+    }
+
+    #[test]
+    fn credentials_come_from_the_url_decoded() {
+        assert_eq!(credentials(&addrs("nats://127.0.0.1:4222")), Ok(Credentials::None));
+        assert_eq!(
+            credentials(&addrs("nats://a:4222,nats://peyvand:p%40ss%3Aw%C3%B6rd@b:4222")),
+            Ok(Credentials::UserPassword("peyvand".into(), "p@ss:wörd".into()))
+        );
+        assert_eq!(credentials(&addrs("nats://s3cret@a:4222")), Ok(Credentials::Token("s3cret".into())));
+        assert!(credentials(&addrs("nats://u:bad%zz@a:4222")).is_err());
+        assert!(credentials(&addrs("nats://u:%ff@a:4222")).is_err(), "not UTF-8");
     }
 }
