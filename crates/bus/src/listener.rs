@@ -9,9 +9,10 @@
 //! `MSG`, `+OK`/`-ERR`), in plain text over TCP, without headers. A `PING` after each batch of
 //! `SUB`s confirms them: NATS handles a connection's commands in order, so its `PONG` means the
 //! server listens. The connection pings every `PING_EVERY` too, and one that leaves a `PING`
-//! unanswered for two of those is taken as dead. On any loss it reconnects for ever, with backoff, over the
-//! given addresses in turn. It subscribes everyone again, and once NATS confirms that, it tells
-//! every local subscriber to read the store, since updates published meanwhile were missed.
+//! unanswered for two of those is taken as dead. On any loss it reconnects for ever, with
+//! backoff, over the given addresses in turn. It subscribes everyone again, and once NATS
+//! confirms that, it tells every local subscriber to read the store, since updates published
+//! meanwhile were missed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -210,6 +211,8 @@ impl Connection {
         }
     }
 
+    /// Reads what the server sent next into the buffer (cancel-safe: nothing read is lost
+    /// when the read is dropped unfinished).
     async fn read_more(&mut self) -> Result<(), String> {
         match self.reader.read_buf(&mut self.buf).await {
             Ok(0) => Err("the server closed the connection".into()),
@@ -440,10 +443,9 @@ impl Run {
         ping.reset();
         loop {
             let step = tokio::select! {
-                read = conn.reader.read_buf(&mut conn.buf) => match read {
-                    Ok(0) => Err("the server closed the connection".to_owned()),
-                    Ok(_) => self.take_frames(conn, pending).await,
-                    Err(e) => Err(e.to_string()),
+                read = conn.read_more() => match read {
+                    Ok(()) => self.take_frames(conn, pending).await,
+                    Err(e) => Err(e),
                 },
                 first = self.setup.listen.recv() => match first {
                     Some(first) => self.listen(conn, pending, first).await,
