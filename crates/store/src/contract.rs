@@ -22,6 +22,7 @@ where
     checked_sends(make().await).await;
     receipts_and_reactions(make().await).await;
     updates(make().await).await;
+    message_updates(make().await).await;
     search(make().await).await;
     deletion(make().await).await;
     concurrent_sends(make().await).await;
@@ -381,6 +382,59 @@ async fn updates(store: Arc<dyn Store>) {
     assert!(store.updates_after(a, 5, 10).await.expect("read").is_empty());
     let next = store.append_update(a, Event::Typing { chat_id: 9, user_id: a }, 200).await.expect("append");
     assert_eq!(next.cursor, Some(6), "cursors never repeat after pruning");
+}
+
+/// A `message_new` update read back from the stream shows the message as it is now.
+async fn message_updates(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let (chat, _) = store.open_direct_chat(a, b, 10).await.expect("open");
+    let (one, _, live) = store.append_message(new_message(chat, a, "c1", "one"), vec![a, b]).await.expect("send");
+    assert!(live.iter().all(|(_, u)| matches!(&u.event, Event::MessageNew { message } if *message == one)));
+    let (two, _, _) = store.append_message(new_message(chat, b, "c2", "two"), vec![a, b]).await.expect("send");
+    store.append_update(b, Event::Typing { chat_id: chat, user_id: a }, 1_001).await.expect("typing");
+    let mut reply = new_message(chat, a, "c3", "three");
+    reply.reply_to = Some(two.seq);
+    let (three, _, _) = store.append_message(reply, vec![a, b]).await.expect("send");
+    let (four, _, _) = store.append_message(new_message(chat, b, "c4", "four"), vec![a, b]).await.expect("send");
+
+    let stream = store.updates_after(b, 0, 100).await.expect("read");
+    assert_eq!(stream.iter().filter_map(|u| u.cursor).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert!(matches!(&stream[0].event, Event::MessageNew { message } if *message == one));
+    assert!(matches!(&stream[1].event, Event::MessageNew { message } if *message == two));
+    assert!(matches!(&stream[2].event, Event::Typing { chat_id, user_id } if *chat_id == chat && *user_id == a));
+    assert!(matches!(&stream[3].event, Event::MessageNew { message } if *message == three));
+    assert_eq!(stream[3].at, 1_000);
+
+    store.edit_message(chat, one.seq, text("uno"), "uno".into(), 20, vec![a, b]).await.expect("edit");
+    store.set_reaction(chat, three.seq, b, Some("👍".into()), 21, vec![a, b]).await.expect("react");
+    store.delete_message(chat, two.seq, 22, vec![a, b]).await.expect("delete");
+    store.hide_message(b, chat, four.seq, 23).await.expect("hide");
+    let stream = store.updates_after(b, 0, 100).await.expect("read");
+    let Event::MessageNew { message } = &stream[0].event else { panic!("{:?}", stream[0]) };
+    assert_eq!((message.content.text(), message.edited_at), (Some("uno"), Some(20)));
+    let Event::MessageNew { message } = &stream[1].event else { panic!("{:?}", stream[1]) };
+    assert_eq!(message.content, Content::Deleted, "the deleted text is not sent again");
+    let Event::MessageNew { message } = &stream[3].event else { panic!("{:?}", stream[3]) };
+    assert_eq!(message.reactions.iter().map(|r| (r.user_id, r.emoji.as_str())).collect::<Vec<_>>(), vec![(b, "👍")]);
+    assert_eq!(message.reply_to, Some(two.seq));
+    // Hiding a message is the hider's own update; the message itself is still there for them
+    // to be told it is hidden.
+    assert!(matches!(&stream[4].event, Event::MessageNew { message } if message.seq == four.seq));
+    let kinds: Vec<_> = stream[5..].iter().map(|u| std::mem::discriminant(&u.event)).collect();
+    assert_eq!(kinds.len(), 4, "edited, reaction, deleted, hidden: {:?}", &stream[5..]);
+    assert!(matches!(&stream[8].event, Event::MessagesDeleted { for_everyone: false, .. }));
+
+    // The sender's account deleted, their messages stay for the people who received them,
+    // and so do the updates that refer to those messages.
+    store.delete_user(a).await.expect("delete a");
+    let after = store.updates_after(b, 0, 100).await.expect("read");
+    assert!(
+        matches!(&after[3].event, Event::MessageNew { message } if message.sender_id == a && message.seq == three.seq)
+    );
+    // Pruning drops references as it drops copies.
+    assert_eq!(store.prune_updates(i64::MAX, 2).await.expect("prune"), 7);
+    assert_eq!(store.updates_after(b, 7, 100).await.expect("read").len(), 2);
 }
 
 async fn search(store: Arc<dyn Store>) {

@@ -289,6 +289,11 @@ pub trait FederationStore: Send + Sync {
 pub trait UpdateStore: Send + Sync {
     /// Updates after `after`, oldest first; `CursorTooOld` if some were already pruned,
     /// `CursorAhead` if `after` is past the newest update.
+    ///
+    /// A `message_new` update is stored as a reference to the message, not a copy, and is read
+    /// as the message is now: edited, with its reactions, or a tombstone if it was deleted for
+    /// everyone (so a device that was away never receives the deleted text). The updates
+    /// that told of those changes follow it in the stream as usual.
     async fn updates_after(&self, user_id: i64, after: i64, limit: u32) -> StoreResult<Vec<Update>>;
     /// The newest cursor of the user's stream.
     async fn cursor(&self, user_id: i64) -> StoreResult<i64>;

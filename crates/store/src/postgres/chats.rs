@@ -29,7 +29,7 @@ const NOT_HIDDEN: &str =
     "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.chat_id = m.chat_id AND h.user_id = $2 AND h.seq = m.seq)";
 
 /// Reads the message whose columns start at `at`: those of [`MESSAGE_COLUMNS`], in order.
-fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
+pub(super) fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
     let forwarded: Option<&str> = row.try_get(at + 6)?;
     let reactors: Vec<i64> = row.try_get(at + 9)?;
     let emojis: Vec<String> = row.try_get(at + 10)?;

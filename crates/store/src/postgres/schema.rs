@@ -24,7 +24,8 @@
 //! `limits`, `nodes` and `schema_migrations`.
 //!
 //! Ids and times (milliseconds) are `bigint`; JSON columns are `text` holding exactly what
-//! the embedded backend stores.
+//! the embedded backend stores. An update of a new message holds no JSON but the message's
+//! `chat_id` and `seq`: it is read from `messages`, as it is when read.
 
 use deadpool_postgres::Client;
 
@@ -188,6 +189,14 @@ CREATE TABLE delivery_leases (
     holder text NOT NULL,
     until bigint NOT NULL
 );
+"#,
+    // A new message's update refers to its row in `messages` (`event` NULL) instead of holding
+    // a copy of it, as in the embedded backend.
+    r#"
+ALTER TABLE updates ALTER COLUMN event DROP NOT NULL;
+ALTER TABLE updates ADD COLUMN chat_id bigint, ADD COLUMN seq bigint;
+ALTER TABLE updates ADD CONSTRAINT updates_event_or_message
+    CHECK ((event IS NULL) = (chat_id IS NOT NULL AND seq IS NOT NULL));
 "#,
 ];
 

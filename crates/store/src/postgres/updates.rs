@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use peyvand_api::{Event, Update};
 
+use super::chats::{MESSAGE_COLUMNS, message_from_row};
 use super::{Attempt, PgStore, big, json, once, retry};
 use crate::{StoreError, StoreResult, UpdateStore};
 
@@ -42,7 +43,25 @@ pub(super) async fn push_at(
         .map(|&(_, event)| i32::try_from(event))
         .collect::<Result<Vec<i32>, _>>()
         .map_err(|_| StoreError::Backend("too many distinct events in one write".into()))?;
-    let raw = events.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+    // A new message is stored by reference to its row in `messages` (no JSON), anything else
+    // as JSON: the three arrays are indexed like `events`.
+    let mut raw: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut chat_ids: Vec<Option<i64>> = Vec::with_capacity(events.len());
+    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            Event::MessageNew { message } => {
+                raw.push(None);
+                chat_ids.push(Some(message.chat_id));
+                seqs.push(Some(message.seq));
+            }
+            other => {
+                raw.push(Some(serde_json::to_string(other)?));
+                chat_ids.push(None);
+                seqs.push(None);
+            }
+        }
+    }
     // `wanted`: the entries, numbered; `counts`: how many updates each stream takes; `locked`:
     // the open streams among them, locked in ascending user id; `bumped`: their cursors raised
     // by that many; `numbered`: each entry's cursor; `stored`: the updates written.
@@ -63,13 +82,14 @@ pub(super) async fn push_at(
                         b.base + row_number() OVER (PARTITION BY w.user_id ORDER BY w.ord) AS cursor \
                  FROM wanted w JOIN bumped b ON b.user_id = w.user_id \
              ), stored AS ( \
-                 INSERT INTO updates (user_id, cursor, at, event) \
-                 SELECT user_id, cursor, ($3::bigint[])[event + 1], ($4::text[])[event + 1] FROM numbered \
+                 INSERT INTO updates (user_id, cursor, at, event, chat_id, seq) \
+                 SELECT user_id, cursor, ($3::bigint[])[event + 1], ($4::text[])[event + 1], \
+                        ($5::bigint[])[event + 1], ($6::bigint[])[event + 1] FROM numbered \
              ) \
              SELECT ord, cursor FROM numbered ORDER BY ord",
         )
         .await?;
-    let rows = tx.query(&statement, &[&users, &indexes, &at, &raw]).await?;
+    let rows = tx.query(&statement, &[&users, &indexes, &at, &raw, &chat_ids, &seqs]).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (ord, cursor): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -111,14 +131,15 @@ impl UpdateStore for PgStore {
             // One statement, so the stream's bounds and its updates come from one snapshot: a
             // prune committing in between cannot make updates vanish past a bound just checked.
             let statement = client
-                .prepare_cached(
-                    "SELECT s.pruned_through, s.cursor, u.cursor, u.at, u.event FROM streams s \
-                     LEFT JOIN LATERAL ( \
-                         SELECT cursor, at, event FROM updates \
-                         WHERE user_id = s.user_id AND cursor > $2 ORDER BY cursor LIMIT $3 \
-                     ) u ON true \
-                     WHERE s.user_id = $1 ORDER BY u.cursor",
-                )
+                .prepare_cached(&format!(
+                    "SELECT s.pruned_through, s.cursor, u.cursor, u.at, u.event, {MESSAGE_COLUMNS} FROM streams s \
+                         LEFT JOIN LATERAL ( \
+                             SELECT cursor, at, event, chat_id, seq FROM updates \
+                             WHERE user_id = s.user_id AND cursor > $2 ORDER BY cursor LIMIT $3 \
+                         ) u ON true \
+                         LEFT JOIN messages m ON u.event IS NULL AND m.chat_id = u.chat_id AND m.seq = u.seq \
+                         WHERE s.user_id = $1 ORDER BY u.cursor"
+                ))
                 .await?;
             let rows = client.query(&statement, &[&user_id, &after, &big(limit)]).await?;
             let (pruned, newest): (i64, i64) = match rows.first() {
@@ -135,8 +156,20 @@ impl UpdateStore for PgStore {
             for row in &rows {
                 // A stream with nothing after `after` still gives its one row, without an update.
                 if let Some(cursor) = row.try_get::<_, Option<i64>>(2)? {
-                    let raw: String = row.try_get(4)?;
-                    out.push(Update { cursor: Some(cursor), at: row.try_get(3)?, event: json(&raw)? });
+                    // A new message is read as it is now, from its `messages` columns.
+                    let event = match row.try_get::<_, Option<&str>>(4)? {
+                        Some(raw) => json(raw)?,
+                        None if row.try_get::<_, Option<i64>>(5)?.is_some() => {
+                            Event::MessageNew { message: message_from_row(row, 5)? }
+                        }
+                        None => {
+                            return Err(StoreError::Backend(format!(
+                                "update {cursor} refers to a message that is not stored"
+                            ))
+                            .into());
+                        }
+                    };
+                    out.push(Update { cursor: Some(cursor), at: row.try_get(3)?, event });
                 }
             }
             Ok(out)

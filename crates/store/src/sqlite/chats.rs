@@ -16,28 +16,35 @@ use crate::{
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, m.forwarded_from, m.sent_at, m.edited_at";
 
-type RawMessage = (Message, String, Option<String>);
+/// A message read from its row, its content and forward still JSON: [`finish_message`] parses
+/// them and adds the reactions.
+pub(super) type RawMessage = (Message, String, Option<String>);
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<RawMessage> {
+    message_from_row_at(row, 0)
+}
+
+/// Reads the message whose columns start at `at`: those of [`MESSAGE_COLUMNS`], in order.
+pub(super) fn message_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<RawMessage> {
     Ok((
         Message {
-            chat_id: row.get(0)?,
-            seq: row.get(1)?,
-            sender_id: row.get(2)?,
-            client_id: row.get(3)?,
+            chat_id: row.get(at)?,
+            seq: row.get(at + 1)?,
+            sender_id: row.get(at + 2)?,
+            client_id: row.get(at + 3)?,
             content: Content::Deleted,
-            reply_to: row.get(5)?,
+            reply_to: row.get(at + 5)?,
             forwarded_from: None,
-            sent_at: row.get(7)?,
-            edited_at: row.get(8)?,
+            sent_at: row.get(at + 7)?,
+            edited_at: row.get(at + 8)?,
             reactions: Vec::new(),
         },
-        row.get(4)?,
-        row.get(6)?,
+        row.get(at + 4)?,
+        row.get(at + 6)?,
     ))
 }
 
-fn finish_message(conn: &Connection, (mut message, content, forwarded): RawMessage) -> StoreResult<Message> {
+pub(super) fn finish_message(conn: &Connection, (mut message, content, forwarded): RawMessage) -> StoreResult<Message> {
     message.content = json(&content)?;
     message.forwarded_from = forwarded.as_deref().map(json).transpose()?;
     message.reactions = reactions(conn, message.chat_id, message.seq)?;

@@ -156,6 +156,24 @@ CREATE TABLE delivery_leases (
     until INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // A new message's update refers to its row in `messages` instead of holding a copy of
+    // it: the copy was written once per recipient, and most of what every send wrote.
+    r#"
+CREATE TABLE updates_v5 (
+    user_id INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    event TEXT,
+    chat_id INTEGER,
+    seq INTEGER,
+    PRIMARY KEY (user_id, cursor),
+    CHECK ((event IS NULL) = (chat_id IS NOT NULL AND seq IS NOT NULL))
+) WITHOUT ROWID;
+INSERT INTO updates_v5 (user_id, cursor, at, event) SELECT user_id, cursor, at, event FROM updates;
+DROP TABLE updates;
+ALTER TABLE updates_v5 RENAME TO updates;
+CREATE INDEX updates_at ON updates (at);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
@@ -174,4 +192,46 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before updates referred to messages keeps its updates, and takes
+    /// both kinds afterwards; a row that is both or neither is refused.
+    #[test]
+    fn updates_become_references_and_keep_what_was_there() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        conn.execute("INSERT INTO updates (user_id, cursor, at, event) VALUES (1, 1, 5, '{\"old\":1}')", [])
+            .expect("old update");
+        migrate(&mut conn).expect("migrate");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let old: (i64, String, Option<i64>) = conn
+            .query_row("SELECT at, event, chat_id FROM updates WHERE user_id = 1 AND cursor = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("kept");
+        assert_eq!(old, (5, "{\"old\":1}".to_string(), None));
+        conn.execute("INSERT INTO updates (user_id, cursor, at, chat_id, seq) VALUES (1, 2, 6, 7, 8)", [])
+            .expect("a reference");
+        for bad in [
+            "INSERT INTO updates (user_id, cursor, at) VALUES (1, 3, 7)",
+            "INSERT INTO updates (user_id, cursor, at, event, chat_id, seq) VALUES (1, 3, 7, '{}', 7, 8)",
+            "INSERT INTO updates (user_id, cursor, at, chat_id) VALUES (1, 3, 7, 7)",
+        ] {
+            assert!(conn.execute(bad, []).is_err(), "{bad}");
+        }
+        let indexed: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'updates_at'", [], |r| {
+                r.get(0)
+            })
+            .expect("index");
+        assert_eq!(indexed, 1);
+    }
 }
