@@ -20,7 +20,10 @@ pub struct Update {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// A new message in a chat of mine (sent by anyone, including my other devices).
+    /// A new message in a chat of mine (sent by anyone, including my other devices). Read
+    /// back when catching up from a cursor, it shows the message as it is by then: edited,
+    /// with its reactions, or deleted for everyone; the updates that tell of those changes
+    /// follow it as usual.
     MessageNew { message: Message },
     /// A message was edited.
     MessageEdited { message: Message },

@@ -230,6 +230,9 @@ impl Config {
         if s.presence_heartbeat_secs == 0 {
             bail!("service.presence_heartbeat_secs must be positive");
         }
+        if s.catch_up_reads == 0 {
+            bail!("service.catch_up_reads must be positive");
+        }
         Ok(())
     }
 }
@@ -281,6 +284,8 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(load_from("lisen = \"x\"", &[]).is_err());
         assert!(load_from("[service]\ncode_length = 2", &[]).is_err());
+        assert!(load_from("[service]\ncatch_up_reads = 0", &[]).is_err());
+        assert_eq!(load_from("[service]\ncatch_up_reads = 3", &[]).expect("valid").service.catch_up_reads, 3);
         assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
         assert!(load_from("stream_write_timeout_secs = 0", &[]).is_err());
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());

@@ -127,5 +127,17 @@ pub fn render(state: &AppState) -> String {
         "Durable updates published to the bus.",
         load(&c.updates_published),
     );
+    counter(
+        &mut out,
+        "peyvand_stream_catch_up_reads_total",
+        "Store reads update streams made to catch up (after a gap or a lost cluster link).",
+        load(&c.catch_up_reads),
+    );
+    gauge(
+        &mut out,
+        "peyvand_stream_catch_ups_waiting",
+        "Update streams waiting for their turn to read the store (see catch_up_reads).",
+        load(&c.catch_ups_waiting),
+    );
     out
 }

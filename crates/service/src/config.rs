@@ -19,6 +19,13 @@ pub struct ServiceConfig {
     /// Seconds between a node's presence heartbeats; a node silent for three is taken as
     /// gone and its people as offline.
     pub presence_heartbeat_secs: u64,
+    /// Store reads this node's live update streams may make at once to catch up (after a gap
+    /// or a lost cluster link); the others wait their turn, first come first served. When the
+    /// link to the other nodes comes back, every stream of the node must catch up at once:
+    /// this keeps that burst from taking every store connection from the requests. The
+    /// default is the number of CPU cores: half the PostgreSQL pool (twice the cores), and
+    /// half of the embedded store's readers on a 2-core machine.
+    pub catch_up_reads: u32,
     pub limits: Limits,
 }
 
@@ -31,6 +38,7 @@ impl Default for ServiceConfig {
             update_retention_secs: 7 * 24 * 3600,
             update_retention_min: 1000,
             presence_heartbeat_secs: 10,
+            catch_up_reads: std::thread::available_parallelism().map_or(2, |n| n.get().min(1024) as u32),
             limits: Limits::default(),
         }
     }

@@ -46,6 +46,8 @@ pub struct Service {
     /// The transport to other messengers, once the interconnect is set up.
     federation: Arc<std::sync::OnceLock<Arc<dyn Federation>>>,
     node_id: i64,
+    /// Turns for live update streams' catch-up reads (`catch_up_reads` of them).
+    catch_up: Arc<tokio::sync::Semaphore>,
 }
 
 /// What [`Service::readiness`] found.
@@ -78,10 +80,15 @@ pub struct Counters {
     pub sign_ups: std::sync::atomic::AtomicU64,
     pub messages_sent: std::sync::atomic::AtomicU64,
     pub updates_published: std::sync::atomic::AtomicU64,
+    /// Store reads live update streams made to catch up.
+    pub catch_up_reads: std::sync::atomic::AtomicU64,
+    /// Live update streams waiting for their turn to read the store (a gauge).
+    pub catch_ups_waiting: std::sync::atomic::AtomicU64,
 }
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, codes: Arc<dyn CodeSender>, config: ServiceConfig) -> Self {
+        let catch_up = Arc::new(tokio::sync::Semaphore::new(config.catch_up_reads.max(1) as usize));
         Self {
             store,
             bus,
@@ -94,6 +101,7 @@ impl Service {
             federation: Arc::default(),
             // Positive, so it reads well in logs and metrics.
             node_id: rand::random::<i64>() & i64::MAX,
+            catch_up,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use peyvand_api::{ApiError, SyncState, Update};
@@ -30,6 +31,19 @@ impl Service {
     /// Updates after `after`; `resync_required` for a cursor this server cannot resume from.
     async fn read_after(&self, user_id: i64, after: i64) -> Result<Vec<Update>, ApiError> {
         self.store.updates_after(user_id, after, PAGE).await.map_err(store_error)
+    }
+
+    /// A live feed's store read to catch up, in its turn: at most `catch_up_reads` run at
+    /// once on this node, the others wait first come first served. Requests (a stream's
+    /// first page when it opens, a long poll) do not wait for a turn.
+    async fn catch_up_read(&self, user_id: i64, after: i64) -> Result<Vec<Update>, ApiError> {
+        let _turn = {
+            let _waiting = Waiting::count(&self.metrics.catch_ups_waiting);
+            // The semaphore is never closed; if it were, reading anyway is the safe side.
+            self.catch_up.acquire().await.ok()
+        };
+        self.metrics.catch_up_reads.fetch_add(1, Ordering::Relaxed);
+        self.read_after(user_id, after).await
     }
 
     /// `GET /v1/updates`: the next page of updates, waiting up to `timeout` for one when
@@ -85,6 +99,23 @@ impl Service {
             gap_since: None,
             open: true,
         })
+    }
+}
+
+/// Counts one waiter in a gauge for as long as it lives, however its wait ends (a feed's
+/// future may be dropped while it waits).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn count(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -150,7 +181,7 @@ impl UpdateFeed {
                 self.gap_since = None;
                 let fresh = match self.backlog.take() {
                     Some(first_page) => first_page,
-                    None => self.service.read_after(self.user_id, self.last).await?,
+                    None => self.service.catch_up_read(self.user_id, self.last).await?,
                 };
                 // A short page is the end of the store. Anything committed after the read is
                 // published after it too, and the subscription (opened before the first read)
@@ -390,6 +421,60 @@ mod tests {
         assert_eq!(cursors, vec![Some(1), Some(2)]);
         assert!(feed.caught_up());
         feed.close().await;
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// When every stream of a node must catch up at once (the cluster link came back), they
+    /// read the store `catch_up_reads` at a time, the others waiting their turn, and every
+    /// one gets what it missed.
+    #[tokio::test]
+    async fn streams_catch_up_in_turns() {
+        use std::sync::atomic::Ordering;
+
+        const FEEDS: u64 = 10;
+        let (dir, store, bus, _, a, b, chat) = two_people("turns").await;
+        let shared: Arc<dyn Store> = store.clone();
+        let config = ServiceConfig { catch_up_reads: 2, ..ServiceConfig::default() };
+        let service = Service::new(shared, Arc::new(bus.clone()), Arc::new(ConsoleCodeSender), config);
+        let mut feeds = Vec::new();
+        for _ in 0..FEEDS {
+            feeds.push(caught_up_feed(&service, b).await);
+        }
+        let counters = service.counters();
+        assert_eq!(counters.catch_up_reads.load(Ordering::Relaxed), 0, "opening a stream is not a catch-up");
+        // Stored, announced on a bus that loses it; then the link "comes back".
+        store.append_message(text_message(chat, a, "missed", 2), vec![b]).await.expect("send");
+        let turns = service.catch_up.clone().acquire_many_owned(2).await.expect("take every turn");
+        bus.0.resync_all();
+        let mut tasks = Vec::new();
+        for mut feed in feeds {
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while got.is_empty() {
+                    got = feed.next().await.expect("next").expect("open");
+                }
+                (feed, got)
+            }));
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while counters.catch_ups_waiting.load(Ordering::Relaxed) < FEEDS {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every stream waits for a turn");
+        assert_eq!(counters.catch_up_reads.load(Ordering::Relaxed), 0, "no read without a turn");
+        drop(turns);
+        for task in tasks {
+            let (feed, got) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), task).await.expect("in time").expect("task");
+            assert_eq!(got.iter().map(|u| u.cursor).collect::<Vec<_>>(), vec![Some(1)]);
+            assert!(feed.caught_up());
+            feed.close().await;
+        }
+        assert_eq!(counters.catch_up_reads.load(Ordering::Relaxed), FEEDS);
+        assert_eq!(counters.catch_ups_waiting.load(Ordering::Relaxed), 0);
         drop(service);
         let _ = std::fs::remove_dir_all(&dir);
     }
