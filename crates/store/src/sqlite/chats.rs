@@ -176,9 +176,11 @@ pub(super) fn insert_row(
 fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
     let content = serde_json::to_string(&new.content)?;
     let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-    let seq: i64 = conn
-        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 RETURNING last_seq")?
-        .query_row(params![new.chat_id, new.sent_at], |r| r.get(0))?;
+    // Two statements rather than `RETURNING`, as in `updates::push_stored`.
+    conn.prepare_cached("UPDATE chats SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![new.chat_id, new.sent_at])?;
+    let seq: i64 =
+        conn.prepare_cached("SELECT last_seq FROM chats WHERE id = ?1")?.query_row([new.chat_id], |r| r.get(0))?;
     insert_row(conn, new, seq, &content, forwarded.as_deref())?;
     // The sender has read everything up to their own message.
     conn.prepare_cached(

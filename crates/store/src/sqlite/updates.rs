@@ -28,12 +28,18 @@ impl Stored {
 /// Appends an update to a user's stream inside the caller's transaction. Returns the new
 /// cursor, or `None` for a deleted account (which has no stream).
 fn push_stored(conn: &Connection, user_id: i64, stored: &Stored, now: i64) -> StoreResult<Option<i64>> {
-    let cursor: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0 RETURNING update_cursor",
-        )?
-        .query_row([user_id], |r| r.get(0))
-        .optional()?;
+    // Not `RETURNING`: SQLite gathers returned rows in an ephemeral table, a page cache of its
+    // own opened and dropped by every statement, which showed in the writer's profile.
+    let bumped = conn
+        .prepare_cached("UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0")?
+        .execute([user_id])?;
+    let cursor = match bumped {
+        0 => None,
+        _ => Some(
+            conn.prepare_cached("SELECT update_cursor FROM users WHERE id = ?1")?
+                .query_row([user_id], |r| r.get::<_, i64>(0))?,
+        ),
+    };
     if let Some(cursor) = cursor {
         match stored {
             Stored::Message { chat_id, seq } => conn
