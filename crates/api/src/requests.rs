@@ -154,7 +154,8 @@ pub struct ForwardSource {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SendMessage {
     /// Chosen by the client (1 to 64 characters); a retry with the same id returns the message
-    /// that was stored the first time.
+    /// that was stored the first time. Ids that sort in the order they are made (a time prefix,
+    /// as the Rust client's) are the cheapest for the server to index.
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,

@@ -35,8 +35,10 @@ impl Flags {
     }
 }
 
+/// The client id of the `i`th message of the schedule. Zero-padded, so that ids sort in the
+/// order they are sent, as the client library's time-ordered ids do.
 pub fn client_id(i: u64) -> String {
-    format!("b{i}")
+    format!("b{i:010}")
 }
 
 fn index_of(client_id: &str) -> Option<u64> {

@@ -110,15 +110,39 @@ impl Client {
     }
 }
 
-/// A fresh random client id for [`crate::Client::send`]: 32 hex digits, so retries of one
-/// send share it and different sends never collide.
+/// A fresh client id for [`crate::Client::send`]: 32 hex digits, so retries of one send share
+/// it and different sends never collide. The first 12 are the milliseconds since 1970 and the
+/// other 20 random (80 bits), so ids made later sort later: the server's index of client ids
+/// then takes each new one on its newest pages instead of on a page of its own.
 pub fn new_client_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff_ffff);
+    format!("{millis:012x}{:020x}", rand::random::<u128>() >> 48)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_32_hex_digits_that_sort_by_time() {
+        let first = new_client_id();
+        let mut later = new_client_id();
+        // Ids of the same millisecond differ only in their random part; wait for the next one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while later[..12] == first[..12] {
+            assert!(std::time::Instant::now() < deadline, "the clock did not move");
+            std::thread::yield_now();
+            later = new_client_id();
+        }
+        for id in [&first, &later] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        }
+        assert!(first < later, "{first} then {later}");
+        assert_ne!(new_client_id()[12..], new_client_id()[12..], "the random part repeats");
+    }
 
     #[test]
     fn joins_paths_under_a_prefix() {

@@ -174,6 +174,14 @@ DROP TABLE updates;
 ALTER TABLE updates_v5 RENAME TO updates;
 CREATE INDEX updates_at ON updates (at);
 "#,
+    // The index behind idempotent sends leads with the client id rather than the chat: ids
+    // that grow with time (as the client library makes them) then land on the index's newest
+    // pages, which every send of a commit shares, instead of on one page per chat. Its key and
+    // what it makes unique are unchanged.
+    r#"
+DROP INDEX messages_client_id;
+CREATE UNIQUE INDEX messages_client_id ON messages (client_id, chat_id, sender_id);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
@@ -233,5 +241,39 @@ mod tests {
             })
             .expect("index");
         assert_eq!(indexed, 1);
+    }
+
+    /// Rebuilding the client-id index keeps the messages and what the index makes unique: one
+    /// client id per sender in a chat, and the same id free for another sender or chat.
+    #[test]
+    fn the_client_id_index_is_rebuilt_and_still_unique() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 5).expect("version");
+        let insert = |conn: &Connection, chat: i64, seq: i64, sender: i64, id: &str| {
+            conn.execute(
+                "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, sent_at) \
+                 VALUES (?1, ?2, ?3, ?4, '{}', '', 0)",
+                rusqlite::params![chat, seq, sender, id],
+            )
+        };
+        insert(&conn, 1, 1, 10, "a").expect("old message");
+        migrate(&mut conn).expect("migrate");
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_info('messages_client_id') ORDER BY seqno")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("index columns");
+        assert_eq!(columns, ["client_id", "chat_id", "sender_id"]);
+        assert!(insert(&conn, 1, 2, 10, "a").is_err(), "the same id twice from one sender in one chat");
+        insert(&conn, 1, 2, 11, "a").expect("another sender");
+        insert(&conn, 2, 1, 10, "a").expect("another chat");
+        let seq: i64 = conn
+            .query_row("SELECT seq FROM messages WHERE chat_id = 1 AND sender_id = 10 AND client_id = 'a'", [], |r| {
+                r.get(0)
+            })
+            .expect("found by the index's key");
+        assert_eq!(seq, 1);
     }
 }
