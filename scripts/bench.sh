@@ -2,7 +2,7 @@
 # Runs Peyvand's standard load scenarios and prints their figures (see docs/BENCHMARKS.md).
 #
 #   scripts/bench.sh            all scenarios
-#   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep)
+#   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep from 12.5k/s)
 #   scripts/bench.sh idle       only the idle-connections scenario
 #   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
 #                               PostgreSQL and NATS, then IDLE_CONNECTIONS idle streams on as
@@ -70,13 +70,13 @@ summary_line() {
         | @tsv' "$1"
 }
 
-# sweep NAME [BENCH OPTIONS...]: the rates of SWEEP_RATES in rising order as NAME-<rate>, until
-# one is not sustained, then a table of every NAME-* run and the highest rate sustained. The
-# options (--storage, --bus, --nodes) go before the scenario.
+# sweep NAME DEFAULT_RATES [BENCH OPTIONS...]: the rates of SWEEP_RATES (else DEFAULT_RATES) in
+# rising order as NAME-<rate>, until one is not sustained, then a table of every NAME-* run and
+# the highest rate sustained. The options (--storage, --bus, --nodes) go before the scenario.
 sweep() {
-    local name=$1 best=none rate
-    shift
-    for rate in ${SWEEP_RATES:-1000 1500 2000 2500 3000 4000 5000}; do
+    local name=$1 rates=$2 best=none rate
+    shift 2
+    for rate in ${SWEEP_RATES:-$rates}; do
         run "$name-$rate" "$@" messages --users "$users" --rate "$rate" --duration 15 "${perf_flag[@]}"
         if sustained "$out/$name-$rate.json"; then best=$rate; else break; fi
     done
@@ -88,16 +88,17 @@ sweep() {
 
 if [ "$what" = all ] || [ "$what" = messages ]; then
     run messages-10k messages --users "$users" --rate 10000 --duration 20 "${perf_flag[@]}"
-    sweep messages
+    sweep messages "12500 15000 17500 20000 22500 25000"
 fi
 
 if [ "$what" = cluster ]; then
     postgres=${PEYVAND_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
     nats=${PEYVAND_BENCH_NATS:-nats://127.0.0.1:4222}
+    cluster_rates="1000 1500 2000 2500 3000 4000 5000"
     # server_cores counts the peyvand processes only; PostgreSQL's and NATS's work shows in the
     # whole machine's busy CPU of each run's log.
-    sweep postgres-1node --storage "$postgres"
-    sweep postgres-nats-2nodes --nodes 2 --storage "$postgres" --bus "$nats"
+    sweep postgres-1node "$cluster_rates" --storage "$postgres"
+    sweep postgres-nats-2nodes "$cluster_rates" --nodes 2 --storage "$postgres" --bus "$nats"
     # 100,000 idle streams: as many nodes as the open-file limit needs, held for two ping rounds.
     if [ "$files" -le 1000 ]; then
         echo "the open-file limit ($files) leaves no room for idle streams" >&2
