@@ -206,15 +206,22 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
 mod tests {
     use super::*;
 
+    /// An in-memory database with only the first `version` migrations run, as a binary of
+    /// that time left it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", version as i64).expect("version");
+        conn
+    }
+
     /// A database made before updates referred to messages keeps its updates, and takes
     /// both kinds afterwards; a row that is both or neither is refused.
     #[test]
     fn updates_become_references_and_keep_what_was_there() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        for sql in &MIGRATIONS[..4] {
-            conn.execute_batch(sql).expect("old migration");
-        }
-        conn.pragma_update(None, "user_version", 4).expect("version");
+        let mut conn = at_version(4);
         conn.execute("INSERT INTO updates (user_id, cursor, at, event) VALUES (1, 1, 5, '{\"old\":1}')", [])
             .expect("old update");
         migrate(&mut conn).expect("migrate");
@@ -247,11 +254,7 @@ mod tests {
     /// client id per sender in a chat, and the same id free for another sender or chat.
     #[test]
     fn the_client_id_index_is_rebuilt_and_still_unique() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        for sql in &MIGRATIONS[..5] {
-            conn.execute_batch(sql).expect("old migration");
-        }
-        conn.pragma_update(None, "user_version", 5).expect("version");
+        let mut conn = at_version(5);
         let insert = |conn: &Connection, chat: i64, seq: i64, sender: i64, id: &str| {
             conn.execute(
                 "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, sent_at) \
