@@ -33,24 +33,20 @@ fn push_stored(conn: &Connection, user_id: i64, stored: &Stored, now: i64) -> St
     let bumped = conn
         .prepare_cached("UPDATE users SET update_cursor = update_cursor + 1 WHERE id = ?1 AND deleted = 0")?
         .execute([user_id])?;
-    let cursor = match bumped {
-        0 => None,
-        _ => Some(
-            conn.prepare_cached("SELECT update_cursor FROM users WHERE id = ?1")?
-                .query_row([user_id], |r| r.get::<_, i64>(0))?,
-        ),
-    };
-    if let Some(cursor) = cursor {
-        match stored {
-            Stored::Message { chat_id, seq } => conn
-                .prepare_cached("INSERT INTO updates (user_id, cursor, at, chat_id, seq) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![user_id, cursor, now, chat_id, seq])?,
-            Stored::Json(raw) => conn
-                .prepare_cached("INSERT INTO updates (user_id, cursor, at, event) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![user_id, cursor, now, raw])?,
-        };
+    if bumped == 0 {
+        return Ok(None);
     }
-    Ok(cursor)
+    let cursor: i64 =
+        conn.prepare_cached("SELECT update_cursor FROM users WHERE id = ?1")?.query_row([user_id], |r| r.get(0))?;
+    match stored {
+        Stored::Message { chat_id, seq } => conn
+            .prepare_cached("INSERT INTO updates (user_id, cursor, at, chat_id, seq) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![user_id, cursor, now, chat_id, seq])?,
+        Stored::Json(raw) => conn
+            .prepare_cached("INSERT INTO updates (user_id, cursor, at, event) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![user_id, cursor, now, raw])?,
+    };
+    Ok(Some(cursor))
 }
 
 /// Appends one update to a user's stream inside the caller's transaction.
