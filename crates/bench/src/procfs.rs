@@ -50,39 +50,54 @@ fn parse_status(text: &str) -> Option<Memory> {
     Some(Memory { rss: kib_field(text, "VmRSS")?, peak: kib_field(text, "VmHWM")? })
 }
 
-/// A thread's name and CPU ticks (user + system) from a `stat` line. The name is in
-/// parentheses and may itself hold spaces and parentheses, hence the search from the right.
-fn parse_stat(line: &str) -> Option<(String, u64)> {
+/// What a `stat` line says of a thread or process.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    name: String,
+    /// CPU ticks, user and system.
+    ticks: u64,
+    nice: i32,
+}
+
+/// Reads a `stat` line. The name is in parentheses and may itself hold spaces and parentheses,
+/// hence the search from the right.
+fn parse_stat(line: &str) -> Option<Stat> {
     let open = line.find('(')?;
     let close = line.rfind(')')?;
     let name = line.get(open + 1..close)?.to_owned();
-    // After the name: state is field 3, utime field 14 and stime field 15.
+    // After the name: state is field 3, utime field 14, stime field 15 and nice field 19.
     let rest: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
     let utime: u64 = rest.get(11)?.parse().ok()?;
     let stime: u64 = rest.get(12)?.parse().ok()?;
-    Some((name, utime + stime))
+    let nice: i32 = rest.get(16)?.parse().ok()?;
+    Some(Stat { name, ticks: utime + stime, nice })
 }
 
 /// CPU seconds used so far by a whole process.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    let (_, ticks) = parse_stat(&text).with_context(|| format!("cannot parse /proc/{pid}/stat"))?;
-    Ok(ticks as f64 / TICKS_PER_SEC)
+    let stat = parse_stat(&text).with_context(|| format!("cannot parse /proc/{pid}/stat"))?;
+    Ok(stat.ticks as f64 / TICKS_PER_SEC)
 }
 
-/// CPU seconds used so far by the process's threads, summed by thread name. Threads that
+/// CPU seconds used so far by the process's threads, summed by thread name, and the nice value
+/// of each name whose threads do not all run at 0 (the lowest, if they differ). Threads that
 /// have ended are not counted, which is why the total is taken separately.
-pub fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+fn threads(pid: u32) -> (BTreeMap<String, f64>, BTreeMap<String, i32>) {
+    let (mut cpu, mut nice) = (BTreeMap::new(), BTreeMap::new());
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (cpu, nice) };
     for task in tasks.flatten() {
         let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        if let Some((name, ticks)) = parse_stat(&text) {
-            *out.entry(name).or_insert(0.0) += ticks as f64 / TICKS_PER_SEC;
+        if let Some(stat) = parse_stat(&text) {
+            *cpu.entry(stat.name.clone()).or_insert(0.0) += stat.ticks as f64 / TICKS_PER_SEC;
+            if stat.nice != 0 {
+                let lowest = nice.entry(stat.name).or_insert(stat.nice);
+                *lowest = stat.nice.min(*lowest);
+            }
         }
     }
-    out
+    (cpu, nice)
 }
 
 /// The soft limit on open files of this process (which a child inherits).
@@ -120,6 +135,7 @@ pub struct CpuSnapshot {
     server: Vec<f64>,
     /// Summed over the server processes: the nodes run the same threads.
     server_threads: BTreeMap<String, f64>,
+    server_threads_nice: BTreeMap<String, i32>,
     bench: f64,
     machine: (f64, f64),
 }
@@ -136,6 +152,10 @@ pub struct CpuUse {
     pub bench_cores: f64,
     /// The server's threads by name (tokio names its workers and blocking threads alike).
     pub server_threads_cores: BTreeMap<String, f64>,
+    /// The nice value of the server's threads that do not run at 0, at the end of the interval
+    /// (the storage writer's, which the server sets from `storage_writer_nice`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_threads_nice: BTreeMap<String, i32>,
     /// Every process on the machine, the two above included.
     pub machine_busy_cores: f64,
     /// Cores' worth of time with nothing to run but I/O outstanding.
@@ -154,14 +174,21 @@ impl CpuSnapshot {
     /// As `take`, with the CPU time of the bench's own child processes (`helpers`, such as
     /// idle's holders) counted as the bench's.
     pub fn take_with(server_pids: &[u32], helpers: &[u32]) -> Self {
-        let mut server_threads = BTreeMap::new();
-        for (name, seconds) in server_pids.iter().flat_map(|&pid| cpu_seconds_by_thread(pid)) {
-            *server_threads.entry(name).or_insert(0.0) += seconds;
+        let (mut server_threads, mut server_threads_nice) = (BTreeMap::new(), BTreeMap::new());
+        for (cpu, nice) in server_pids.iter().map(|&pid| threads(pid)) {
+            for (name, seconds) in cpu {
+                *server_threads.entry(name).or_insert(0.0) += seconds;
+            }
+            for (name, value) in nice {
+                let lowest = server_threads_nice.entry(name).or_insert(value);
+                *lowest = value.min(*lowest);
+            }
         }
         Self {
             at: Instant::now(),
             server: server_pids.iter().map(|&pid| cpu_seconds(pid).unwrap_or(0.0)).collect(),
             server_threads,
+            server_threads_nice,
             bench: std::iter::once(std::process::id())
                 .chain(helpers.iter().copied())
                 .map(|pid| cpu_seconds(pid).unwrap_or(0.0))
@@ -194,6 +221,7 @@ impl CpuSnapshot {
             server_cores_by_node,
             bench_cores: (self.bench - earlier.bench) / seconds,
             server_threads_cores,
+            server_threads_nice: self.server_threads_nice.clone(),
             machine_busy_cores: (self.machine.0 - earlier.machine.0) / seconds,
             machine_iowait_cores: (self.machine.1 - earlier.machine.1) / seconds,
         }
@@ -201,10 +229,17 @@ impl CpuSnapshot {
 }
 
 impl CpuUse {
-    /// `server 1.31 cores (tokio-runtime-w 1.02, sqlite-writer 0.29), bench 0.62 cores, ...`; with
+    /// `server 1.31 cores (sqlite-writer 0.29 at nice -10, tokio-runtime-w 1.02), bench 0.62 cores, ...`; with
     /// several nodes, `server 1.31 cores = 0.66 + 0.65 (...)`.
     pub fn line(&self) -> String {
-        let threads: Vec<String> = self.server_threads_cores.iter().map(|(name, c)| format!("{name} {c:.2}")).collect();
+        let threads: Vec<String> = self
+            .server_threads_cores
+            .iter()
+            .map(|(name, c)| match self.server_threads_nice.get(name) {
+                Some(nice) => format!("{name} {c:.2} at nice {nice}"),
+                None => format!("{name} {c:.2}"),
+            })
+            .collect();
         let by_node = if one_node(&self.server_cores_by_node) {
             String::new()
         } else {
@@ -236,8 +271,8 @@ mod tests {
 
     #[test]
     fn stat_with_an_awkward_thread_name() {
-        let line = "4242 (tokio (x) w) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 9 0 100";
-        assert_eq!(parse_stat(line), Some(("tokio (x) w".to_owned(), 175)));
+        let line = "4242 (tokio (x) w) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 10 -10 9 0 100";
+        assert_eq!(parse_stat(line), Some(Stat { name: "tokio (x) w".to_owned(), ticks: 175, nice: -10 }));
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -25,6 +25,11 @@ pub struct Config {
     pub storage: String,
     /// Connections each node keeps to PostgreSQL; 0 picks twice this machine's cores.
     pub storage_pool_size: usize,
+    /// The embedded storage's writer thread's nice value, -20 to 19 (0 leaves it as the server
+    /// was started). Every write passes through that one thread; a negative value keeps it
+    /// running when the cores are busy. Needs root, `CAP_SYS_NICE` or `RLIMIT_NICE`
+    /// (systemd's `LimitNICE=`); without, the writer runs as started and the log says so.
+    pub storage_writer_nice: i32,
     /// `in-process` (one node, the default) or NATS, `nats://host:port` (several addresses
     /// separated by commas), which carries updates between the nodes of a cluster.
     pub bus: String,
@@ -53,6 +58,7 @@ impl Default for Config {
             data: PathBuf::from("data"),
             storage: "embedded".into(),
             storage_pool_size: 0,
+            storage_writer_nice: -10,
             bus: "in-process".into(),
             bus_prefix: "peyvand".into(),
             log_format: LogFormat::Text,
@@ -97,6 +103,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "data",
     "storage",
     "storage_pool_size",
+    "storage_writer_nice",
     "bus",
     "bus_prefix",
     "log_format",
@@ -217,6 +224,9 @@ impl Config {
         if self.sms.gateway == SmsGateway::Http && self.sms.url.as_deref().is_none_or(str::is_empty) {
             bail!("sms.gateway = \"http\" needs sms.url");
         }
+        if !(-20..=19).contains(&self.storage_writer_nice) {
+            bail!("storage_writer_nice must be -20 to 19");
+        }
         if self.stream_write_timeout_secs == 0 {
             bail!("stream_write_timeout_secs must be positive");
         }
@@ -288,6 +298,10 @@ mod tests {
         assert_eq!(load_from("[service]\ncatch_up_reads = 3", &[]).expect("valid").service.catch_up_reads, 3);
         assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
         assert!(load_from("stream_write_timeout_secs = 0", &[]).is_err());
+        assert!(load_from("storage_writer_nice = -21", &[]).is_err());
+        assert!(load_from("", &[("PEYVAND_STORAGE_WRITER_NICE", "20")]).is_err());
+        assert_eq!(load_from("", &[("PEYVAND_STORAGE_WRITER_NICE", "0")]).expect("valid").storage_writer_nice, 0);
+        assert_eq!(load_from("", &[]).expect("valid").storage_writer_nice, -10);
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
         assert!(load_from("storage = \"mysql://x\"", &[]).is_err());
         assert!(load_from("bus = \"nats://a:4222,redis://b\"", &[]).is_err());

@@ -13,7 +13,7 @@ use peyvand_interconnect::Interconnect;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
 use peyvand_store::Store;
 use peyvand_store::postgres::{PgOptions, PgStore};
-use peyvand_store::sqlite::SqliteStore;
+use peyvand_store::sqlite::{SqliteOptions, SqliteStore};
 
 use crate::config::{BusKind, Config, LogFormat, SmsGateway, StorageKind};
 
@@ -62,7 +62,7 @@ impl StorageArgs {
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.storage_kind()? {
         StorageKind::Embedded => Arc::new(
-            SqliteStore::open(&config.data)
+            SqliteStore::open_with(&config.data, &SqliteOptions { writer_nice: config.storage_writer_nice })
                 .with_context(|| format!("cannot open the storage in {}", config.data.display()))?,
         ),
         StorageKind::Postgres(url) => {

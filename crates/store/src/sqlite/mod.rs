@@ -4,12 +4,14 @@
 //! transaction (each job in its own savepoint, so a failing job undoes only itself, except the
 //! jobs that check everything before their first write) and answers the jobs only after the
 //! commit has reached the disk: group commit. Reads run on a
-//! small pool of read connections, which WAL lets proceed beside the writer.
+//! small pool of read connections, which WAL lets proceed beside the writer. The writer thread
+//! may be given a higher scheduling priority than the rest ([`SqliteOptions::writer_nice`]).
 
 mod accounts;
 mod chats;
 mod federation;
 mod presence;
+mod priority;
 mod schema;
 mod updates;
 
@@ -48,6 +50,16 @@ struct Queued {
     savepoint: bool,
 }
 
+/// How the embedded store runs.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    /// The writer thread's nice value, -20 (most favoured) to 19; 0 leaves it as started.
+    /// Every write waits for that one thread, so a negative value keeps it running when the
+    /// machine's cores are contended (see `priority`). Needs `CAP_SYS_NICE` or a matching
+    /// `RLIMIT_NICE`; without, the store opens anyway and [`SqliteStore::writer_nice`] says why.
+    pub writer_nice: i32,
+}
+
 /// The embedded store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -58,6 +70,8 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Queued>,
     readers: Mutex<Vec<Connection>>,
+    /// The writer thread's nice value as the kernel reports it, or why it could not be set.
+    writer_nice: Result<i32, String>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -106,6 +120,14 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `dir/peyvand.db` and migrates it.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with(dir, &SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub fn open_with(dir: &Path, options: &SqliteOptions) -> StoreResult<Self> {
+        if !(-20..=19).contains(&options.writer_nice) {
+            return Err(StoreError::Backend(format!("writer_nice must be -20 to 19, not {}", options.writer_nice)));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("peyvand.db");
@@ -115,11 +137,28 @@ impl SqliteStore {
         schema::migrate(&mut writer_conn)?;
         let readers = (0..READERS).map(|_| open_connection(&path)).collect::<StoreResult<Vec<_>>>()?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (started, nice) = std::sync::mpsc::sync_channel(1);
+        let wanted = options.writer_nice;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || {
+                let _ = started.send(priority::set_current_thread_nice(wanted));
+                writer_loop(writer_conn, rx);
+            })
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { path, writer: tx, readers: Mutex::new(readers) }) })
+        let writer_nice = nice.recv().map_err(|_| StoreError::Backend("the writer thread ended at start".into()))?;
+        match &writer_nice {
+            _ if wanted == 0 => {}
+            Ok(nice) => tracing::info!(nice, "the storage writer's nice value is set"),
+            Err(why) => tracing::info!(%why, "the storage writer runs at the priority it was started with"),
+        }
+        Ok(Self { inner: Arc::new(Inner { path, writer: tx, readers: Mutex::new(readers), writer_nice }) })
+    }
+
+    /// The writer thread's nice value as the kernel reports it, or why the one asked for in
+    /// [`SqliteOptions::writer_nice`] could not be set.
+    pub fn writer_nice(&self) -> Result<i32, &str> {
+        self.inner.writer_nice.as_ref().copied().map_err(String::as_str)
     }
 
     /// Runs `f` in the next group-committed transaction and returns its result once durable.
@@ -423,6 +462,41 @@ mod tests {
         assert!(matches!(guarded, Err(StoreError::Conflict(_))), "{guarded:?}");
         store.write_checked_first(|conn| insert(conn, "last")).await.expect("the writer still works");
         assert_eq!(counts(&store, &["guarded", "last"]).await, vec![0, 1]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    /// The nice values of this process's threads called `sqlite-writer`, from `/proc`.
+    #[cfg(target_os = "linux")]
+    fn writer_thread_nices() -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            if &stat[open + 1..close] == "sqlite-writer" {
+                // After the name, the state is field 3 and the nice value field 19.
+                let nice = stat[close + 1..].split_whitespace().nth(16).expect("nice field");
+                out.push(nice.parse().expect("a number"));
+            }
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_writer_thread_runs_at_the_nice_value_asked_for() {
+        let dir = std::env::temp_dir().join(format!("peyvand-writer-nice-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for refused in [-21, 20] {
+            let opened = SqliteStore::open_with(&dir, &SqliteOptions { writer_nice: refused });
+            assert!(matches!(opened, Err(StoreError::Backend(ref e)) if e.contains("-20 to 19")), "{refused}");
+        }
+        // Lowering a thread's own priority needs no privilege, so this runs for any user. 13 is
+        // a value no other store of this test process asks for.
+        let store = SqliteStore::open_with(&dir, &SqliteOptions { writer_nice: 13 }).expect("open");
+        assert_eq!(store.writer_nice(), Ok(13));
+        assert!(writer_thread_nices().contains(&13), "{:?}", writer_thread_nices());
+        store.write(|conn| insert(conn, "niced")).await.expect("the writer works");
+        assert_eq!(counts(&store, &["niced"]).await, vec![1]);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
