@@ -4,6 +4,11 @@
 //! a fixed rate (`messages`) or just holds the streams open (`idle`). A summary for people goes
 //! to standard error and one JSON object with every figure to standard output.
 
+/// The generator's CPU is taken from the cores the server is measured on, so it allocates with
+/// the same allocator as the server (see `peyvand`'s `main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod backends;
 mod connect;
 mod hold;
