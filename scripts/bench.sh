@@ -2,7 +2,7 @@
 # Runs Peyvand's standard load scenarios and prints their figures (see docs/BENCHMARKS.md).
 #
 #   scripts/bench.sh            all scenarios
-#   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep from 12.5k/s)
+#   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep from 15k/s)
 #   scripts/bench.sh idle       only the idle-connections scenario
 #   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
 #                               PostgreSQL and NATS, then IDLE_CONNECTIONS idle streams on as
@@ -88,7 +88,7 @@ sweep() {
 
 if [ "$what" = all ] || [ "$what" = messages ]; then
     run messages-10k messages --users "$users" --rate 10000 --duration 20 "${perf_flag[@]}"
-    sweep messages "12500 15000 17500 20000 22500 25000"
+    sweep messages "15000 17500 20000 22500 25000 27500 30000"
 fi
 
 if [ "$what" = cluster ]; then
