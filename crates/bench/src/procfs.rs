@@ -92,12 +92,16 @@ fn threads(pid: u32) -> (BTreeMap<String, f64>, BTreeMap<String, i32>) {
         if let Some(stat) = parse_stat(&text) {
             *cpu.entry(stat.name.clone()).or_insert(0.0) += stat.ticks as f64 / TICKS_PER_SEC;
             if stat.nice != 0 {
-                let lowest = nice.entry(stat.name).or_insert(stat.nice);
-                *lowest = stat.nice.min(*lowest);
+                keep_lowest(&mut nice, stat.name, stat.nice);
             }
         }
     }
     (cpu, nice)
+}
+
+fn keep_lowest(nice: &mut BTreeMap<String, i32>, name: String, value: i32) {
+    let lowest = nice.entry(name).or_insert(value);
+    *lowest = value.min(*lowest);
 }
 
 /// The soft limit on open files of this process (which a child inherits).
@@ -180,8 +184,7 @@ impl CpuSnapshot {
                 *server_threads.entry(name).or_insert(0.0) += seconds;
             }
             for (name, value) in nice {
-                let lowest = server_threads_nice.entry(name).or_insert(value);
-                *lowest = value.min(*lowest);
+                keep_lowest(&mut server_threads_nice, name, value);
             }
         }
         Self {

@@ -224,8 +224,9 @@ impl Config {
         if self.sms.gateway == SmsGateway::Http && self.sms.url.as_deref().is_none_or(str::is_empty) {
             bail!("sms.gateway = \"http\" needs sms.url");
         }
-        if !(-20..=19).contains(&self.storage_writer_nice) {
-            bail!("storage_writer_nice must be -20 to 19");
+        if !peyvand_store::sqlite::NICE_RANGE.contains(&self.storage_writer_nice) {
+            let (low, high) = peyvand_store::sqlite::NICE_RANGE.into_inner();
+            bail!("storage_writer_nice must be {low} to {high}");
         }
         if self.stream_write_timeout_secs == 0 {
             bail!("stream_write_timeout_secs must be positive");

@@ -52,6 +52,9 @@ struct Queued {
     savepoint: bool,
 }
 
+/// The nice values a thread may have.
+pub const NICE_RANGE: std::ops::RangeInclusive<i32> = -20..=19;
+
 /// How the embedded store runs.
 #[derive(Debug, Clone, Default)]
 pub struct SqliteOptions {
@@ -127,8 +130,12 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`] with options.
     pub fn open_with(dir: &Path, options: &SqliteOptions) -> StoreResult<Self> {
-        if !(-20..=19).contains(&options.writer_nice) {
-            return Err(StoreError::Backend(format!("writer_nice must be -20 to 19, not {}", options.writer_nice)));
+        if !NICE_RANGE.contains(&options.writer_nice) {
+            let (low, high) = NICE_RANGE.into_inner();
+            return Err(StoreError::Backend(format!(
+                "writer_nice must be {low} to {high}, not {}",
+                options.writer_nice
+            )));
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
