@@ -156,10 +156,11 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let writer_nice = nice.recv().map_err(|_| StoreError::Backend("the writer thread ended at start".into()))?;
-        match &writer_nice {
-            _ if wanted == 0 => {}
-            Ok(nice) => tracing::info!(nice, "the storage writer's nice value is set"),
-            Err(why) => tracing::info!(%why, "the storage writer runs at the priority it was started with"),
+        if wanted != 0 {
+            match &writer_nice {
+                Ok(nice) => tracing::info!(nice, "the storage writer's nice value is set"),
+                Err(why) => tracing::info!(%why, "the storage writer runs at the priority it was started with"),
+            }
         }
         Ok(Self { inner: Arc::new(Inner { path, writer: tx, readers: Mutex::new(readers), writer_nice }) })
     }
