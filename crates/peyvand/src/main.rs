@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of glibc's allocator: the server allocates per frame and per message on
 /// every worker thread, and glibc's `malloc`/`free` (with their arena locks and chunk
 /// consolidation) were ~12% of the request threads' time; with mimalloc those threads use about
-/// a fifth less CPU per message (docs/BENCHMARKS.md, "The writer's priority, a faster allocator
-/// and rarer checkpoints"). SQLite keeps the system allocator.
+/// a fifth less CPU per message (measured in commit ca9475e; docs/BENCHMARKS.md has the current
+/// figures). SQLite keeps the system allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
