@@ -21,7 +21,12 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "peyvand", version, about = "Peyvand: an open messenger server and its command-line client")]
+#[command(
+    name = "peyvand",
+    version,
+    about = "Peyvand: an open messenger server and its command-line client",
+    after_help = cli::EXIT_STATUS_HELP
+)]
 struct Cli {
     #[command(flatten)]
     global: cli::GlobalArgs,
@@ -56,15 +61,17 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(BLOCKING_THREADS).build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),
-        Err(error) => {
-            cli::report_error(&anyhow::Error::new(error).context("cannot start the async runtime"));
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::report(&anyhow::Error::new(error).context("cannot start the async runtime"), false),
     }
 }
 
 async fn run() -> ExitCode {
-    let args = Cli::parse();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = match Cli::try_parse_from(&raw) {
+        Ok(args) => args,
+        Err(error) => return cli::command_line_failure(error, &raw),
+    };
+    let json = args.global.output == cli::OutputFormat::Json;
     let result = match args.command {
         Command::Serve(serve_args) => serve::run(serve_args).await,
         Command::Demo(demo_args) => demo::run(demo_args).await,
@@ -77,9 +84,6 @@ async fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that stopped reading (`peyvand listen | head`) is not a failure.
         Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) => {
-            cli::report_error(&error);
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::report(&error, json),
     }
 }

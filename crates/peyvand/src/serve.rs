@@ -152,7 +152,10 @@ impl Server {
         let store = open_store(&config).await?;
         let bus = open_bus(&config).await?;
         let codes: Arc<dyn CodeSender> = match config.sms.gateway {
-            SmsGateway::Console => Arc::new(ConsoleCodeSender),
+            SmsGateway::Console if config.interconnect.enabled() => {
+                Arc::new(ConsoleCodeSender::for_messenger(config.interconnect.provider_id.trim()))
+            }
+            SmsGateway::Console => Arc::new(ConsoleCodeSender::default()),
             SmsGateway::Http => {
                 Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
             }

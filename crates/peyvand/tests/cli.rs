@@ -69,26 +69,44 @@ impl Cli {
     /// `login` with the code (and then `lines_after`) typed on standard input once the server
     /// has sent it.
     fn login(&self, server: &Server, typed_phone: &str, e164: &str, lines_after: &[&str]) -> Value {
-        let before = server.codes_sent(e164);
-        let mut child = self
-            .command(&["--output", "json", "login", typed_phone, "--device-name", "cli test"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("start peyvand login");
-        let code = server.code_after(e164, before);
-        let mut stdin = child.stdin.take().expect("stdin");
-        let mut input = format!("{code}\n");
-        for line in lines_after {
-            input.push_str(line);
-            input.push('\n');
-        }
-        stdin.write_all(input.as_bytes()).expect("type the code");
-        drop(stdin);
-        let output = finish(child, &["login", typed_phone]);
+        let mut answers = vec!["{code}"];
+        answers.extend_from_slice(lines_after);
+        let output = self.login_answering(server, typed_phone, e164, &[], &answers);
         assert!(output.status.success(), "login failed: {}", String::from_utf8_lossy(&output.stderr));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(&format!("code sent to {e164}")), "the prompt names the number: {stderr}");
         serde_json::from_slice(&output.stdout).expect("the account as JSON")
+    }
+
+    /// `login` (with `extra` arguments) answered with `answers` once the server has sent the
+    /// code; `{code}` in an answer is the code it sent.
+    fn login_answering(
+        &self,
+        server: &Server,
+        typed_phone: &str,
+        e164: &str,
+        extra: &[&str],
+        answers: &[&str],
+    ) -> Output {
+        let before = server.codes_sent(e164);
+        let mut args = vec!["--output", "json", "login", typed_phone, "--device-name", "cli test"];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).stdin(Stdio::piped()).spawn().expect("start peyvand login");
+        let code = server.code_after(e164, before);
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input: String = answers.iter().map(|a| format!("{}\n", a.replace("{code}", &code))).collect();
+        stdin.write_all(input.as_bytes()).expect("type the answers");
+        drop(stdin);
+        finish(child, &["login", typed_phone])
+    }
+
+    /// Runs a command with `input` on its standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self.command(args).stdin(Stdio::piped()).spawn().expect("start peyvand");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write standard input");
+        drop(stdin);
+        finish(child, args)
     }
 
     fn session_file(&self) -> PathBuf {
@@ -213,6 +231,11 @@ fn two_people_chat_through_the_cli() {
     assert!(ali.ok(&["whoami"]).contains("علی رضایی"), "text output prints Persian as it is");
     // Ali lets anybody find him by his number, so Sara can write to it.
     assert_eq!(ali.json(&["settings", "set", "phone-discovery", "everybody"])["phone_discovery"], "everybody");
+    // One vocabulary for every audience, the one the API and the docs use.
+    assert_eq!(ali.json(&["settings", "interconnect", "contacts"])["interconnect"], "contacts");
+    assert!(ali.ok(&["settings"]).lines().any(|l| l.split_whitespace().eq(["interconnect", "contacts"])));
+    assert_eq!(ali.run(&["settings", "interconnect", "on"]).status.code(), Some(2), "on/off are not audiences");
+    assert_eq!(ali.json(&["settings", "interconnect", "nobody"])["interconnect"], "nobody");
 
     // By phone number in Persian digits, then by username: the same chat.
     let first = sara.json(&["send", "۰۹۱۲۱۱۱۰۱۰۱", "سلام", "علی!"]);
@@ -292,15 +315,26 @@ fn listen_prints_updates_confirms_delivery_and_resumes() {
 }
 
 #[test]
-fn a_pin_is_read_as_the_second_line_and_logout_forgets_the_session() {
+fn a_pin_is_read_from_input_never_an_argument_and_logout_forgets_the_session() {
     let server = Server::start();
     let phone = "+989121110301";
     let first = Cli::new(&server, "cli-pin-1");
     first.login(&server, phone, phone, &[]);
-    first.ok(&["pin", "set", "4321"]);
+    let set = first.run_with_input(&["pin", "set"], "4321\n");
+    assert!(set.status.success(), "pin set: {}", String::from_utf8_lossy(&set.stderr));
 
     let second = Cli::new(&server, "cli-pin-2");
-    let account = second.login(&server, phone, phone, &["4321"]);
+    // A PIN is not an argument (it would show in `ps`): read as a line of input, or from a file.
+    assert_eq!(second.run(&["pin", "set", "4321"]).status.code(), Some(2), "no PIN argument");
+    let wrong_then_right = second.login(&server, phone, phone, &["1111", "4321"]);
+    assert_eq!(wrong_then_right["has_pin"], true, "a mistyped PIN is asked for again");
+    second.ok(&["logout"]);
+    let pin_file = second.home.join("pin.txt");
+    std::fs::write(&pin_file, "4321\n").expect("write the PIN file");
+    let pin_file = pin_file.to_str().expect("path");
+    let output = second.login_answering(&server, phone, phone, &["--pin-file", pin_file], &["{code}"]);
+    assert!(output.status.success(), "login --pin-file: {}", String::from_utf8_lossy(&output.stderr));
+    let account: Value = serde_json::from_slice(&output.stdout).expect("the account as JSON");
     assert_eq!(account["has_pin"], true);
     let devices = second.json(&["devices"]);
     assert_eq!(devices["devices"].as_array().map(Vec::len), Some(2));
@@ -340,4 +374,101 @@ fn failures_exit_non_zero_with_the_error_code() {
     let stranger = Cli::new(&server, "cli-fail-stranger");
     let stderr = stranger.fails(&["chats"]);
     assert!(stderr.contains("peyvand login"), "{stderr}");
+}
+
+#[test]
+fn login_asks_again_for_a_mistyped_code_and_sends_none_when_nothing_can_answer() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-code-ali");
+    let phone = "+989121110501";
+
+    // Standard input is closed or empty: no code is sent that nobody could type in.
+    let output = ali.run(&["login", phone]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no code was asked for"));
+    let empty = ali.run_with_input(&["login", phone], "");
+    assert_eq!(empty.status.code(), Some(2));
+    assert_eq!(server.codes_sent(phone), 0, "no code was sent");
+
+    // A wrong code is asked for again, without a new code being sent.
+    let before = server.codes_sent(phone);
+    let output = ali.login_answering(&server, phone, phone, &[], &["000000", "۱", "{code}"]);
+    assert!(output.status.success(), "login: {}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("enter the code sent to").count(), 2, "asked again twice: {stderr}");
+    assert_eq!(server.codes_sent(phone), before + 1, "one code for the whole sign-in");
+
+    // Three wrong codes end it, saying how to have a new one sent.
+    let bob = Cli::new(&server, "cli-code-bob");
+    let output = bob.login_answering(&server, "+989121110502", "+989121110502", &[], &["1", "2", "3"]);
+    assert_eq!(output.status.code(), Some(4), "refused");
+    let failure = json_error(&output);
+    assert_eq!(failure["error"]["code"], "invalid_code");
+    assert!(failure["error"]["message"].as_str().is_some_and(|m| m.contains("peyvand login +989121110502")));
+}
+
+/// The last line of standard error, as JSON.
+fn json_error(output: &Output) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON error on stderr ({e}): {stderr}"))
+}
+
+#[test]
+fn errors_are_json_with_json_output_and_the_exit_status_tells_their_class() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-exit-ali");
+    let sara = Cli::new(&server, "cli-exit-sara");
+    ali.login(&server, "09121110601", "+989121110601", &[]);
+    sara.login(&server, "09121110602", "+989121110602", &[]);
+    ali.ok(&["profile", "set", "--username", "ali_exits"]);
+    sara.ok(&["profile", "set", "--username", "sara_exits"]);
+    let chat_id = sara.json(&["send", "@ali_exits", "سلام"])["chat_id"].as_i64().expect("chat id");
+
+    let json = |cli: &Cli, args: &[&str]| {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        cli.run(&all)
+    };
+
+    // Not found: 3.
+    let output = json(&sara, &["send", "@nobody_here", "hi"]);
+    assert_eq!(output.status.code(), Some(3));
+    let error = json_error(&output);
+    assert_eq!(error["error"]["code"], "not_found");
+    assert!(error["error"]["message"].is_string());
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+
+    // Refused: 4.
+    ali.ok(&["block", "@sara_exits"]);
+    let output = json(&sara, &["send", "@ali_exits", "hi"]);
+    assert_eq!((output.status.code(), json_error(&output)["error"]["code"].clone()), (Some(4), "blocked".into()));
+    ali.ok(&["unblock", "@sara_exits"]);
+    let stranger = Cli::new(&server, "cli-exit-stranger");
+    let output = json(&stranger, &["chats"]);
+    assert_eq!((output.status.code(), json_error(&output)["error"]["code"].clone()), (Some(4), "not_signed_in".into()));
+
+    // Usage: 2, also for what clap refuses, and as text without --output json.
+    let output = json(&sara, &["send", &chat_id.to_string(), "hi"]);
+    assert_eq!(output.status.code(), Some(2), "a bare number is not a chat id");
+    let message = json_error(&output)["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(&format!("chat:{chat_id}")), "the error says how to name the chat: {message}");
+    let output = json(&sara, &["send"]);
+    assert_eq!((output.status.code(), json_error(&output)["error"]["code"].clone()), (Some(2), "usage".into()));
+    let output = sara.run(&["send", "1234", "hi"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: "), "text errors without --output json");
+
+    // Unreachable: 5. (`login` needs no session; its standard input stays open, unanswered.)
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let mut child = sara
+        .command(&["--output", "json", "--server", &dead, "login", "09121110603"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start peyvand login");
+    let _open_stdin = child.stdin.take();
+    let output = finish(child, &["login"]);
+    assert_eq!((output.status.code(), json_error(&output)["error"]["code"].clone()), (Some(5), "unreachable".into()));
 }

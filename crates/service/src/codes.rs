@@ -11,15 +11,33 @@ pub trait CodeSender: Send + Sync + std::fmt::Debug {
     async fn send(&self, phone: &PhoneNumber, code: &str) -> Result<(), String>;
 }
 
-/// Writes `OTP <e164> <code>` to standard output: the default when no gateway is configured.
+/// Writes `OTP <e164> <code>` to standard output, followed by the messenger's provider id when
+/// it has one (`OTP <e164> <code> <provider-id>`: in the demo several messengers share one
+/// output): the default when no gateway is configured.
 #[derive(Debug, Default)]
-pub struct ConsoleCodeSender;
+pub struct ConsoleCodeSender {
+    messenger: Option<String>,
+}
+
+impl ConsoleCodeSender {
+    /// A sender whose lines name the messenger.
+    pub fn for_messenger(provider_id: impl Into<String>) -> Self {
+        Self { messenger: Some(provider_id.into()) }
+    }
+
+    fn line(&self, phone: &PhoneNumber, code: &str) -> String {
+        match &self.messenger {
+            Some(messenger) => format!("OTP {phone} {code} {messenger}"),
+            None => format!("OTP {phone} {code}"),
+        }
+    }
+}
 
 #[async_trait]
 impl CodeSender for ConsoleCodeSender {
     async fn send(&self, phone: &PhoneNumber, code: &str) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "OTP {phone} {code}").and_then(|()| out.flush()).map_err(|e| e.to_string())
+        writeln!(out, "{}", self.line(phone, code)).and_then(|()| out.flush()).map_err(|e| e.to_string())
     }
 }
 
@@ -54,5 +72,18 @@ impl CodeSender for HttpCodeSender {
         } else {
             Err(format!("the SMS gateway answered {}", response.status()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_lines_name_the_messenger_when_there_is_one() {
+        let phone = PhoneNumber::parse("09121234567").expect("phone");
+        assert_eq!(ConsoleCodeSender::default().line(&phone, "12345"), "OTP +989121234567 12345");
+        let named = ConsoleCodeSender::for_messenger("alborz");
+        assert_eq!(named.line(&phone, "12345"), "OTP +989121234567 12345 alborz");
     }
 }

@@ -349,8 +349,12 @@ mod tests {
         let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
         let bus = LosingBus::default();
         let shared: Arc<dyn Store> = store.clone();
-        let service =
-            Service::new(shared, Arc::new(bus.clone()), Arc::new(ConsoleCodeSender), ServiceConfig::default());
+        let service = Service::new(
+            shared,
+            Arc::new(bus.clone()),
+            Arc::new(ConsoleCodeSender::default()),
+            ServiceConfig::default(),
+        );
         (dir, store, bus, service, a, b, chat)
     }
 
@@ -436,7 +440,7 @@ mod tests {
         let (dir, store, bus, _, a, b, chat) = two_people("turns").await;
         let shared: Arc<dyn Store> = store.clone();
         let config = ServiceConfig { catch_up_reads: 2, ..ServiceConfig::default() };
-        let service = Service::new(shared, Arc::new(bus.clone()), Arc::new(ConsoleCodeSender), config);
+        let service = Service::new(shared, Arc::new(bus.clone()), Arc::new(ConsoleCodeSender::default()), config);
         let mut feeds = Vec::new();
         for _ in 0..FEEDS {
             feeds.push(caught_up_feed(&service, b).await);

@@ -1,11 +1,11 @@
 //! `profile`, `pin`, `devices`, `account` and `settings`: my own account.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use peyvand_api::{Audience, ProfileUpdate, SettingsUpdate};
 
-use super::args::{
-    AccountCommand, AudienceArg, DevicesCommand, InterconnectArg, PinCommand, ProfileCommand, Setting, SettingsCommand,
-};
+use super::args::{AccountCommand, AudienceArg, DevicesCommand, PinCommand, ProfileCommand, Setting, SettingsCommand};
+use super::failure::usage;
+use super::input;
 use super::output::note;
 use super::{Context, format};
 
@@ -19,7 +19,7 @@ pub async fn profile(cx: &Context, command: ProfileCommand) -> Result<()> {
         }
         ProfileCommand::Set { name, username, bio } => {
             if name.is_none() && username.is_none() && bio.is_none() {
-                bail!("nothing to change: give --name, --username or --bio");
+                return Err(usage("nothing to change: give --name, --username or --bio"));
             }
             // People type the @ out of habit; the username itself has none.
             let username = username.map(|u| u.trim_start_matches('@').to_owned());
@@ -32,11 +32,15 @@ pub async fn profile(cx: &Context, command: ProfileCommand) -> Result<()> {
 pub async fn pin(cx: &Context, command: PinCommand) -> Result<()> {
     let client = cx.client()?;
     match command {
-        PinCommand::Set { pin, current } => {
+        PinCommand::Set { pin_file, change, current_file } => {
+            let current =
+                if change { Some(input::secret("the PIN in force:", current_file.as_deref())?) } else { None };
+            let pin = input::secret("the new PIN:", pin_file.as_deref())?;
             client.set_pin(&pin, current.as_deref()).await?;
             cx.out.done("PIN set: signing in on a new device now asks for it")
         }
-        PinCommand::Remove { current } => {
+        PinCommand::Remove { current_file } => {
+            let current = input::secret("the PIN in force:", current_file.as_deref())?;
             client.remove_pin(&current).await?;
             cx.out.done("PIN removed")
         }
@@ -66,7 +70,7 @@ pub async fn devices(cx: &mut Context, action: Option<DevicesCommand>) -> Result
 pub async fn account(cx: &mut Context, command: AccountCommand) -> Result<()> {
     let AccountCommand::Delete { yes } = command;
     if !yes {
-        bail!("this deletes the account, its chats and its contacts for good: add --yes to do it");
+        return Err(usage("this deletes the account, its chats and its contacts for good: add --yes to do it"));
     }
     cx.client()?.delete_account().await?;
     cx.forget_session()?;
@@ -78,11 +82,7 @@ pub async fn settings(cx: &Context, action: Option<SettingsCommand>) -> Result<(
     let settings = match action {
         None => client.settings().await?,
         Some(SettingsCommand::Set { setting, audience }) => {
-            let audience = match audience {
-                AudienceArg::Everybody => Audience::Everybody,
-                AudienceArg::Contacts => Audience::Contacts,
-                AudienceArg::Nobody => Audience::Nobody,
-            };
+            let audience = audience_of(audience);
             let mut update = SettingsUpdate::default();
             let field = match setting {
                 Setting::LastSeen => &mut update.last_seen,
@@ -93,15 +93,18 @@ pub async fn settings(cx: &Context, action: Option<SettingsCommand>) -> Result<(
             *field = Some(audience);
             client.update_settings(&update).await?
         }
-        Some(SettingsCommand::Interconnect { mode }) => {
-            let audience = match mode {
-                InterconnectArg::On | InterconnectArg::Everybody => Audience::Everybody,
-                InterconnectArg::Contacts => Audience::Contacts,
-                InterconnectArg::Off => Audience::Nobody,
-            };
-            let update = SettingsUpdate { interconnect: Some(audience), ..SettingsUpdate::default() };
+        Some(SettingsCommand::Interconnect { audience }) => {
+            let update = SettingsUpdate { interconnect: Some(audience_of(audience)), ..SettingsUpdate::default() };
             client.update_settings(&update).await?
         }
     };
     cx.out.show(&settings, format::settings)
+}
+
+fn audience_of(audience: AudienceArg) -> Audience {
+    match audience {
+        AudienceArg::Everybody => Audience::Everybody,
+        AudienceArg::Contacts => Audience::Contacts,
+        AudienceArg::Nobody => Audience::Nobody,
+    }
 }

@@ -147,9 +147,11 @@ pub struct LoginArgs {
     /// The name to show for this device in the device list.
     #[arg(long)]
     pub device_name: Option<String>,
-    /// The account's PIN, when it has one (otherwise read as a second line of input if asked).
-    #[arg(long)]
-    pub pin: Option<String>,
+    /// A file whose first line is the account's PIN (`-`: standard input), when it has one.
+    /// Without it the PIN is asked for when needed: without echo on a terminal, otherwise as
+    /// the next line of standard input.
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,19 +173,27 @@ pub enum ProfileCommand {
     },
 }
 
+/// PINs are never arguments (they would show in `ps` and in the shell's history): they are
+/// asked for without echo on a terminal, read as lines of standard input, or read from files.
 #[derive(Debug, Subcommand)]
 pub enum PinCommand {
-    /// Sets the PIN, or changes it.
+    /// Sets the PIN (4 to 32 characters), or changes it.
     Set {
-        pin: String,
-        /// The PIN in force, when changing it.
+        /// A file whose first line is the new PIN (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        pin_file: Option<PathBuf>,
+        /// Changing a PIN already set: the PIN in force is asked for first.
         #[arg(long)]
-        current: Option<String>,
+        change: bool,
+        /// A file whose first line is the PIN in force, when changing it.
+        #[arg(long, value_name = "FILE", requires = "change")]
+        current_file: Option<PathBuf>,
     },
-    /// Removes the PIN.
+    /// Removes the PIN (the PIN in force is asked for).
     Remove {
-        #[arg(long)]
-        current: String,
+        /// A file whose first line is the PIN in force (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        current_file: Option<PathBuf>,
     },
 }
 
@@ -227,19 +237,18 @@ pub enum ContactsCommand {
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Changes one privacy setting.
-    Set { setting: Setting, audience: AudienceArg },
-    /// Turns "connect to other messengers" on (everybody there may find and message me),
-    /// on for my contacts only, or off (the default).
-    Interconnect { mode: InterconnectArg },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum InterconnectArg {
-    /// The same as `everybody`.
-    On,
-    Everybody,
-    Contacts,
-    Off,
+    Set {
+        /// Which setting.
+        setting: Setting,
+        /// Who it lets in.
+        audience: AudienceArg,
+    },
+    /// Who on other messengers may find and message me: everybody there, my contacts only,
+    /// or nobody (the default).
+    Interconnect {
+        /// Who it lets in.
+        audience: AudienceArg,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -7,25 +7,58 @@ use peyvand_core::PhoneNumber;
 use super::args::LoginArgs;
 use super::output::note;
 use super::session::Session;
-use super::{Context, format, prompt_line};
+use super::{Context, format, input};
 
-/// Asks for a code, reads it (and the PIN when the server wants one) from standard input, and
-/// saves the session.
+/// How many times `login` asks for the code it sent (and for the PIN) before giving up.
+const TRIES: usize = 3;
+
+/// Asks for a code, reads it (and the PIN when the server wants one), and saves the session.
+/// A mistyped code or PIN is asked for again, without a new code being sent.
 pub async fn login(cx: &mut Context, args: LoginArgs) -> Result<()> {
     // Checked here so that a typo is reported without asking the server to send an SMS.
     let phone = PhoneNumber::parse(&args.phone).with_context(|| format!("{:?}", args.phone))?;
+    // No code is sent when nothing could type it in.
+    input::ensure_answerable()?;
     let client = &cx.client;
     let sent = client.request_code(phone.as_str()).await?;
-    let code = prompt_line(&format!("code sent to {}; enter it:", sent.phone))?;
-    let code: String = code.chars().map(|c| peyvand_core::text::ascii_digit(c).unwrap_or(c)).collect();
     let device_name = args.device_name.or_else(default_device_name);
-    let mut request = SignInRequest { phone: sent.phone.clone(), code, device_name, pin: args.pin.clone() };
-    let signed_in = match client.sign_in(&request).await {
-        Err(e) if e.code() == Some(ErrorCode::PinRequired) && args.pin.is_none() => {
-            request.pin = Some(prompt_line("this account has a PIN; enter it:")?);
-            client.sign_in(&request).await?
+    let mut request = SignInRequest { phone: sent.phone.clone(), code: String::new(), device_name, pin: None };
+    let mut code_prompt = format!("code sent to {}; enter it:", sent.phone);
+    let mut code_tries = 0;
+    let mut pin_tries = 0;
+    let signed_in = loop {
+        if request.code.is_empty() {
+            code_tries += 1;
+            let code = input::prompt_line(&code_prompt)?;
+            request.code = code.chars().map(|c| peyvand_core::text::ascii_digit(c).unwrap_or(c)).collect();
         }
-        other => other?,
+        match client.sign_in(&request).await {
+            Ok(signed_in) => break signed_in,
+            Err(e) if e.code() == Some(ErrorCode::InvalidCode) && code_tries < TRIES => {
+                request.code.clear();
+                code_prompt = format!("that code is not right; enter the code sent to {} again:", sent.phone);
+            }
+            Err(e) if e.code() == Some(ErrorCode::InvalidCode) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{TRIES} wrong codes: run `peyvand login {}` to have a new code sent",
+                    sent.phone
+                )));
+            }
+            Err(e) if e.code() == Some(ErrorCode::CodeExpired) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("run `peyvand login {}` to have a new code sent", sent.phone)));
+            }
+            Err(e) if e.code() == Some(ErrorCode::PinRequired) && request.pin.is_none() => {
+                pin_tries += 1;
+                request.pin = Some(input::secret("this account has a PIN; enter it:", args.pin_file.as_deref())?);
+            }
+            // A PIN read from a file is not asked again: the file would give the same one.
+            Err(e) if e.code() == Some(ErrorCode::InvalidPin) && pin_tries < TRIES && args.pin_file.is_none() => {
+                pin_tries += 1;
+                request.pin = Some(input::secret("that PIN is not right; enter it again:", None)?);
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let session = Session {
         server: cx.server().to_owned(),

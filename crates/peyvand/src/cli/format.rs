@@ -149,10 +149,7 @@ pub fn settings(settings: &PrivacySettings) -> String {
         ("interconnect", settings.interconnect),
     ]
     .iter()
-    .map(|(name, audience)| match (*name, audience) {
-        ("interconnect", peyvand_api::Audience::Nobody) => format!("{name:<16} off"),
-        _ => format!("{name:<16} {}", audience.as_str()),
-    })
+    .map(|(name, audience)| format!("{name:<16} {}", audience.as_str()))
     .collect::<Vec<_>>()
     .join("\n")
 }

@@ -4,7 +4,9 @@
 mod account;
 mod args;
 mod auth;
+mod failure;
 mod format;
+mod input;
 mod listen;
 mod messages;
 mod output;
@@ -12,13 +14,15 @@ mod people;
 mod recipient;
 mod session;
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io;
 
-use anyhow::{Result, bail};
-use peyvand_client::{Client, ClientError, api::ErrorCode};
+use anyhow::Result;
+use peyvand_client::Client;
 
 pub use args::{ClientCommand, GlobalArgs, OutputFormat};
-use output::{Output, note};
+use failure::NotSignedIn;
+pub use failure::{EXIT_STATUS_HELP, command_line_failure, report};
+use output::Output;
 use session::{Session, SessionStore};
 
 /// What every command works with: the server, the saved session, and where output goes.
@@ -50,7 +54,7 @@ impl Context {
     fn session(&self) -> Result<&Session> {
         match &self.session {
             Some(session) => Ok(session),
-            None => bail!("not signed in to {}: run `peyvand login PHONE` first", self.server()),
+            None => Err(NotSignedIn { server: self.server().to_owned() }.into()),
         }
     }
 
@@ -105,40 +109,7 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> Result<()> {
     }
 }
 
-/// Prints a failed command's error on stderr: `error: code: message` for the server's errors.
-pub fn report_error(error: &anyhow::Error) {
-    note(format_args!("error: {error:#}"));
-    let Some(client_error) = error.chain().find_map(|cause| cause.downcast_ref::<ClientError>()) else {
-        return;
-    };
-    if let Some(wait) = client_error.retry_after() {
-        note(format_args!("try again in {} s", wait.as_secs()));
-    }
-    if client_error.code() == Some(ErrorCode::Unauthorized) {
-        note("the saved session is no longer valid: run `peyvand login PHONE` again");
-    }
-}
-
 /// Whether the error is stdout having been closed (`peyvand listen | head`): not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
-}
-
-/// Asks on stderr and reads one line of standard input, so that a pipe can answer.
-fn prompt_line(prompt: &str) -> Result<String> {
-    {
-        let mut stderr = io::stderr().lock();
-        let _ = write!(stderr, "{prompt} ");
-        let _ = stderr.flush();
-    }
-    let mut line = String::new();
-    let stdin = io::stdin();
-    if stdin.lock().read_line(&mut line)? == 0 {
-        bail!("no answer on standard input");
-    }
-    // A terminal echoes the answer and its newline; a pipe does not, so end the prompt's line.
-    if !stdin.is_terminal() {
-        note("");
-    }
-    Ok(line.trim().to_owned())
 }

@@ -1,18 +1,17 @@
 //! Naming a chat or a person on the command line: a phone number, `@username`, an id, or an
 //! address on another messenger (`PHONE@PROVIDER-ID`).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use peyvand_api::Chat;
 use peyvand_core::PhoneNumber;
 
 use super::Context;
-
-/// The longest bare number read as an id: phone numbers are at least 8 digits.
-const MAX_BARE_ID_DIGITS: usize = 7;
+use super::failure::usage;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// `chat:12` or `user:12`, or a bare number of up to 7 digits.
+    /// `chat:12` or `user:12`, as `chats` and `history` print them. A bare number is never an
+    /// id: it is a phone number or an error.
     Id(i64),
     /// `@username`, kept with its `@` as the resolve endpoint wants it.
     Username(String),
@@ -21,38 +20,39 @@ pub enum Target {
     Address(String),
 }
 
-/// Reads a recipient; `prefix` is `chat` or `user`, the kind of id a bare number means.
+/// Reads a recipient; `prefix` is `chat` or `user`, the kind of id it may name.
 pub fn parse(input: &str, prefix: &str) -> Result<Target> {
     let input = input.trim();
     if let Some(id) = input.strip_prefix(prefix).and_then(|rest| rest.strip_prefix(':')) {
         return match digits(id) {
             Some(id) => Ok(Target::Id(id)),
-            None => bail!("{input:?} is not a {prefix} id: write {prefix}:123"),
+            None => Err(usage(format!("{input:?} is not a {prefix} id: write {prefix}:123"))),
         };
     }
     if let Some((phone, provider)) = input.rsplit_once('@')
         && !phone.is_empty()
     {
-        let phone = PhoneNumber::parse(phone).map_err(|e| anyhow::anyhow!("{input:?}: {e}"))?;
+        let phone = PhoneNumber::parse(phone).map_err(|e| usage(format!("{input:?}: {e}")))?;
         if provider.is_empty() {
-            bail!("{input:?}: the messenger's id after @ is missing");
+            return Err(usage(format!("{input:?}: the messenger's id after @ is missing")));
         }
         return Ok(Target::Address(format!("{}@{provider}", phone.as_str())));
     }
     if let Some(name) = input.strip_prefix('@') {
         if name.is_empty() {
-            bail!("the username after @ is missing");
+            return Err(usage("the username after @ is missing"));
         }
         return Ok(Target::Username(input.to_owned()));
     }
-    if input.chars().count() <= MAX_BARE_ID_DIGITS
-        && let Some(id) = digits(input)
-    {
-        return Ok(Target::Id(id));
-    }
     match PhoneNumber::parse(input) {
         Ok(phone) => Ok(Target::Phone(phone)),
-        Err(e) => bail!("{input:?} is not a phone number, @username or {prefix}:ID ({e})"),
+        Err(_) if digits(input).is_some() => Err(usage(format!(
+            "{input:?} is not a phone number; a {prefix} is written {prefix}:{input}, as `{}` prints it",
+            if prefix == "chat" { "chats" } else { "contacts" }
+        ))),
+        Err(e) => {
+            Err(usage(format!("{input:?} is not a phone number, @username, PHONE@MESSENGER or {prefix}:ID ({e})")))
+        }
     }
 }
 
@@ -88,7 +88,7 @@ impl Context {
                 .await?
                 .peer
                 .map(|p| p.id)
-                .ok_or_else(|| anyhow::anyhow!("no such person"))?,
+                .ok_or_else(|| anyhow::anyhow!("{address}: the chat names no person"))?,
         })
     }
 }
@@ -100,8 +100,11 @@ mod tests {
     #[test]
     fn reads_every_kind_of_recipient() {
         assert_eq!(parse("chat:12", "chat").ok(), Some(Target::Id(12)));
-        assert_eq!(parse("۱۲۳", "chat").ok(), Some(Target::Id(123)));
-        assert_eq!(parse("1234567", "chat").ok(), Some(Target::Id(1_234_567)));
+        assert_eq!(parse("chat:۱۲۳", "chat").ok(), Some(Target::Id(123)));
+        // A bare short number is neither a phone number nor an id: an error that says so.
+        let short = parse("1234", "chat").expect_err("not a recipient").to_string();
+        assert!(short.contains("chat:1234"), "{short}");
+        assert!(parse("۱۲۳", "chat").is_err());
         assert_eq!(parse("user:5", "user").ok(), Some(Target::Id(5)));
         assert_eq!(parse("@ali", "chat").ok(), Some(Target::Username("@ali".into())));
         let phone = parse("۰۹۱۲۱۲۳۴۵۶۷", "chat").ok();

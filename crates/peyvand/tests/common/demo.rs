@@ -60,7 +60,9 @@ impl Demo {
                         seen.providers.insert((*id).to_owned(), (*url).to_owned());
                     }
                     ["ADMIN-TOKEN", path] => seen.admin_token = Some(PathBuf::from(path)),
-                    ["OTP", phone, code] => seen.codes.entry((*phone).to_owned()).or_default().push((*code).to_owned()),
+                    ["OTP", phone, code, _messenger] => {
+                        seen.codes.entry((*phone).to_owned()).or_default().push((*code).to_owned())
+                    }
                     _ => {}
                 }
                 cond.notify_all();
