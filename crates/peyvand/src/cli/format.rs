@@ -45,17 +45,25 @@ impl Names {
     }
 }
 
-/// `Name (@username)`, `Name [on Messenger]` for someone on another messenger, or the id for
-/// a nameless or deleted account.
+/// `Name (@username +98...)` for someone here, `Name [+98...@provider on Messenger]` for
+/// someone on another messenger: a name and what reaches the person, never a bare id unless
+/// nothing else is known (a nameless account that shows neither username nor phone).
 pub fn user_label(user: &UserProfile) -> String {
     if user.deleted {
         return format!("deleted account (user:{})", user.id);
     }
-    let name = if user.display_name.is_empty() { format!("user:{}", user.id) } else { user.display_name.clone() };
-    match (&user.username, &user.messenger) {
-        (Some(username), _) => format!("{name} (@{username})"),
-        (None, Some(messenger)) => format!("{name} [{} on {}]", messenger.address, messenger.name),
-        (None, None) => name,
+    if let Some(messenger) = &user.messenger {
+        return match user.display_name.is_empty() {
+            true => format!("{} [on {}]", messenger.address, messenger.name),
+            false => format!("{} [{} on {}]", user.display_name, messenger.address, messenger.name),
+        };
+    }
+    let reach: Vec<String> = user.username.iter().map(|u| format!("@{u}")).chain(user.phone.iter().cloned()).collect();
+    match (user.display_name.is_empty(), reach.is_empty()) {
+        (false, false) => format!("{} ({})", user.display_name, reach.join(" ")),
+        (false, true) => format!("{} (user:{})", user.display_name, user.id),
+        (true, false) => reach.join(" "),
+        (true, true) => format!("user:{}", user.id),
     }
 }
 
@@ -95,13 +103,7 @@ pub fn users(users: &[UserProfile], empty: &str) -> String {
     if users.is_empty() {
         return empty.to_owned();
     }
-    let lines: Vec<String> = users
-        .iter()
-        .map(|u| {
-            let phone = u.phone.as_deref().map(|p| format!("  {p}")).unwrap_or_default();
-            format!("user:{}  {}{phone}", u.id, user_label(u))
-        })
-        .collect();
+    let lines: Vec<String> = users.iter().map(|u| format!("user:{}  {}", u.id, user_label(u))).collect();
     lines.join("\n")
 }
 
@@ -285,6 +287,33 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00 UTC");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00 UTC");
         assert_eq!(time(1_714_566_896_000), "2024-05-01 12:34 UTC");
+    }
+
+    #[test]
+    fn people_show_by_name_and_what_reaches_them() {
+        let person = |name: &str, username: Option<&str>, phone: Option<&str>, address: Option<&str>| UserProfile {
+            id: 7,
+            display_name: name.into(),
+            username: username.map(Into::into),
+            bio: String::new(),
+            phone: phone.map(Into::into),
+            presence: None,
+            is_contact: false,
+            blocked: false,
+            deleted: false,
+            messenger: address.map(|a| peyvand_api::Messenger {
+                provider_id: "damavand".into(),
+                name: "دماوند".into(),
+                address: a.into(),
+            }),
+        };
+        let remote = person("سارا", None, None, Some("+989127654321@damavand"));
+        assert_eq!(user_label(&remote), "سارا [+989127654321@damavand on دماوند]");
+        let nameless = person("", None, None, Some("+989127654321@damavand"));
+        assert_eq!(user_label(&nameless), "+989127654321@damavand [on دماوند]");
+        assert_eq!(user_label(&person("علی", Some("ali"), Some("+989121234567"), None)), "علی (@ali +989121234567)");
+        assert_eq!(user_label(&person("", None, Some("+989121234567"), None)), "+989121234567");
+        assert_eq!(user_label(&person("", None, None, None)), "user:7");
     }
 
     #[test]
