@@ -4,6 +4,7 @@
 //! Everything here is pure and synchronous so it can be tested with plain unit tests and used
 //! by every other layer (service, front ends, clients) without pulling in a runtime.
 
+pub mod chars;
 pub mod content;
 pub mod phone;
 pub mod text;

@@ -15,7 +15,7 @@ pub fn ascii_digit(c: char) -> Option<char> {
 }
 
 /// Folds text for search: Arabic yeh/kaf/teh-marbuta variants to their Persian forms, every
-/// digit to ASCII, zero-width characters and Arabic diacritics dropped, letters lower-cased,
+/// digit to ASCII, invisible characters (see [`crate::chars`]) and Arabic diacritics dropped, letters lower-cased,
 /// and runs of white space collapsed to one space.
 pub fn fold_for_search(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
@@ -29,10 +29,9 @@ pub fn fold_for_search(input: &str) -> String {
             '\u{0624}' => '\u{0648}',              // waw with hamza -> waw
             other => ascii_digit(other).unwrap_or(other),
         };
-        // Zero-width non-joiner/joiner, BOM, tatweel, directional marks and harakat carry no
-        // meaning for matching.
-        if matches!(c, '\u{200B}'..='\u{200F}' | '\u{FEFF}' | '\u{0640}' | '\u{064B}'..='\u{065F}' | '\u{0670}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-        {
+        // What shows nothing (controls such as NUL, zero-width characters, direction marks,
+        // fillers), tatweel and harakat carry no meaning for matching.
+        if crate::chars::is_invisible(c) || matches!(c, '\u{0640}' | '\u{064B}'..='\u{065F}' | '\u{0670}') {
             continue;
         }
         if c.is_whitespace() {
@@ -56,6 +55,13 @@ pub fn search_matches(haystack: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_fold_to_nothing() {
+        assert_eq!(fold_for_search("\0"), "");
+        assert_eq!(fold_for_search("\u{3164}\u{200B}\u{202E}\u{2800}"), "");
+        assert_eq!(fold_for_search("a\0b"), "ab");
+    }
 
     #[test]
     fn arabic_letters_fold_to_persian() {

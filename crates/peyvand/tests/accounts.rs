@@ -188,6 +188,16 @@ async fn profiles_usernames_and_people_search_fold_persian() {
     let result =
         sara.client.update_profile(&ProfileUpdate { display_name: Some(long_name), ..Default::default() }).await;
     assert_eq!(code_of(result), ErrorCode::InvalidProfile);
+    // Names that show nothing, or flip the text after them, are refused; Persian's ZWNJ is not.
+    for spoof in ["\u{200F}\u{200E}", "\u{200B}\u{200B}", "\u{3164}", "\u{2800}", "علی\u{202E}ﺍﺭﺎﺳ", "\u{2067}سارا"]
+    {
+        let result =
+            sara.client.update_profile(&ProfileUpdate { display_name: Some(spoof.into()), ..Default::default() }).await;
+        assert_eq!(code_of(result), ErrorCode::InvalidProfile, "{spoof:?}");
+    }
+    let zwnj = "سارا نیک\u{200C}نام";
+    let me = sara.client.update_profile(&ProfileUpdate { display_name: Some(zwnj.into()), ..Default::default() }).await;
+    assert_eq!(me.expect("a name with a ZWNJ").display_name, zwnj);
 
     let found = sara.client.resolve("@ALI_REZAEI").await.expect("by username, any case");
     assert_eq!(found.id, ali.id);

@@ -254,6 +254,10 @@ async fn the_chat_list_history_pages_and_search() {
     let found = ali.client.search("پیام ۲۵", None).await.expect("Persian digits");
     assert_eq!(found.messages.len(), 1);
     assert!(reza.client.search("کتاب", None).await.expect("search").messages.is_empty(), "only one's own chats");
+    // A query of nothing visible (NUL, zero-width characters, fillers) is empty, not "everything".
+    for blank in ["\0", "\u{200B}\u{200F}", "\u{3164}", " \u{202E} "] {
+        assert_eq!(code_of(ali.client.search(blank, None).await), ErrorCode::BadRequest, "{blank:?}");
+    }
 }
 
 #[tokio::test]

@@ -1016,13 +1016,29 @@ impl Service {
 }
 
 /// A display name from a peer: trimmed, without control characters, at most 64 characters.
+/// A name from another provider as a stand-in shows it: no controls, no direction embeddings,
+/// overrides or isolates, at most 64 characters, and empty (so the address shows instead) when
+/// nothing visible is left.
 fn clean_name(name: &str) -> String {
-    name.trim().chars().filter(|c| !c.is_control()).take(64).collect()
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|&c| !c.is_control() && !peyvand_core::chars::is_direction_control(c))
+        .take(64)
+        .collect();
+    if peyvand_core::chars::has_visible(&name) { name.trim().to_owned() } else { String::new() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_other_providers_lose_what_spoofs() {
+        assert_eq!(clean_name(" \u{202E}سارا\u{202C} "), "سارا");
+        assert_eq!(clean_name("\u{200F}\u{200B}\u{3164}"), "");
+        assert_eq!(clean_name("نیم\u{200C}فاصله"), "نیم\u{200C}فاصله", "ZWNJ is Persian spelling");
+    }
 
     #[test]
     fn addresses_are_checked() {

@@ -65,8 +65,14 @@ impl Service {
         let mut change = ProfileChange::default();
         if let Some(name) = &update.display_name {
             let name = validate_text_field(name, MAX_NAME_CHARS, "name")?;
-            if name.is_empty() {
-                return Err(err(ErrorCode::InvalidProfile, "the name cannot be empty"));
+            if !peyvand_core::chars::has_visible(&name) {
+                return Err(err(ErrorCode::InvalidProfile, "the name needs at least one visible character"));
+            }
+            if name.chars().any(peyvand_core::chars::is_direction_control) {
+                return Err(err(
+                    ErrorCode::InvalidProfile,
+                    "the name cannot contain direction embeddings, overrides or isolates",
+                ));
             }
             if name.contains('\n') {
                 return Err(err(ErrorCode::InvalidProfile, "the name cannot have line breaks"));
