@@ -47,6 +47,8 @@ pub struct SignedIn {
 /// `PATCH /v1/me`: fields left out stay as they are; an empty username removes it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ProfileUpdate {
+    /// At most 64 characters, at least one of them visible; no line breaks, control
+    /// characters, or direction embeddings, overrides and isolates (`invalid_profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +199,8 @@ pub struct DeleteQuery {
 /// `PUT /v1/chats/{chat_id}/messages/{seq}/reaction`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SetReaction {
+    /// Exactly one emoji of the Unicode emoji table (skin tones and ZWJ sequences included);
+    /// anything else is `invalid_content`.
     pub emoji: String,
 }
 
@@ -209,6 +213,8 @@ pub struct Receipt {
 /// `GET /v1/search?q=`
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 pub struct SearchQuery {
+    /// Folded for Persian; a query with nothing visible left (NUL, zero-width characters,
+    /// direction marks, fillers) is `bad_request`.
     pub q: String,
     pub limit: Option<u32>,
 }

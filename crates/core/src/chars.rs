@@ -40,9 +40,25 @@ pub fn has_visible(text: &str) -> bool {
     text.chars().any(|c| !c.is_whitespace() && !is_invisible(c))
 }
 
+/// Whether the text is exactly one emoji of the Unicode emoji table: skin tones, ZWJ
+/// sequences (👩‍💻), flags and keycaps included; words, several emoji and bare symbols not.
+pub fn is_single_emoji(text: &str) -> bool {
+    emojis::get(text).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reaction_is_one_emoji() {
+        for one in ["👍", "❤️", "❤", "👍🏽", "👩\u{200D}💻", "🇮🇷", "1️⃣", "😂"] {
+            assert!(is_single_emoji(one), "{one:?}");
+        }
+        for not in ["", "سلامسلام", "👍👍", "a", "\u{202E}👍", "👍 ", ":)", "\u{200B}", "ok👍"] {
+            assert!(!is_single_emoji(not), "{not:?}");
+        }
+    }
 
     #[test]
     fn blank_looking_text_has_nothing_visible() {

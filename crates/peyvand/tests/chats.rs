@@ -102,7 +102,11 @@ async fn two_people_chat_with_every_message_operation_and_receipts() {
         |e| matches!(e, Event::ReactionsChanged { seq: 1, reactions, .. } if reactions.len() == 1),
     )
     .await;
-    assert_eq!(code_of(sara.client.react(chat.id, 1, "abc").await), ErrorCode::InvalidContent);
+    // A reaction is one emoji: not a word, not reversed text, not several emoji.
+    for not_one in ["abc", "سلامسلام", "\u{202E}مالس", "👍👍", "👍 ", "\u{200B}"] {
+        assert_eq!(code_of(sara.client.react(chat.id, 1, not_one).await), ErrorCode::InvalidContent, "{not_one:?}");
+    }
+    sara.client.react(chat.id, 1, "👍🏽").await.expect("a skin tone is one emoji");
     let cleared = sara.client.unreact(chat.id, 1).await.expect("unreact");
     assert!(cleared.reactions.is_empty());
 

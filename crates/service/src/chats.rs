@@ -68,9 +68,9 @@ pub(crate) fn validate_client_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A reaction is one emoji of the Unicode table, here and from other providers alike.
 pub(crate) fn validate_emoji(emoji: &str) -> Result<(), ApiError> {
-    let n = emoji.chars().count();
-    if !(1..=8).contains(&n) || emoji.chars().any(|c| c.is_ascii() || c.is_control() || c.is_whitespace()) {
+    if !peyvand_core::chars::is_single_emoji(emoji) {
         return Err(err(ErrorCode::InvalidContent, "a reaction is one emoji"));
     }
     Ok(())
