@@ -336,6 +336,18 @@ async fn malformed_and_oversized_requests_get_clean_errors() {
         http.get(format!("{}/v1/openapi.json", server.url)).send().await.expect("doc").json().await.expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     assert!(doc["paths"]["/v1/chats/{chat_id}/messages"]["post"].is_object());
+    // The server's address opened in a browser: a page saying what it is, linking the API.
+    let home = http.get(format!("{}/", server.url)).send().await.expect("home");
+    assert_eq!(home.status(), 200);
+    let content_type = home.headers()["content-type"].to_str().expect("type").to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(home.headers()["content-security-policy"].to_str().expect("csp").contains("default-src 'none'"));
+    let page = home.text().await.expect("page");
+    assert!(
+        page.contains("پیوند") && page.contains("Peyvand") && page.contains(r#"href="/v1/openapi.json""#),
+        "{page}"
+    );
+    assert!(!page.contains("http://") && !page.contains("https://"), "nothing loaded from elsewhere");
     let metrics =
         http.get(format!("{}/metrics", server.url)).send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("peyvand_sign_ins_total 1"), "{metrics}");

@@ -9,6 +9,71 @@ use peyvand_api::{ApiError, ErrorCode};
 use crate::AppState;
 use crate::extract::Failure;
 
+/// `GET /`: a small page for a person who opens the server's address in a browser, saying
+/// what this server is and where its API is described. Everything is inline: no asset is
+/// loaded from anywhere.
+pub async fn home(State(s): State<AppState>) -> impl IntoResponse {
+    let provider = s.interconnect.as_ref().map(|i| html_escape(i.provider_id()));
+    let identity = match &provider {
+        Some(id) => format!(
+            "<p>پیام‌رسان <bdi>{id}</bdi>، عضو اتصال بین پیام‌رسان‌ها.</p>\n<p lang=\"en\" dir=\"ltr\">Messenger <bdi>{id}</bdi>, connected to other messengers.</p>"
+        ),
+        None => "<p>پیام‌رسان مستقل.</p>\n<p lang=\"en\" dir=\"ltr\">A stand-alone messenger.</p>".to_owned(),
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let page = format!(
+        r#"<!doctype html>
+<html lang="fa" dir="rtl">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>پیوند · Peyvand</title>
+<style>
+  :root {{ color-scheme: light dark; font-family: system-ui, sans-serif; line-height: 1.7; }}
+  body {{ max-inline-size: 40rem; margin: 3rem auto; padding-inline: 1.25rem; }}
+  h1 {{ margin-block-end: 0.25rem; }}
+  code, a {{ unicode-bidi: isolate; }}
+  ul {{ padding-inline-start: 1.25rem; }}
+</style>
+</head>
+<body>
+<h1>پیوند <span lang="en">Peyvand</span></h1>
+<p>این نشانیِ یک سرور پیام‌رسان پیوند است (نسخهٔ <bdi>{version}</bdi>). برنامهٔ وب هنوز اینجا نیست؛ از رابط برنامه‌نویسی یا خط فرمان <code>peyvand</code> استفاده کنید.</p>
+<p lang="en" dir="ltr">This is a Peyvand messenger server (version {version}). The web client does not live here yet: use the client API or the <code>peyvand</code> command line.</p>
+{identity}
+<ul>
+<li><a href="/v1/openapi.json">/v1/openapi.json</a> — توصیف رابط برنامه‌نویسی (OpenAPI 3) · <span lang="en">the API description</span></li>
+<li><a href="/healthz">/healthz</a> — وضعیت سرور · <span lang="en">health</span></li>
+</ul>
+</body>
+</html>
+"#
+    );
+    (
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        page,
+    )
+}
+
+/// Escapes text for HTML (the provider id is checked elsewhere; this keeps the page safe
+/// whatever it holds).
+fn html_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// `GET /v1/openapi.json`: this API's OpenAPI 3 document.
 pub async fn openapi_json() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], crate::openapi::document_json())

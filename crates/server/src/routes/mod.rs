@@ -55,6 +55,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/state", get(sync_state))
         .route("/v1/updates", get(poll_updates))
         .route("/v1/updates/ws", get(updates_ws))
+        .route("/", get(home))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
