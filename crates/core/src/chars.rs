@@ -1,12 +1,17 @@
 //! Characters that show nothing, and characters that change how the text around them shows:
 //! what a name or a search must not consist of, and what a name must not contain.
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 /// Whether `c` draws nothing on its own: control characters, zero-width spaces and joiners,
 /// direction marks, embeddings, overrides and isolates, fillers that render as blank (the
 /// Hangul fillers, the Braille blank), variation selectors, tag characters and the like.
 /// White space is not included: it is visible as space and handled by trimming.
 pub fn is_invisible(c: char) -> bool {
-    c.is_control()
+    if c.is_whitespace() {
+        return false;
+    }
+    matches!(c.general_category(), GeneralCategory::Control | GeneralCategory::Format)
         || matches!(
             c,
             '\u{00AD}'                      // soft hyphen

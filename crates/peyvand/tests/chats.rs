@@ -258,10 +258,50 @@ async fn the_chat_list_history_pages_and_search() {
     let found = ali.client.search("پیام ۲۵", None).await.expect("Persian digits");
     assert_eq!(found.messages.len(), 1);
     assert!(reza.client.search("کتاب", None).await.expect("search").messages.is_empty(), "only one's own chats");
-    // A query of nothing visible (NUL, zero-width characters, fillers) is empty, not "everything".
-    for blank in ["\0", "\u{200B}\u{200F}", "\u{3164}", " \u{202E} "] {
-        assert_eq!(code_of(ali.client.search(blank, None).await), ErrorCode::BadRequest, "{blank:?}");
+}
+
+/// Queries with nothing visible in them: NUL, other controls, zero-width and direction
+/// characters, Hangul fillers.
+const BLANK_QUERIES: [&str; 8] = [
+    "",
+    "\0",
+    "\0\0\u{7}",
+    "\u{200B}\u{200D}\u{FEFF}",
+    "\u{200E}\u{200F}\u{202E}\u{2066}",
+    "\u{3164}",
+    "\u{115F}\u{1160}\u{FFA0}",
+    " \u{2800}\u{00A0} ",
+];
+
+/// Every search refuses a query that is empty once cleaned, instead of matching everything.
+async fn blank_searches_are_refused(server: &Server) {
+    let (ali, sara, chat) = pair(server, "+989121220031", "+989121220032").await;
+    for (who, name) in [(&ali, "Ali Karimi"), (&sara, "Sara Karimi")] {
+        let update = peyvand_api::ProfileUpdate { display_name: Some(name.into()), ..Default::default() };
+        who.client.update_profile(&update).await.expect("name");
     }
+    ali.client.send_text(chat.id, "hello").await.expect("send");
+    sara.client.send_text(chat.id, "سلام").await.expect("send");
+    for blank in BLANK_QUERIES {
+        assert_eq!(code_of(ali.client.search(blank, None).await), ErrorCode::BadRequest, "search {blank:?}");
+        assert_eq!(code_of(ali.client.search_users(blank).await), ErrorCode::BadRequest, "people {blank:?}");
+    }
+    // What is left after cleaning is what is looked for.
+    let found = ali.client.search("\0hel\u{200B}lo\u{3164}", None).await.expect("search");
+    assert_eq!(found.messages.iter().map(|m| m.message.seq).collect::<Vec<_>>(), vec![1]);
+    let people = ali.client.search_users("\u{200F}karimi\0").await.expect("people");
+    assert_eq!(people.users.len(), 2);
+}
+
+#[tokio::test]
+async fn blank_searches_are_refused_on_the_embedded_store() {
+    blank_searches_are_refused(&Server::start()).await;
+}
+
+#[tokio::test]
+async fn blank_searches_are_refused_on_postgres_and_nats() {
+    let cluster = common::cluster::Cluster::start("search", 1, &[]);
+    blank_searches_are_refused(&cluster.nodes[0]).await;
 }
 
 #[tokio::test]

@@ -30,6 +30,11 @@ fn no_chat() -> ApiError {
     err(ErrorCode::NotFound, "no such chat")
 }
 
+/// A search query that folds to nothing: empty, or made only of invisible characters.
+pub(crate) fn empty_query() -> ApiError {
+    err(ErrorCode::BadRequest, "the search query is empty (it has no visible character)")
+}
+
 fn no_reply() -> ApiError {
     err(ErrorCode::BadRequest, "reply_to names no message of this chat")
 }
@@ -554,11 +559,12 @@ impl Service {
     }
 
     /// `GET /v1/search?q=`: my chats whose person matches by name or username, and my
-    /// messages whose text matches, both folded for Persian.
+    /// messages whose text matches, both folded for Persian. A query that folds to nothing
+    /// (empty, or only invisible characters such as NUL) is refused.
     pub async fn search(&self, session: Session, query: &str, limit: Option<u32>) -> Result<SearchResults, ApiError> {
         let folded = fold_for_search(query);
         if folded.is_empty() {
-            return Err(err(ErrorCode::BadRequest, "the search query is empty"));
+            return Err(empty_query());
         }
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let messages = self.store.search_messages(session.user_id, &folded, limit).await.map_err(store_error)?;

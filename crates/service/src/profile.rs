@@ -226,9 +226,14 @@ impl Service {
         self.view_of(session.user_id, &target).await
     }
 
-    /// `GET /v1/users/search?q=`: by name or username.
+    /// `GET /v1/users/search?q=`: by name or username. A query with nothing visible to look
+    /// for (empty, or only NUL, zero-width or direction characters) is refused; one of a
+    /// single character finds nobody.
     pub async fn search_users(&self, session: Session, query: &str) -> Result<Vec<UserProfile>, ApiError> {
         let folded = fold_for_search(query.trim().trim_start_matches('@'));
+        if folded.is_empty() {
+            return Err(crate::chats::empty_query());
+        }
         if folded.chars().count() < 2 {
             return Ok(Vec::new());
         }

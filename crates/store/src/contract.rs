@@ -82,6 +82,9 @@ async fn accounts(store: Arc<dyn Store>) {
     assert_eq!(store.user(b).await.expect("get").map(|u| u.display_name), Some(String::new()));
     assert_eq!(store.search_users("عل", 10).await.expect("search").len(), 1);
     assert_eq!(store.search_users("%", 10).await.expect("search").len(), 0, "LIKE wildcards are escaped");
+    for nothing in ["", "\0", "\0\0"] {
+        assert_eq!(store.search_users(nothing, 10).await.expect("search").len(), 0, "{nothing:?} finds nobody");
+    }
 
     let privacy = PrivacySettings { last_seen: Audience::Nobody, ..PrivacySettings::default() };
     store.set_privacy(a.id, privacy).await.expect("privacy");
@@ -449,6 +452,10 @@ async fn search(store: Arc<dyn Store>) {
     assert_eq!(store.search_messages(a, &query, 10).await.expect("search").len(), 1);
     assert_eq!(store.search_messages(b, &query, 10).await.expect("search").len(), 2);
     assert_eq!(store.search_messages(c, "خوب", 10).await.expect("search").len(), 0, "only one's own chats");
+    // An empty query, or one with NUL (where SQLite's LIKE would stop), matches nothing.
+    for nothing in ["", "\0", "\0\0"] {
+        assert_eq!(store.search_messages(b, nothing, 10).await.expect("search").len(), 0, "{nothing:?}");
+    }
 }
 
 async fn deletion(store: Arc<dyn Store>) {

@@ -197,6 +197,10 @@ pub async fn typing(
 }
 
 /// `GET /v1/search?q=`: searches my chats and messages, Persian-normalised.
+///
+/// Invisible characters (controls such as NUL, zero-width and direction characters, Hangul
+/// fillers) are dropped from the query first; a query left empty is refused with
+/// `bad_request`.
 #[utoipa::path(get, path = "/v1/search", tag = "chats", security(("bearer" = [])), params(SearchQuery),
     responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody)))]
 pub async fn search(

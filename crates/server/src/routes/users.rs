@@ -30,7 +30,12 @@ pub async fn resolve_user(
 }
 
 /// `GET /v1/users/search?q=`: people by name or username.
-#[utoipa::path(get, path = "/v1/users/search", tag = "users", security(("bearer" = [])), params(ResolveQuery), responses((status = 200, body = UserList)))]
+///
+/// The query is folded for Persian, and invisible characters (controls such as NUL,
+/// zero-width and direction characters, Hangul fillers) are dropped first; a query left empty
+/// is refused with `bad_request`, and one of a single character finds nobody.
+#[utoipa::path(get, path = "/v1/users/search", tag = "users", security(("bearer" = [])), params(ResolveQuery),
+    responses((status = 200, body = UserList), (status = 400, body = ErrorBody)))]
 pub async fn search_users(
     State(s): State<AppState>,
     Authed(session): Authed,

@@ -194,7 +194,7 @@ impl AccountStore for PgStore {
 
     async fn search_users(&self, folded_query: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
         // PostgreSQL text cannot hold NUL, so no stored name contains one.
-        if folded_query.contains('\0') {
+        if folded_query.is_empty() || folded_query.contains('\0') {
             return Ok(Vec::new());
         }
         let pattern = like_pattern(folded_query);

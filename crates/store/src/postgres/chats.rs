@@ -687,7 +687,7 @@ impl ChatStore for PgStore {
 
     async fn search_messages(&self, viewer: i64, folded_query: &str, limit: u32) -> StoreResult<Vec<Message>> {
         // PostgreSQL text cannot hold NUL, so no stored message contains one.
-        if folded_query.contains('\0') {
+        if folded_query.is_empty() || folded_query.contains('\0') {
             return Ok(Vec::new());
         }
         let pattern = like_pattern(folded_query);

@@ -101,6 +101,10 @@ impl AccountStore for SqliteStore {
     }
 
     async fn search_users(&self, folded_query: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        // SQLite's LIKE stops at a NUL, so `%\0%` would match every name.
+        if folded_query.is_empty() || folded_query.contains('\0') {
+            return Ok(Vec::new());
+        }
         let pattern = like_pattern(folded_query);
         self.read(move |conn| {
             let sql = format!(

@@ -538,6 +538,10 @@ impl ChatStore for SqliteStore {
     }
 
     async fn search_messages(&self, viewer: i64, folded_query: &str, limit: u32) -> StoreResult<Vec<Message>> {
+        // SQLite's LIKE stops at a NUL, so `%\0%` would match every message.
+        if folded_query.is_empty() || folded_query.contains('\0') {
+            return Ok(Vec::new());
+        }
         let pattern = like_pattern(folded_query);
         self.read(move |conn| {
             let sql = format!(
