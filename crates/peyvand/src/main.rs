@@ -144,9 +144,62 @@ async fn run() -> ExitCode {
     }
 }
 
+// Shared with tests/docs.rs, which uses the rest of it.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/docs.rs"]
+mod docs;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_as_a_shell_splits_them() {
+        assert_eq!(docs::split("a 'b c' \"d\"e  f"), ["a", "b c", "de", "f"]);
+        let words = docs::split("p show [--a X] [--b] <ADMIN-TOKEN path> z");
+        assert_eq!(docs::without_placeholders(&words), ["p", "show", "<ADMIN-TOKEN_path>", "z"]);
+    }
+
+    /// The command line of a documented `peyvand ...`, or why it was refused.
+    fn parses(words: &[String]) -> Result<(), String> {
+        command_line().try_get_matches_from(words).map(drop).map_err(|e| e.render().to_string())
+    }
+
+    #[test]
+    fn every_documented_command_line_is_one_peyvand_takes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut refused = Vec::new();
+        let mut checked = 0;
+        for document in docs::documents(&root) {
+            for command in docs::commands(&root, &document) {
+                if command.words[0] != "peyvand" {
+                    continue;
+                }
+                checked += 1;
+                if let Err(error) = parses(&docs::without_placeholders(&command.words)) {
+                    refused.push(format!("{}: {}\n{error}", command.place, command.words.join(" ")));
+                }
+            }
+        }
+        assert!(checked >= 30, "only {checked} documented commands found");
+        assert!(refused.is_empty(), "{}", refused.join("\n"));
+    }
+
+    #[test]
+    fn every_example_in_the_help_is_one_peyvand_takes() {
+        let mut refused = Vec::new();
+        for (path, command) in all() {
+            let help = command.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            let joined = help.replace("\\\n", " ");
+            for line in joined.lines().map(str::trim).filter(|l| l.starts_with("peyvand ")) {
+                if let Err(error) = parses(&docs::split(line)) {
+                    refused.push(format!("{path}: {line}\n{error}"));
+                }
+            }
+        }
+        assert!(refused.is_empty(), "{}", refused.join("\n"));
+    }
 
     /// Every command below `peyvand`, with its path (`registry licence issue`).
     fn commands(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{DEADLINE, Server, temp_dir};
+use common::{DEADLINE, Server, finish, temp_dir};
 
 /// One person's CLI: a `PEYVAND_HOME` of their own, pointed at one server.
 struct Cli {
@@ -131,17 +131,6 @@ impl Drop for Cli {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.home);
     }
-}
-
-/// Waits for a child to end, failing the test if it takes longer than the deadline.
-fn finish(child: Child, what: &[&str]) -> Output {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("peyvand {what:?} did not finish in time"))
-        .expect("peyvand ran")
 }
 
 /// A running `peyvand --output json listen`, its standard output read line by line.

@@ -42,7 +42,7 @@ pub enum RegistryCommand {
     )]
     Enrol(EnrolArgs),
     /// Fetches the directory, verifies its signature and expiry, and prints it.
-    #[command(after_help = "Example:\n  peyvand registry directory --key $(cat registry-key.b64)")]
+    #[command(after_help = "Example:\n  peyvand registry directory --key \"$PEYVAND_REGISTRY_KEY\"")]
     Directory {
         /// The registry to talk to.
         #[arg(long, env = "PEYVAND_REGISTRY", default_value = "http://127.0.0.1:8090")]

@@ -99,6 +99,16 @@ impl Demo {
         self.lines.0.lock().expect("lock").providers.get(provider).cloned().expect("a demo provider")
     }
 
+    /// How many sign-in codes were sent to `phone` (E.164), by any provider.
+    pub fn codes_sent(&self, phone: &str) -> usize {
+        self.lines.0.lock().expect("lock").codes.get(phone).map_or(0, Vec::len)
+    }
+
+    /// The code sent to `phone` after `before` others had been, once its OTP line is read.
+    pub fn code_after(&self, phone: &str, before: usize) -> Option<String> {
+        wait(&self.lines, |l| l.codes.get(phone).and_then(|c| c.get(before).cloned()))
+    }
+
     /// Signs `phone` (E.164) in on `provider` through the code flow.
     pub async fn sign_in(&self, provider: &str, phone: &str) -> peyvand_client::Client {
         let client = peyvand_client::Client::new(&self.url(provider)).expect("client");

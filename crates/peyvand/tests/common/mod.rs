@@ -247,3 +247,14 @@ pub fn text(client_id: &str, body: &str) -> peyvand_api::SendMessage {
         forward: None,
     }
 }
+
+/// Waits for a child to end, failing the test if it takes longer than the deadline.
+pub fn finish(child: Child, what: &[&str]) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("peyvand {what:?} did not finish in time"))
+        .expect("peyvand ran")
+}
