@@ -92,6 +92,15 @@ impl Service {
             "codes requested from this address",
         )
         .await?;
+        // This address's share of the number's codes first, so that what it is refused does not
+        // count against the number's allowance, which the person needs.
+        self.limit(
+            format!("code:num:{phone}:addr:{client_address}"),
+            HOUR_MS,
+            limits.codes_per_number_from_address_per_hour,
+            "codes for this number from this address",
+        )
+        .await?;
         self.limit(format!("code:num:{phone}"), HOUR_MS, limits.codes_per_number_per_hour, "codes for this number")
             .await?;
         self.limit(
@@ -138,6 +147,17 @@ impl Service {
             "sign-in attempts from this address",
         )
         .await?;
+        // One address's wrong guesses for this number: a stranger runs out of them long before
+        // the code does, so the person, elsewhere, can still type it. Only wrong codes count
+        // (a person signing in on several devices from home is not guessing); a peek first.
+        let guesses = format!("signin:wrong:{phone}:addr:{client_address}");
+        let allowed = self.config.limits.code_attempts_per_address.saturating_sub(1);
+        if let Err(retry_ms) = self.store.hit(&guesses, HOUR_MS, allowed, 0, now_millis()).await.map_err(store_error)? {
+            let mut refused =
+                err(ErrorCode::TooManyAttempts, "too many attempts for this number from this address; try again later");
+            refused.retry_after = Some((retry_ms.max(0) as u64).div_ceil(1000).max(1));
+            return Err(refused);
+        }
         let now = now_millis();
         let max = self.config.code_max_attempts;
         let too_many = || err(ErrorCode::TooManyAttempts, "too many wrong codes; ask for a new one");
@@ -154,6 +174,7 @@ impl Service {
         }
         let given: String = request.code.chars().filter_map(peyvand_core::text::ascii_digit).collect();
         if !same(&code_hash(&phone, &given), &record.code_hash) {
+            let _counted = self.store.hit(&guesses, HOUR_MS, u32::MAX, 1, now).await.map_err(store_error)?;
             if record.attempts >= max {
                 self.store.take_code(phone.as_str()).await.map_err(store_error)?;
                 return Err(too_many());
