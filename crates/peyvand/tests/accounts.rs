@@ -525,3 +525,36 @@ async fn a_stranger_asking_and_guessing_for_a_number_leaves_its_owner_able_to_si
         post("/v1/auth/sign-in", owner, serde_json::json!({ "phone": phone, "code": code })).await.expect("sent");
     assert_eq!(signed.status(), 200, "the owner signs in with the code the stranger could not burn");
 }
+
+/// A session left unused for longer than `session_idle_secs` (8 here) ends; one in use does
+/// not, and the device list says when each device was last active.
+async fn idle_sessions_end(server: &Server, phone: &str) {
+    let started = peyvand_service::now_millis();
+    let used = sign_in(server, phone, "phone").await;
+    let idle = sign_in(server, phone, "old laptop").await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The phone keeps working while the laptop lies unused.
+    while std::time::Instant::now() < until {
+        used.me().await.expect("a session in use stays");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let ended = idle.me().await.expect_err("the unused session ended");
+    assert_eq!(ended.code(), Some(ErrorCode::Unauthorized));
+    assert!(ended.to_string().contains("8 seconds without use"), "says why: {ended}");
+    let devices = used.devices().await.expect("devices").devices;
+    assert_eq!(devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["phone"], "the laptop is signed out");
+    assert!(devices[0].last_active > started + 4000, "the phone's last activity is recorded: {devices:?}");
+}
+
+const IDLE: [(&str, &str); 1] = [("PEYVAND_SERVICE__SESSION_IDLE_SECS", "8")];
+
+#[tokio::test]
+async fn idle_sessions_end_on_the_embedded_store() {
+    idle_sessions_end(&Server::start_with(&common::temp_dir("idle"), &IDLE), "+989121110097").await;
+}
+
+#[tokio::test]
+async fn idle_sessions_end_on_postgres_and_nats() {
+    let cluster = common::cluster::Cluster::start("idle", 1, &IDLE);
+    idle_sessions_end(&cluster.nodes[0], "+989121110098").await;
+}

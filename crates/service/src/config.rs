@@ -13,6 +13,9 @@ pub struct ServiceConfig {
     /// Guesses allowed per code, from all addresses together, before it is burnt (a new code
     /// can be asked for at once). One address has `limits.code_attempts_per_address` of them.
     pub code_max_attempts: u32,
+    /// Seconds a session may go unused before it ends (its device must sign in again);
+    /// 0 keeps sessions until they are signed out. Default: 180 days.
+    pub session_idle_secs: u64,
     /// Seconds the update stream keeps an update at least ...
     pub update_retention_secs: u64,
     /// ... and how many of each person's newest updates are always kept.
@@ -36,6 +39,7 @@ impl Default for ServiceConfig {
             code_length: 5,
             code_ttl_secs: 300,
             code_max_attempts: 10,
+            session_idle_secs: 180 * 24 * 3600,
             update_retention_secs: 7 * 24 * 3600,
             update_retention_min: 1000,
             presence_heartbeat_secs: 10,
