@@ -181,6 +181,96 @@ impl Caller {
     }
 }
 
+/// A licensed provider of the kit's kind (`conformance-<random>`), for tests and tools that
+/// need to speak to a provider as a peer: it signs requests with its own key, and can keep a
+/// signed request to send it again (a replay). [`KitProvider::withdraw`] revokes its licence
+/// and delists it.
+pub struct KitProvider {
+    caller: Caller,
+}
+
+impl std::fmt::Debug for KitProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KitProvider").field("id", &self.caller.id).field("target", &self.caller.target.id).finish()
+    }
+}
+
+/// A request signed once, that can be sent any number of times.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    request: Request,
+    signature: String,
+}
+
+impl KitProvider {
+    /// Licenses and enrols a new provider at the registry (with its admin token) and readies
+    /// calls to `target` (its id or endpoint in the directory).
+    pub async fn enrol(registry: &RegistryClient, target: &str) -> Result<Self, KitError> {
+        let listing = directory(registry).await?;
+        let target = find_target(&listing, target)?;
+        Ok(Self { caller: enrol(registry, &listing, target).await? })
+    }
+
+    /// This provider's id.
+    pub fn id(&self) -> &str {
+        &self.caller.id
+    }
+
+    /// Calls the target at another endpoint from now on (it moved, say after a restart).
+    pub fn retarget(&mut self, endpoint: &str) {
+        self.caller.target.endpoint = endpoint.trim_end_matches('/').to_owned();
+    }
+
+    /// Waits until the target answers this provider (it has read the directory that lists
+    /// it), for at most `wait`.
+    pub async fn wait_until_known(&self, wait: Duration) -> Result<(), String> {
+        let request = || self.caller.request(Method::GET, PROVIDER_PATH, None);
+        let answer = until(&self.caller, wait, request, |a| matches!(a, Ok(a) if a.status == 200)).await;
+        expect(&answer, 200, "-")
+    }
+
+    /// `POST path` with `body`, signed now with a fresh nonce.
+    pub fn sign_post(&self, path: &'static str, body: Value) -> SignedRequest {
+        let request = self.caller.request(Method::POST, path, Some(body));
+        let signature = self.caller.sign(&request, &self.caller.signing);
+        SignedRequest { request, signature }
+    }
+
+    /// `GET path`, signed now with a fresh nonce.
+    pub fn sign_get(&self, path: &'static str) -> SignedRequest {
+        let request = self.caller.request(Method::GET, path, None);
+        let signature = self.caller.sign(&request, &self.caller.signing);
+        SignedRequest { request, signature }
+    }
+
+    /// Sends a signed request (again, if it was sent before); the HTTP status and JSON body.
+    pub async fn send(&self, request: &SignedRequest) -> Result<(u16, Value), String> {
+        let answer = self.caller.send(None, &request.request, Some(request.signature.clone()), None).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// Revokes this provider's licence and takes it out of the directory.
+    pub async fn withdraw(self, registry: &RegistryClient) -> Result<(), KitError> {
+        withdraw(registry, &self.caller.id, "test provider withdrawn").await
+    }
+}
+
+fn find_target(listing: &Directory, wanted: &str) -> Result<DirectoryProvider, KitError> {
+    let wanted = wanted.trim().trim_end_matches('/');
+    listing
+        .providers
+        .iter()
+        .find(|p| p.id == wanted || p.endpoint.trim_end_matches('/') == wanted)
+        .cloned()
+        .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))
+}
+
+/// Revokes the kit's licence `id`.
+async fn withdraw(registry: &RegistryClient, id: &str, reason: &str) -> Result<(), KitError> {
+    registry.revoke(id, reason).await.map_err(|e| KitError::Registry(e.to_string()))?;
+    Ok(())
+}
+
 fn expect(answer: &Result<Answer, String>, status: u16, code: &str) -> Result<(), String> {
     match answer {
         Ok(a) if a.status == status && a.code == code => Ok(()),
@@ -214,17 +304,11 @@ async fn directory(registry: &RegistryClient) -> Result<Directory, KitError> {
 pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
     let registry = &config.registry;
     let listing = directory(registry).await?;
-    let wanted = config.target.trim().trim_end_matches('/');
-    let target = listing
-        .providers
-        .iter()
-        .find(|p| p.id == wanted || p.endpoint.trim_end_matches('/') == wanted)
-        .cloned()
-        .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))?;
+    let target = find_target(&listing, &config.target)?;
 
     let caller = enrol(registry, &listing, target).await?;
     let result = checks(registry, &listing, &caller, config.wait).await;
-    if let Err(e) = registry.revoke(&caller.id, "conformance run finished").await {
+    if let Err(e) = withdraw(registry, &caller.id, "conformance run finished").await {
         tracing::warn!(error = %e, provider = %caller.id, "cannot revoke the kit's licence");
     }
     Ok(result)
@@ -253,7 +337,7 @@ async fn enrol(registry: &RegistryClient, listing: &Directory, target: Directory
     match finish_enrolment(registry, listing, target, &id, &domain, signing).await {
         Ok(caller) => Ok(caller),
         Err(e) => {
-            if let Err(revoke) = registry.revoke(&id, "conformance run could not start").await {
+            if let Err(revoke) = withdraw(registry, &id, "conformance run could not start").await {
                 tracing::warn!(error = %revoke, provider = %id, "cannot revoke the kit's licence");
             }
             Err(e)

@@ -127,8 +127,8 @@ impl Interconnect {
     }
 
     /// Starts workers for the peers with events waiting (left from before, or queued by a node
-    /// that has since died), and once an hour drops events past their expiry. Runs until the
-    /// process ends.
+    /// that has since died), forgets the nonces of requests gone stale, and once an hour drops
+    /// events past their expiry. Runs until the process ends.
     pub async fn keep_delivering(self) {
         let expiry_ms = self.inner.config.event_expiry_days as i64 * 24 * 3_600_000;
         let mut every = tokio::time::interval(SWEEP);
@@ -148,6 +148,9 @@ impl Interconnect {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot expire old events"),
                 }
+            }
+            if let Err(e) = crate::replay::prune(self.service(), peyvand_service::now_millis()).await {
+                tracing::warn!(error = %e, "cannot forget stale nonces");
             }
             match self.service().queue_depths().await {
                 Ok(depths) => depths.iter().for_each(|d| self.wake(&d.peer)),

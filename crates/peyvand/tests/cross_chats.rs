@@ -7,6 +7,7 @@ mod common;
 
 use common::cluster::{Cluster, psql_value};
 use common::demo::Demo;
+use common::external::External;
 use common::{DEADLINE, Server, eventually, temp_dir};
 use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
 use peyvand_client::{Client, UpdateStream};
@@ -273,81 +274,6 @@ async fn direct_chats_across_messengers() {
     let dara = demo.sign_in("alborz", DARA).await;
     let refused = dara.report(babak_here, "spam").await.expect_err("no chat with Babak");
     assert_eq!(refused.code(), Some(ErrorCode::NotFound));
-}
-
-/// A provider run as its own `peyvand serve` process, licensed by the demo's registry.
-struct External {
-    id: &'static str,
-    server: Server,
-}
-
-impl External {
-    async fn start(demo: &Demo, id: &'static str, number: &str) -> Self {
-        Self::start_with(demo, id, number, &[]).await
-    }
-
-    /// Starts a licensed provider with extra configuration.
-    async fn start_with(demo: &Demo, id: &'static str, number: &str, extra: &[(&'static str, &str)]) -> Self {
-        let mut env = Self::licence(demo, id, number).await;
-        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
-        external.publish_endpoint(demo).await;
-        external
-    }
-
-    /// Licenses provider `id` at the demo's registry; the configuration that enrols it.
-    async fn licence(demo: &Demo, id: &'static str, number: &str) -> Vec<(&'static str, String)> {
-        let (status, body) = demo
-            .admin(
-                Method::POST,
-                "/v1/admin/licences",
-                json!({
-                    "provider_id": id, "name": id, "domain": format!("{id}.example"),
-                    "endpoint": "https://127.0.0.1:1", "contact": format!("ops@{id}.example"),
-                    "licence_number": number, "valid_until": peyvand_service::now_millis() + 86_400_000,
-                    "capabilities": ["discovery", "chat"], "reason": "test",
-                }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let (status, token) =
-            demo.admin(Method::POST, &format!("/v1/admin/licences/{id}/enrolment-tokens"), json!({})).await;
-        assert_eq!(status, 201, "{token}");
-        let key: serde_json::Value =
-            reqwest::get(format!("{}/v1/registry-key", demo.registry)).await.expect("key").json().await.expect("json");
-        let env = [
-            ("PEYVAND_INTERCONNECT__PROVIDER_ID", id.to_owned()),
-            ("PEYVAND_INTERCONNECT__REGISTRY", demo.registry.clone()),
-            ("PEYVAND_INTERCONNECT__REGISTRY_KEY", key["public_key"].as_str().expect("key").to_owned()),
-            ("PEYVAND_INTERCONNECT__ENROLMENT_TOKEN", token["token"].as_str().expect("token").to_owned()),
-            ("PEYVAND_INTERCONNECT__DIRECTORY_REFRESH_SECS", "1".to_owned()),
-            ("PEYVAND_INTERCONNECT__RETRY_MAX_SECS", "1".to_owned()),
-        ];
-        env.to_vec()
-    }
-
-    /// Points the licence at the server's current port (it changes with every start).
-    async fn publish_endpoint(&self, demo: &Demo) {
-        let endpoint = self.server.url.replace("http://", "https://");
-        let (status, body) = demo
-            .admin(
-                Method::PATCH,
-                &format!("/v1/admin/licences/{}", self.id),
-                json!({"endpoint": endpoint, "reason": "test: new port"}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn restart(&mut self, demo: &Demo) {
-        self.server.restart();
-        self.publish_endpoint(demo).await;
-    }
-
-    async fn sign_in(&self, phone: &str) -> Client {
-        common::sign_in(&self.server, phone, "test").await
-    }
 }
 
 /// The events waiting in a provider's queue towards `peer`, from its metrics.

@@ -8,9 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::demo::Demo;
+use common::external::External;
 use common::{DEADLINE, eventually};
 use peyvand_api::{Audience, ErrorCode, ReachableList, SettingsUpdate};
+use peyvand_interconnect::conformance::KitProvider;
 use peyvand_interconnect::tls::{TlsIdentity, client_config};
+use peyvand_registry::RegistryClient;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -213,4 +216,52 @@ async fn callers_without_a_registry_certificate_are_refused() {
     let endpoint = alborz.replace("http://", "https://");
     assert!(client.get(format!("{endpoint}{path}")).send().await.is_err(), "another CA's certificate is refused");
     let _ = std::fs::remove_dir_all(&rogue_dir);
+}
+
+/// The registry's admin client for the demo's registry.
+fn registry_admin(demo: &Demo) -> RegistryClient {
+    RegistryClient::new(&demo.registry, Some(demo.admin_token.clone())).expect("registry client")
+}
+
+/// A signed request captured before the receiving provider restarts is refused after it
+/// with `replayed_request`: the nonces seen are kept in the store, on each backend.
+async fn replay_after_restart(demo: &Demo, mut target: External) {
+    let registry = registry_admin(demo);
+    let mut peer = KitProvider::enrol(&registry, target.id).await.expect("a licensed test provider");
+    peer.retarget(&target.endpoint());
+    peer.wait_until_known(DEADLINE).await.expect("the target lists the test provider");
+    let body = json!({"phone": "+12025550150", "requester_phone": "+12025550151"});
+    let captured = peer.sign_post("/interconnect/v1/lookup", body.clone());
+    let (status, answer) = peer.send(&captured).await.expect("answered");
+    assert_eq!((status, &answer["found"]), (200, &json!(false)), "{answer}");
+    let (status, answer) = peer.send(&captured).await.expect("answered");
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("replayed_request")), "{answer}");
+
+    target.restart(demo).await;
+    peer.retarget(&target.endpoint());
+    // The restarted server answers a new request, and still knows the old one.
+    peer.wait_until_known(DEADLINE).await.expect("the restarted target answers");
+    let (status, answer) = peer.send(&captured).await.expect("answered");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("replayed_request")),
+        "replayed after a restart: {answer}"
+    );
+    let (status, _) = peer.send(&peer.sign_post("/interconnect/v1/lookup", body)).await.expect("answered");
+    assert_eq!(status, 200, "a new request is answered");
+    peer.withdraw(&registry).await.expect("withdrawn");
+}
+
+#[tokio::test]
+async fn a_request_replayed_after_a_restart_is_refused_embedded() {
+    let demo = Demo::start(&[]);
+    let target = External::start(&demo, "kavir", "TEST-R1").await;
+    replay_after_restart(&demo, target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_replayed_after_a_restart_is_refused_postgres() {
+    let demo = Demo::start(&[]);
+    let (target, _cluster) = External::start_on_cluster(&demo, "kavir", "TEST-R2").await;
+    replay_after_restart(&demo, target).await;
 }

@@ -998,6 +998,23 @@ impl Service {
         self.store.expire_outbound(before).await.map_err(store_error)
     }
 
+    /// Records the nonce of a signed request from `peer`, good for replay until `stale_after`;
+    /// whether this is its first use (see `FederationStore::first_use_of_nonce`).
+    pub async fn first_use_of_nonce(
+        &self,
+        peer: &str,
+        nonce: &str,
+        stale_after: i64,
+        now: i64,
+    ) -> Result<bool, ApiError> {
+        self.store.first_use_of_nonce(peer, nonce, stale_after, now).await.map_err(store_error)
+    }
+
+    /// Forgets the nonces of requests that went stale before `before`.
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, ApiError> {
+        self.store.prune_nonces(before).await.map_err(store_error)
+    }
+
     /// The events waiting for each peer.
     pub async fn queue_depths(&self) -> Result<Vec<peyvand_store::QueueDepth>, ApiError> {
         self.store.queue_depths().await.map_err(store_error)

@@ -182,6 +182,17 @@ CREATE INDEX updates_at ON updates (at);
 DROP INDEX messages_client_id;
 CREATE UNIQUE INDEX messages_client_id ON messages (client_id, chat_id, sender_id);
 "#,
+    // The nonces of signed requests from peers, kept until their requests go stale, so that a
+    // request captured before a restart is refused after it too.
+    r#"
+CREATE TABLE seen_nonces (
+    peer TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    stale_after INTEGER NOT NULL,
+    PRIMARY KEY (peer, nonce)
+) WITHOUT ROWID;
+CREATE INDEX seen_nonces_stale_after ON seen_nonces (stale_after);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
