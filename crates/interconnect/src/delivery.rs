@@ -73,6 +73,17 @@ pub struct Delivery {
     /// and kept in its data directory, so that a node restarting takes its leases back at once.
     holder: String,
     queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
+    /// What each peer sent that was refused as forged or conflicting.
+    inbound: Mutex<HashMap<String, InboundStats>>,
+}
+
+/// Events a peer sent that were refused and reported, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundStats {
+    /// `forged_event`: attributed to someone they do not come from.
+    pub forged: u64,
+    /// `seq_conflict`: another message at a seq the copy holds.
+    pub seq_conflicts: u64,
 }
 
 impl Delivery {
@@ -82,6 +93,7 @@ impl Delivery {
             epoch: hex::encode(rand::random::<[u8; 8]>()),
             holder: node_id(data)?,
             queues: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
         })
     }
 
@@ -92,6 +104,24 @@ impl Delivery {
             .into_iter()
             .map(|(peer, queue)| (peer, queue.stats.lock().map(|s| s.clone()).unwrap_or_default()))
             .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Counts an event of `peer` refused as forged or conflicting.
+    pub fn count_refusal(&self, peer: &str, code: ErrorCode) {
+        let Ok(mut inbound) = self.inbound.lock() else { return };
+        let stats = inbound.entry(peer.to_owned()).or_default();
+        match code {
+            ErrorCode::ForgedEvent => stats.forged += 1,
+            ErrorCode::SeqConflict => stats.seq_conflicts += 1,
+            _ => {}
+        }
+    }
+
+    /// Each peer's refused events, by peer.
+    pub fn inbound_stats(&self) -> Vec<(String, InboundStats)> {
+        let mut out: Vec<_> = self.inbound.lock().map(|i| i.clone()).unwrap_or_default().into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -287,8 +317,13 @@ impl Interconnect {
         let mut out = String::new();
         let depths = self.service().queue_depths().await.unwrap_or_default();
         let stats = self.inner.delivery.stats();
-        let mut peers: Vec<&str> =
-            depths.iter().map(|d| d.peer.as_str()).chain(stats.iter().map(|s| s.0.as_str())).collect();
+        let inbound = self.inner.delivery.inbound_stats();
+        let mut peers: Vec<&str> = depths
+            .iter()
+            .map(|d| d.peer.as_str())
+            .chain(stats.iter().map(|s| s.0.as_str()))
+            .chain(inbound.iter().map(|s| s.0.as_str()))
+            .collect();
         peers.sort();
         peers.dedup();
         let series = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&str) -> Option<String>| {
@@ -326,6 +361,21 @@ impl Interconnect {
         series(&mut out, "peyvand_interconnect_errors_total", "counter", "Failed delivery attempts.", &|p| {
             Some(stat(p).errors.to_string())
         });
+        let refusals = |peer: &str| inbound.iter().find(|s| s.0 == peer).map(|s| s.1.clone()).unwrap_or_default();
+        series(
+            &mut out,
+            "peyvand_interconnect_forged_events_total",
+            "counter",
+            "Events from the peer refused as forged (forged_event) and reported.",
+            &|p| Some(refusals(p).forged.to_string()),
+        );
+        series(
+            &mut out,
+            "peyvand_interconnect_seq_conflicts_total",
+            "counter",
+            "Messages from the peer refused for a seq the copy holds with another message (seq_conflict), reported.",
+            &|p| Some(refusals(p).seq_conflicts.to_string()),
+        );
         series(
             &mut out,
             "peyvand_interconnect_last_success_seconds",

@@ -510,4 +510,8 @@ impl Federation for Interconnect {
     fn queued(&self, peer: &str) {
         self.wake(peer);
     }
+
+    fn refused_from(&self, peer: &str, code: ErrorCode) {
+        self.inner.delivery.count_refusal(peer, code);
+    }
 }

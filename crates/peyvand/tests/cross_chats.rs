@@ -11,6 +11,8 @@ use common::external::External;
 use common::{DEADLINE, Server, eventually, temp_dir};
 use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
 use peyvand_client::{Client, UpdateStream};
+use peyvand_interconnect::conformance::KitProvider;
+use peyvand_registry::RegistryClient;
 use reqwest::Method;
 use serde_json::json;
 
@@ -501,4 +503,124 @@ async fn a_provider_renews_its_certificate_and_keeps_chatting() {
     babak.send_text(copy.id, "رسید").await.expect("answer through kavir's listener");
     wait_history(&ali, chat.id, "the answer", |h| h.len() == 2).await;
     assert_eq!(certificates_of(&demo, "kavir").await, serials[..2], "renewed once, not at every refresh");
+}
+
+const HANA: &str = "+989122000005";
+
+/// How many abuse reports a provider keeps about `reported` (on its embedded store, or in the
+/// cluster's schema).
+fn reports_about(target: &External, cluster: Option<&Cluster>, reported: &str) -> u64 {
+    let sql = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE reported = '{reported}'");
+    let value = match cluster {
+        Some(cluster) => psql_value(&sql(&format!("{}.reports", cluster.schema.name))),
+        None => {
+            let out = std::process::Command::new("sqlite3")
+                .arg(target.server.data.join("peyvand.db"))
+                .arg(sql("reports"))
+                .output()
+                .expect("sqlite3 is installed");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    value.parse().expect("a count")
+}
+
+/// A hub that forges: a licensed provider that hosts a room with Hana (on `target`) sends her
+/// provider events "by" Hana she never sent (a message, a reaction, an edit and a deletion of
+/// her message, a read receipt), and a second message at a seq the copy already holds. Each
+/// is refused (`forged_event`, `seq_conflict`), reported and counted; what Hana did send
+/// through the hub is accepted, and her history shows only what was really said.
+async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Option<&Cluster>) {
+    let registry = RegistryClient::new(&demo.registry, Some(demo.admin_token.clone())).expect("registry client");
+    let mut hub = KitProvider::enrol(&registry, target.id).await.expect("a licensed forging hub");
+    hub.retarget(&target.server.url.replace("http://", "https://"));
+    hub.wait_until_known(DEADLINE).await.expect("the target lists the hub");
+    let hana = target.sign_in(HANA).await;
+    hana.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let hana_address = format!("{HANA}@{}", target.id);
+    let kit_person = format!("+12025550160@{}", hub.id());
+    let room = json!({"hub": hub.id(), "id": 1});
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = hub.sign_post(path, body);
+        let hub = &hub;
+        async move { hub.send(&request).await.expect("answered") }
+    };
+    let (status, answer) = post(
+        "/interconnect/v1/invite",
+        json!({"room": room, "from": kit_person, "from_name": "Hub", "to": hana_address}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let message = |seq: i64, sender: &str, client_id: &str, body: &str| {
+        let recipient = if sender == kit_person { hana_address.clone() } else { kit_person.clone() };
+        json!({"type": "message", "seq": seq, "sender": sender, "sender_name": "", "recipient": recipient,
+            "client_id": client_id, "content": {"type": "text", "text": body}, "sent_at": peyvand_service::now_millis()})
+    };
+    let transaction = |id: &str, events: Vec<serde_json::Value>| {
+        let events: Vec<_> = events.into_iter().map(|e| json!({"room": room, "event": e})).collect();
+        json!({"id": id, "events": events})
+    };
+    let (status, answer) =
+        post("/interconnect/v1/transactions", transaction("t1", vec![message(1, &kit_person, "hub-1", "سلام")])).await;
+    assert_eq!((status, &answer), (200, &json!({"refused": []})));
+    let copy = chat_with(&hana, hub.id()).await;
+    wait_history(&hana, copy.id, "the hub's message", |h| h.len() == 1).await;
+
+    // Hana answers: her provider records the submission, then cannot reach the hub (its
+    // licence's endpoint resolves nowhere); the hub has it all the same.
+    hana.send(copy.id, &common::text("hana-1", "جواب")).await.expect_err("the hub does not answer");
+
+    let (status, answer) = post(
+        "/interconnect/v1/transactions",
+        transaction(
+            "t2",
+            vec![
+                message(2, &hana_address, "hana-1", "جواب"),
+                message(3, &hana_address, "forged-1", "پیام جعلی"),
+                json!({"type": "reaction", "seq": 1, "user": hana_address, "emoji": "👍"}),
+                json!({"type": "edit", "seq": 2, "content": {"type": "text", "text": "ویرایش جعلی"}, "edited_at": 1}),
+                json!({"type": "delete", "seq": 2}),
+                json!({"type": "read", "user": hana_address, "up_to": 1}),
+                message(1, &kit_person, "hub-other", "پیام دیگر"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let refused: Vec<(u64, String)> = answer["refused"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .map(|r| (r["index"].as_u64().expect("index"), r["code"].as_str().expect("code").to_owned()))
+        .collect();
+    let expected: Vec<(u64, String)> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .map(|i| (i, "forged_event".to_owned()))
+        .chain([(6, "seq_conflict".to_owned())])
+        .collect();
+    assert_eq!(refused, expected, "{answer}");
+    let seen = wait_history(&hana, copy.id, "Hana's own answer", |h| h.len() == 2).await;
+    assert_eq!(texts(&seen), vec![(1, "سلام".to_owned()), (2, "جواب".to_owned())]);
+    assert!(seen.iter().all(|m| m.reactions.is_empty() && m.edited_at.is_none()), "{seen:?}");
+    assert_eq!(seen[1].sender_id, hana.me().await.expect("me").id);
+
+    assert_eq!(peer_metric(&target.server, "forged_events_total", hub.id()).await, 5);
+    assert_eq!(peer_metric(&target.server, "seq_conflicts_total", hub.id()).await, 1);
+    assert_eq!(reports_about(target, cluster, hub.id()), 6, "each refusal is reported");
+    hub.withdraw(&registry).await.expect("withdrawn");
+}
+
+#[tokio::test]
+async fn a_forging_hub_is_refused_embedded() {
+    let demo = Demo::start(&[]);
+    let target = External::start(&demo, "kavir", "TEST-F1").await;
+    a_forging_hub_is_refused(&demo, &target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forging_hub_is_refused_postgres() {
+    let demo = Demo::start(&[]);
+    let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-F2").await;
+    a_forging_hub_is_refused(&demo, &target, Some(&cluster)).await;
 }

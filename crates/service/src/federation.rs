@@ -33,6 +33,11 @@ use crate::{Service, Session, err, now_millis, store_error};
 pub mod wire {
     use peyvand_api::Content;
     use serde::{Deserialize, Serialize};
+    use sha2::{Digest, Sha256};
+
+    /// The first line of an event's canonical form (delivery.md, "Event forms"): its scheme
+    /// and version.
+    pub const EVENT_FORM: &str = "peyvand-event/1";
 
     /// A room, named by its hub and the hub's chat id.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,6 +91,91 @@ pub mod wire {
             user: String,
             up_to: i64,
         },
+    }
+
+    impl RoomEvent {
+        /// The address of the person the event names as its author, if it names one. (An
+        /// edit's or a deletion's author is the sender of the message it changes.)
+        pub fn author(&self) -> Option<&str> {
+            match self {
+                Self::Message { sender, .. } => Some(sender),
+                Self::Reaction { user, .. } | Self::Read { user, .. } | Self::Delivered { user, .. } => Some(user),
+                Self::Edit { .. } | Self::Delete { .. } => None,
+            }
+        }
+
+        /// The event's type, as on the wire.
+        pub fn kind(&self) -> &'static str {
+            match self {
+                Self::Message { .. } => "message",
+                Self::Edit { .. } => "edit",
+                Self::Delete { .. } => "delete",
+                Self::Reaction { .. } => "reaction",
+                Self::Read { .. } => "read",
+                Self::Delivered { .. } => "delivered",
+            }
+        }
+    }
+
+    /// A content's lines in an event form: its type, and the SHA-256 of its text (lowercase
+    /// hex; empty for a deleted message).
+    fn content_lines(content: &Content) -> String {
+        match content {
+            Content::Text { text } => format!("text\n{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            Content::Deleted => "deleted\n".to_owned(),
+        }
+    }
+
+    /// The canonical form of `event` in `room` (delivery.md, "Event forms"): what its origin
+    /// signs, and what a follower keeps of what it submitted. One field a line; what the hub
+    /// assigns (a message's seq and time, an edit's time, the sender's name, the recipient) is
+    /// left out, so that a follower can make the form of its action before the hub answers.
+    pub fn event_form(room: &RoomId, event: &RoomEvent) -> Vec<u8> {
+        let optional = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let fields = match event {
+            RoomEvent::Message { sender, client_id, content, reply_to, forwarded_sent_at, .. } => format!(
+                "{sender}\n{client_id}\n{}\n{}\n{}",
+                optional(*reply_to),
+                optional(*forwarded_sent_at),
+                content_lines(content)
+            ),
+            RoomEvent::Edit { seq, content, .. } => format!("{seq}\n{}", content_lines(content)),
+            RoomEvent::Delete { seq } => seq.to_string(),
+            RoomEvent::Reaction { seq, user, emoji } => format!("{seq}\n{user}\n{}", emoji.as_deref().unwrap_or("")),
+            RoomEvent::Read { user, up_to } | RoomEvent::Delivered { user, up_to } => format!("{user}\n{up_to}"),
+        };
+        format!("{EVENT_FORM}\n{}\n{}\n{}\n{fields}", room.hub, room.id, event.kind()).into_bytes()
+    }
+
+    /// The SHA-256 of the event's form, lowercase hex: how a follower records a submission.
+    pub fn event_digest(room: &RoomId, event: &RoomEvent) -> String {
+        hex::encode(Sha256::digest(event_form(room, event)))
+    }
+
+    impl Action {
+        /// The event the hub makes of this action by `user`, with what the hub assigns left
+        /// zero or empty: its form is the form of the hub's event.
+        pub fn expected_event(&self, user: &str) -> RoomEvent {
+            let user = user.to_owned();
+            match self.clone() {
+                Self::Send { client_id, content, reply_to, forwarded_sent_at } => RoomEvent::Message {
+                    seq: 0,
+                    sender: user,
+                    sender_name: String::new(),
+                    recipient: String::new(),
+                    client_id,
+                    content,
+                    reply_to,
+                    forwarded_sent_at,
+                    sent_at: 0,
+                },
+                Self::Edit { seq, content } => RoomEvent::Edit { seq, content, edited_at: 0 },
+                Self::Delete { seq } => RoomEvent::Delete { seq },
+                Self::React { seq, emoji } => RoomEvent::Reaction { seq, user, emoji },
+                Self::Read { up_to } => RoomEvent::Read { user, up_to },
+                Self::Delivered { up_to } => RoomEvent::Delivered { user, up_to },
+            }
+        }
     }
 
     /// An event for one room: what the durable queue holds and transactions carry.
@@ -231,6 +321,9 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     async fn report(&self, peer: &str, report: &wire::Report) -> Result<(), ApiError>;
     /// Events were queued for `peer`: deliver them soon.
     fn queued(&self, peer: &str);
+    /// `peer` sent a forged event or a conflicting one (`forged_event`, `seq_conflict`): for
+    /// the metrics.
+    fn refused_from(&self, peer: &str, code: ErrorCode);
 }
 
 /// `PHONE@PROVIDER-ID`, checked: the phone number in E.164 and a provider id.
@@ -570,6 +663,9 @@ impl Service {
                 Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal) => return Err(e),
                 Err(e) => {
                     tracing::info!(%peer, index, code = %e.code, message = %e.message, "refused a room event");
+                    if matches!(e.code, ErrorCode::ForgedEvent | ErrorCode::SeqConflict) {
+                        self.report_peer(peer, &e).await;
+                    }
                     refused.push(EventRefusal { index, code: e.code, message: e.message });
                 }
             }
@@ -582,6 +678,13 @@ impl Service {
         if room.hub != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
         }
+        // Before anything else: whatever the room, nobody speaks for this provider's people.
+        let digest = wire::event_digest(&room, &event);
+        if let Some(author) = event.author()
+            && provider_of(author) == self.federation()?.provider_id()
+        {
+            self.submitted_here(&digest, &room, &event).await?;
+        }
         let link = RoomLink { hub: room.hub.clone(), hub_chat: room.id };
         let chat_id = match self.store.chat_by_room(&link).await.map_err(store_error)? {
             Some(chat_id) => chat_id,
@@ -590,7 +693,8 @@ impl Service {
         let members = self.store.members(chat_id).await.map_err(store_error)?;
         let locals: Vec<i64> = members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect();
         let now = now_millis();
-        let updates = match event {
+        let is_local = |user_id: i64| members.iter().any(|m| m.user_id == user_id && m.remote_address.is_none());
+        let updates = match event.clone() {
             RoomEvent::Message {
                 seq,
                 sender,
@@ -622,23 +726,47 @@ impl Service {
                 let new = NewMessage {
                     chat_id,
                     sender_id,
-                    client_id,
-                    content,
+                    client_id: client_id.clone(),
+                    content: content.clone(),
                     folded,
                     reply_to: reply_to.filter(|r| *r > 0 && *r < seq),
                     forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
                     sent_at,
                 };
-                let (_, _, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+                let (stored, created, updates) =
+                    self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+                // Already here: the same message again (a resend, or the answer to a send came
+                // first), or another one, which the copy must not take in silence.
+                let changed_since = stored.edited_at.is_some() || stored.content == peyvand_api::Content::Deleted;
+                if !created
+                    && (stored.seq != seq
+                        || stored.sender_id != sender_id
+                        || stored.client_id != client_id
+                        || (!changed_since && stored.content != content))
+                {
+                    return Err(err(
+                        ErrorCode::SeqConflict,
+                        format!(
+                            "message {seq} of room {} of {} is another message here (seq {}, client id `{}`)",
+                            room.id, room.hub, stored.seq, stored.client_id
+                        ),
+                    ));
+                }
                 updates
             }
             RoomEvent::Edit { seq, content, edited_at } => {
                 let folded = validate_content(&content)?;
-                self.existing_message(chat_id, seq).await?;
+                let original = self.existing_message(chat_id, seq).await?;
+                if is_local(original.sender_id) {
+                    self.submitted_here(&digest, &room, &event).await?;
+                }
                 self.store.edit_message(chat_id, seq, content, folded, edited_at, locals).await.map_err(store_error)?.1
             }
             RoomEvent::Delete { seq } => {
-                self.existing_message(chat_id, seq).await?;
+                let original = self.existing_message(chat_id, seq).await?;
+                if is_local(original.sender_id) {
+                    self.submitted_here(&digest, &room, &event).await?;
+                }
                 self.store.delete_message(chat_id, seq, now, locals).await.map_err(store_error)?
             }
             RoomEvent::Reaction { seq, user, emoji } => {
@@ -781,7 +909,55 @@ impl Service {
             user_name: me.display_name.clone(),
             action,
         };
-        federation.submit(&link.hub, &submission).await
+        // Recorded before it is sent: the hub's event for it may arrive before its answer.
+        let digest = wire::event_digest(&submission.room, &submission.action.expected_event(&submission.user));
+        self.store.record_submission(&digest, now_millis()).await.map_err(store_error)?;
+        let event = federation.submit(&link.hub, &submission).await?;
+        if wire::event_digest(&submission.room, &event) != digest {
+            let forged = err(ErrorCode::ForgedEvent, "the hub answered with another event than the one submitted");
+            self.report_peer(&link.hub, &forged).await;
+            return Err(forged);
+        }
+        Ok(event)
+    }
+
+    /// Keeps a report, for the operator, of a forged or conflicting event from `peer`, and
+    /// counts it.
+    async fn report_peer(&self, peer: &str, refusal: &ApiError) {
+        let Ok(federation) = self.federation() else { return };
+        federation.refused_from(peer, refusal.code);
+        let record = ReportRecord {
+            id: 0,
+            reporter: federation.provider_id().to_owned(),
+            reported: peer.to_owned(),
+            reason: format!("{}: {}", refusal.code, refusal.message),
+            from_provider: None,
+            created_at: now_millis(),
+        };
+        match self.store.add_report(record).await {
+            Ok(id) => {
+                tracing::warn!(report = id, %peer, code = %refusal.code, message = %refusal.message, "a peer's event was refused and reported")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %peer, code = %refusal.code, "cannot keep the report of a refused event")
+            }
+        }
+    }
+
+    /// Refuses an event attributed to one of this provider's people that it did not submit.
+    async fn submitted_here(&self, digest: &str, room: &RoomId, event: &RoomEvent) -> Result<(), ApiError> {
+        if self.store.was_submitted(digest).await.map_err(store_error)? {
+            return Ok(());
+        }
+        Err(err(
+            ErrorCode::ForgedEvent,
+            format!(
+                "this {} in room {} of {} is attributed to a person of this provider, which did not submit it",
+                event.kind(),
+                room.id,
+                room.hub
+            ),
+        ))
     }
 
     /// Stores the message a hub's answer to a local person's send carries, in this
@@ -991,10 +1167,11 @@ impl Service {
     }
 
     /// Drops queued events older than `max_age_ms` (per peer, how many) and forgets received
-    /// transactions older than that too.
+    /// transactions and submissions older than that too.
     pub async fn expire_outbound(&self, max_age_ms: i64) -> Result<Vec<(String, u64)>, ApiError> {
         let before = now_millis() - max_age_ms;
         self.store.prune_inbound(before).await.map_err(store_error)?;
+        self.store.prune_submissions(before).await.map_err(store_error)?;
         self.store.expire_outbound(before).await.map_err(store_error)
     }
 
@@ -1066,6 +1243,47 @@ mod tests {
         {
             assert_eq!(parse_address(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
         }
+    }
+
+    #[test]
+    fn event_forms_are_as_specified() {
+        let room = RoomId { hub: "alborz".into(), id: 7 };
+        let content = peyvand_api::Content::Text { text: "hi".into() };
+        let event = RoomEvent::Message {
+            seq: 3,
+            sender: "+989121234567@damavand".into(),
+            sender_name: "Sara".into(),
+            recipient: "+989120000000@alborz".into(),
+            client_id: "c1".into(),
+            content: content.clone(),
+            reply_to: None,
+            forwarded_sent_at: None,
+            sent_at: 5,
+        };
+        let form = String::from_utf8(wire::event_form(&room, &event)).unwrap();
+        assert_eq!(
+            form,
+            "peyvand-event/1\nalborz\n7\nmessage\n+989121234567@damavand\nc1\n\n\ntext\n\
+             8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+        );
+        // What the hub assigns is left out: the follower's action has the hub's event's form.
+        let action = Action::Send { client_id: "c1".into(), content, reply_to: None, forwarded_sent_at: None };
+        assert_eq!(wire::event_form(&room, &action.expected_event("+989121234567@damavand")), form.as_bytes());
+        let other = Action::Send {
+            client_id: "c1".into(),
+            content: peyvand_api::Content::Text { text: "hi!".into() },
+            reply_to: None,
+            forwarded_sent_at: None,
+        };
+        assert_ne!(
+            wire::event_digest(&room, &other.expected_event("+989121234567@damavand")),
+            wire::event_digest(&room, &event)
+        );
+        let reaction = Action::React { seq: 3, emoji: Some("👍".into()) }.expected_event("u@damavand");
+        assert_eq!(
+            String::from_utf8(wire::event_form(&room, &reaction)).unwrap(),
+            "peyvand-event/1\nalborz\n7\nreaction\n3\nu@damavand\n👍"
+        );
     }
 
     #[test]

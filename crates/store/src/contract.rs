@@ -932,6 +932,17 @@ async fn federation(store: Arc<dyn Store>) {
     assert_eq!(store.prune_nonces(1_001).await.expect("prune"), 1, "a.example's went stale at 1 000");
     assert!(!store.first_use_of_nonce("b.example", nonce, 3_000, 2_000).await.expect("nonce"), "kept");
 
+    // Submissions to hubs, by digest.
+    assert!(!store.was_submitted("d1").await.expect("submitted"));
+    store.record_submission("d1", 100).await.expect("record");
+    store.record_submission("d2", 100).await.expect("record");
+    store.record_submission("d1", 300).await.expect("again, later");
+    assert!(store.was_submitted("d1").await.expect("submitted"));
+    assert!(!store.was_submitted("d3").await.expect("submitted"));
+    assert_eq!(store.prune_submissions(200).await.expect("prune"), 1, "d2 only: d1 was renewed");
+    assert!(store.was_submitted("d1").await.expect("submitted"));
+    assert!(!store.was_submitted("d2").await.expect("submitted"));
+
     // Reports.
     let report = |reason: &str, from: Option<&str>| ReportRecord {
         id: 0,

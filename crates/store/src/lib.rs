@@ -288,6 +288,16 @@ pub trait FederationStore: Send + Sync {
     /// Forgets nonces whose requests went stale before `before`.
     async fn prune_nonces(&self, before: i64) -> StoreResult<u64>;
 
+    /// Records that this provider submitted, to a room's hub, the action whose event has the
+    /// digest `digest` (the SHA-256 of its canonical form, lowercase hex), before submitting
+    /// it: the follower accepts an event attributed to one of its people only if it is one
+    /// of these. Again is fine (the time is renewed).
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()>;
+    /// Whether the event with this digest was submitted from here.
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool>;
+    /// Forgets submissions recorded before `before`.
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64>;
+
     /// Stores a report (its `id` is ignored); returns its id.
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64>;
     /// The newest `limit` reports, newest first.

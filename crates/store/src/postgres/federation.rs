@@ -355,6 +355,40 @@ impl FederationStore for PgStore {
         .await
     }
 
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()> {
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO submissions (digest, at) VALUES ($1, $2) \
+                     ON CONFLICT (digest) DO UPDATE SET at = excluded.at",
+                )
+                .await?;
+            client.execute(&statement, &[&digest, &now]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool> {
+        once(async {
+            let client = self.client().await?;
+            let statement =
+                client.prepare_cached("SELECT EXISTS (SELECT 1 FROM submissions WHERE digest = $1)").await?;
+            Ok(client.query_one(&statement, &[&digest]).await?.try_get(0)?)
+        })
+        .await
+    }
+
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64> {
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached("DELETE FROM submissions WHERE at < $1").await?;
+            Ok(client.execute(&statement, &[&before]).await?)
+        })
+        .await
+    }
+
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64> {
         retry(|| async {
             let client = self.client().await?;

@@ -256,6 +256,33 @@ impl FederationStore for SqliteStore {
         .await
     }
 
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()> {
+        let digest = digest.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO submissions (digest, at) VALUES (?1, ?2) ON CONFLICT (digest) DO UPDATE SET at = excluded.at",
+            )?
+            .execute(params![digest, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            Ok(conn.prepare_cached("SELECT 1 FROM submissions WHERE digest = ?1")?.exists([digest])?)
+        })
+        .await
+    }
+
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn.prepare_cached("DELETE FROM submissions WHERE at < ?1")?.execute([before])? as u64)
+        })
+        .await
+    }
+
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64> {
         self.write(move |conn| {
             conn.prepare_cached(

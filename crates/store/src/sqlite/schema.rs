@@ -193,6 +193,16 @@ CREATE TABLE seen_nonces (
 ) WITHOUT ROWID;
 CREATE INDEX seen_nonces_stale_after ON seen_nonces (stale_after);
 "#,
+    // What this provider submitted to the hubs of rooms it follows (the digest of each
+    // event's canonical form): an event attributed to one of its people is accepted only if
+    // it is one of these.
+    r#"
+CREATE TABLE submissions (
+    digest TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX submissions_at ON submissions (at);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
