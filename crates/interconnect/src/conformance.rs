@@ -5,12 +5,15 @@
 //! The kit acts as a provider of its own: with the registry's admin token it licenses a
 //! temporary provider (`conformance-<random>`), enrols it, waits for the target to list it,
 //! sends well-formed and deliberately broken requests, suspends itself to see the target
-//! refuse it, and revokes the licence at the end. So it needs the regulator's admin token:
-//! it is the regulator's tool for checking a provider before and while it is licensed.
+//! refuse it, and at the end revokes the licence and delists it, which leaves the directory
+//! as it was. So it needs the regulator's admin token: it is the regulator's tool for
+//! checking a provider before and while it is licensed.
 //!
 //! The kit has no people on the target, so of direct chats (`delivery.md`) it checks what the
 //! target must refuse, and how. Everyone it invites, reports or sends a message to is a
 //! fictional number the target's own lookup does not find, so that a run reaches nobody real.
+//! It also acts as a forging hub, sending events "by" the target's own people, which the
+//! target must refuse (and reports to its operator).
 
 use std::time::{Duration, Instant};
 
@@ -265,9 +268,11 @@ fn find_target(listing: &Directory, wanted: &str) -> Result<DirectoryProvider, K
         .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))
 }
 
-/// Revokes the kit's licence `id`.
+/// Revokes the kit's licence `id` and delists it, so that the directory is left as the kit
+/// found it.
 async fn withdraw(registry: &RegistryClient, id: &str, reason: &str) -> Result<(), KitError> {
     registry.revoke(id, reason).await.map_err(|e| KitError::Registry(e.to_string()))?;
+    registry.delist(id, reason).await.map_err(|e| KitError::Registry(e.to_string()))?;
     Ok(())
 }
 
@@ -839,6 +844,21 @@ async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
         "a transaction whose events are all refused is answered 200, listing each event by index, code and \
          message, in order",
         listed,
+    ));
+    // A forging hub: events "by" the target's own people (a number with no account there: the
+    // check comes before the room's and the person's), which the target never submitted.
+    let forged = json!({"id": new_transaction_id(), "events": [
+        {"room": kit_room(), "event": {"type": "message", "seq": 1, "sender": unreachable, "sender_name": "",
+            "recipient": me, "client_id": "conformance-forged", "content": {"type": "text", "text": "conformance"},
+            "sent_at": peyvand_service::now_millis()}},
+        {"room": kit_room(), "event": {"type": "reaction", "seq": 1, "user": unreachable, "emoji": "👍"}},
+        {"room": kit_room(), "event": {"type": "read", "user": unreachable, "up_to": 1}},
+    ]});
+    out.push(outcome(
+        "DELIVERY-18",
+        "events attributed to the target's own people that it did not submit (a message, a reaction, a read \
+         receipt) are refused with forged_event, whether or not it follows the room",
+        refused_with(&post(caller, TRANSACTIONS_PATH, forged).await, &[0, 1, 2], "forged_event"),
     ));
     out.push(outcome(
         "EP-17",

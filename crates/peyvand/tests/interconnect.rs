@@ -122,13 +122,17 @@ async fn lookups_follow_consent_and_licences() {
     assert!(limited, "a person's lookups are rate-limited");
 }
 
-/// `peyvand conformance` against one of the demo's providers: every check passes, and the
-/// kit's temporary licence is revoked at the end.
-#[tokio::test]
-async fn the_conformance_kit_passes_against_peyvand() {
-    let demo = Demo::start(&[]);
+/// The directory's providers and revoked serials, as the registry serves them now.
+async fn listed(demo: &Demo) -> (Value, Value) {
+    let directory: Value =
+        reqwest::get(format!("{}/v1/directory", demo.registry)).await.expect("directory").json().await.expect("json");
+    (directory["providers"].clone(), directory["revoked_certificates"].clone())
+}
+
+/// Runs `peyvand conformance` against `target`; its outcomes.
+async fn run_kit(demo: &Demo, target: &str) -> Vec<Value> {
     let token_file = demo.data.join("registry").join("admin-token");
-    let endpoint = demo.url("damavand").replace("http://", "https://");
+    let endpoint = demo.url(target).replace("http://", "https://");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
         .args(["--output", "json", "conformance", "--wait-secs", "20", "--target", &endpoint, "--registry"])
         .arg(&demo.registry)
@@ -141,9 +145,21 @@ async fn the_conformance_kit_passes_against_peyvand() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let outcomes: Vec<Value> = serde_json::from_str(&stdout).expect("JSON outcomes");
-    let passed: Vec<&str> =
-        outcomes.iter().filter(|o| o["passed"] == true).filter_map(|o| o["requirement"].as_str()).collect();
-    assert_eq!(passed.len(), outcomes.len(), "{stdout}");
+    let failed: Vec<&Value> = outcomes.iter().filter(|o| o["passed"] != true).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    outcomes
+}
+
+/// `peyvand conformance` against one of the demo's providers: every check passes, twice in a
+/// row against the same registry, and each run leaves the directory as it found it (its
+/// licence revoked and delisted).
+#[tokio::test]
+async fn the_conformance_kit_passes_against_peyvand() {
+    let demo = Demo::start(&[]);
+    let before = listed(&demo).await;
+    let outcomes = run_kit(&demo, "damavand").await;
+    let stdout = serde_json::to_string(&outcomes).expect("json");
+    let passed: Vec<&str> = outcomes.iter().filter_map(|o| o["requirement"].as_str()).collect();
     for requirement in [
         "TRANSPORT-1",
         "TRANSPORT-2",
@@ -164,6 +180,7 @@ async fn the_conformance_kit_passes_against_peyvand() {
         "DELIVERY-7",
         "DELIVERY-9",
         "DELIVERY-12",
+        "DELIVERY-18",
     ] {
         assert!(passed.contains(&requirement), "{requirement} was checked: {stdout}");
     }
@@ -180,6 +197,10 @@ async fn the_conformance_kit_passes_against_peyvand() {
             );
         }
     }
+    assert_eq!(listed(&demo).await, before, "the first run leaves the directory as it was");
+    run_kit(&demo, "damavand").await;
+    assert_eq!(listed(&demo).await, before, "so does the second");
+
     let (_, licences) = demo.admin(Method::GET, "/v1/admin/licences", Value::Null).await;
     let kit: Vec<&Value> = licences["licences"]
         .as_array()
@@ -187,8 +208,11 @@ async fn the_conformance_kit_passes_against_peyvand() {
         .iter()
         .filter(|l| l["provider_id"].as_str().is_some_and(|id| id.starts_with("conformance-")))
         .collect();
-    assert_eq!(kit.len(), 1);
-    assert_eq!(kit[0]["status"], "revoked", "the kit withdraws its licence");
+    assert_eq!(kit.len(), 2, "one licence per run, kept in the registry");
+    for licence in kit {
+        assert_eq!(licence["status"], "revoked", "the kit withdraws its licence: {licence}");
+        assert!(licence["delisted_at"].is_i64(), "and delists it: {licence}");
+    }
 }
 
 /// What the kit cannot check with a licensed identity: a caller without a client

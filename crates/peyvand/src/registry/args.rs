@@ -151,6 +151,13 @@ pub enum LicenceCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Takes a revoked licence (and its revoked certificates) out of the directory; the
+    /// licence stays in the registry and its id stays taken.
+    Delist {
+        provider_id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Replaces the provider's Ed25519 public signing keys (base64); none clears them.
     SetKeys {
         provider_id: String,
