@@ -99,6 +99,9 @@ pub enum ErrorCode {
     /// A message for a seq the receiver's copy already holds with another message
     /// (DELIVERY-20): the copies of the room disagree.
     SeqConflict,
+    /// A version of a signed form (an event's origin signature) that the receiver does not
+    /// know (DELIVERY-21).
+    UnsupportedVersion,
 }
 
 impl ErrorCode {
@@ -121,7 +124,8 @@ impl ErrorCode {
             | Self::InvalidCapability
             | Self::InvalidReason
             | Self::InvalidCsr
-            | Self::CsrNameMismatch => 400,
+            | Self::CsrNameMismatch
+            | Self::UnsupportedVersion => 400,
             Self::InvalidSignature | Self::StaleRequest => 401,
             Self::PeerNotListed | Self::PeerNotActive => 403,
             Self::InterconnectDisabled | Self::UnknownProvider => 404,
@@ -208,6 +212,7 @@ impl ErrorCode {
             Self::PeerNotCapable => "peer_not_capable",
             Self::ForgedEvent => "forged_event",
             Self::SeqConflict => "seq_conflict",
+            Self::UnsupportedVersion => "unsupported_version",
         }
     }
 }
@@ -261,6 +266,7 @@ mod tests {
             ErrorCode::PeerNotCapable,
             ErrorCode::ForgedEvent,
             ErrorCode::SeqConflict,
+            ErrorCode::UnsupportedVersion,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 
 use crate::peers::request_target;
 use crate::protocol::{HEADER_NONCE, HEADER_PROVIDER, HEADER_SIGNATURE, HEADER_TARGET, HEADER_TIMESTAMP, PROTOCOL};
-use crate::signing::{Signed, new_nonce};
+use crate::signing::{Signed, new_nonce, sign_bytes};
 use crate::tls::{TlsIdentity, client_config};
+use peyvand_service::federation::wire::{Action, Envelope, ORIGIN_VERSION, RoomId, event_form};
 
 const PROVIDER_PATH: &str = "/interconnect/v1/provider";
 const LOOKUP_PATH: &str = "/interconnect/v1/lookup";
@@ -246,6 +247,12 @@ impl KitProvider {
         SignedRequest { request, signature }
     }
 
+    /// A transaction's body with an origin signature by this provider on every event that is
+    /// well-formed (as a hub signs its own people's events).
+    pub fn with_origins(&self, transaction: Value) -> Value {
+        with_origins(&self.caller, transaction)
+    }
+
     /// Sends a signed request (again, if it was sent before); the HTTP status and JSON body.
     pub async fn send(&self, request: &SignedRequest) -> Result<(u16, Value), String> {
         let answer = self.caller.send(None, &request.request, Some(request.signature.clone()), None).await?;
@@ -256,6 +263,29 @@ impl KitProvider {
     pub async fn withdraw(self, registry: &RegistryClient) -> Result<(), KitError> {
         withdraw(registry, &self.caller.id, "test provider withdrawn").await
     }
+}
+
+/// The origin signature by the kit of a room event or an action's event (`envelope` is
+/// `{"room", "event"}`), if it is well-formed.
+fn origin_of(caller: &Caller, envelope: &Value) -> Option<Value> {
+    let envelope: Envelope = serde_json::from_value(envelope.clone()).ok()?;
+    let form = event_form(&envelope.room, &envelope.event);
+    Some(json!({"v": ORIGIN_VERSION, "provider": caller.id, "signature": sign_bytes(&caller.signing, &form)}))
+}
+
+/// `transaction` with the kit's origin on every well-formed event without one.
+fn with_origins(caller: &Caller, mut transaction: Value) -> Value {
+    if let Some(events) = transaction.get_mut("events").and_then(Value::as_array_mut) {
+        for envelope in events {
+            if envelope.get("origin").is_none()
+                && let Some(origin) = origin_of(caller, envelope)
+                && let Some(object) = envelope.as_object_mut()
+            {
+                object.insert("origin".into(), origin);
+            }
+        }
+    }
+    transaction
 }
 
 fn find_target(listing: &Directory, wanted: &str) -> Result<DirectoryProvider, KitError> {
@@ -591,9 +621,26 @@ async fn unreachable_person(caller: &Caller, requester: &str) -> Result<String, 
     Err("the target's lookup found five fictional numbers: the kit has no unreachable person to use".into())
 }
 
-/// Sends `body` to `path`, signed.
+/// Sends `body` to `path`, signed; a transaction's events carry the kit's origin signature
+/// (unless they have an origin already).
 async fn post(caller: &Caller, path: &'static str, body: Value) -> Result<Answer, String> {
+    let body = if path == TRANSACTIONS_PATH { with_origins(caller, body) } else { body };
     caller.signed(&caller.request(Method::POST, path, Some(body))).await
+}
+
+/// `submission` with the kit's origin signature of the event its action makes.
+fn with_submission_origin(caller: &Caller, mut submission: Value) -> Value {
+    let action: Option<Action> = serde_json::from_value(submission["action"].clone()).ok();
+    let room: Option<RoomId> = serde_json::from_value(submission["room"].clone()).ok();
+    let user = submission["user"].as_str().unwrap_or_default().to_owned();
+    let signature = match (action, room) {
+        (Some(action), Some(room)) => sign_bytes(&caller.signing, &event_form(&room, &action.expected_event(&user))),
+        _ => String::new(),
+    };
+    if let Some(object) = submission.as_object_mut() {
+        object.insert("origin".into(), json!({"v": ORIGIN_VERSION, "provider": caller.id, "signature": signature}));
+    }
+    submission
 }
 
 /// Sends raw bytes to `path`, signed, with or without `Content-Type: application/json`.
@@ -730,9 +777,12 @@ async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
     let reason = "conformance kit: a test report about a number that should have no account; please ignore";
 
     let invite = json!({"room": kit_room(), "from": me, "from_name": "Conformance kit", "to": unreachable});
-    let submit = json!({"room": target_room(), "user": me, "user_name": "Conformance kit",
-        "action": {"type": "read", "up_to": 1}});
-    let transaction = json!({"id": new_transaction_id(), "events": [{"room": kit_room(), "event": read}]});
+    let submit = with_submission_origin(
+        caller,
+        json!({"room": target_room(), "user": me, "user_name": "Conformance kit", "action": {"type": "read", "up_to": 1}}),
+    );
+    let transaction =
+        with_origins(caller, json!({"id": new_transaction_id(), "events": [{"room": kit_room(), "event": read}]}));
     let typing = json!({"room": kit_room(), "user": me});
     let report = json!({"reporter": me, "reported": unreachable, "reason": reason});
     let endpoints = [
@@ -859,6 +909,31 @@ async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
         "events attributed to the target's own people that it did not submit (a message, a reaction, a read \
          receipt) are refused with forged_event, whether or not it follows the room",
         refused_with(&post(caller, TRANSACTIONS_PATH, forged).await, &[0, 1, 2], "forged_event"),
+    ));
+    // Origin signatures: on an event by the kit's own person, missing, of an unknown version,
+    // by another key, or naming another provider than the person's.
+    let mine = json!({"room": kit_room(), "event": read});
+    let origin = origin_of(caller, &mine).unwrap_or_default();
+    let stranger = new_key().map(|key| sign_bytes(&key, b"conformance")).unwrap_or_default();
+    let with_origin = |origin: Value| with(&mine, "origin", Some(origin));
+    let origins = json!({"id": new_transaction_id(), "events": [
+        with(&mine, "origin", None),
+        with_origin(with(&origin, "v", Some(json!(99)))),
+        with_origin(with(&origin, "signature", Some(json!(stranger)))),
+        with_origin(with(&origin, "provider", Some(json!(target)))),
+    ]});
+    // Sent as is: `post` would sign the event that has no origin.
+    let refusals = caller.signed(&caller.request(Method::POST, TRANSACTIONS_PATH, Some(origins))).await;
+    out.push(outcome(
+        "DELIVERY-21",
+        "an event without an origin signature, with one by a key not listed for its person's provider, or \
+         naming another provider than its person's, is refused with forged_event",
+        refused_with(&refusals, &[0, 2, 3], "forged_event"),
+    ));
+    out.push(outcome(
+        "DELIVERY-21",
+        "an event whose origin signature has an unknown version is refused with unsupported_version",
+        refused_with(&refusals, &[1], "unsupported_version"),
     ));
     out.push(outcome(
         "EP-17",

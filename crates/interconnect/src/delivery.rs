@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peyvand_api::{ApiError, ErrorCode};
-use peyvand_service::federation::wire::{Envelope, Transaction, TransactionAnswer};
+use peyvand_service::federation::wire::{Envelope, ORIGIN_VERSION, Origin, Transaction, TransactionAnswer};
 use reqwest::Method;
 use tokio::sync::Notify;
 
@@ -27,6 +27,8 @@ use crate::Interconnect;
 
 /// The largest transaction body sent, well within a receiver's request limit.
 pub const MAX_BATCH_BYTES: usize = 48 * 1024;
+/// What an origin added to a queued event adds to its size, at most.
+const ORIGIN_BYTES: usize = 200;
 /// The most events read from the queue for one transaction.
 const MAX_BATCH_EVENTS: u32 = 200;
 /// How often an idle worker looks at the queue again (events queued by another node).
@@ -259,11 +261,21 @@ impl Interconnect {
         let mut size = 0;
         for record in &records {
             match serde_json::from_str::<Envelope>(&record.body) {
-                Ok(event) => {
-                    if !events.is_empty() && size + record.body.len() > MAX_BATCH_BYTES {
+                Ok(mut event) => {
+                    if !events.is_empty() && size + record.body.len() + ORIGIN_BYTES > MAX_BATCH_BYTES {
                         break;
                     }
-                    size += record.body.len() + 1;
+                    size += record.body.len() + ORIGIN_BYTES + 1;
+                    // This provider's own people's events are signed as they leave; a
+                    // follower's carry the follower's signature from its submission.
+                    if event.origin.is_none() {
+                        let form = peyvand_service::federation::wire::event_form(&event.room, &event.event);
+                        event.origin = Some(Origin {
+                            v: ORIGIN_VERSION,
+                            provider: self.provider_id().to_owned(),
+                            signature: crate::signing::sign_bytes(self.inner.identity.signing_key(), &form),
+                        });
+                    }
                     events.push(event);
                 }
                 Err(e) => tracing::error!(%peer, id = record.id, error = %e, "dropped an unreadable queued event"),

@@ -514,4 +514,13 @@ impl Federation for Interconnect {
     fn refused_from(&self, peer: &str, code: ErrorCode) {
         self.inner.delivery.count_refusal(peer, code);
     }
+
+    fn sign_origin(&self, form: &[u8]) -> String {
+        signing::sign_bytes(self.inner.identity.signing_key(), form)
+    }
+
+    fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool {
+        let Some(directory) = self.directory() else { return false };
+        directory.provider(provider).is_some_and(|p| signing::verify_bytes(form, signature, &p.signing_keys))
+    }
 }

@@ -528,7 +528,8 @@ fn reports_about(target: &External, cluster: Option<&Cluster>, reported: &str) -
 
 /// A hub that forges: a licensed provider that hosts a room with Hana (on `target`) sends her
 /// provider events "by" Hana she never sent (a message, a reaction, an edit and a deletion of
-/// her message, a read receipt), and a second message at a seq the copy already holds. Each
+/// her message, a read receipt), a second message at a seq the copy already holds, and one of
+/// its own person's messages with a signature that is not its own. Each
 /// is refused (`forged_event`, `seq_conflict`), reported and counted; what Hana did send
 /// through the hub is accepted, and her history shows only what was really said.
 async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Option<&Cluster>) {
@@ -557,9 +558,16 @@ async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Optio
         json!({"type": "message", "seq": seq, "sender": sender, "sender_name": "", "recipient": recipient,
             "client_id": client_id, "content": {"type": "text", "text": body}, "sent_at": peyvand_service::now_millis()})
     };
+    // Every event carries the hub's origin signature, unless it has another origin.
     let transaction = |id: &str, events: Vec<serde_json::Value>| {
-        let events: Vec<_> = events.into_iter().map(|e| json!({"room": room, "event": e})).collect();
-        json!({"id": id, "events": events})
+        let events: Vec<_> = events
+            .into_iter()
+            .map(|e| match e.get("origin").cloned() {
+                Some(origin) => json!({"room": room, "event": e["event"], "origin": origin}),
+                None => json!({"room": room, "event": e}),
+            })
+            .collect();
+        hub.with_origins(json!({"id": id, "events": events}))
     };
     let (status, answer) =
         post("/interconnect/v1/transactions", transaction("t1", vec![message(1, &kit_person, "hub-1", "سلام")])).await;
@@ -583,6 +591,9 @@ async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Optio
                 json!({"type": "delete", "seq": 2}),
                 json!({"type": "read", "user": hana_address, "up_to": 1}),
                 message(1, &kit_person, "hub-other", "پیام دیگر"),
+                // The hub's own person's message, but with a signature that is not the hub's.
+                json!({"event": message(3, &kit_person, "hub-3", "امضای جعلی"),
+                    "origin": {"v": 1, "provider": hub.id(), "signature": "AAAA"}}),
             ],
         ),
     )
@@ -597,7 +608,7 @@ async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Optio
     let expected: Vec<(u64, String)> = [1, 2, 3, 4, 5]
         .into_iter()
         .map(|i| (i, "forged_event".to_owned()))
-        .chain([(6, "seq_conflict".to_owned())])
+        .chain([(6, "seq_conflict".to_owned()), (7, "forged_event".to_owned())])
         .collect();
     assert_eq!(refused, expected, "{answer}");
     let seen = wait_history(&hana, copy.id, "Hana's own answer", |h| h.len() == 2).await;
@@ -605,9 +616,9 @@ async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Optio
     assert!(seen.iter().all(|m| m.reactions.is_empty() && m.edited_at.is_none()), "{seen:?}");
     assert_eq!(seen[1].sender_id, hana.me().await.expect("me").id);
 
-    assert_eq!(peer_metric(&target.server, "forged_events_total", hub.id()).await, 5);
+    assert_eq!(peer_metric(&target.server, "forged_events_total", hub.id()).await, 6);
     assert_eq!(peer_metric(&target.server, "seq_conflicts_total", hub.id()).await, 1);
-    assert_eq!(reports_about(target, cluster, hub.id()), 6, "each refusal is reported");
+    assert_eq!(reports_about(target, cluster, hub.id()), 7, "each refusal is reported");
     hub.withdraw(&registry).await.expect("withdrawn");
 }
 

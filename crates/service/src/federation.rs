@@ -38,6 +38,20 @@ pub mod wire {
     /// The first line of an event's canonical form (delivery.md, "Event forms"): its scheme
     /// and version.
     pub const EVENT_FORM: &str = "peyvand-event/1";
+    /// The version of origin signatures this implementation makes and checks.
+    pub const ORIGIN_VERSION: u32 = 1;
+
+    /// Who an event comes from, and their signature over its form (delivery.md,
+    /// DELIVERY-21): the provider of the person it is by (the hub, for its own people).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Origin {
+        /// The signature's version: [`ORIGIN_VERSION`].
+        pub v: u32,
+        pub provider: String,
+        /// Ed25519 over [`event_form`], base64 (standard, padded).
+        pub signature: String,
+    }
 
     /// A room, named by its hub and the hub's chat id.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,6 +198,10 @@ pub mod wire {
     pub struct Envelope {
         pub room: RoomId,
         pub event: RoomEvent,
+        /// Required on the wire; absent in the hub's queue for its own people's events, which
+        /// its delivery signs as it sends them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub origin: Option<Origin>,
     }
 
     /// `POST /interconnect/v1/transactions`: events from a hub, in order.
@@ -252,6 +270,9 @@ pub mod wire {
         #[serde(default)]
         pub user_name: String,
         pub action: Action,
+        /// The calling provider's origin signature of the event the action makes
+        /// ([`Action::expected_event`]), which the hub passes on with that event.
+        pub origin: Origin,
     }
 
     /// The hub's answer to a submission: the event it made of it (also queued to the
@@ -324,6 +345,15 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     /// `peer` sent a forged event or a conflicting one (`forged_event`, `seq_conflict`): for
     /// the metrics.
     fn refused_from(&self, peer: &str, code: ErrorCode);
+    /// This provider's origin signature of an event's form.
+    fn sign_origin(&self, form: &[u8]) -> String;
+    /// Whether `signature` over `form` verifies with a key the directory lists for `provider`.
+    fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool;
+}
+
+tokio::task_local! {
+    /// The origin of the submission being made here, passed on with the events it causes.
+    static RELAYED: wire::Origin;
 }
 
 /// `PHONE@PROVIDER-ID`, checked: the phone number in E.164 and a provider id.
@@ -421,7 +451,10 @@ impl Service {
             tracing::warn!(chat_id, "a room with people on other messengers, but no interconnect: not sent");
             return;
         };
-        let envelope = Envelope { room: RoomId { hub, id: chat_id }, event };
+        // The origin of a submission being made is passed on; the hub's own people's events
+        // are signed by its delivery as it sends them.
+        let origin = RELAYED.try_with(|origin| origin.clone()).ok();
+        let envelope = Envelope { room: RoomId { hub, id: chat_id }, event, origin };
         let body = match serde_json::to_string(&envelope) {
             Ok(body) => body,
             Err(e) => {
@@ -674,16 +707,27 @@ impl Service {
         Ok(refused)
     }
 
-    async fn apply_room_event(&self, peer: &str, Envelope { room, event }: Envelope) -> Result<(), ApiError> {
+    async fn apply_room_event(&self, peer: &str, Envelope { room, event, origin }: Envelope) -> Result<(), ApiError> {
         if room.hub != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
         }
+        let federation = self.federation()?.clone();
+        let origin = origin.ok_or_else(|| err(ErrorCode::ForgedEvent, "the event carries no origin signature"))?;
+        if origin.v != wire::ORIGIN_VERSION {
+            return Err(err(
+                ErrorCode::UnsupportedVersion,
+                format!("origin signatures of version {} are not known here (only {})", origin.v, wire::ORIGIN_VERSION),
+            ));
+        }
         // Before anything else: whatever the room, nobody speaks for this provider's people.
         let digest = wire::event_digest(&room, &event);
-        if let Some(author) = event.author()
-            && provider_of(author) == self.federation()?.provider_id()
-        {
-            self.submitted_here(&digest, &room, &event).await?;
+        let own = federation.provider_id().to_owned();
+        if let Some(author) = event.author() {
+            if provider_of(author) == own {
+                self.submitted_here(&digest, &room, &event).await?;
+            } else {
+                self.check_origin(&origin, provider_of(author), &room, &event)?;
+            }
         }
         let link = RoomLink { hub: room.hub.clone(), hub_chat: room.id };
         let chat_id = match self.store.chat_by_room(&link).await.map_err(store_error)? {
@@ -759,6 +803,13 @@ impl Service {
                 let original = self.existing_message(chat_id, seq).await?;
                 if is_local(original.sender_id) {
                     self.submitted_here(&digest, &room, &event).await?;
+                } else {
+                    self.check_origin(
+                        &origin,
+                        &self.provider_of_member(original.sender_id, &members, peer),
+                        &room,
+                        &event,
+                    )?;
                 }
                 self.store.edit_message(chat_id, seq, content, folded, edited_at, locals).await.map_err(store_error)?.1
             }
@@ -766,6 +817,13 @@ impl Service {
                 let original = self.existing_message(chat_id, seq).await?;
                 if is_local(original.sender_id) {
                     self.submitted_here(&digest, &room, &event).await?;
+                } else {
+                    self.check_origin(
+                        &origin,
+                        &self.provider_of_member(original.sender_id, &members, peer),
+                        &room,
+                        &event,
+                    )?;
                 }
                 self.store.delete_message(chat_id, seq, now, locals).await.map_err(store_error)?
             }
@@ -846,6 +904,32 @@ impl Service {
         if !name.is_empty() && name != stand_in.display_name {
             self.store.remote_user(&submission.user, &name, now_millis()).await.map_err(store_error)?;
         }
+        // The caller's origin signature of the event the action makes, passed on with it.
+        let form = wire::event_form(&submission.room, &submission.action.expected_event(&submission.user));
+        let origin = submission.origin.clone();
+        if origin.v != wire::ORIGIN_VERSION {
+            return Err(err(
+                ErrorCode::UnsupportedVersion,
+                format!("origin signatures of version {} are not known here", origin.v),
+            ));
+        }
+        if origin.provider != peer || !federation.verify_origin(peer, &form, &origin.signature) {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                "the submission's origin signature does not verify with the caller's keys",
+            ));
+        }
+        RELAYED.scope(origin, self.make_submitted(submission, stand_in, members, chat_id)).await
+    }
+
+    /// Makes a checked submission's action, as its author's own would be.
+    async fn make_submitted(
+        &self,
+        submission: Submission,
+        stand_in: UserRecord,
+        members: Vec<MemberRecord>,
+        chat_id: i64,
+    ) -> Result<RoomEvent, ApiError> {
         let actor = Session { user_id: stand_in.id, device_id: 0 };
         match submission.action {
             Action::Send { client_id, content, reply_to, forwarded_sent_at } => {
@@ -903,12 +987,15 @@ impl Service {
     ) -> Result<RoomEvent, ApiError> {
         let federation = self.federation()?.clone();
         let me = self.live_user(session.user_id).await?;
-        let submission = Submission {
-            room: RoomId { hub: link.hub.clone(), id: link.hub_chat },
-            user: self.address_of(&me).await?,
-            user_name: me.display_name.clone(),
-            action,
+        let room = RoomId { hub: link.hub.clone(), id: link.hub_chat };
+        let user = self.address_of(&me).await?;
+        let form = wire::event_form(&room, &action.expected_event(&user));
+        let origin = wire::Origin {
+            v: wire::ORIGIN_VERSION,
+            provider: federation.provider_id().to_owned(),
+            signature: federation.sign_origin(&form),
         };
+        let submission = Submission { room, user, user_name: me.display_name.clone(), action, origin };
         // Recorded before it is sent: the hub's event for it may arrive before its answer.
         let digest = wire::event_digest(&submission.room, &submission.action.expected_event(&submission.user));
         self.store.record_submission(&digest, now_millis()).await.map_err(store_error)?;
@@ -942,6 +1029,46 @@ impl Service {
                 tracing::error!(error = %e, %peer, code = %refusal.code, "cannot keep the report of a refused event")
             }
         }
+    }
+
+    /// Refuses an event whose origin is not the provider of the person it is by
+    /// (`author_provider`), or whose origin signature does not verify with that provider's keys
+    /// in the directory.
+    fn check_origin(
+        &self,
+        origin: &wire::Origin,
+        author_provider: &str,
+        room: &RoomId,
+        event: &RoomEvent,
+    ) -> Result<(), ApiError> {
+        let federation = self.federation()?;
+        if origin.provider != author_provider {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                format!(
+                    "the {} is by a person of `{author_provider}` but its origin says `{}`",
+                    event.kind(),
+                    origin.provider
+                ),
+            ));
+        }
+        if !federation.verify_origin(author_provider, &wire::event_form(room, event), &origin.signature) {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                format!("the {}'s origin signature does not verify with `{author_provider}`'s keys", event.kind()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider of a member of a room on another provider (the hub, for a member whose
+    /// address is not known, which does not happen in a followed room).
+    fn provider_of_member(&self, user_id: i64, members: &[MemberRecord], hub: &str) -> String {
+        members
+            .iter()
+            .find(|m| m.user_id == user_id)
+            .and_then(|m| m.remote_address.as_deref())
+            .map_or_else(|| hub.to_owned(), |a| provider_of(a).to_owned())
     }
 
     /// Refuses an event attributed to one of this provider's people that it did not submit.
