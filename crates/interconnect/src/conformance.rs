@@ -210,9 +210,25 @@ impl KitProvider {
     /// Licenses and enrols a new provider at the registry (with its admin token) and readies
     /// calls to `target` (its id or endpoint in the directory).
     pub async fn enrol(registry: &RegistryClient, target: &str) -> Result<Self, KitError> {
+        Self::enrol_with(registry, target, Vec::new()).await
+    }
+
+    /// [`KitProvider::enrol`] with a licence that lists `capabilities` (`chat`, so that the
+    /// target's people can open rooms with the provider's).
+    pub async fn enrol_with(
+        registry: &RegistryClient,
+        target: &str,
+        capabilities: Vec<String>,
+    ) -> Result<Self, KitError> {
         let listing = directory(registry).await?;
         let target = find_target(&listing, target)?;
-        Ok(Self { caller: enrol(registry, &listing, target).await? })
+        Ok(Self { caller: enrol(registry, &listing, target, capabilities).await? })
+    }
+
+    /// `submission` (`{"room", "user", "user_name", "action"}`) with this provider's origin
+    /// signature of the event its action makes.
+    pub fn with_submission_origin(&self, submission: Value) -> Value {
+        with_submission_origin(&self.caller, submission)
     }
 
     /// This provider's id.
@@ -341,7 +357,7 @@ pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
     let listing = directory(registry).await?;
     let target = find_target(&listing, &config.target)?;
 
-    let caller = enrol(registry, &listing, target).await?;
+    let caller = enrol(registry, &listing, target, Vec::new()).await?;
     let result = checks(registry, &listing, &caller, config.wait).await;
     if let Err(e) = withdraw(registry, &caller.id, "conformance run finished").await {
         tracing::warn!(error = %e, provider = %caller.id, "cannot revoke the kit's licence");
@@ -350,7 +366,12 @@ pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
 }
 
 /// Licenses and enrols the kit's own provider.
-async fn enrol(registry: &RegistryClient, listing: &Directory, target: DirectoryProvider) -> Result<Caller, KitError> {
+async fn enrol(
+    registry: &RegistryClient,
+    listing: &Directory,
+    target: DirectoryProvider,
+    capabilities: Vec<String>,
+) -> Result<Caller, KitError> {
     let id = format!("conformance-{}", hex::encode(rand::random::<[u8; 4]>()));
     let domain = format!("{id}.invalid");
     let signing = new_key()?;
@@ -364,8 +385,8 @@ async fn enrol(registry: &RegistryClient, listing: &Directory, target: Directory
         valid_from: None,
         valid_until: peyvand_service::now_millis() + 24 * 3_600_000,
         signing_keys: vec![STANDARD.encode(signing.public_key().as_ref())],
-        // None: real providers' lookups must not ask the kit, and answering needs none.
-        capabilities: Vec::new(),
+        // For the kit none: real providers' lookups must not ask it, and answering needs none.
+        capabilities,
         reason: Some("conformance run".into()),
     };
     registry.issue(&licence).await.map_err(|e| KitError::Registry(e.to_string()))?;

@@ -635,3 +635,88 @@ async fn a_forging_hub_is_refused_postgres() {
     let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-F2").await;
     a_forging_hub_is_refused(&demo, &target, Some(&cluster)).await;
 }
+
+const IRIS: &str = "+989122000006";
+
+/// The first row of `sql` on a provider's store (embedded, or the cluster's schema, whose
+/// name replaces `{schema}.`), one column.
+fn store_value(target: &External, cluster: Option<&Cluster>, sql: &str) -> String {
+    match cluster {
+        Some(cluster) => psql_value(&sql.replace("{schema}.", &format!("{}.", cluster.schema.name))),
+        None => {
+            let out = std::process::Command::new("sqlite3")
+                .arg(target.server.data.join("peyvand.db"))
+                .arg(sql.replace("{schema}.", ""))
+                .output()
+                .expect("sqlite3 is installed");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_owned()
+        }
+    }
+}
+
+/// A hub passes a follower's origin on: a licensed provider whose person is in a room hosted
+/// on `target` submits a message with its origin signature; the hub takes it, and the event
+/// it queues carries that same origin (so that another follower could check it), while a
+/// submission altered after signing, or with an unknown version, is refused.
+async fn a_hub_passes_on_its_followers_origins(demo: &Demo, target: &External, cluster: Option<&Cluster>) {
+    let registry = RegistryClient::new(&demo.registry, Some(demo.admin_token.clone())).expect("registry client");
+    let mut follower =
+        KitProvider::enrol_with(&registry, target.id, vec!["chat".into()]).await.expect("a licensed follower");
+    follower.retarget(&target.server.url.replace("http://", "https://"));
+    follower.wait_until_known(DEADLINE).await.expect("the target lists the follower");
+    let iris = target.sign_in(IRIS).await;
+    iris.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let person = format!("+12025550170@{}", follower.id());
+    // Iris opens the room, hosted on her provider; its invitation cannot reach the follower
+    // (the licence's endpoint resolves nowhere), but the room is there.
+    until("the hub lists the follower", || async {
+        iris.open_address(&person).await.err().filter(|e| e.code() != Some(ErrorCode::UnknownProvider))
+    })
+    .await;
+    let chat = chat_with(&iris, follower.id()).await;
+    let room = json!({"hub": target.id, "id": chat.id});
+    let submission = follower.with_submission_origin(json!({"room": room, "user": person, "user_name": "Follower",
+        "action": {"type": "send", "client_id": "f-1", "content": {"type": "text", "text": "از آن سو"}}}));
+    let submit = |body: serde_json::Value| {
+        let request = follower.sign_post("/interconnect/v1/submit", body);
+        let follower = &follower;
+        async move { follower.send(&request).await.expect("answered") }
+    };
+    let mut altered = submission.clone();
+    altered["action"]["content"]["text"] = json!("چیز دیگر");
+    let (status, answer) = submit(altered).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("forged_event")), "{answer}");
+    let mut unknown = submission.clone();
+    unknown["origin"]["v"] = json!(2);
+    let (status, answer) = submit(unknown).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("unsupported_version")), "{answer}");
+    let (status, answer) = submit(submission.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["event"]["seq"], 1, "{answer}");
+    wait_history(&iris, chat.id, "the follower's message", |h| h.len() == 1).await;
+
+    let queued = store_value(
+        target,
+        cluster,
+        &format!("SELECT body FROM {{schema}}.outbound WHERE peer = '{}' AND body LIKE '%f-1%'", follower.id()),
+    );
+    let queued: serde_json::Value = serde_json::from_str(&queued).expect("a queued event");
+    assert_eq!(queued["event"]["client_id"], "f-1");
+    assert_eq!(queued["origin"], submission["origin"], "the follower's origin, unchanged");
+    follower.withdraw(&registry).await.expect("withdrawn");
+}
+
+#[tokio::test]
+async fn a_hub_passes_on_its_followers_origins_embedded() {
+    let demo = Demo::start(&[]);
+    let target = External::start(&demo, "kavir", "TEST-O1").await;
+    a_hub_passes_on_its_followers_origins(&demo, &target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_passes_on_its_followers_origins_postgres() {
+    let demo = Demo::start(&[]);
+    let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-O2").await;
+    a_hub_passes_on_its_followers_origins(&demo, &target, Some(&cluster)).await;
+}
