@@ -92,6 +92,16 @@ pub enum ErrorCode {
     /// The other provider does not offer this (its directory entry lacks the capability, such
     /// as `chat` for direct chats).
     PeerNotCapable,
+    /// A room event attributed to someone it does not come from: one of the receiver's own
+    /// people, when the receiver did not submit it (delivery.md, DELIVERY-18), or a person of a
+    /// provider whose origin signature it does not carry (DELIVERY-21).
+    ForgedEvent,
+    /// A message for a seq the receiver's copy already holds with another message
+    /// (DELIVERY-20): the copies of the room disagree.
+    SeqConflict,
+    /// A version of a signed form (an event's origin signature) that the receiver does not
+    /// know (DELIVERY-21).
+    UnsupportedVersion,
 }
 
 impl ErrorCode {
@@ -114,7 +124,8 @@ impl ErrorCode {
             | Self::InvalidCapability
             | Self::InvalidReason
             | Self::InvalidCsr
-            | Self::CsrNameMismatch => 400,
+            | Self::CsrNameMismatch
+            | Self::UnsupportedVersion => 400,
             Self::InvalidSignature | Self::StaleRequest => 401,
             Self::PeerNotListed | Self::PeerNotActive => 403,
             Self::InterconnectDisabled | Self::UnknownProvider => 404,
@@ -132,7 +143,9 @@ impl ErrorCode {
             | Self::InvalidTransition
             | Self::LicenceNotActive
             | Self::RoomConflict
-            | Self::PeerNotCapable => 409,
+            | Self::PeerNotCapable
+            | Self::ForgedEvent
+            | Self::SeqConflict => 409,
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
@@ -197,6 +210,9 @@ impl ErrorCode {
             Self::PeerProtocol => "peer_protocol",
             Self::RoomConflict => "room_conflict",
             Self::PeerNotCapable => "peer_not_capable",
+            Self::ForgedEvent => "forged_event",
+            Self::SeqConflict => "seq_conflict",
+            Self::UnsupportedVersion => "unsupported_version",
         }
     }
 }
@@ -248,6 +264,9 @@ mod tests {
             ErrorCode::ReplayedRequest,
             ErrorCode::RoomConflict,
             ErrorCode::PeerNotCapable,
+            ErrorCode::ForgedEvent,
+            ErrorCode::SeqConflict,
+            ErrorCode::UnsupportedVersion,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -5,12 +5,15 @@
 //! The kit acts as a provider of its own: with the registry's admin token it licenses a
 //! temporary provider (`conformance-<random>`), enrols it, waits for the target to list it,
 //! sends well-formed and deliberately broken requests, suspends itself to see the target
-//! refuse it, and revokes the licence at the end. So it needs the regulator's admin token:
-//! it is the regulator's tool for checking a provider before and while it is licensed.
+//! refuse it, and at the end revokes the licence and delists it, which leaves the directory
+//! as it was. So it needs the regulator's admin token: it is the regulator's tool for
+//! checking a provider before and while it is licensed.
 //!
 //! The kit has no people on the target, so of direct chats (`delivery.md`) it checks what the
 //! target must refuse, and how. Everyone it invites, reports or sends a message to is a
 //! fictional number the target's own lookup does not find, so that a run reaches nobody real.
+//! It also acts as a forging hub, sending events "by" the target's own people, which the
+//! target must refuse (and reports to its operator).
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +29,9 @@ use serde_json::{Value, json};
 
 use crate::peers::request_target;
 use crate::protocol::{HEADER_NONCE, HEADER_PROVIDER, HEADER_SIGNATURE, HEADER_TARGET, HEADER_TIMESTAMP, PROTOCOL};
-use crate::signing::{Signed, new_nonce};
+use crate::signing::{Signed, new_nonce, sign_bytes};
 use crate::tls::{TlsIdentity, client_config};
+use peyvand_service::federation::wire::{Action, Envelope, ORIGIN_VERSION, RoomId, event_form};
 
 const PROVIDER_PATH: &str = "/interconnect/v1/provider";
 const LOOKUP_PATH: &str = "/interconnect/v1/lookup";
@@ -181,6 +185,143 @@ impl Caller {
     }
 }
 
+/// A licensed provider of the kit's kind (`conformance-<random>`), for tests and tools that
+/// need to speak to a provider as a peer: it signs requests with its own key, and can keep a
+/// signed request to send it again (a replay). [`KitProvider::withdraw`] revokes its licence
+/// and delists it.
+pub struct KitProvider {
+    caller: Caller,
+}
+
+impl std::fmt::Debug for KitProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KitProvider").field("id", &self.caller.id).field("target", &self.caller.target.id).finish()
+    }
+}
+
+/// A request signed once, that can be sent any number of times.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    request: Request,
+    signature: String,
+}
+
+impl KitProvider {
+    /// Licenses and enrols a new provider at the registry (with its admin token) and readies
+    /// calls to `target` (its id or endpoint in the directory).
+    pub async fn enrol(registry: &RegistryClient, target: &str) -> Result<Self, KitError> {
+        Self::enrol_with(registry, target, Vec::new()).await
+    }
+
+    /// [`KitProvider::enrol`] with a licence that lists `capabilities` (`chat`, so that the
+    /// target's people can open rooms with the provider's).
+    pub async fn enrol_with(
+        registry: &RegistryClient,
+        target: &str,
+        capabilities: Vec<String>,
+    ) -> Result<Self, KitError> {
+        let listing = directory(registry).await?;
+        let target = find_target(&listing, target)?;
+        Ok(Self { caller: enrol(registry, &listing, target, capabilities).await? })
+    }
+
+    /// `submission` (`{"room", "user", "user_name", "action"}`) with this provider's origin
+    /// signature of the event its action makes.
+    pub fn with_submission_origin(&self, submission: Value) -> Value {
+        with_submission_origin(&self.caller, submission)
+    }
+
+    /// This provider's id.
+    pub fn id(&self) -> &str {
+        &self.caller.id
+    }
+
+    /// Calls the target at another endpoint from now on (it moved, say after a restart).
+    pub fn retarget(&mut self, endpoint: &str) {
+        self.caller.target.endpoint = endpoint.trim_end_matches('/').to_owned();
+    }
+
+    /// Waits until the target answers this provider (it has read the directory that lists
+    /// it), for at most `wait`.
+    pub async fn wait_until_known(&self, wait: Duration) -> Result<(), String> {
+        let request = || self.caller.request(Method::GET, PROVIDER_PATH, None);
+        let answer = until(&self.caller, wait, request, |a| matches!(a, Ok(a) if a.status == 200)).await;
+        expect(&answer, 200, "-")
+    }
+
+    /// `POST path` with `body`, signed now with a fresh nonce.
+    pub fn sign_post(&self, path: &'static str, body: Value) -> SignedRequest {
+        let request = self.caller.request(Method::POST, path, Some(body));
+        let signature = self.caller.sign(&request, &self.caller.signing);
+        SignedRequest { request, signature }
+    }
+
+    /// `GET path`, signed now with a fresh nonce.
+    pub fn sign_get(&self, path: &'static str) -> SignedRequest {
+        let request = self.caller.request(Method::GET, path, None);
+        let signature = self.caller.sign(&request, &self.caller.signing);
+        SignedRequest { request, signature }
+    }
+
+    /// A transaction's body with an origin signature by this provider on every event that is
+    /// well-formed (as a hub signs its own people's events).
+    pub fn with_origins(&self, transaction: Value) -> Value {
+        with_origins(&self.caller, transaction)
+    }
+
+    /// Sends a signed request (again, if it was sent before); the HTTP status and JSON body.
+    pub async fn send(&self, request: &SignedRequest) -> Result<(u16, Value), String> {
+        let answer = self.caller.send(None, &request.request, Some(request.signature.clone()), None).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// Revokes this provider's licence and takes it out of the directory.
+    pub async fn withdraw(self, registry: &RegistryClient) -> Result<(), KitError> {
+        withdraw(registry, &self.caller.id, "test provider withdrawn").await
+    }
+}
+
+/// The origin signature by the kit of a room event or an action's event (`envelope` is
+/// `{"room", "event"}`), if it is well-formed.
+fn origin_of(caller: &Caller, envelope: &Value) -> Option<Value> {
+    let envelope: Envelope = serde_json::from_value(envelope.clone()).ok()?;
+    let form = event_form(&envelope.room, &envelope.event);
+    Some(json!({"v": ORIGIN_VERSION, "provider": caller.id, "signature": sign_bytes(&caller.signing, &form)}))
+}
+
+/// `transaction` with the kit's origin on every well-formed event without one.
+fn with_origins(caller: &Caller, mut transaction: Value) -> Value {
+    if let Some(events) = transaction.get_mut("events").and_then(Value::as_array_mut) {
+        for envelope in events {
+            if envelope.get("origin").is_none()
+                && let Some(origin) = origin_of(caller, envelope)
+                && let Some(object) = envelope.as_object_mut()
+            {
+                object.insert("origin".into(), origin);
+            }
+        }
+    }
+    transaction
+}
+
+fn find_target(listing: &Directory, wanted: &str) -> Result<DirectoryProvider, KitError> {
+    let wanted = wanted.trim().trim_end_matches('/');
+    listing
+        .providers
+        .iter()
+        .find(|p| p.id == wanted || p.endpoint.trim_end_matches('/') == wanted)
+        .cloned()
+        .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))
+}
+
+/// Revokes the kit's licence `id` and delists it, so that the directory is left as the kit
+/// found it.
+async fn withdraw(registry: &RegistryClient, id: &str, reason: &str) -> Result<(), KitError> {
+    registry.revoke(id, reason).await.map_err(|e| KitError::Registry(e.to_string()))?;
+    registry.delist(id, reason).await.map_err(|e| KitError::Registry(e.to_string()))?;
+    Ok(())
+}
+
 fn expect(answer: &Result<Answer, String>, status: u16, code: &str) -> Result<(), String> {
     match answer {
         Ok(a) if a.status == status && a.code == code => Ok(()),
@@ -214,24 +355,23 @@ async fn directory(registry: &RegistryClient) -> Result<Directory, KitError> {
 pub async fn run(config: &KitConfig) -> Result<Vec<Outcome>, KitError> {
     let registry = &config.registry;
     let listing = directory(registry).await?;
-    let wanted = config.target.trim().trim_end_matches('/');
-    let target = listing
-        .providers
-        .iter()
-        .find(|p| p.id == wanted || p.endpoint.trim_end_matches('/') == wanted)
-        .cloned()
-        .ok_or_else(|| KitError::Target(format!("no provider in the directory has the id or endpoint `{wanted}`")))?;
+    let target = find_target(&listing, &config.target)?;
 
-    let caller = enrol(registry, &listing, target).await?;
+    let caller = enrol(registry, &listing, target, Vec::new()).await?;
     let result = checks(registry, &listing, &caller, config.wait).await;
-    if let Err(e) = registry.revoke(&caller.id, "conformance run finished").await {
+    if let Err(e) = withdraw(registry, &caller.id, "conformance run finished").await {
         tracing::warn!(error = %e, provider = %caller.id, "cannot revoke the kit's licence");
     }
     Ok(result)
 }
 
 /// Licenses and enrols the kit's own provider.
-async fn enrol(registry: &RegistryClient, listing: &Directory, target: DirectoryProvider) -> Result<Caller, KitError> {
+async fn enrol(
+    registry: &RegistryClient,
+    listing: &Directory,
+    target: DirectoryProvider,
+    capabilities: Vec<String>,
+) -> Result<Caller, KitError> {
     let id = format!("conformance-{}", hex::encode(rand::random::<[u8; 4]>()));
     let domain = format!("{id}.invalid");
     let signing = new_key()?;
@@ -245,15 +385,15 @@ async fn enrol(registry: &RegistryClient, listing: &Directory, target: Directory
         valid_from: None,
         valid_until: peyvand_service::now_millis() + 24 * 3_600_000,
         signing_keys: vec![STANDARD.encode(signing.public_key().as_ref())],
-        // None: real providers' lookups must not ask the kit, and answering needs none.
-        capabilities: Vec::new(),
+        // For the kit none: real providers' lookups must not ask it, and answering needs none.
+        capabilities,
         reason: Some("conformance run".into()),
     };
     registry.issue(&licence).await.map_err(|e| KitError::Registry(e.to_string()))?;
     match finish_enrolment(registry, listing, target, &id, &domain, signing).await {
         Ok(caller) => Ok(caller),
         Err(e) => {
-            if let Err(revoke) = registry.revoke(&id, "conformance run could not start").await {
+            if let Err(revoke) = withdraw(registry, &id, "conformance run could not start").await {
                 tracing::warn!(error = %revoke, provider = %id, "cannot revoke the kit's licence");
             }
             Err(e)
@@ -502,9 +642,26 @@ async fn unreachable_person(caller: &Caller, requester: &str) -> Result<String, 
     Err("the target's lookup found five fictional numbers: the kit has no unreachable person to use".into())
 }
 
-/// Sends `body` to `path`, signed.
+/// Sends `body` to `path`, signed; a transaction's events carry the kit's origin signature
+/// (unless they have an origin already).
 async fn post(caller: &Caller, path: &'static str, body: Value) -> Result<Answer, String> {
+    let body = if path == TRANSACTIONS_PATH { with_origins(caller, body) } else { body };
     caller.signed(&caller.request(Method::POST, path, Some(body))).await
+}
+
+/// `submission` with the kit's origin signature of the event its action makes.
+fn with_submission_origin(caller: &Caller, mut submission: Value) -> Value {
+    let action: Option<Action> = serde_json::from_value(submission["action"].clone()).ok();
+    let room: Option<RoomId> = serde_json::from_value(submission["room"].clone()).ok();
+    let user = submission["user"].as_str().unwrap_or_default().to_owned();
+    let signature = match (action, room) {
+        (Some(action), Some(room)) => sign_bytes(&caller.signing, &event_form(&room, &action.expected_event(&user))),
+        _ => String::new(),
+    };
+    if let Some(object) = submission.as_object_mut() {
+        object.insert("origin".into(), json!({"v": ORIGIN_VERSION, "provider": caller.id, "signature": signature}));
+    }
+    submission
 }
 
 /// Sends raw bytes to `path`, signed, with or without `Content-Type: application/json`.
@@ -641,9 +798,12 @@ async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
     let reason = "conformance kit: a test report about a number that should have no account; please ignore";
 
     let invite = json!({"room": kit_room(), "from": me, "from_name": "Conformance kit", "to": unreachable});
-    let submit = json!({"room": target_room(), "user": me, "user_name": "Conformance kit",
-        "action": {"type": "read", "up_to": 1}});
-    let transaction = json!({"id": new_transaction_id(), "events": [{"room": kit_room(), "event": read}]});
+    let submit = with_submission_origin(
+        caller,
+        json!({"room": target_room(), "user": me, "user_name": "Conformance kit", "action": {"type": "read", "up_to": 1}}),
+    );
+    let transaction =
+        with_origins(caller, json!({"id": new_transaction_id(), "events": [{"room": kit_room(), "event": read}]}));
     let typing = json!({"room": kit_room(), "user": me});
     let report = json!({"reporter": me, "reported": unreachable, "reason": reason});
     let endpoints = [
@@ -755,6 +915,46 @@ async fn delivery_checks(caller: &Caller) -> Vec<Outcome> {
         "a transaction whose events are all refused is answered 200, listing each event by index, code and \
          message, in order",
         listed,
+    ));
+    // A forging hub: events "by" the target's own people (a number with no account there: the
+    // check comes before the room's and the person's), which the target never submitted.
+    let forged = json!({"id": new_transaction_id(), "events": [
+        {"room": kit_room(), "event": {"type": "message", "seq": 1, "sender": unreachable, "sender_name": "",
+            "recipient": me, "client_id": "conformance-forged", "content": {"type": "text", "text": "conformance"},
+            "sent_at": peyvand_service::now_millis()}},
+        {"room": kit_room(), "event": {"type": "reaction", "seq": 1, "user": unreachable, "emoji": "👍"}},
+        {"room": kit_room(), "event": {"type": "read", "user": unreachable, "up_to": 1}},
+    ]});
+    out.push(outcome(
+        "DELIVERY-18",
+        "events attributed to the target's own people that it did not submit (a message, a reaction, a read \
+         receipt) are refused with forged_event, whether or not it follows the room",
+        refused_with(&post(caller, TRANSACTIONS_PATH, forged).await, &[0, 1, 2], "forged_event"),
+    ));
+    // Origin signatures: on an event by the kit's own person, missing, of an unknown version,
+    // by another key, or naming another provider than the person's.
+    let mine = json!({"room": kit_room(), "event": read});
+    let origin = origin_of(caller, &mine).unwrap_or_default();
+    let stranger = new_key().map(|key| sign_bytes(&key, b"conformance")).unwrap_or_default();
+    let with_origin = |origin: Value| with(&mine, "origin", Some(origin));
+    let origins = json!({"id": new_transaction_id(), "events": [
+        with(&mine, "origin", None),
+        with_origin(with(&origin, "v", Some(json!(99)))),
+        with_origin(with(&origin, "signature", Some(json!(stranger)))),
+        with_origin(with(&origin, "provider", Some(json!(target)))),
+    ]});
+    // Sent as is: `post` would sign the event that has no origin.
+    let refusals = caller.signed(&caller.request(Method::POST, TRANSACTIONS_PATH, Some(origins))).await;
+    out.push(outcome(
+        "DELIVERY-21",
+        "an event without an origin signature, with one by a key not listed for its person's provider, or \
+         naming another provider than its person's, is refused with forged_event",
+        refused_with(&refusals, &[0, 2, 3], "forged_event"),
+    ));
+    out.push(outcome(
+        "DELIVERY-21",
+        "an event whose origin signature has an unknown version is refused with unsupported_version",
+        refused_with(&refusals, &[1], "unsupported_version"),
     ));
     out.push(outcome(
         "EP-17",

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peyvand_api::{ApiError, ErrorCode};
-use peyvand_service::federation::wire::{Envelope, Transaction, TransactionAnswer};
+use peyvand_service::federation::wire::{Envelope, ORIGIN_VERSION, Origin, Transaction, TransactionAnswer};
 use reqwest::Method;
 use tokio::sync::Notify;
 
@@ -27,6 +27,8 @@ use crate::Interconnect;
 
 /// The largest transaction body sent, well within a receiver's request limit.
 pub const MAX_BATCH_BYTES: usize = 48 * 1024;
+/// What an origin added to a queued event adds to its size, at most.
+const ORIGIN_BYTES: usize = 200;
 /// The most events read from the queue for one transaction.
 const MAX_BATCH_EVENTS: u32 = 200;
 /// How often an idle worker looks at the queue again (events queued by another node).
@@ -73,6 +75,17 @@ pub struct Delivery {
     /// and kept in its data directory, so that a node restarting takes its leases back at once.
     holder: String,
     queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
+    /// What each peer sent that was refused as forged or conflicting.
+    inbound: Mutex<HashMap<String, InboundStats>>,
+}
+
+/// Events a peer sent that were refused and reported, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundStats {
+    /// `forged_event`: attributed to someone they do not come from.
+    pub forged: u64,
+    /// `seq_conflict`: another message at a seq the copy holds.
+    pub seq_conflicts: u64,
 }
 
 impl Delivery {
@@ -82,6 +95,7 @@ impl Delivery {
             epoch: hex::encode(rand::random::<[u8; 8]>()),
             holder: node_id(data)?,
             queues: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
         })
     }
 
@@ -92,6 +106,24 @@ impl Delivery {
             .into_iter()
             .map(|(peer, queue)| (peer, queue.stats.lock().map(|s| s.clone()).unwrap_or_default()))
             .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Counts an event of `peer` refused as forged or conflicting.
+    pub fn count_refusal(&self, peer: &str, code: ErrorCode) {
+        let Ok(mut inbound) = self.inbound.lock() else { return };
+        let stats = inbound.entry(peer.to_owned()).or_default();
+        match code {
+            ErrorCode::ForgedEvent => stats.forged += 1,
+            ErrorCode::SeqConflict => stats.seq_conflicts += 1,
+            _ => {}
+        }
+    }
+
+    /// Each peer's refused events, by peer.
+    pub fn inbound_stats(&self) -> Vec<(String, InboundStats)> {
+        let mut out: Vec<_> = self.inbound.lock().map(|i| i.clone()).unwrap_or_default().into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -127,8 +159,8 @@ impl Interconnect {
     }
 
     /// Starts workers for the peers with events waiting (left from before, or queued by a node
-    /// that has since died), and once an hour drops events past their expiry. Runs until the
-    /// process ends.
+    /// that has since died), forgets the nonces of requests gone stale, and once an hour drops
+    /// events past their expiry. Runs until the process ends.
     pub async fn keep_delivering(self) {
         let expiry_ms = self.inner.config.event_expiry_days as i64 * 24 * 3_600_000;
         let mut every = tokio::time::interval(SWEEP);
@@ -148,6 +180,9 @@ impl Interconnect {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot expire old events"),
                 }
+            }
+            if let Err(e) = crate::replay::prune(self.service(), peyvand_service::now_millis()).await {
+                tracing::warn!(error = %e, "cannot forget stale nonces");
             }
             match self.service().queue_depths().await {
                 Ok(depths) => depths.iter().for_each(|d| self.wake(&d.peer)),
@@ -226,11 +261,21 @@ impl Interconnect {
         let mut size = 0;
         for record in &records {
             match serde_json::from_str::<Envelope>(&record.body) {
-                Ok(event) => {
-                    if !events.is_empty() && size + record.body.len() > MAX_BATCH_BYTES {
+                Ok(mut event) => {
+                    if !events.is_empty() && size + record.body.len() + ORIGIN_BYTES > MAX_BATCH_BYTES {
                         break;
                     }
-                    size += record.body.len() + 1;
+                    size += record.body.len() + ORIGIN_BYTES + 1;
+                    // This provider's own people's events are signed as they leave; a
+                    // follower's carry the follower's signature from its submission.
+                    if event.origin.is_none() {
+                        let form = peyvand_service::federation::wire::event_form(&event.room, &event.event);
+                        event.origin = Some(Origin {
+                            v: ORIGIN_VERSION,
+                            provider: self.provider_id().to_owned(),
+                            signature: crate::signing::sign_bytes(self.inner.identity.signing_key(), &form),
+                        });
+                    }
                     events.push(event);
                 }
                 Err(e) => tracing::error!(%peer, id = record.id, error = %e, "dropped an unreadable queued event"),
@@ -284,8 +329,13 @@ impl Interconnect {
         let mut out = String::new();
         let depths = self.service().queue_depths().await.unwrap_or_default();
         let stats = self.inner.delivery.stats();
-        let mut peers: Vec<&str> =
-            depths.iter().map(|d| d.peer.as_str()).chain(stats.iter().map(|s| s.0.as_str())).collect();
+        let inbound = self.inner.delivery.inbound_stats();
+        let mut peers: Vec<&str> = depths
+            .iter()
+            .map(|d| d.peer.as_str())
+            .chain(stats.iter().map(|s| s.0.as_str()))
+            .chain(inbound.iter().map(|s| s.0.as_str()))
+            .collect();
         peers.sort();
         peers.dedup();
         let series = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&str) -> Option<String>| {
@@ -323,6 +373,21 @@ impl Interconnect {
         series(&mut out, "peyvand_interconnect_errors_total", "counter", "Failed delivery attempts.", &|p| {
             Some(stat(p).errors.to_string())
         });
+        let refusals = |peer: &str| inbound.iter().find(|s| s.0 == peer).map(|s| s.1.clone()).unwrap_or_default();
+        series(
+            &mut out,
+            "peyvand_interconnect_forged_events_total",
+            "counter",
+            "Events from the peer refused as forged (forged_event) and reported.",
+            &|p| Some(refusals(p).forged.to_string()),
+        );
+        series(
+            &mut out,
+            "peyvand_interconnect_seq_conflicts_total",
+            "counter",
+            "Messages from the peer refused for a seq the copy holds with another message (seq_conflict), reported.",
+            &|p| Some(refusals(p).seq_conflicts.to_string()),
+        );
         series(
             &mut out,
             "peyvand_interconnect_last_success_seconds",

@@ -147,7 +147,7 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
             format!("the request was signed {} s from this provider's clock", (now - timestamp) / 1000),
         ));
     }
-    if !interconnect.nonces().first_use(&provider.id, nonce, timestamp, now) {
+    if !crate::replay::first_use(interconnect.service(), &provider.id, nonce, timestamp, now).await.map_err(Failure)? {
         return Err(refuse(ErrorCode::ReplayedRequest, "this request (its nonce) was already received"));
     }
     let mut request = Request::from_parts(parts, Body::from(body));

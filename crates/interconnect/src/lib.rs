@@ -43,7 +43,6 @@ use crate::directory::DirectoryCache;
 use crate::identity::Identity;
 use crate::peers::{Peers, Sender};
 use crate::protocol::{LookupRequest, LookupResponse};
-use crate::replay::NonceCache;
 use crate::tls::{TlsIdentity, pem_certificate_facts, server_config};
 
 /// What this implementation's interconnect offers, as listed in `GET /interconnect/v1/provider`.
@@ -85,7 +84,6 @@ struct Inner {
     /// Where the server's listener takes its TLS configuration from.
     tls_slot: TlsSlot,
     peers: Peers,
-    nonces: NonceCache,
     delivery: delivery::Delivery,
     service: Service,
     registry: RegistryClient,
@@ -198,7 +196,6 @@ impl Interconnect {
             directory,
             tls_slot,
             peers,
-            nonces: NonceCache::default(),
             delivery: delivery::Delivery::new(data)?,
             service: service.clone(),
             registry,
@@ -247,10 +244,6 @@ impl Interconnect {
         let tls = self.tls_identity();
         let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
         self.inner.peers.call(&sender, peer, Method::POST, path, Some(body)).await
-    }
-
-    pub(crate) fn nonces(&self) -> &NonceCache {
-        &self.inner.nonces
     }
 
     /// The endpoints other providers call (mount on the server's router).
@@ -516,5 +509,18 @@ impl Federation for Interconnect {
 
     fn queued(&self, peer: &str) {
         self.wake(peer);
+    }
+
+    fn refused_from(&self, peer: &str, code: ErrorCode) {
+        self.inner.delivery.count_refusal(peer, code);
+    }
+
+    fn sign_origin(&self, form: &[u8]) -> String {
+        signing::sign_bytes(self.inner.identity.signing_key(), form)
+    }
+
+    fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool {
+        let Some(directory) = self.directory() else { return false };
+        directory.provider(provider).is_some_and(|p| signing::verify_bytes(form, signature, &p.signing_keys))
     }
 }

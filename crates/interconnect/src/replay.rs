@@ -1,62 +1,28 @@
-//! The nonces seen recently, to refuse a request sent twice. A nonce is remembered until its
-//! request's timestamp is more than the allowed skew in the past: from then on the request is
-//! refused as stale anyway.
+//! Replay protection: the nonce of every signed request is recorded in the store (the
+//! `seen_nonces` table) until its request is stale, and a nonce seen before is refused. The
+//! record is durable and shared by a cluster's nodes, so a request captured and sent again,
+//! to another node or after a restart, is refused as well (`docs/protocol/transport.md`,
+//! TRANSPORT-10).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use peyvand_api::ApiError;
+use peyvand_service::Service;
 
 use crate::signing::MAX_SKEW_MS;
 
-/// How often, at most, the expired nonces are swept out.
-const SWEEP_EVERY_MS: i64 = 1000;
-
-#[derive(Debug, Default)]
-pub struct NonceCache {
-    inner: Mutex<Seen>,
+/// Records the nonce of `provider` for a request signed at `timestamp` (already checked to be
+/// within the skew of `now`); `Ok(false)` if it was seen before (a replay). It is remembered
+/// until the request would be refused as stale anyway: `timestamp` + the skew.
+pub async fn first_use(
+    service: &Service,
+    provider: &str,
+    nonce: &str,
+    timestamp: i64,
+    now: i64,
+) -> Result<bool, ApiError> {
+    service.first_use_of_nonce(provider, nonce, timestamp + MAX_SKEW_MS, now).await
 }
 
-#[derive(Debug, Default)]
-struct Seen {
-    /// (sender, nonce) -> the last moment its request is not stale.
-    nonces: HashMap<(String, String), i64>,
-    last_sweep: i64,
-}
-
-impl NonceCache {
-    /// Records the nonce of `provider` for a request signed at `timestamp` (already checked to
-    /// be within the skew of `now`); `false` if it was already seen (a replay).
-    pub fn first_use(&self, provider: &str, nonce: &str, timestamp: i64, now: i64) -> bool {
-        let Ok(mut seen) = self.inner.lock() else {
-            return false;
-        };
-        if now - seen.last_sweep >= SWEEP_EVERY_MS {
-            seen.nonces.retain(|_, stale_after| *stale_after >= now);
-            seen.last_sweep = now;
-        }
-        let key = (provider.to_owned(), nonce.to_owned());
-        match seen.nonces.get(&key) {
-            Some(stale_after) if *stale_after >= now => false,
-            _ => {
-                seen.nonces.insert(key, timestamp + MAX_SKEW_MS);
-                true
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nonce_is_good_once_per_provider() {
-        let cache = NonceCache::default();
-        // Signed 5 minutes ahead of the receiver's clock: still refused when replayed just
-        // before it turns stale, 10 minutes later.
-        assert!(cache.first_use("alborz", "n1", MAX_SKEW_MS, 0));
-        assert!(!cache.first_use("alborz", "n1", MAX_SKEW_MS, 1000));
-        assert!(!cache.first_use("alborz", "n1", MAX_SKEW_MS, 2 * MAX_SKEW_MS));
-        assert!(cache.first_use("damavand", "n1", MAX_SKEW_MS, 1000), "nonces are per sender");
-        assert!(cache.first_use("alborz", "n1", MAX_SKEW_MS, 2 * MAX_SKEW_MS + 1), "forgotten once stale");
-    }
+/// Forgets the nonces of requests that are stale by `now`.
+pub async fn prune(service: &Service, now: i64) -> Result<u64, ApiError> {
+    service.prune_nonces(now).await
 }

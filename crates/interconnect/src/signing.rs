@@ -48,14 +48,24 @@ impl Signed<'_> {
 
     /// Whether `signature` (base64) verifies with one of `keys` (base64 Ed25519 public keys).
     pub fn verify(&self, signature: &str, keys: &[String]) -> bool {
-        let Ok(signature) = STANDARD.decode(signature.trim()) else {
-            return false;
-        };
-        let message = self.canonical();
-        keys.iter()
-            .filter_map(|k| STANDARD.decode(k).ok())
-            .any(|key| key.len() == 32 && UnparsedPublicKey::new(&ED25519, key).verify(&message, &signature).is_ok())
+        verify_bytes(&self.canonical(), signature, keys)
     }
+}
+
+/// An Ed25519 signature (base64) of `message`.
+pub fn sign_bytes(key: &Ed25519KeyPair, message: &[u8]) -> String {
+    STANDARD.encode(key.sign(message).as_ref())
+}
+
+/// Whether `signature` (base64) of `message` verifies with one of `keys` (base64 Ed25519
+/// public keys).
+pub fn verify_bytes(message: &[u8], signature: &str, keys: &[String]) -> bool {
+    let Ok(signature) = STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    keys.iter()
+        .filter_map(|k| STANDARD.decode(k).ok())
+        .any(|key| key.len() == 32 && UnparsedPublicKey::new(&ED25519, key).verify(message, &signature).is_ok())
 }
 
 /// 16 random bytes in lowercase hex.

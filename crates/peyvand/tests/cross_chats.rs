@@ -7,9 +7,12 @@ mod common;
 
 use common::cluster::{Cluster, psql_value};
 use common::demo::Demo;
+use common::external::External;
 use common::{DEADLINE, Server, eventually, temp_dir};
 use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
 use peyvand_client::{Client, UpdateStream};
+use peyvand_interconnect::conformance::KitProvider;
+use peyvand_registry::RegistryClient;
 use reqwest::Method;
 use serde_json::json;
 
@@ -275,81 +278,6 @@ async fn direct_chats_across_messengers() {
     assert_eq!(refused.code(), Some(ErrorCode::NotFound));
 }
 
-/// A provider run as its own `peyvand serve` process, licensed by the demo's registry.
-struct External {
-    id: &'static str,
-    server: Server,
-}
-
-impl External {
-    async fn start(demo: &Demo, id: &'static str, number: &str) -> Self {
-        Self::start_with(demo, id, number, &[]).await
-    }
-
-    /// Starts a licensed provider with extra configuration.
-    async fn start_with(demo: &Demo, id: &'static str, number: &str, extra: &[(&'static str, &str)]) -> Self {
-        let mut env = Self::licence(demo, id, number).await;
-        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let external = Self { id, server: Server::start_with(&temp_dir(id), &env) };
-        external.publish_endpoint(demo).await;
-        external
-    }
-
-    /// Licenses provider `id` at the demo's registry; the configuration that enrols it.
-    async fn licence(demo: &Demo, id: &'static str, number: &str) -> Vec<(&'static str, String)> {
-        let (status, body) = demo
-            .admin(
-                Method::POST,
-                "/v1/admin/licences",
-                json!({
-                    "provider_id": id, "name": id, "domain": format!("{id}.example"),
-                    "endpoint": "https://127.0.0.1:1", "contact": format!("ops@{id}.example"),
-                    "licence_number": number, "valid_until": peyvand_service::now_millis() + 86_400_000,
-                    "capabilities": ["discovery", "chat"], "reason": "test",
-                }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let (status, token) =
-            demo.admin(Method::POST, &format!("/v1/admin/licences/{id}/enrolment-tokens"), json!({})).await;
-        assert_eq!(status, 201, "{token}");
-        let key: serde_json::Value =
-            reqwest::get(format!("{}/v1/registry-key", demo.registry)).await.expect("key").json().await.expect("json");
-        let env = [
-            ("PEYVAND_INTERCONNECT__PROVIDER_ID", id.to_owned()),
-            ("PEYVAND_INTERCONNECT__REGISTRY", demo.registry.clone()),
-            ("PEYVAND_INTERCONNECT__REGISTRY_KEY", key["public_key"].as_str().expect("key").to_owned()),
-            ("PEYVAND_INTERCONNECT__ENROLMENT_TOKEN", token["token"].as_str().expect("token").to_owned()),
-            ("PEYVAND_INTERCONNECT__DIRECTORY_REFRESH_SECS", "1".to_owned()),
-            ("PEYVAND_INTERCONNECT__RETRY_MAX_SECS", "1".to_owned()),
-        ];
-        env.to_vec()
-    }
-
-    /// Points the licence at the server's current port (it changes with every start).
-    async fn publish_endpoint(&self, demo: &Demo) {
-        let endpoint = self.server.url.replace("http://", "https://");
-        let (status, body) = demo
-            .admin(
-                Method::PATCH,
-                &format!("/v1/admin/licences/{}", self.id),
-                json!({"endpoint": endpoint, "reason": "test: new port"}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn restart(&mut self, demo: &Demo) {
-        self.server.restart();
-        self.publish_endpoint(demo).await;
-    }
-
-    async fn sign_in(&self, phone: &str) -> Client {
-        common::sign_in(&self.server, phone, "test").await
-    }
-}
-
 /// The events waiting in a provider's queue towards `peer`, from its metrics.
 async fn queued_for(provider: &External, peer: &str) -> u64 {
     peer_metric(&provider.server, "queue_events", peer).await
@@ -575,4 +503,220 @@ async fn a_provider_renews_its_certificate_and_keeps_chatting() {
     babak.send_text(copy.id, "رسید").await.expect("answer through kavir's listener");
     wait_history(&ali, chat.id, "the answer", |h| h.len() == 2).await;
     assert_eq!(certificates_of(&demo, "kavir").await, serials[..2], "renewed once, not at every refresh");
+}
+
+const HANA: &str = "+989122000005";
+
+/// How many abuse reports a provider keeps about `reported` (on its embedded store, or in the
+/// cluster's schema).
+fn reports_about(target: &External, cluster: Option<&Cluster>, reported: &str) -> u64 {
+    let sql = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE reported = '{reported}'");
+    let value = match cluster {
+        Some(cluster) => psql_value(&sql(&format!("{}.reports", cluster.schema.name))),
+        None => {
+            let out = std::process::Command::new("sqlite3")
+                .arg(target.server.data.join("peyvand.db"))
+                .arg(sql("reports"))
+                .output()
+                .expect("sqlite3 is installed");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    value.parse().expect("a count")
+}
+
+/// A hub that forges: a licensed provider that hosts a room with Hana (on `target`) sends her
+/// provider events "by" Hana she never sent (a message, a reaction, an edit and a deletion of
+/// her message, a read receipt), a second message at a seq the copy already holds, and one of
+/// its own person's messages with a signature that is not its own. Each
+/// is refused (`forged_event`, `seq_conflict`), reported and counted; what Hana did send
+/// through the hub is accepted, and her history shows only what was really said.
+async fn a_forging_hub_is_refused(demo: &Demo, target: &External, cluster: Option<&Cluster>) {
+    let registry = RegistryClient::new(&demo.registry, Some(demo.admin_token.clone())).expect("registry client");
+    let mut hub = KitProvider::enrol(&registry, target.id).await.expect("a licensed forging hub");
+    hub.retarget(&target.server.url.replace("http://", "https://"));
+    hub.wait_until_known(DEADLINE).await.expect("the target lists the hub");
+    let hana = target.sign_in(HANA).await;
+    hana.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let hana_address = format!("{HANA}@{}", target.id);
+    let kit_person = format!("+12025550160@{}", hub.id());
+    let room = json!({"hub": hub.id(), "id": 1});
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = hub.sign_post(path, body);
+        let hub = &hub;
+        async move { hub.send(&request).await.expect("answered") }
+    };
+    let (status, answer) = post(
+        "/interconnect/v1/invite",
+        json!({"room": room, "from": kit_person, "from_name": "Hub", "to": hana_address}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let message = |seq: i64, sender: &str, client_id: &str, body: &str| {
+        let recipient = if sender == kit_person { hana_address.clone() } else { kit_person.clone() };
+        json!({"type": "message", "seq": seq, "sender": sender, "sender_name": "", "recipient": recipient,
+            "client_id": client_id, "content": {"type": "text", "text": body}, "sent_at": peyvand_service::now_millis()})
+    };
+    // Every event carries the hub's origin signature, unless it has another origin.
+    let transaction = |id: &str, events: Vec<serde_json::Value>| {
+        let events: Vec<_> = events
+            .into_iter()
+            .map(|e| match e.get("origin").cloned() {
+                Some(origin) => json!({"room": room, "event": e["event"], "origin": origin}),
+                None => json!({"room": room, "event": e}),
+            })
+            .collect();
+        hub.with_origins(json!({"id": id, "events": events}))
+    };
+    let (status, answer) =
+        post("/interconnect/v1/transactions", transaction("t1", vec![message(1, &kit_person, "hub-1", "سلام")])).await;
+    assert_eq!((status, &answer), (200, &json!({"refused": []})));
+    let copy = chat_with(&hana, hub.id()).await;
+    wait_history(&hana, copy.id, "the hub's message", |h| h.len() == 1).await;
+
+    // Hana answers: her provider records the submission, then cannot reach the hub (its
+    // licence's endpoint resolves nowhere); the hub has it all the same.
+    hana.send(copy.id, &common::text("hana-1", "جواب")).await.expect_err("the hub does not answer");
+
+    let (status, answer) = post(
+        "/interconnect/v1/transactions",
+        transaction(
+            "t2",
+            vec![
+                message(2, &hana_address, "hana-1", "جواب"),
+                message(3, &hana_address, "forged-1", "پیام جعلی"),
+                json!({"type": "reaction", "seq": 1, "user": hana_address, "emoji": "👍"}),
+                json!({"type": "edit", "seq": 2, "content": {"type": "text", "text": "ویرایش جعلی"}, "edited_at": 1}),
+                json!({"type": "delete", "seq": 2}),
+                json!({"type": "read", "user": hana_address, "up_to": 1}),
+                message(1, &kit_person, "hub-other", "پیام دیگر"),
+                // The hub's own person's message, but with a signature that is not the hub's.
+                json!({"event": message(3, &kit_person, "hub-3", "امضای جعلی"),
+                    "origin": {"v": 1, "provider": hub.id(), "signature": "AAAA"}}),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let refused: Vec<(u64, String)> = answer["refused"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .map(|r| (r["index"].as_u64().expect("index"), r["code"].as_str().expect("code").to_owned()))
+        .collect();
+    let expected: Vec<(u64, String)> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .map(|i| (i, "forged_event".to_owned()))
+        .chain([(6, "seq_conflict".to_owned()), (7, "forged_event".to_owned())])
+        .collect();
+    assert_eq!(refused, expected, "{answer}");
+    let seen = wait_history(&hana, copy.id, "Hana's own answer", |h| h.len() == 2).await;
+    assert_eq!(texts(&seen), vec![(1, "سلام".to_owned()), (2, "جواب".to_owned())]);
+    assert!(seen.iter().all(|m| m.reactions.is_empty() && m.edited_at.is_none()), "{seen:?}");
+    assert_eq!(seen[1].sender_id, hana.me().await.expect("me").id);
+
+    assert_eq!(peer_metric(&target.server, "forged_events_total", hub.id()).await, 6);
+    assert_eq!(peer_metric(&target.server, "seq_conflicts_total", hub.id()).await, 1);
+    assert_eq!(reports_about(target, cluster, hub.id()), 7, "each refusal is reported");
+    hub.withdraw(&registry).await.expect("withdrawn");
+}
+
+#[tokio::test]
+async fn a_forging_hub_is_refused_embedded() {
+    let demo = Demo::start(&[]);
+    let target = External::start(&demo, "kavir", "TEST-F1").await;
+    a_forging_hub_is_refused(&demo, &target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forging_hub_is_refused_postgres() {
+    let demo = Demo::start(&[]);
+    let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-F2").await;
+    a_forging_hub_is_refused(&demo, &target, Some(&cluster)).await;
+}
+
+const IRIS: &str = "+989122000006";
+
+/// The first row of `sql` on a provider's store (embedded, or the cluster's schema, whose
+/// name replaces `{schema}.`), one column.
+fn store_value(target: &External, cluster: Option<&Cluster>, sql: &str) -> String {
+    match cluster {
+        Some(cluster) => psql_value(&sql.replace("{schema}.", &format!("{}.", cluster.schema.name))),
+        None => {
+            let out = std::process::Command::new("sqlite3")
+                .arg(target.server.data.join("peyvand.db"))
+                .arg(sql.replace("{schema}.", ""))
+                .output()
+                .expect("sqlite3 is installed");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_owned()
+        }
+    }
+}
+
+/// A hub passes a follower's origin on: a licensed provider whose person is in a room hosted
+/// on `target` submits a message with its origin signature; the hub takes it, and the event
+/// it queues carries that same origin (so that another follower could check it), while a
+/// submission altered after signing, or with an unknown version, is refused.
+async fn a_hub_passes_on_its_followers_origins(demo: &Demo, target: &External, cluster: Option<&Cluster>) {
+    let registry = RegistryClient::new(&demo.registry, Some(demo.admin_token.clone())).expect("registry client");
+    let mut follower =
+        KitProvider::enrol_with(&registry, target.id, vec!["chat".into()]).await.expect("a licensed follower");
+    follower.retarget(&target.server.url.replace("http://", "https://"));
+    follower.wait_until_known(DEADLINE).await.expect("the target lists the follower");
+    let iris = target.sign_in(IRIS).await;
+    iris.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let person = format!("+12025550170@{}", follower.id());
+    // Iris opens the room, hosted on her provider; its invitation cannot reach the follower
+    // (the licence's endpoint resolves nowhere), but the room is there.
+    until("the hub lists the follower", || async {
+        iris.open_address(&person).await.err().filter(|e| e.code() != Some(ErrorCode::UnknownProvider))
+    })
+    .await;
+    let chat = chat_with(&iris, follower.id()).await;
+    let room = json!({"hub": target.id, "id": chat.id});
+    let submission = follower.with_submission_origin(json!({"room": room, "user": person, "user_name": "Follower",
+        "action": {"type": "send", "client_id": "f-1", "content": {"type": "text", "text": "از آن سو"}}}));
+    let submit = |body: serde_json::Value| {
+        let request = follower.sign_post("/interconnect/v1/submit", body);
+        let follower = &follower;
+        async move { follower.send(&request).await.expect("answered") }
+    };
+    let mut altered = submission.clone();
+    altered["action"]["content"]["text"] = json!("چیز دیگر");
+    let (status, answer) = submit(altered).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("forged_event")), "{answer}");
+    let mut unknown = submission.clone();
+    unknown["origin"]["v"] = json!(2);
+    let (status, answer) = submit(unknown).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("unsupported_version")), "{answer}");
+    let (status, answer) = submit(submission.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["event"]["seq"], 1, "{answer}");
+    wait_history(&iris, chat.id, "the follower's message", |h| h.len() == 1).await;
+
+    let queued = store_value(
+        target,
+        cluster,
+        &format!("SELECT body FROM {{schema}}.outbound WHERE peer = '{}' AND body LIKE '%f-1%'", follower.id()),
+    );
+    let queued: serde_json::Value = serde_json::from_str(&queued).expect("a queued event");
+    assert_eq!(queued["event"]["client_id"], "f-1");
+    assert_eq!(queued["origin"], submission["origin"], "the follower's origin, unchanged");
+    follower.withdraw(&registry).await.expect("withdrawn");
+}
+
+#[tokio::test]
+async fn a_hub_passes_on_its_followers_origins_embedded() {
+    let demo = Demo::start(&[]);
+    let target = External::start(&demo, "kavir", "TEST-O1").await;
+    a_hub_passes_on_its_followers_origins(&demo, &target, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_passes_on_its_followers_origins_postgres() {
+    let demo = Demo::start(&[]);
+    let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-O2").await;
+    a_hub_passes_on_its_followers_origins(&demo, &target, Some(&cluster)).await;
 }

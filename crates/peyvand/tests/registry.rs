@@ -369,6 +369,22 @@ async fn licences_audit_and_the_signed_directory() {
     assert_eq!(shown["signing_keys"], json!([key]));
     registry.cli_json(&["licence", "suspend", "eitaa", "--reason", "after the restart"]);
     assert_eq!(directory(&registry).await.version, again.version + 1);
+
+    // A revoked licence is delisted: out of the directory, kept in the registry; only once,
+    // and only a revoked one.
+    let stderr = registry.cli_fails(&["licence", "delist", "eitaa", "--reason", "not revoked"]);
+    assert!(stderr.contains("invalid_transition"), "{stderr}");
+    let delisted = registry.cli_json(&["licence", "delist", "rubika", "--reason", "no longer of interest"]);
+    assert!(delisted["delisted_at"].is_i64(), "{delisted}");
+    let listing = directory(&registry).await;
+    assert!(listing.provider("rubika").is_none(), "delisted");
+    assert_eq!(listing.version, again.version + 2);
+    let stderr = registry.cli_fails(&["licence", "delist", "rubika", "--reason", "again"]);
+    assert!(stderr.contains("invalid_transition"), "{stderr}");
+    let text = String::from_utf8(registry.cli(&["licence", "show", "rubika"]).stdout).expect("utf-8");
+    assert!(text.contains("revoked (delisted "), "{text}");
+    let log = registry.cli_json(&["audit", "--provider", "rubika"]);
+    assert_eq!(log.as_array().and_then(|l| l.last()).map(|e| e["action"].clone()), Some(json!("delist")));
     registry.stop();
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -185,6 +185,11 @@ impl RegistryClient {
         self.status_change(provider_id, "revoke", reason).await
     }
 
+    /// `POST /v1/admin/licences/{provider_id}/delist`: a revoked licence leaves the directory.
+    pub async fn delist(&self, provider_id: &str, reason: &str) -> Result<Licence, ClientError> {
+        self.status_change(provider_id, "delist", reason).await
+    }
+
     async fn status_change(&self, provider_id: &str, action: &str, reason: &str) -> Result<Licence, ClientError> {
         let path = format!("v1/admin/licences/{}/{action}", segment(provider_id));
         self.post(&path, &StatusChange { reason: reason.to_owned() }).await

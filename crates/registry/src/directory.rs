@@ -167,11 +167,20 @@ pub(crate) fn listing_at(
             .filter(|c| c.provider_id == provider_id && c.revoked_at.is_none())
             .max_by_key(|c| (c.issued_at, c.not_after))
     };
-    let mut providers: Vec<DirectoryProvider> =
-        records.iter().map(|r| DirectoryProvider::from_record(r, current(&r.provider_id), now)).collect();
+    // A delisted licence is left out, and so are its certificates (all revoked with it): a
+    // certificate naming a provider the directory does not list is refused anyway.
+    let delisted = |provider_id: &str| records.iter().any(|r| r.provider_id == provider_id && r.delisted_at.is_some());
+    let mut providers: Vec<DirectoryProvider> = records
+        .iter()
+        .filter(|r| r.delisted_at.is_none())
+        .map(|r| DirectoryProvider::from_record(r, current(&r.provider_id), now))
+        .collect();
     providers.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut revoked_certificates: Vec<String> =
-        certificates.iter().filter(|c| c.revoked_at.is_some()).map(|c| c.serial.clone()).collect();
+    let mut revoked_certificates: Vec<String> = certificates
+        .iter()
+        .filter(|c| c.revoked_at.is_some() && !delisted(&c.provider_id))
+        .map(|c| c.serial.clone())
+        .collect();
     revoked_certificates.sort();
     Listing { providers, revoked_certificates, ca_certificate: ca_certificate.to_owned() }
 }
@@ -242,6 +251,7 @@ mod tests {
             capabilities: vec!["messages".into()],
             issued_at: valid_from,
             updated_at: valid_from,
+            delisted_at: None,
         }
     }
 

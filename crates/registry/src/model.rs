@@ -94,6 +94,10 @@ pub struct Licence {
     pub capabilities: Vec<String>,
     pub issued_at: Millis,
     pub updated_at: Millis,
+    /// When the licence, revoked, was taken out of the directory (`delist`); absent while
+    /// the directory lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delisted_at: Option<Millis>,
 }
 
 /// `POST /v1/admin/licences`: a new licence.
@@ -173,6 +177,8 @@ pub enum AuditAction {
     CertificateIssue,
     /// A certificate was revoked: by hand, or because its licence was revoked.
     CertificateRevoke,
+    /// A revoked licence was taken out of the directory.
+    Delist,
 }
 
 impl AuditAction {
@@ -186,6 +192,7 @@ impl AuditAction {
             Self::EnrolmentToken => "enrolment_token",
             Self::CertificateIssue => "certificate_issue",
             Self::CertificateRevoke => "certificate_revoke",
+            Self::Delist => "delist",
         }
     }
 
@@ -199,6 +206,7 @@ impl AuditAction {
             "enrolment_token" => Some(Self::EnrolmentToken),
             "certificate_issue" => Some(Self::CertificateIssue),
             "certificate_revoke" => Some(Self::CertificateRevoke),
+            "delist" => Some(Self::Delist),
             _ => None,
         }
     }

@@ -227,6 +227,7 @@ impl Registry {
             capabilities: validate::capabilities(&request.capabilities)?,
             issued_at: now,
             updated_at: now,
+            delisted_at: None,
         };
         let reason = validate::optional_reason(request.reason.as_deref())?;
         let actor_label = actor.to_owned();
@@ -308,6 +309,26 @@ impl Registry {
         self.transition(actor, provider_id, reason, AuditAction::Revoke, LicenceStatus::Revoked).await
     }
 
+    /// Takes a revoked licence out of the directory, with its revoked certificates' serials:
+    /// peers then know the provider no more than one never licensed (which they refuse just
+    /// the same). The licence stays in the registry, and its id, number and domain stay taken.
+    pub async fn delist(&self, actor: &str, provider_id: &str, reason: &str) -> RegistryResult<Licence> {
+        let reason = validate::reason(reason)?;
+        self.change(actor, provider_id, AuditAction::Delist, Some(reason), |record| {
+            if record.status != LicenceStatus::Revoked || record.delisted_at.is_some() {
+                let state = if record.delisted_at.is_some() { "delisted already" } else { record.status.as_str() };
+                return Err(RegistryError::refused(
+                    ErrorCode::InvalidTransition,
+                    format!("only a revoked licence can be delisted; `{}`'s is {state}", record.provider_id),
+                ));
+            }
+            // The moment is the change's own (set below).
+            record.delisted_at = Some(0);
+            Ok(())
+        })
+        .await
+    }
+
     async fn transition(
         &self,
         actor: &str,
@@ -361,6 +382,9 @@ impl Registry {
                 let mut after = before.clone();
                 apply(&mut after)?;
                 after.updated_at = now;
+                if after.delisted_at.is_some() && before.delisted_at.is_none() {
+                    after.delisted_at = Some(now);
+                }
                 store::replace_licence(tx, &after)?;
                 store::append_audit(tx, now, &actor_label, action, &id, reason.as_deref(), Some(&before), &after)?;
                 // A suspension keeps the certificates: the directory's status already refuses the
@@ -555,6 +579,30 @@ mod tests {
     pub(super) async fn served(registry: &Registry) -> crate::directory::Directory {
         let published = registry.directory().await.expect("directory");
         verify_directory(&published.body, &published.signature, registry.inner.key.public_key()).expect("verifies")
+    }
+
+    /// Only a revoked licence is delisted, once; the directory then lists neither it nor its
+    /// certificates' serials, as before it was issued, and the licence and its id stay.
+    #[tokio::test]
+    async fn a_revoked_licence_is_delisted_and_the_directory_is_as_before() {
+        let dir = temp_dir("delist");
+        let registry = Registry::open(&dir, RegistryConfig::default()).await.expect("open").registry;
+        registry.issue("admin", request("bale", "L-1")).await.expect("issued");
+        let before = served(&registry).await;
+        registry.issue("admin", request("eitaa", "L-2")).await.expect("issued");
+        assert_eq!(code(registry.delist("admin", "eitaa", "not revoked").await), ErrorCode::InvalidTransition);
+        registry.revoke("admin", "eitaa", "test over").await.expect("revoked");
+        assert!(served(&registry).await.provider("eitaa").is_some(), "a revoked licence is listed as revoked");
+        assert_eq!(code(registry.delist("admin", "eitaa", " ").await), ErrorCode::InvalidReason);
+        let delisted = registry.delist("admin", "eitaa", "test over").await.expect("delisted");
+        assert!(delisted.delisted_at.is_some());
+        assert_eq!(code(registry.delist("admin", "eitaa", "again").await), ErrorCode::InvalidTransition);
+        let after = served(&registry).await;
+        assert_eq!((&after.providers, &after.revoked_certificates), (&before.providers, &before.revoked_certificates));
+        assert!(after.version > before.version);
+        assert_eq!(registry.licence("eitaa").await.expect("kept").delisted_at, delisted.delisted_at);
+        assert_eq!(code(registry.issue("admin", request("eitaa", "L-3")).await), ErrorCode::ProviderExists);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

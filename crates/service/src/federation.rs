@@ -33,6 +33,25 @@ use crate::{Service, Session, err, now_millis, store_error};
 pub mod wire {
     use peyvand_api::Content;
     use serde::{Deserialize, Serialize};
+    use sha2::{Digest, Sha256};
+
+    /// The first line of an event's canonical form (delivery.md, "Event forms"): its scheme
+    /// and version.
+    pub const EVENT_FORM: &str = "peyvand-event/1";
+    /// The version of origin signatures this implementation makes and checks.
+    pub const ORIGIN_VERSION: u32 = 1;
+
+    /// Who an event comes from, and their signature over its form (delivery.md,
+    /// DELIVERY-21): the provider of the person it is by (the hub, for its own people).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Origin {
+        /// The signature's version: [`ORIGIN_VERSION`].
+        pub v: u32,
+        pub provider: String,
+        /// Ed25519 over [`event_form`], base64 (standard, padded).
+        pub signature: String,
+    }
 
     /// A room, named by its hub and the hub's chat id.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,12 +107,101 @@ pub mod wire {
         },
     }
 
+    impl RoomEvent {
+        /// The address of the person the event names as its author, if it names one. (An
+        /// edit's or a deletion's author is the sender of the message it changes.)
+        pub fn author(&self) -> Option<&str> {
+            match self {
+                Self::Message { sender, .. } => Some(sender),
+                Self::Reaction { user, .. } | Self::Read { user, .. } | Self::Delivered { user, .. } => Some(user),
+                Self::Edit { .. } | Self::Delete { .. } => None,
+            }
+        }
+
+        /// The event's type, as on the wire.
+        pub fn kind(&self) -> &'static str {
+            match self {
+                Self::Message { .. } => "message",
+                Self::Edit { .. } => "edit",
+                Self::Delete { .. } => "delete",
+                Self::Reaction { .. } => "reaction",
+                Self::Read { .. } => "read",
+                Self::Delivered { .. } => "delivered",
+            }
+        }
+    }
+
+    /// A content's lines in an event form: its type, and the SHA-256 of its text (lowercase
+    /// hex; empty for a deleted message).
+    fn content_lines(content: &Content) -> String {
+        match content {
+            Content::Text { text } => format!("text\n{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            Content::Deleted => "deleted\n".to_owned(),
+        }
+    }
+
+    /// The canonical form of `event` in `room` (delivery.md, "Event forms"): what its origin
+    /// signs, and what a follower keeps of what it submitted. One field a line; what the hub
+    /// assigns (a message's seq and time, an edit's time, the sender's name, the recipient) is
+    /// left out, so that a follower can make the form of its action before the hub answers.
+    pub fn event_form(room: &RoomId, event: &RoomEvent) -> Vec<u8> {
+        let optional = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let fields = match event {
+            RoomEvent::Message { sender, client_id, content, reply_to, forwarded_sent_at, .. } => format!(
+                "{sender}\n{client_id}\n{}\n{}\n{}",
+                optional(*reply_to),
+                optional(*forwarded_sent_at),
+                content_lines(content)
+            ),
+            RoomEvent::Edit { seq, content, .. } => format!("{seq}\n{}", content_lines(content)),
+            RoomEvent::Delete { seq } => seq.to_string(),
+            RoomEvent::Reaction { seq, user, emoji } => format!("{seq}\n{user}\n{}", emoji.as_deref().unwrap_or("")),
+            RoomEvent::Read { user, up_to } | RoomEvent::Delivered { user, up_to } => format!("{user}\n{up_to}"),
+        };
+        format!("{EVENT_FORM}\n{}\n{}\n{}\n{fields}", room.hub, room.id, event.kind()).into_bytes()
+    }
+
+    /// The SHA-256 of the event's form, lowercase hex: how a follower records a submission.
+    pub fn event_digest(room: &RoomId, event: &RoomEvent) -> String {
+        hex::encode(Sha256::digest(event_form(room, event)))
+    }
+
+    impl Action {
+        /// The event the hub makes of this action by `user`, with what the hub assigns left
+        /// zero or empty: its form is the form of the hub's event.
+        pub fn expected_event(&self, user: &str) -> RoomEvent {
+            let user = user.to_owned();
+            match self.clone() {
+                Self::Send { client_id, content, reply_to, forwarded_sent_at } => RoomEvent::Message {
+                    seq: 0,
+                    sender: user,
+                    sender_name: String::new(),
+                    recipient: String::new(),
+                    client_id,
+                    content,
+                    reply_to,
+                    forwarded_sent_at,
+                    sent_at: 0,
+                },
+                Self::Edit { seq, content } => RoomEvent::Edit { seq, content, edited_at: 0 },
+                Self::Delete { seq } => RoomEvent::Delete { seq },
+                Self::React { seq, emoji } => RoomEvent::Reaction { seq, user, emoji },
+                Self::Read { up_to } => RoomEvent::Read { user, up_to },
+                Self::Delivered { up_to } => RoomEvent::Delivered { user, up_to },
+            }
+        }
+    }
+
     /// An event for one room: what the durable queue holds and transactions carry.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Envelope {
         pub room: RoomId,
         pub event: RoomEvent,
+        /// Required on the wire; absent in the hub's queue for its own people's events, which
+        /// its delivery signs as it sends them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub origin: Option<Origin>,
     }
 
     /// `POST /interconnect/v1/transactions`: events from a hub, in order.
@@ -162,6 +270,9 @@ pub mod wire {
         #[serde(default)]
         pub user_name: String,
         pub action: Action,
+        /// The calling provider's origin signature of the event the action makes
+        /// ([`Action::expected_event`]), which the hub passes on with that event.
+        pub origin: Origin,
     }
 
     /// The hub's answer to a submission: the event it made of it (also queued to the
@@ -231,6 +342,18 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     async fn report(&self, peer: &str, report: &wire::Report) -> Result<(), ApiError>;
     /// Events were queued for `peer`: deliver them soon.
     fn queued(&self, peer: &str);
+    /// `peer` sent a forged event or a conflicting one (`forged_event`, `seq_conflict`): for
+    /// the metrics.
+    fn refused_from(&self, peer: &str, code: ErrorCode);
+    /// This provider's origin signature of an event's form.
+    fn sign_origin(&self, form: &[u8]) -> String;
+    /// Whether `signature` over `form` verifies with a key the directory lists for `provider`.
+    fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool;
+}
+
+tokio::task_local! {
+    /// The origin of the submission being made here, passed on with the events it causes.
+    static RELAYED: wire::Origin;
 }
 
 /// `PHONE@PROVIDER-ID`, checked: the phone number in E.164 and a provider id.
@@ -328,7 +451,10 @@ impl Service {
             tracing::warn!(chat_id, "a room with people on other messengers, but no interconnect: not sent");
             return;
         };
-        let envelope = Envelope { room: RoomId { hub, id: chat_id }, event };
+        // The origin of a submission being made is passed on; the hub's own people's events
+        // are signed by its delivery as it sends them.
+        let origin = RELAYED.try_with(|origin| origin.clone()).ok();
+        let envelope = Envelope { room: RoomId { hub, id: chat_id }, event, origin };
         let body = match serde_json::to_string(&envelope) {
             Ok(body) => body,
             Err(e) => {
@@ -570,6 +696,9 @@ impl Service {
                 Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal) => return Err(e),
                 Err(e) => {
                     tracing::info!(%peer, index, code = %e.code, message = %e.message, "refused a room event");
+                    if matches!(e.code, ErrorCode::ForgedEvent | ErrorCode::SeqConflict) {
+                        self.report_peer(peer, &e).await;
+                    }
                     refused.push(EventRefusal { index, code: e.code, message: e.message });
                 }
             }
@@ -578,9 +707,27 @@ impl Service {
         Ok(refused)
     }
 
-    async fn apply_room_event(&self, peer: &str, Envelope { room, event }: Envelope) -> Result<(), ApiError> {
+    async fn apply_room_event(&self, peer: &str, Envelope { room, event, origin }: Envelope) -> Result<(), ApiError> {
         if room.hub != peer {
             return Err(err(ErrorCode::BadRequest, "a provider may send events only for rooms it hosts"));
+        }
+        let federation = self.federation()?.clone();
+        let origin = origin.ok_or_else(|| err(ErrorCode::ForgedEvent, "the event carries no origin signature"))?;
+        if origin.v != wire::ORIGIN_VERSION {
+            return Err(err(
+                ErrorCode::UnsupportedVersion,
+                format!("origin signatures of version {} are not known here (only {})", origin.v, wire::ORIGIN_VERSION),
+            ));
+        }
+        // Before anything else: whatever the room, nobody speaks for this provider's people.
+        let digest = wire::event_digest(&room, &event);
+        let own = federation.provider_id().to_owned();
+        if let Some(author) = event.author() {
+            if provider_of(author) == own {
+                self.submitted_here(&digest, &room, &event).await?;
+            } else {
+                self.check_origin(&origin, provider_of(author), &room, &event)?;
+            }
         }
         let link = RoomLink { hub: room.hub.clone(), hub_chat: room.id };
         let chat_id = match self.store.chat_by_room(&link).await.map_err(store_error)? {
@@ -590,7 +737,8 @@ impl Service {
         let members = self.store.members(chat_id).await.map_err(store_error)?;
         let locals: Vec<i64> = members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect();
         let now = now_millis();
-        let updates = match event {
+        let is_local = |user_id: i64| members.iter().any(|m| m.user_id == user_id && m.remote_address.is_none());
+        let updates = match event.clone() {
             RoomEvent::Message {
                 seq,
                 sender,
@@ -622,23 +770,61 @@ impl Service {
                 let new = NewMessage {
                     chat_id,
                     sender_id,
-                    client_id,
-                    content,
+                    client_id: client_id.clone(),
+                    content: content.clone(),
                     folded,
                     reply_to: reply_to.filter(|r| *r > 0 && *r < seq),
                     forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
                     sent_at,
                 };
-                let (_, _, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+                let (stored, created, updates) =
+                    self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
+                // Already here: the same message again (a resend, or the answer to a send came
+                // first), or another one, which the copy must not take in silence.
+                let changed_since = stored.edited_at.is_some() || stored.content == peyvand_api::Content::Deleted;
+                if !created
+                    && (stored.seq != seq
+                        || stored.sender_id != sender_id
+                        || stored.client_id != client_id
+                        || (!changed_since && stored.content != content))
+                {
+                    return Err(err(
+                        ErrorCode::SeqConflict,
+                        format!(
+                            "message {seq} of room {} of {} is another message here (seq {}, client id `{}`)",
+                            room.id, room.hub, stored.seq, stored.client_id
+                        ),
+                    ));
+                }
                 updates
             }
             RoomEvent::Edit { seq, mut content, edited_at } => {
                 let folded = validate_content(&mut content)?;
-                self.existing_message(chat_id, seq).await?;
+                let original = self.existing_message(chat_id, seq).await?;
+                if is_local(original.sender_id) {
+                    self.submitted_here(&digest, &room, &event).await?;
+                } else {
+                    self.check_origin(
+                        &origin,
+                        &self.provider_of_member(original.sender_id, &members, peer),
+                        &room,
+                        &event,
+                    )?;
+                }
                 self.store.edit_message(chat_id, seq, content, folded, edited_at, locals).await.map_err(store_error)?.1
             }
             RoomEvent::Delete { seq } => {
-                self.existing_message(chat_id, seq).await?;
+                let original = self.existing_message(chat_id, seq).await?;
+                if is_local(original.sender_id) {
+                    self.submitted_here(&digest, &room, &event).await?;
+                } else {
+                    self.check_origin(
+                        &origin,
+                        &self.provider_of_member(original.sender_id, &members, peer),
+                        &room,
+                        &event,
+                    )?;
+                }
                 self.store.delete_message(chat_id, seq, now, locals).await.map_err(store_error)?
             }
             RoomEvent::Reaction { seq, user, emoji } => {
@@ -718,6 +904,32 @@ impl Service {
         if !name.is_empty() && name != stand_in.display_name {
             self.store.remote_user(&submission.user, &name, now_millis()).await.map_err(store_error)?;
         }
+        // The caller's origin signature of the event the action makes, passed on with it.
+        let form = wire::event_form(&submission.room, &submission.action.expected_event(&submission.user));
+        let origin = submission.origin.clone();
+        if origin.v != wire::ORIGIN_VERSION {
+            return Err(err(
+                ErrorCode::UnsupportedVersion,
+                format!("origin signatures of version {} are not known here", origin.v),
+            ));
+        }
+        if origin.provider != peer || !federation.verify_origin(peer, &form, &origin.signature) {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                "the submission's origin signature does not verify with the caller's keys",
+            ));
+        }
+        RELAYED.scope(origin, self.make_submitted(submission, stand_in, members, chat_id)).await
+    }
+
+    /// Makes a checked submission's action, as its author's own would be.
+    async fn make_submitted(
+        &self,
+        submission: Submission,
+        stand_in: UserRecord,
+        members: Vec<MemberRecord>,
+        chat_id: i64,
+    ) -> Result<RoomEvent, ApiError> {
         let actor = Session { user_id: stand_in.id, device_id: 0 };
         match submission.action {
             Action::Send { client_id, content, reply_to, forwarded_sent_at } => {
@@ -775,13 +987,104 @@ impl Service {
     ) -> Result<RoomEvent, ApiError> {
         let federation = self.federation()?.clone();
         let me = self.live_user(session.user_id).await?;
-        let submission = Submission {
-            room: RoomId { hub: link.hub.clone(), id: link.hub_chat },
-            user: self.address_of(&me).await?,
-            user_name: me.display_name.clone(),
-            action,
+        let room = RoomId { hub: link.hub.clone(), id: link.hub_chat };
+        let user = self.address_of(&me).await?;
+        let form = wire::event_form(&room, &action.expected_event(&user));
+        let origin = wire::Origin {
+            v: wire::ORIGIN_VERSION,
+            provider: federation.provider_id().to_owned(),
+            signature: federation.sign_origin(&form),
         };
-        federation.submit(&link.hub, &submission).await
+        let submission = Submission { room, user, user_name: me.display_name.clone(), action, origin };
+        // Recorded before it is sent: the hub's event for it may arrive before its answer.
+        let digest = wire::event_digest(&submission.room, &submission.action.expected_event(&submission.user));
+        self.store.record_submission(&digest, now_millis()).await.map_err(store_error)?;
+        let event = federation.submit(&link.hub, &submission).await?;
+        if wire::event_digest(&submission.room, &event) != digest {
+            let forged = err(ErrorCode::ForgedEvent, "the hub answered with another event than the one submitted");
+            self.report_peer(&link.hub, &forged).await;
+            return Err(forged);
+        }
+        Ok(event)
+    }
+
+    /// Keeps a report, for the operator, of a forged or conflicting event from `peer`, and
+    /// counts it.
+    async fn report_peer(&self, peer: &str, refusal: &ApiError) {
+        let Ok(federation) = self.federation() else { return };
+        federation.refused_from(peer, refusal.code);
+        let record = ReportRecord {
+            id: 0,
+            reporter: federation.provider_id().to_owned(),
+            reported: peer.to_owned(),
+            reason: format!("{}: {}", refusal.code, refusal.message),
+            from_provider: None,
+            created_at: now_millis(),
+        };
+        match self.store.add_report(record).await {
+            Ok(id) => {
+                tracing::warn!(report = id, %peer, code = %refusal.code, message = %refusal.message, "a peer's event was refused and reported")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %peer, code = %refusal.code, "cannot keep the report of a refused event")
+            }
+        }
+    }
+
+    /// Refuses an event whose origin is not the provider of the person it is by
+    /// (`author_provider`), or whose origin signature does not verify with that provider's keys
+    /// in the directory.
+    fn check_origin(
+        &self,
+        origin: &wire::Origin,
+        author_provider: &str,
+        room: &RoomId,
+        event: &RoomEvent,
+    ) -> Result<(), ApiError> {
+        let federation = self.federation()?;
+        if origin.provider != author_provider {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                format!(
+                    "the {} is by a person of `{author_provider}` but its origin says `{}`",
+                    event.kind(),
+                    origin.provider
+                ),
+            ));
+        }
+        if !federation.verify_origin(author_provider, &wire::event_form(room, event), &origin.signature) {
+            return Err(err(
+                ErrorCode::ForgedEvent,
+                format!("the {}'s origin signature does not verify with `{author_provider}`'s keys", event.kind()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider of a member of a room on another provider (the hub, for a member whose
+    /// address is not known, which does not happen in a followed room).
+    fn provider_of_member(&self, user_id: i64, members: &[MemberRecord], hub: &str) -> String {
+        members
+            .iter()
+            .find(|m| m.user_id == user_id)
+            .and_then(|m| m.remote_address.as_deref())
+            .map_or_else(|| hub.to_owned(), |a| provider_of(a).to_owned())
+    }
+
+    /// Refuses an event attributed to one of this provider's people that it did not submit.
+    async fn submitted_here(&self, digest: &str, room: &RoomId, event: &RoomEvent) -> Result<(), ApiError> {
+        if self.store.was_submitted(digest).await.map_err(store_error)? {
+            return Ok(());
+        }
+        Err(err(
+            ErrorCode::ForgedEvent,
+            format!(
+                "this {} in room {} of {} is attributed to a person of this provider, which did not submit it",
+                event.kind(),
+                room.id,
+                room.hub
+            ),
+        ))
     }
 
     /// Stores the message a hub's answer to a local person's send carries, in this
@@ -991,11 +1294,29 @@ impl Service {
     }
 
     /// Drops queued events older than `max_age_ms` (per peer, how many) and forgets received
-    /// transactions older than that too.
+    /// transactions and submissions older than that too.
     pub async fn expire_outbound(&self, max_age_ms: i64) -> Result<Vec<(String, u64)>, ApiError> {
         let before = now_millis() - max_age_ms;
         self.store.prune_inbound(before).await.map_err(store_error)?;
+        self.store.prune_submissions(before).await.map_err(store_error)?;
         self.store.expire_outbound(before).await.map_err(store_error)
+    }
+
+    /// Records the nonce of a signed request from `peer`, good for replay until `stale_after`;
+    /// whether this is its first use (see `FederationStore::first_use_of_nonce`).
+    pub async fn first_use_of_nonce(
+        &self,
+        peer: &str,
+        nonce: &str,
+        stale_after: i64,
+        now: i64,
+    ) -> Result<bool, ApiError> {
+        self.store.first_use_of_nonce(peer, nonce, stale_after, now).await.map_err(store_error)
+    }
+
+    /// Forgets the nonces of requests that went stale before `before`.
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, ApiError> {
+        self.store.prune_nonces(before).await.map_err(store_error)
     }
 
     /// The events waiting for each peer.
@@ -1049,6 +1370,47 @@ mod tests {
         {
             assert_eq!(parse_address(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
         }
+    }
+
+    #[test]
+    fn event_forms_are_as_specified() {
+        let room = RoomId { hub: "alborz".into(), id: 7 };
+        let content = peyvand_api::Content::Text { text: "hi".into() };
+        let event = RoomEvent::Message {
+            seq: 3,
+            sender: "+989121234567@damavand".into(),
+            sender_name: "Sara".into(),
+            recipient: "+989120000000@alborz".into(),
+            client_id: "c1".into(),
+            content: content.clone(),
+            reply_to: None,
+            forwarded_sent_at: None,
+            sent_at: 5,
+        };
+        let form = String::from_utf8(wire::event_form(&room, &event)).unwrap();
+        assert_eq!(
+            form,
+            "peyvand-event/1\nalborz\n7\nmessage\n+989121234567@damavand\nc1\n\n\ntext\n\
+             8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+        );
+        // What the hub assigns is left out: the follower's action has the hub's event's form.
+        let action = Action::Send { client_id: "c1".into(), content, reply_to: None, forwarded_sent_at: None };
+        assert_eq!(wire::event_form(&room, &action.expected_event("+989121234567@damavand")), form.as_bytes());
+        let other = Action::Send {
+            client_id: "c1".into(),
+            content: peyvand_api::Content::Text { text: "hi!".into() },
+            reply_to: None,
+            forwarded_sent_at: None,
+        };
+        assert_ne!(
+            wire::event_digest(&room, &other.expected_event("+989121234567@damavand")),
+            wire::event_digest(&room, &event)
+        );
+        let reaction = Action::React { seq: 3, emoji: Some("👍".into()) }.expected_event("u@damavand");
+        assert_eq!(
+            String::from_utf8(wire::event_form(&room, &reaction)).unwrap(),
+            "peyvand-event/1\nalborz\n7\nreaction\n3\nu@damavand\n👍"
+        );
     }
 
     #[test]

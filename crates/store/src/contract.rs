@@ -920,6 +920,34 @@ async fn federation(store: Arc<dyn Store>) {
     assert!(!store.inbound_seen("b.example", "t1").await.expect("seen"));
     assert!(store.inbound_seen("b.example", "t2").await.expect("seen"));
 
+    // Nonces of signed requests: good once per peer until their request is stale, then again.
+    let nonce = "0123456789abcdef0123456789abcdef";
+    assert!(store.first_use_of_nonce("b.example", nonce, 1_000, 100).await.expect("nonce"), "first use");
+    assert!(!store.first_use_of_nonce("b.example", nonce, 1_500, 200).await.expect("nonce"), "a replay");
+    assert!(!store.first_use_of_nonce("b.example", nonce, 2_000, 1_000).await.expect("nonce"), "stale at 1 000");
+    assert!(store.first_use_of_nonce("a.example", nonce, 1_000, 200).await.expect("nonce"), "per peer");
+    assert!(store.first_use_of_nonce("b.example", nonce, 3_000, 1_001).await.expect("nonce"), "stale: forgotten");
+    assert!(!store.first_use_of_nonce("b.example", nonce, 3_000, 2_000).await.expect("nonce"), "recorded anew");
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        racers.spawn(async move { store.first_use_of_nonce("c.example", nonce, 5_000, 10).await.expect("nonce") });
+    }
+    assert_eq!(racers.join_all().await.iter().filter(|&&first| first).count(), 1, "one racer uses a nonce");
+    assert_eq!(store.prune_nonces(1_001).await.expect("prune"), 1, "a.example's went stale at 1 000");
+    assert!(!store.first_use_of_nonce("b.example", nonce, 3_000, 2_000).await.expect("nonce"), "kept");
+
+    // Submissions to hubs, by digest.
+    assert!(!store.was_submitted("d1").await.expect("submitted"));
+    store.record_submission("d1", 100).await.expect("record");
+    store.record_submission("d2", 100).await.expect("record");
+    store.record_submission("d1", 300).await.expect("again, later");
+    assert!(store.was_submitted("d1").await.expect("submitted"));
+    assert!(!store.was_submitted("d3").await.expect("submitted"));
+    assert_eq!(store.prune_submissions(200).await.expect("prune"), 1, "d2 only: d1 was renewed");
+    assert!(store.was_submitted("d1").await.expect("submitted"));
+    assert!(!store.was_submitted("d2").await.expect("submitted"));
+
     // Reports.
     let report = |reason: &str, from: Option<&str>| ReportRecord {
         id: 0,

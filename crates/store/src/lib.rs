@@ -278,6 +278,26 @@ pub trait FederationStore: Send + Sync {
     /// Forgets transactions recorded before `before`.
     async fn prune_inbound(&self, before: i64) -> StoreResult<u64>;
 
+    /// Records the nonce of a signed request from `peer`, which stays good for replay until
+    /// `stale_after` (after that the request is refused as stale anyway); `true` if it is its
+    /// first use: not recorded before, or recorded with a `stale_after` before `now`. Durable,
+    /// so that a request captured before a restart is still refused after it, and shared by
+    /// the nodes of a cluster. Not retried after a lost answer, which would call a first use
+    /// a replay.
+    async fn first_use_of_nonce(&self, peer: &str, nonce: &str, stale_after: i64, now: i64) -> StoreResult<bool>;
+    /// Forgets nonces whose requests went stale before `before`.
+    async fn prune_nonces(&self, before: i64) -> StoreResult<u64>;
+
+    /// Records that this provider submitted, to a room's hub, the action whose event has the
+    /// digest `digest` (the SHA-256 of its canonical form, lowercase hex), before submitting
+    /// it: the follower accepts an event attributed to one of its people only if it is one
+    /// of these. Again is fine (the time is renewed).
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()>;
+    /// Whether the event with this digest was submitted from here.
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool>;
+    /// Forgets submissions recorded before `before`.
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64>;
+
     /// Stores a report (its `id` is ignored); returns its id.
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64>;
     /// The newest `limit` reports, newest first.

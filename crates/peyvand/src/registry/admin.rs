@@ -93,6 +93,9 @@ pub async fn licence(connection: &Connection, json: bool, command: LicenceComman
         LicenceCommand::Revoke { provider_id, reason } => {
             show_licence(json, &client.revoke(&provider_id, &reason).await?)
         }
+        LicenceCommand::Delist { provider_id, reason } => {
+            show_licence(json, &client.delist(&provider_id, &reason).await?)
+        }
         LicenceCommand::SetKeys { provider_id, keys, reason } => {
             let request = UpdateLicence { signing_keys: Some(keys), reason, ..Default::default() };
             show_licence(json, &client.update(&provider_id, &request).await?)

@@ -177,6 +177,13 @@ pub enum LicenceCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Takes a revoked licence (and its revoked certificates) out of the directory; the
+    /// licence stays in the registry and its id stays taken.
+    Delist {
+        provider_id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Replaces the provider's Ed25519 public signing keys (base64); none clears them.
     #[command(
         after_help = "Example:\n  peyvand registry licence set-keys damavand 0Kx3Uk4mKv2ZmHR0bQ0P0Yw8b9Jh8Yv3s1c9Xx2gk1A= --reason 'key rotation'"

@@ -15,7 +15,14 @@ pub fn licence(l: &Licence) -> String {
     let _ = writeln!(out, "contact         {}", l.contact);
     let _ = writeln!(out, "licence number  {}", l.licence_number);
     let _ = writeln!(out, "valid           {} to {}", format_millis(l.valid_from), format_millis(l.valid_until));
-    let _ = writeln!(out, "status          {} (directory: {})", l.status.as_str(), l.directory_status.as_str());
+    match l.delisted_at {
+        Some(at) => {
+            let _ = writeln!(out, "status          {} (delisted {})", l.status.as_str(), format_millis(at));
+        }
+        None => {
+            let _ = writeln!(out, "status          {} (directory: {})", l.status.as_str(), l.directory_status.as_str());
+        }
+    }
     let _ = writeln!(out, "signing keys    {}", list(&l.signing_keys));
     let _ = writeln!(out, "capabilities    {}", list(&l.capabilities));
     let _ = write!(out, "issued          {}, last changed {}", format_millis(l.issued_at), format_millis(l.updated_at));

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod demo;
+pub mod external;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

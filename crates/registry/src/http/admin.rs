@@ -74,6 +74,17 @@ pub async fn revoke_licence(
     Ok(Json(registry.revoke(&actor, &provider_id, &change.reason).await?))
 }
 
+/// `POST /v1/admin/licences/{provider_id}/delist`: takes a revoked licence (and its revoked
+/// certificates) out of the directory; the licence stays, and its id stays taken.
+pub async fn delist_licence(
+    State(registry): State<Registry>,
+    Admin(actor): Admin,
+    Path(provider_id): Path<String>,
+    Json(change): Json<StatusChange>,
+) -> ApiResult<Json<Licence>> {
+    Ok(Json(registry.delist(&actor, &provider_id, &change.reason).await?))
+}
+
 /// `POST /v1/admin/licences/{provider_id}/enrolment-tokens`: a one-time token (201) with which
 /// the provider gets a certificate at `POST /v1/enrol`; shown only in this answer.
 pub async fn create_enrolment_token(

@@ -32,6 +32,7 @@ pub fn router(registry: Registry) -> Router {
         .route("/v1/admin/licences/{provider_id}/suspend", post(admin::suspend_licence))
         .route("/v1/admin/licences/{provider_id}/reinstate", post(admin::reinstate_licence))
         .route("/v1/admin/licences/{provider_id}/revoke", post(admin::revoke_licence))
+        .route("/v1/admin/licences/{provider_id}/delist", post(admin::delist_licence))
         .route("/v1/admin/licences/{provider_id}/enrolment-tokens", post(admin::create_enrolment_token))
         .route("/v1/admin/licences/{provider_id}/certificates", get(admin::list_certificates))
         .route("/v1/admin/certificates/{serial}/revoke", post(admin::revoke_certificate))

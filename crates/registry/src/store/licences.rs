@@ -23,6 +23,8 @@ pub(crate) struct LicenceRecord {
     pub capabilities: Vec<String>,
     pub issued_at: Millis,
     pub updated_at: Millis,
+    /// When the (revoked) licence was taken out of the directory.
+    pub delisted_at: Option<Millis>,
 }
 
 impl LicenceRecord {
@@ -47,12 +49,13 @@ impl LicenceRecord {
             capabilities: self.capabilities.clone(),
             issued_at: self.issued_at,
             updated_at: self.updated_at,
+            delisted_at: self.delisted_at,
         }
     }
 }
 
 const COLUMNS: &str = "provider_id, name, domain, endpoint, contact, licence_number, valid_from, valid_until, \
-                       status, signing_keys, capabilities, issued_at, updated_at";
+                       status, signing_keys, capabilities, issued_at, updated_at, delisted_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(LicenceRecord, String, String)> {
     let status: String = row.get(8)?;
@@ -73,6 +76,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(LicenceRecord, String, String)> 
         capabilities: Vec::new(),
         issued_at: row.get(11)?,
         updated_at: row.get(12)?,
+        delisted_at: row.get(13)?,
     };
     Ok((record, row.get(9)?, row.get(10)?))
 }
@@ -122,8 +126,9 @@ pub(crate) fn find_conflict(conn: &Connection, record: &LicenceRecord) -> Regist
 }
 
 pub(crate) fn insert(conn: &Connection, record: &LicenceRecord) -> RegistryResult<()> {
-    let sql =
-        format!("INSERT INTO licences ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+    let sql = format!(
+        "INSERT INTO licences ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    );
     conn.prepare_cached(&sql)?.execute(params![
         record.provider_id,
         record.name,
@@ -138,6 +143,7 @@ pub(crate) fn insert(conn: &Connection, record: &LicenceRecord) -> RegistryResul
         serde_json::to_string(&record.capabilities)?,
         record.issued_at,
         record.updated_at,
+        record.delisted_at,
     ])?;
     Ok(())
 }
@@ -147,7 +153,7 @@ pub(crate) fn replace(conn: &Connection, record: &LicenceRecord) -> RegistryResu
     let changed = conn
         .prepare_cached(
             "UPDATE licences SET name = ?2, endpoint = ?3, contact = ?4, valid_until = ?5, status = ?6, \
-             signing_keys = ?7, capabilities = ?8, updated_at = ?9 WHERE provider_id = ?1",
+             signing_keys = ?7, capabilities = ?8, updated_at = ?9, delisted_at = ?10 WHERE provider_id = ?1",
         )?
         .execute(params![
             record.provider_id,
@@ -159,6 +165,7 @@ pub(crate) fn replace(conn: &Connection, record: &LicenceRecord) -> RegistryResu
             serde_json::to_string(&record.signing_keys)?,
             serde_json::to_string(&record.capabilities)?,
             record.updated_at,
+            record.delisted_at,
         ])?;
     if changed != 1 {
         return Err(RegistryError::Storage(format!("licence `{}` vanished during a change", record.provider_id)));

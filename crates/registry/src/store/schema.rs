@@ -78,6 +78,11 @@ CREATE TABLE renewals (
     signed_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // A revoked licence can be taken out of the directory (with its revoked certificates):
+    // its record stays, and its id, number and domain stay taken.
+    r#"
+ALTER TABLE licences ADD COLUMN delisted_at INTEGER;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.

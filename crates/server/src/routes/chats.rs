@@ -73,7 +73,7 @@ pub async fn history(
     responses((status = 201, body = Message), (status = 200, description = "a retry: the message stored the first time", body = Message),
                (status = 400, description = "invalid_content, bad_request", body = ErrorBody),
                (status = 403, description = "blocked, privacy_restricted", body = ErrorBody),
-               (status = 409, description = "idempotency_conflict", body = ErrorBody), (status = 429, body = ErrorBody)))]
+               (status = 409, description = "idempotency_conflict; forged_event: in a chat hosted on another messenger, the host answered with another message than was sent", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send_message(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -98,7 +98,8 @@ pub async fn get_message(
 
 /// `PATCH /v1/chats/{chat_id}/messages/{seq}`: edits my message; it is marked edited.
 #[utoipa::path(patch, path = "/v1/chats/{chat_id}/messages/{seq}", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path), ("seq" = i64, Path)), request_body = EditMessage,
-    responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn edit_message(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -110,7 +111,8 @@ pub async fn edit_message(
 
 /// `DELETE /v1/chats/{chat_id}/messages/{seq}?for_everyone=`: deletes for me, or for everyone.
 #[utoipa::path(delete, path = "/v1/chats/{chat_id}/messages/{seq}", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path), ("seq" = i64, Path), DeleteQuery),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn delete_message(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -137,7 +139,8 @@ async fn react(
 
 /// `PUT /v1/chats/{chat_id}/messages/{seq}/reaction`: sets my reaction.
 #[utoipa::path(put, path = "/v1/chats/{chat_id}/messages/{seq}/reaction", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path), ("seq" = i64, Path)), request_body = SetReaction,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn set_reaction(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -149,7 +152,8 @@ pub async fn set_reaction(
 
 /// `DELETE /v1/chats/{chat_id}/messages/{seq}/reaction`: removes my reaction.
 #[utoipa::path(delete, path = "/v1/chats/{chat_id}/messages/{seq}/reaction", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path), ("seq" = i64, Path)),
-    responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn remove_reaction(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -160,7 +164,8 @@ pub async fn remove_reaction(
 
 /// `POST /v1/chats/{chat_id}/read`: I have read up to a message.
 #[utoipa::path(post, path = "/v1/chats/{chat_id}/read", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path)), request_body = Receipt,
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn mark_read(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -173,7 +178,8 @@ pub async fn mark_read(
 
 /// `POST /v1/chats/{chat_id}/delivered`: my device has received up to a message.
 #[utoipa::path(post, path = "/v1/chats/{chat_id}/delivered", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path)), request_body = Receipt,
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody),
+               (status = 409, description = "forged_event: in a chat hosted on another messenger, the host answered with another change than was asked", body = ErrorBody)))]
 pub async fn mark_delivered(
     State(s): State<AppState>,
     Authed(session): Authed,

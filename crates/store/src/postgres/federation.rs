@@ -330,6 +330,65 @@ impl FederationStore for PgStore {
         .await
     }
 
+    async fn first_use_of_nonce(&self, peer: &str, nonce: &str, stale_after: i64, now: i64) -> StoreResult<bool> {
+        // Once: a retry after a lost answer would find the nonce and call its first use a replay.
+        once(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO seen_nonces AS n (peer, nonce, stale_after) VALUES ($1, $2, $3) \
+                     ON CONFLICT (peer, nonce) DO UPDATE SET stale_after = excluded.stale_after \
+                     WHERE n.stale_after < $4 RETURNING 1",
+                )
+                .await?;
+            Ok(client.query_opt(&statement, &[&peer, &nonce, &stale_after, &now]).await?.is_some())
+        })
+        .await
+    }
+
+    async fn prune_nonces(&self, before: i64) -> StoreResult<u64> {
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached("DELETE FROM seen_nonces WHERE stale_after < $1").await?;
+            Ok(client.execute(&statement, &[&before]).await?)
+        })
+        .await
+    }
+
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()> {
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO submissions (digest, at) VALUES ($1, $2) \
+                     ON CONFLICT (digest) DO UPDATE SET at = excluded.at",
+                )
+                .await?;
+            client.execute(&statement, &[&digest, &now]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool> {
+        once(async {
+            let client = self.client().await?;
+            let statement =
+                client.prepare_cached("SELECT EXISTS (SELECT 1 FROM submissions WHERE digest = $1)").await?;
+            Ok(client.query_one(&statement, &[&digest]).await?.try_get(0)?)
+        })
+        .await
+    }
+
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64> {
+        retry(|| async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached("DELETE FROM submissions WHERE at < $1").await?;
+            Ok(client.execute(&statement, &[&before]).await?)
+        })
+        .await
+    }
+
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64> {
         retry(|| async {
             let client = self.client().await?;

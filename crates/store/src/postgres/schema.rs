@@ -20,7 +20,7 @@
 //! The rest are not distributed: `users` (phone numbers, usernames and stand-ins' remote
 //! addresses are unique across everybody), `chats` (the direct-chat key and a followed room's
 //! link are unique across everybody, and a chat's row orders its messages), the small
-//! federation tables `outbound`, `inbound_txns`, `reports` and `delivery_leases`, and the small `codes`,
+//! federation tables `outbound`, `inbound_txns`, `seen_nonces`, `submissions`, `reports` and `delivery_leases`, and the small `codes`,
 //! `limits`, `nodes` and `schema_migrations`.
 //!
 //! Ids and times (milliseconds) are `bigint`; JSON columns are `text` holding exactly what
@@ -197,6 +197,27 @@ ALTER TABLE updates ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE updates ADD COLUMN chat_id bigint, ADD COLUMN seq bigint;
 ALTER TABLE updates ADD CONSTRAINT updates_event_or_message
     CHECK ((event IS NULL) = (chat_id IS NOT NULL AND seq IS NOT NULL));
+"#,
+    // The nonces of signed requests from peers, kept until their requests go stale, so that a
+    // request captured before a restart is refused after it too.
+    r#"
+CREATE TABLE seen_nonces (
+    peer text NOT NULL,
+    nonce text NOT NULL,
+    stale_after bigint NOT NULL,
+    PRIMARY KEY (peer, nonce)
+);
+CREATE INDEX seen_nonces_stale_after ON seen_nonces (stale_after);
+"#,
+    // What this provider submitted to the hubs of rooms it follows (the digest of each
+    // event's canonical form): an event attributed to one of its people is accepted only if
+    // it is one of these.
+    r#"
+CREATE TABLE submissions (
+    digest text PRIMARY KEY,
+    at bigint NOT NULL
+);
+CREATE INDEX submissions_at ON submissions (at);
 "#,
 ];
 

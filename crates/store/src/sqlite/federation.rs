@@ -235,6 +235,54 @@ impl FederationStore for SqliteStore {
         .await
     }
 
+    async fn first_use_of_nonce(&self, peer: &str, nonce: &str, stale_after: i64, now: i64) -> StoreResult<bool> {
+        let (peer, nonce) = (peer.to_owned(), nonce.to_owned());
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "INSERT INTO seen_nonces AS n (peer, nonce, stale_after) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (peer, nonce) DO UPDATE SET stale_after = excluded.stale_after \
+                     WHERE n.stale_after < ?4 RETURNING 1",
+                )?
+                .exists(params![peer, nonce, stale_after, now])?)
+        })
+        .await
+    }
+
+    async fn prune_nonces(&self, before: i64) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn.prepare_cached("DELETE FROM seen_nonces WHERE stale_after < ?1")?.execute([before])? as u64)
+        })
+        .await
+    }
+
+    async fn record_submission(&self, digest: &str, now: i64) -> StoreResult<()> {
+        let digest = digest.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO submissions (digest, at) VALUES (?1, ?2) ON CONFLICT (digest) DO UPDATE SET at = excluded.at",
+            )?
+            .execute(params![digest, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn was_submitted(&self, digest: &str) -> StoreResult<bool> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            Ok(conn.prepare_cached("SELECT 1 FROM submissions WHERE digest = ?1")?.exists([digest])?)
+        })
+        .await
+    }
+
+    async fn prune_submissions(&self, before: i64) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn.prepare_cached("DELETE FROM submissions WHERE at < ?1")?.execute([before])? as u64)
+        })
+        .await
+    }
+
     async fn add_report(&self, report: ReportRecord) -> StoreResult<i64> {
         self.write(move |conn| {
             conn.prepare_cached(

@@ -182,6 +182,27 @@ CREATE INDEX updates_at ON updates (at);
 DROP INDEX messages_client_id;
 CREATE UNIQUE INDEX messages_client_id ON messages (client_id, chat_id, sender_id);
 "#,
+    // The nonces of signed requests from peers, kept until their requests go stale, so that a
+    // request captured before a restart is refused after it too.
+    r#"
+CREATE TABLE seen_nonces (
+    peer TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    stale_after INTEGER NOT NULL,
+    PRIMARY KEY (peer, nonce)
+) WITHOUT ROWID;
+CREATE INDEX seen_nonces_stale_after ON seen_nonces (stale_after);
+"#,
+    // What this provider submitted to the hubs of rooms it follows (the digest of each
+    // event's canonical form): an event attributed to one of its people is accepted only if
+    // it is one of these.
+    r#"
+CREATE TABLE submissions (
+    digest TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX submissions_at ON submissions (at);
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
