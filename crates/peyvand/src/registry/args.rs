@@ -179,8 +179,11 @@ pub enum LicenceCommand {
     },
     /// Takes a revoked licence (and its revoked certificates) out of the directory; the
     /// licence stays in the registry and its id stays taken.
+    #[command(after_help = "Example:\n  peyvand registry licence delist damavand --reason 'ceased operating in 1403'")]
     Delist {
+        /// The provider's id (`damavand`); its licence must be revoked.
         provider_id: String,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: String,
     },
