@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -23,7 +25,7 @@ use crate::routes;
         routes::sync_state, routes::poll_updates, routes::updates_ws, routes::interconnect_lookup,
     ),
     components(schemas(peyvand_api::ErrorCode, peyvand_api::Update, peyvand_api::Event, peyvand_api::StreamFrame, peyvand_api::ClientFrame)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 struct ApiDoc;
 
@@ -39,6 +41,46 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every operation can give besides its own, added where an operation does not
+/// list them already: 400 when it takes parameters or a body (a malformed one is refused
+/// before the handler runs), 401 when it needs a session, 404 when its path names something,
+/// and 503 when the storage cannot be reached.
+struct CommonResponses;
+
+impl CommonResponses {
+    fn add(operation: &mut Operation, status: &str, description: &str) {
+        let error = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+        let response = ResponseBuilder::new().description(description).content("application/json", error).build();
+        operation.responses.responses.entry(status.to_owned()).or_insert(RefOr::T(response));
+    }
+
+    fn complete(operation: &mut Operation) {
+        let parameters = operation.parameters.as_deref().unwrap_or_default();
+        let in_path = parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+        if !parameters.is_empty() || operation.request_body.is_some() {
+            Self::add(operation, "400", "bad_request: a parameter or the body is malformed");
+        }
+        if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            Self::add(operation, "401", "unauthorized: no session token, or an unknown, revoked or expired one");
+        }
+        if in_path {
+            Self::add(operation, "404", "not_found: what the path names does not exist or is not yours");
+        }
+        Self::add(operation, "503", "unavailable: the storage cannot be reached; try again");
+    }
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                Self::complete(operation);
+            }
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
@@ -48,4 +90,39 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| document().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_documents_the_errors_it_can_give() {
+        let document = document();
+        let mut missing = Vec::new();
+        for (path, item) in &document.paths.paths {
+            let operations = [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("patch", &item.patch),
+                ("put", &item.put),
+                ("delete", &item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let has = |status: &str| operation.responses.responses.contains_key(status);
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                if secured && !has("401") {
+                    missing.push(format!("{method} {path}: 401"));
+                }
+                if path.contains('{') && !has("404") {
+                    missing.push(format!("{method} {path}: 404"));
+                }
+                if (operation.request_body.is_some() || path.contains('{')) && !has("400") {
+                    missing.push(format!("{method} {path}: 400"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:?}");
+    }
 }
