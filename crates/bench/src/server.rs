@@ -30,6 +30,10 @@ const LIMITS: &[&str] = &[
     "CONTACT_LOOKUPS_PER_DAY",
 ];
 const GENEROUS: &str = "1000000000";
+/// The caps of `[connections]`: the bench opens its many clients from loopback addresses,
+/// many streams per address, and would trip them too. (The open-file limit, less
+/// `reserved_descriptors`, still caps the connections of a node.)
+const CONNECTION_CAPS: &[&str] = &["MAX", "MAX_PER_ADDRESS", "STREAMS_PER_ACCOUNT", "STREAMS_PER_DEVICE"];
 
 /// A line of the server's standard output.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +149,9 @@ impl Node {
             .stderr(log);
         for limit in LIMITS {
             command.env(format!("PEYVAND_SERVICE__LIMITS__{limit}"), GENEROUS);
+        }
+        for cap in CONNECTION_CAPS {
+            command.env(format!("PEYVAND_CONNECTIONS__{cap}"), GENEROUS);
         }
         if std::env::var_os("PEYVAND_LOG").is_none() {
             command.env("PEYVAND_LOG", "warn");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use peyvand_bus::{Bus, InProcessBus, NatsBus};
 use peyvand_core::url::redact_credentials;
-use peyvand_http::listener::{DualListener, TlsSlot};
+use peyvand_http::listener::{DualListener, TlsSlot, reserve_descriptors};
 use peyvand_interconnect::Interconnect;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
 use peyvand_store::Store;
@@ -132,6 +132,7 @@ pub struct Server {
     pub address: std::net::SocketAddr,
     listener: DualListener,
     router: axum::Router,
+    going_away: peyvand_server::GoingAway,
     service: Service,
     /// The link to other messengers, when configured.
     pub interconnect: Option<Interconnect>,
@@ -174,27 +175,39 @@ impl Server {
         } else {
             None
         };
-        let listener = DualListener::new(tcp, tls)?;
+        let descriptors = reserve_descriptors(config.connections.reserved_descriptors);
+        let listener = DualListener::new(tcp, tls, config.connections.limits(&config.trusted_proxies))?;
         tracing::info!(
             %address,
             node = service.node_id(),
             storage = %storage_label(&config),
             bus = %bus_label(&config),
             provider = interconnect.as_ref().map_or("-", |i| i.provider_id()),
+            open_files = descriptors.limit,
+            for_clients = descriptors.for_clients,
             "peyvand is serving"
         );
+        if descriptors.limit > descriptors.was {
+            tracing::debug!(from = descriptors.was, to = descriptors.limit, "raised the open-file limit");
+        }
         spawn_background_work(&service);
         let front_end = peyvand_server::FrontEnd {
             trusted_proxies: config.trusted_proxies.clone(),
             stream_write_timeout: Duration::from_secs(config.stream_write_timeout_secs),
+            connections: listener.stats(),
+            stream_limits: config.connections.stream_limits(),
+            going_away: peyvand_server::GoingAway::default(),
         };
+        let going_away = front_end.going_away.clone();
         let router = peyvand_server::router(service.clone(), front_end, interconnect.clone());
-        Ok(Self { address, listener, router, service, interconnect })
+        Ok(Self { address, listener, router, going_away, service, interconnect })
     }
 
-    /// Answers requests until `shutdown` resolves, then leaves the cluster.
+    /// Answers requests until `shutdown` resolves, then finishes what it began (requests in
+    /// progress; every WebSocket answers its client's requests and closes with 1001) and
+    /// leaves the cluster.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        peyvand_server::serve(self.listener, self.router, shutdown).await?;
+        peyvand_server::serve(self.listener, self.router, self.going_away, shutdown).await?;
         self.service.leave_cluster().await;
         tracing::info!(address = %self.address, "peyvand stopped");
         Ok(())

@@ -8,17 +8,19 @@ mod extract;
 mod metrics;
 pub mod openapi;
 mod routes;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use peyvand_http::listener::{ConnInfo, DualListener};
+use peyvand_http::listener::{ConnectionStats, DualListener};
 use peyvand_interconnect::Interconnect;
 use peyvand_service::Service;
 
 pub use metrics::Metrics;
+pub use streams::{DEFAULT_STREAMS_PER_ACCOUNT, DEFAULT_STREAMS_PER_DEVICE, GoingAway, StreamLimits};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -32,6 +34,12 @@ pub struct FrontEnd {
     /// How long a frame may wait for an update stream's client to take it. A client that
     /// stops reading is then disconnected: it resumes from its cursor when it comes back.
     pub stream_write_timeout: Duration,
+    /// The listener's connection counters, for `/metrics`.
+    pub connections: Arc<ConnectionStats>,
+    /// Update streams each account and device may hold open on this server.
+    pub stream_limits: StreamLimits,
+    /// Tells the streams when the server stops; the same handle goes to [`serve`].
+    pub going_away: GoingAway,
 }
 
 /// The default of [`FrontEnd::stream_write_timeout`].
@@ -48,6 +56,11 @@ pub struct AppState {
     pub stream_write_timeout: Duration,
     /// The link to other messengers, when configured.
     pub interconnect: Option<Interconnect>,
+    /// The listener's connection counters.
+    pub connections: Arc<ConnectionStats>,
+    /// The update streams open, by account and device.
+    pub(crate) streams: Arc<streams::Streams>,
+    pub going_away: GoingAway,
 }
 
 /// The whole client API, and the interconnect's endpoints for other providers when there is
@@ -61,6 +74,9 @@ pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interc
         trusted_proxies: Arc::new(front_end.trusted_proxies),
         stream_write_timeout: front_end.stream_write_timeout,
         interconnect,
+        connections: front_end.connections,
+        streams: Arc::new(streams::Streams::new(front_end.stream_limits)),
+        going_away: front_end.going_away,
     };
     let client_api = routes::router();
     let client_api = match peers {
@@ -74,14 +90,31 @@ pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interc
         .with_state(state)
 }
 
+/// How long a stopping server waits for its WebSockets to answer their clients' requests and
+/// say goodbye.
+const STREAMS_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// Serves `router` on `listener` until `shutdown` resolves. Plain HTTP always; HTTPS with
 /// mutual TLS too once the listener has a TLS configuration (the interconnect's).
+///
+/// Then, as the server stops: no connection is accepted, requests in progress finish (long
+/// polls answer at once with what they have), and every WebSocket answers the requests it
+/// began and closes with 1001 (going away), through `going_away`, the handle the router was
+/// given in its [`FrontEnd`].
 pub async fn serve(
     listener: DualListener,
     router: Router,
+    going_away: GoingAway,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<ConnInfo>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let signal = going_away.clone();
+    let shutdown = async move {
+        shutdown.await;
+        signal.begin();
+    };
+    peyvand_http::serve(listener, router, shutdown).await?;
+    if !going_away.streams_closed(STREAMS_CLOSE_WAIT).await {
+        tracing::warn!("some update streams did not close in time");
+    }
+    Ok(())
 }

@@ -101,6 +101,32 @@ pub fn render(state: &AppState) -> String {
         "Update streams closed because their client took no frame for the write timeout.",
         load(&m.websocket_write_timeouts),
     );
+    counter(
+        &mut out,
+        "peyvand_streams_refused_total",
+        "Update streams refused with too_many_streams (an account's or a device's cap).",
+        load(&state.streams.refused),
+    );
+    let conns = &state.connections;
+    gauge(&mut out, "peyvand_connections_open", "Client connections open on the listener.", load(&conns.open));
+    counter(&mut out, "peyvand_connections_accepted_total", "Connections accepted.", load(&conns.accepted));
+    let _ = writeln!(
+        out,
+        "# HELP peyvand_connections_refused_total Connections closed as soon as accepted, by the cap they met.\n# TYPE peyvand_connections_refused_total counter"
+    );
+    for (reason, n) in [
+        ("overall", &conns.refused_overall),
+        ("per_address", &conns.refused_per_address),
+        ("descriptors", &conns.refused_descriptors),
+    ] {
+        let _ = writeln!(out, "peyvand_connections_refused_total{{reason=\"{reason}\"}} {}", load(n));
+    }
+    counter(
+        &mut out,
+        "peyvand_connections_timed_out_total",
+        "Connections closed because their handshake or request headers did not arrive in time.",
+        load(&conns.timed_out),
+    );
     gauge(
         &mut out,
         "peyvand_users_online",

@@ -118,6 +118,30 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Stops the server as an operator does (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill is installed");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within {DEADLINE:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new server process on the same data directory and configuration, once this
+    /// one has stopped (after [`Server::terminate`]).
+    pub fn start_again(&mut self) {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let next = Self::start_with(&self.data.clone(), &env);
+        let mut old = std::mem::replace(self, next);
+        old.owns_data = false;
+    }
+
     /// Starts a new server process on the same data directory and configuration.
     pub fn restart(&mut self) {
         self.kill9();
