@@ -130,6 +130,10 @@ impl Node {
         std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
         let log_path = data.join("server.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        // `/metrics` is for operators: the bench reads it with a token of its own.
+        let token_file = data.join("metrics-token");
+        crate::metrics::write_token_file(&token_file)
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
         let mut command = Command::new(peyvand);
         command
             .arg("serve")
@@ -144,6 +148,7 @@ impl Node {
             // Set even for the in-process bus: one inherited from the environment must not
             // put a bench run on a deployment's subjects.
             .env("PEYVAND_BUS_PREFIX", &backends.bus_prefix)
+            .env("PEYVAND_METRICS__TOKEN_FILE", &token_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

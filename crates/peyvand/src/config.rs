@@ -47,6 +47,8 @@ pub struct Config {
     pub stream_write_timeout_secs: u64,
     /// Caps on clients' connections, and the header deadline.
     pub connections: ConnectionsConfig,
+    /// Where `/metrics` is served, and to whom.
+    pub metrics: MetricsConfig,
     pub sms: SmsConfig,
     pub service: ServiceConfig,
     /// The link to other licensed messengers; off unless `provider_id` is set.
@@ -67,6 +69,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             stream_write_timeout_secs: peyvand_server::DEFAULT_STREAM_WRITE_TIMEOUT.as_secs(),
             connections: ConnectionsConfig::default(),
+            metrics: MetricsConfig::default(),
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
             interconnect: InterconnectConfig::default(),
@@ -135,6 +138,53 @@ impl ConnectionsConfig {
     }
 }
 
+/// `[metrics]`: `/metrics` is for operators. Without `listen` or `token_file` it is served
+/// nowhere.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// An address of the operator's (a private network, or loopback) to serve `/metrics` on,
+    /// apart from the client port; port 0 picks a free port, printed as `METRICS <url>`.
+    pub listen: Option<String>,
+    /// A file holding a bearer token (at least 16 characters; readable by its owner only,
+    /// mode 0600): `/metrics` is then also served on the client port, to requests with
+    /// `Authorization: Bearer <token>`, and asks for it on `listen` too.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The shortest metrics token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
+
+impl MetricsConfig {
+    /// The token in `token_file`, checked: the file is readable by its owner only, and the
+    /// token long enough and of visible ASCII.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read metrics.token_file {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "metrics.token_file {} may be read by others (mode {:o}): chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                );
+            }
+        }
+        let token = text.trim();
+        if token.chars().count() < MIN_TOKEN_CHARS || !token.chars().all(|c| c.is_ascii_graphic()) {
+            bail!(
+                "metrics.token_file {} must hold one token of at least {MIN_TOKEN_CHARS} visible ASCII characters",
+                path.display()
+            );
+        }
+        Ok(Some(token.to_owned()))
+    }
+}
+
 /// How sign-in codes reach people.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,6 +217,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_proxies",
     "stream_write_timeout_secs",
     "connections",
+    "metrics",
     "sms",
     "interconnect",
     "service",
@@ -295,6 +346,10 @@ impl Config {
                 "connections.header_read_timeout_secs, connections.max and connections.max_per_address must be positive"
             );
         }
+        if self.metrics.listen.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            bail!("metrics.listen must be an address such as 127.0.0.1:9464");
+        }
+        self.metrics.token()?;
         if c.streams_per_account == 0 || c.streams_per_device == 0 {
             bail!("connections.streams_per_account and connections.streams_per_device must be positive");
         }
@@ -380,6 +435,28 @@ mod tests {
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
         assert!(load_from("storage = \"mysql://x\"", &[]).is_err());
         assert!(load_from("bus = \"nats://a:4222,redis://b\"", &[]).is_err());
+    }
+
+    #[test]
+    fn the_metrics_token_file_must_be_private_and_hold_a_real_token() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("peyvand-metrics-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        let with = |text: &str, mode: u32| {
+            std::fs::write(&file, text).expect("write");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            load_from(&format!("[metrics]\ntoken_file = {:?}", file.display().to_string()), &[])
+        };
+        let config = with("0123456789abcdef-token\n", 0o600).expect("valid");
+        assert_eq!(config.metrics.token().expect("token").as_deref(), Some("0123456789abcdef-token"));
+        assert!(with("0123456789abcdef-token", 0o644).is_err(), "readable by others");
+        assert!(with("short", 0o600).is_err(), "too short");
+        assert!(with("0123456789 abcdef token", 0o600).is_err(), "not one token");
+        assert!(load_from("[metrics]\ntoken_file = \"/nonexistent/token\"", &[]).is_err());
+        assert!(load_from("[metrics]\nlisten = \"\"", &[]).is_err());
+        assert!(load_from("", &[]).expect("valid").metrics.token().expect("none").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

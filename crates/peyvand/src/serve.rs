@@ -120,6 +120,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "LISTENING http://{}", server.address)?;
+        if let Some(metrics) = server.metrics_address() {
+            writeln!(out, "METRICS http://{metrics}/metrics")?;
+        }
         out.flush()?;
     }
     server.serve(shutdown_signal()).await
@@ -133,6 +136,8 @@ pub struct Server {
     listener: DualListener,
     router: axum::Router,
     going_away: peyvand_server::GoingAway,
+    /// The operator's address for `/metrics`, when configured, and what it serves.
+    operator: Option<(std::net::SocketAddr, DualListener, axum::Router)>,
     service: Service,
     /// The link to other messengers, when configured.
     pub interconnect: Option<Interconnect>,
@@ -150,6 +155,15 @@ impl Server {
 
     /// [`Server::start`] on a socket that is already bound (`config.listen` is not used).
     pub async fn start_on(config: Config, tcp: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        let metrics_token = config.metrics.token()?;
+        let operator_tcp = match &config.metrics.listen {
+            Some(listen) => Some(
+                tokio::net::TcpListener::bind(listen.trim())
+                    .await
+                    .with_context(|| format!("cannot listen on metrics.listen {listen}"))?,
+            ),
+            None => None,
+        };
         let store = open_store(&config).await?;
         let bus = open_bus(&config).await?;
         let codes: Arc<dyn CodeSender> = match config.sms.gateway {
@@ -197,20 +211,45 @@ impl Server {
             connections: listener.stats(),
             stream_limits: config.connections.stream_limits(),
             going_away: peyvand_server::GoingAway::default(),
+            metrics_access: peyvand_server::MetricsAccess::new(metrics_token),
         };
         let going_away = front_end.going_away.clone();
-        let router = peyvand_server::router(service.clone(), front_end, interconnect.clone());
-        Ok(Self { address, listener, router, going_away, service, interconnect })
+        let routers = peyvand_server::router(service.clone(), front_end, interconnect.clone());
+        let operator = match operator_tcp {
+            Some(tcp) => {
+                let address = tcp.local_addr()?;
+                let limits = peyvand_http::listener::ConnectionLimits::default();
+                let listener = DualListener::new(tcp, TlsSlot::default(), limits)?;
+                tracing::info!(%address, "serving /metrics for the operator");
+                Some((address, listener, routers.operator))
+            }
+            None => None,
+        };
+        Ok(Self { address, listener, router: routers.client, going_away, operator, service, interconnect })
     }
 
     /// Answers requests until `shutdown` resolves, then finishes what it began (requests in
     /// progress; every WebSocket answers its client's requests and closes with 1001) and
     /// leaves the cluster.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        peyvand_server::serve(self.listener, self.router, self.going_away, shutdown).await?;
+        let operator = self
+            .operator
+            .map(|(_, listener, router)| tokio::spawn(peyvand_http::serve(listener, router, std::future::pending())));
+        let served = peyvand_server::serve(self.listener, self.router, self.going_away, shutdown).await;
+        if let Some(operator) = operator {
+            operator.abort();
+        }
+        served?;
         self.service.leave_cluster().await;
         tracing::info!(address = %self.address, "peyvand stopped");
         Ok(())
+    }
+}
+
+impl Server {
+    /// The operator's address for `/metrics`, when one is configured.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.operator.as_ref().map(|(address, _, _)| *address)
     }
 }
 

@@ -41,7 +41,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Duration {
 
 /// A metric's value on `server`'s metrics page.
 async fn metric(server: &Server, name: &str) -> f64 {
-    let page = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+    let page = common::metrics(&server.url).await;
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{page}"))
@@ -143,7 +143,7 @@ async fn connections_past_the_overall_cap_are_refused_until_one_closes() {
     assert!(took < Duration::from_secs(2), "refused after {took:?}");
     drop(held);
     common::eventually("served again once the others closed", || async {
-        reqwest::get(format!("{}/metrics", server.url)).await.is_ok_and(|r| r.status() == 200)
+        reqwest::get(format!("{}/healthz", server.url)).await.is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert!(metric(&server, "peyvand_connections_refused_total{reason=\"overall\"}").await >= 1.0);
@@ -254,4 +254,56 @@ async fn a_stopping_server_answers_the_sends_it_began_and_closes_streams_with_go
     for seq in &acknowledged {
         assert!(stored.contains(seq), "acknowledged message {seq} is missing from {stored:?}");
     }
+}
+
+#[tokio::test]
+async fn metrics_are_served_to_the_operator_only() {
+    let http = reqwest::Client::new();
+    // With a token (as the harness configures every server): on the client port, to it only.
+    let server = Server::start();
+    let url = format!("{}/metrics", server.url);
+    let anonymous = http.get(&url).send().await.expect("answer");
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = http.get(&url).bearer_auth("peyvand-test-metrics-tokem").send().await.expect("answer");
+    assert_eq!(wrong.status(), 401);
+    // A person's session token is not the operator's.
+    let person = common::person(&server, "+989121340301").await;
+    let session = http.get(&url).bearer_auth(person.client.token().expect("token")).send().await.expect("answer");
+    assert_eq!(session.status(), 401);
+    assert!(common::metrics(&server.url).await.contains("peyvand_connections_open "));
+
+    // With an operator's address and no token: there, and not on the client port at all.
+    let server = Server::start_with(&temp_dir("metrics-listen"), &[("PEYVAND_METRICS__LISTEN", "127.0.0.1:0")]);
+    let operator = server.operator_metrics_url().expect("a METRICS line");
+    assert_ne!(operator, format!("{}/metrics", server.url));
+    let page = http.get(&operator).send().await.expect("answer");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("text").contains("peyvand_http_responses_total"));
+    let hidden = http.get(format!("{}/metrics", server.url)).send().await.expect("answer");
+    assert_eq!(hidden.status(), 404);
+    // The operator's address serves nothing else.
+    let other = http.get(operator.replace("/metrics", "/v1/me")).send().await.expect("answer");
+    assert_eq!(other.status(), 404);
+
+    // A token file others can read is refused at start, saying why.
+    let dir = temp_dir("metrics-open-token");
+    let file = dir.join("token");
+    std::fs::write(&file, "0123456789abcdef0123").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .env("PEYVAND_METRICS__TOKEN_FILE", &file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

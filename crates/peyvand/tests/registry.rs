@@ -634,6 +634,6 @@ async fn the_registry_serves_https_only_when_given_a_certificate() {
     let provider = common::Server::start_with(&temp_dir("sahel"), &env);
     let certificates = registry.cli_json(&["licence", "certificates", "sahel"]);
     assert_eq!(certificates.as_array().map(Vec::len), Some(1), "{certificates}");
-    let metrics = reqwest::get(format!("{}/metrics", provider.url)).await.expect("metrics").text().await.expect("text");
+    let metrics = common::metrics(&provider.url).await;
     assert!(metrics.lines().any(|l| l.starts_with("peyvand_interconnect_directory_version ")), "{metrics}");
 }

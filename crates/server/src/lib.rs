@@ -19,7 +19,7 @@ use peyvand_http::listener::{ConnectionStats, DualListener};
 use peyvand_interconnect::Interconnect;
 use peyvand_service::Service;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsAccess};
 pub use streams::{DEFAULT_STREAMS_PER_ACCOUNT, DEFAULT_STREAMS_PER_DEVICE, GoingAway, StreamLimits};
 
 /// The largest request body accepted, in bytes.
@@ -40,6 +40,8 @@ pub struct FrontEnd {
     pub stream_limits: StreamLimits,
     /// Tells the streams when the server stops; the same handle goes to [`serve`].
     pub going_away: GoingAway,
+    /// Who may read `/metrics`, and where.
+    pub metrics_access: MetricsAccess,
 }
 
 /// The default of [`FrontEnd::stream_write_timeout`].
@@ -61,12 +63,22 @@ pub struct AppState {
     /// The update streams open, by account and device.
     pub(crate) streams: Arc<streams::Streams>,
     pub going_away: GoingAway,
+    pub metrics_access: MetricsAccess,
+}
+
+/// The routers of one server, sharing their state.
+#[derive(Debug)]
+pub struct Routers {
+    /// The client API (and the interconnect's routes): the public port.
+    pub client: Router,
+    /// `GET /metrics` alone, for an operator's address apart from clients.
+    pub operator: Router,
 }
 
 /// The whole client API, and the interconnect's endpoints for other providers when there is
-/// one. Requests from `front_end.trusted_proxies` are counted against the address their
-/// `X-Forwarded-For` names; everyone else's against their own.
-pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interconnect>) -> Router {
+/// one; and the operator's router. Requests from `front_end.trusted_proxies` are counted
+/// against the address their `X-Forwarded-For` names; everyone else's against their own.
+pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interconnect>) -> Routers {
     let peers = interconnect.as_ref().map(Interconnect::router);
     let state = AppState {
         service,
@@ -77,17 +89,24 @@ pub fn router(service: Service, front_end: FrontEnd, interconnect: Option<Interc
         connections: front_end.connections,
         streams: Arc::new(streams::Streams::new(front_end.stream_limits)),
         going_away: front_end.going_away,
+        metrics_access: front_end.metrics_access,
     };
+    let operator = Router::new()
+        .route("/metrics", axum::routing::get(routes::operator_metrics))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state.clone());
     let client_api = routes::router();
     let client_api = match peers {
         Some(peers) => client_api.merge(peers.with_state(())),
         None => client_api,
     };
-    client_api
+    let client = client_api
         .layer(axum::middleware::from_fn(extract::refuse_declared_oversize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    Routers { client, operator }
 }
 
 /// How long a stopping server waits for its WebSockets to answer their clients' requests and

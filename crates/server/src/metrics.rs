@@ -10,6 +10,57 @@ use axum::response::Response;
 
 use crate::AppState;
 
+/// Who may read `/metrics`: see [`MetricsAccess::new`].
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// The bearer token, when one is configured.
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+    }
+}
+
+impl MetricsAccess {
+    /// Without a token, `/metrics` is served only on the operator's address (to anyone who
+    /// reaches it); with one, on the client port and the operator's address, to requests
+    /// that carry it as `Authorization: Bearer`.
+    pub fn new(token: Option<String>) -> Self {
+        Self { token: token.map(Into::into) }
+    }
+
+    /// Whether a request for `/metrics` may have them: `not_found` on the client port without a
+    /// token configured, `unauthorized` without the right token.
+    pub(crate) fn check(&self, headers: &axum::http::HeaderMap, operator: bool) -> Result<(), peyvand_api::ApiError> {
+        use peyvand_api::{ApiError, ErrorCode};
+        let Some(token) = &self.token else {
+            return if operator { Ok(()) } else { Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")) };
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::Unauthorized, "the metrics need the operator's bearer token"))
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so that the time taken says nothing of
+/// how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 

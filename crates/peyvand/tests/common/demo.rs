@@ -39,6 +39,7 @@ impl Demo {
             .args(["demo", "--base-port", "0", "--directory-refresh-secs", "1", "--data"])
             .arg(&data)
             .env("PEYVAND_LOG", "warn")
+            .env("PEYVAND_METRICS__TOKEN_FILE", super::metrics_token_file())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -17,6 +17,38 @@ use std::time::{Duration, Instant};
 /// How long any wait in the tests may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The bearer token of every test server's `/metrics` ([`metrics_token_file`]).
+pub const METRICS_TOKEN: &str = "peyvand-test-metrics-token";
+
+/// A file holding [`METRICS_TOKEN`], readable by its owner only, as the server requires; the
+/// harness gives it to every server it starts (`PEYVAND_METRICS__TOKEN_FILE`).
+pub fn metrics_token_file() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let file = temp_dir("metrics-token").join("token");
+        std::fs::write(&file, METRICS_TOKEN).expect("write the metrics token");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        file
+    })
+    .clone()
+}
+
+/// A server's `/metrics` page (`base_url` is its client port), read with the token.
+pub async fn metrics(base_url: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base_url}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .error_for_status()
+        .expect("metrics with the token")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// A fresh, empty directory under the system's temporary directory.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -33,6 +65,8 @@ pub fn temp_dir(label: &str) -> PathBuf {
 #[derive(Default)]
 struct Seen {
     listening: Option<String>,
+    /// The `METRICS <url>` line, when `[metrics] listen` is set.
+    metrics: Option<String>,
     codes: HashMap<String, Vec<String>>,
     exited: bool,
 }
@@ -60,6 +94,11 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .envs(
+                // The harness's token, unless the test configures the metrics itself.
+                (!env.iter().any(|(k, _)| k.starts_with("PEYVAND_METRICS__")))
+                    .then(|| ("PEYVAND_METRICS__TOKEN_FILE".to_owned(), metrics_token_file().display().to_string())),
+            )
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PEYVAND_LOG", "warn")
             .stdin(Stdio::null())
@@ -78,6 +117,7 @@ impl Server {
                 let mut parts = line.split_whitespace();
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("LISTENING"), Some(url), None) => seen.listening = Some(url.to_owned()),
+                    (Some("METRICS"), Some(url), None) => seen.metrics = Some(url.to_owned()),
                     (Some("OTP"), Some(phone), Some(code)) => {
                         seen.codes.entry(phone.to_owned()).or_default().push(code.to_owned())
                     }
@@ -110,6 +150,11 @@ impl Server {
     /// How many codes were sent to `e164`.
     pub fn codes_sent(&self, e164: &str) -> usize {
         self.seen.0.lock().expect("lock").codes.get(e164).map_or(0, Vec::len)
+    }
+
+    /// The operator's `/metrics` URL (the `METRICS` line), when `[metrics] listen` is set.
+    pub fn operator_metrics_url(&self) -> Option<String> {
+        self.seen.0.lock().expect("lock").metrics.clone()
     }
 
     /// `kill -9`: no chance to flush or shut down.
