@@ -194,6 +194,12 @@ pub fn render(state: &AppState) -> String {
         "Invalid messages from other nodes, ignored.",
         bus.invalid_messages,
     );
+    counter(
+        &mut out,
+        "peyvand_bus_dropped_for_slow_streams_total",
+        "Updates dropped for update streams that fell behind (they read the store; typing and presence are lost to them).",
+        bus.dropped_for_slow_streams,
+    );
     counter(&mut out, "peyvand_codes_sent_total", "Sign-in codes sent.", load(&c.codes_sent));
     counter(&mut out, "peyvand_sign_ins_total", "Successful sign-ins.", load(&c.sign_ins));
     counter(&mut out, "peyvand_sign_ups_total", "Accounts created.", load(&c.sign_ups));
