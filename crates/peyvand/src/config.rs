@@ -144,7 +144,8 @@ impl ConnectionsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// An address of the operator's (a private network, or loopback) to serve `/metrics` on,
-    /// apart from the client port; port 0 picks a free port, printed as `METRICS <url>`.
+    /// apart from the client port; port 0 picks a free port, printed as `METRICS <url>` before
+    /// `LISTENING`.
     pub listen: Option<String>,
     /// A file holding a bearer token (at least 16 characters; readable by its owner only,
     /// mode 0600): `/metrics` is then also served on the client port, to requests with

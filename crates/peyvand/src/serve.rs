@@ -119,10 +119,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "LISTENING http://{}", server.address)?;
+        // Before LISTENING, which says the server is ready: a script that waits for it has both.
         if let Some(metrics) = server.metrics_address() {
             writeln!(out, "METRICS http://{metrics}/metrics")?;
         }
+        writeln!(out, "LISTENING http://{}", server.address)?;
         out.flush()?;
     }
     server.serve(shutdown_signal()).await
