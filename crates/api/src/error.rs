@@ -19,6 +19,9 @@ pub enum ErrorCode {
     CodeExpired,
     TooManyAttempts,
     RateLimited,
+    /// The account (or the device) already has as many update streams (WebSockets and long
+    /// polls) open on this server as it may: close one first.
+    TooManyStreams,
     PinRequired,
     InvalidPin,
     /// No valid session token was given.
@@ -149,7 +152,7 @@ impl ErrorCode {
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::MethodNotAllowed => 405,
-            Self::TooManyAttempts | Self::RateLimited => 429,
+            Self::TooManyAttempts | Self::RateLimited | Self::TooManyStreams => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
         }
@@ -166,6 +169,7 @@ impl ErrorCode {
             Self::CodeExpired => "code_expired",
             Self::TooManyAttempts => "too_many_attempts",
             Self::RateLimited => "rate_limited",
+            Self::TooManyStreams => "too_many_streams",
             Self::PinRequired => "pin_required",
             Self::InvalidPin => "invalid_pin",
             Self::Unauthorized => "unauthorized",
@@ -267,6 +271,7 @@ mod tests {
             ErrorCode::ForgedEvent,
             ErrorCode::SeqConflict,
             ErrorCode::UnsupportedVersion,
+            ErrorCode::TooManyStreams,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

@@ -11,10 +11,37 @@ pub struct Scrape {
     values: BTreeMap<String, f64>,
 }
 
+/// The bearer token the bench gives the servers it starts for their `/metrics`
+/// (`[metrics] token_file`): random, made once per run.
+pub fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        use std::io::Read;
+        let mut bytes = [0u8; 16];
+        let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        if random.is_err() {
+            // No /dev/urandom: the time will do for a token on loopback, for one run.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes = nanos.as_nanos().to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// Writes [`token`] to `path`, readable by its owner only, as the server requires.
+pub fn write_token_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(token().as_bytes())
+}
+
 impl Scrape {
     /// An empty scrape when the server does not answer: these figures are extras.
     pub async fn take(http: &reqwest::Client, base_url: &str) -> Self {
-        let text = async { http.get(format!("{base_url}/metrics")).send().await.ok()?.text().await.ok() }.await;
+        let text =
+            async { http.get(format!("{base_url}/metrics")).bearer_auth(token()).send().await.ok()?.text().await.ok() }
+                .await;
         text.map(|t| Self::parse(&t)).unwrap_or_default()
     }
 

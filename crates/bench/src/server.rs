@@ -30,6 +30,10 @@ const LIMITS: &[&str] = &[
     "CONTACT_LOOKUPS_PER_DAY",
 ];
 const GENEROUS: &str = "1000000000";
+/// The caps of `[connections]`: the bench opens its many clients from loopback addresses,
+/// many streams per address, and would trip them too. (The open-file limit, less
+/// `reserved_descriptors`, still caps the connections of a node.)
+const CONNECTION_CAPS: &[&str] = &["MAX", "MAX_PER_ADDRESS", "STREAMS_PER_ACCOUNT", "STREAMS_PER_DEVICE"];
 
 /// A line of the server's standard output.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,6 +130,10 @@ impl Node {
         std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
         let log_path = data.join("server.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        // `/metrics` is for operators: the bench reads it with a token of its own.
+        let token_file = data.join("metrics-token");
+        crate::metrics::write_token_file(&token_file)
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
         let mut command = Command::new(peyvand);
         command
             .arg("serve")
@@ -140,11 +148,15 @@ impl Node {
             // Set even for the in-process bus: one inherited from the environment must not
             // put a bench run on a deployment's subjects.
             .env("PEYVAND_BUS_PREFIX", &backends.bus_prefix)
+            .env("PEYVAND_METRICS__TOKEN_FILE", &token_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
         for limit in LIMITS {
             command.env(format!("PEYVAND_SERVICE__LIMITS__{limit}"), GENEROUS);
+        }
+        for cap in CONNECTION_CAPS {
+            command.env(format!("PEYVAND_CONNECTIONS__{cap}"), GENEROUS);
         }
         if std::env::var_os("PEYVAND_LOG").is_none() {
             command.env("PEYVAND_LOG", "warn");

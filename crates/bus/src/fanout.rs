@@ -1,7 +1,9 @@
 //! Per-person broadcast channels on one node.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peyvand_api::Update;
 use tokio::sync::{broadcast, mpsc};
@@ -26,7 +28,14 @@ struct Shared {
     shards: Vec<Shard>,
     /// Told the id of each person whose last subscriber on this node went away.
     idle: Option<mpsc::UnboundedSender<i64>>,
+    /// Updates dropped for subscribers that fell `CHANNEL_CAPACITY` behind.
+    dropped: AtomicU64,
+    /// When a drop was last logged (Unix seconds), so that a flood logs once in a while.
+    last_logged: AtomicU64,
 }
+
+/// How often at most drops are logged (each is counted).
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for LocalFanout {
     fn default() -> Self {
@@ -46,7 +55,19 @@ impl LocalFanout {
     /// A fanout that sends `idle` the id of each person whose last local subscriber left, so
     /// that a cluster bus can stop listening for them.
     pub fn with_idle_hook(idle: Option<mpsc::UnboundedSender<i64>>) -> Self {
-        Self { shared: Arc::new(Shared { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), idle }) }
+        Self {
+            shared: Arc::new(Shared {
+                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                idle,
+                dropped: AtomicU64::new(0),
+                last_logged: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Updates dropped so far for subscribers that fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Hands the update to the person's subscribers on this node; nobody listening is fine.
@@ -122,7 +143,25 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Received> {
         match self.receiver.recv().await {
             Ok(Some(update)) => Some(Received::Update(update)),
-            Ok(None) | Err(broadcast::error::RecvError::Lagged(_)) => Some(Received::Lagged),
+            Ok(None) => Some(Received::Lagged),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // Counted and logged: durable updates are read from the store next, ephemeral
+                // ones (typing, presence) are lost to this subscriber.
+                let shared = &self.shared;
+                shared.dropped.fetch_add(n, Ordering::Relaxed);
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let last = shared.last_logged.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= DROP_LOG_EVERY.as_secs()
+                    && shared.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                {
+                    tracing::warn!(
+                        user_id = self.user_id,
+                        dropped = n,
+                        "a slow update stream fell behind: it reads the store; typing and presence it missed are lost to it (peyvand_bus_dropped_for_slow_streams_total)"
+                    );
+                }
+                Some(Received::Lagged)
+            }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
@@ -177,6 +216,7 @@ mod tests {
             fanout.deliver(5, typing(i));
         }
         assert!(matches!(sub.recv().await, Some(Received::Lagged)));
+        assert_eq!(fanout.dropped(), 3, "the updates the slow subscriber lost are counted");
         drop(sub);
         assert!(!fanout.has_subscribers(5));
         assert!(fanout.shared.lock(5).get(&5).is_none());

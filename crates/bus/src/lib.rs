@@ -30,6 +30,9 @@ pub struct BusHealth {
     pub publish_errors: u64,
     /// Messages from other nodes that were not valid updates and were ignored.
     pub invalid_messages: u64,
+    /// Updates a slow stream's channel dropped ([`LocalFanout`]): durable ones it then reads
+    /// from the store; ephemeral ones (typing, presence) are lost to it.
+    pub dropped_for_slow_streams: u64,
 }
 
 /// Delivers updates to every node that has subscribers for the person.
@@ -66,6 +69,13 @@ impl Bus for InProcessBus {
     }
 
     fn health(&self) -> BusHealth {
-        BusHealth { kind: "in-process", connected: true, reconnects: 0, publish_errors: 0, invalid_messages: 0 }
+        BusHealth {
+            kind: "in-process",
+            connected: true,
+            reconnects: 0,
+            publish_errors: 0,
+            invalid_messages: 0,
+            dropped_for_slow_streams: self.fanout.dropped(),
+        }
     }
 }

@@ -305,7 +305,7 @@ pub(crate) struct Setup {
     pub(crate) node_tag: String,
     pub(crate) fanout: Arc<LocalFanout>,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) listen: mpsc::UnboundedReceiver<Listen>,
+    pub(crate) listen: mpsc::Receiver<Listen>,
     /// People whose last local subscriber left (the fanout's idle hook).
     pub(crate) idle: mpsc::UnboundedReceiver<i64>,
 }
@@ -677,7 +677,7 @@ mod tests {
         let (idle_tx, idle) = mpsc::unbounded_channel();
         let fanout = Arc::new(LocalFanout::with_idle_hook(Some(idle_tx)));
         let counters = Arc::new(Counters::default());
-        let (listen_tx, listen) = mpsc::unbounded_channel();
+        let (listen_tx, listen) = mpsc::channel(64);
         let setup = Setup {
             addrs: vec![addr],
             credentials: Credentials::UserPassword("peyvand".into(), "p@ss".into()),
@@ -696,7 +696,7 @@ mod tests {
         // A person comes: SUB, confirmed only by the PONG.
         let mut sub = fanout.subscribe(7);
         let (done, mut confirmed) = oneshot::channel();
-        listen_tx.send((7, done)).expect("listening");
+        listen_tx.send((7, done)).await.expect("listening");
         assert_eq!(nats.line().await, "SUB t.u.7 1");
         assert_eq!(nats.line().await, "PING");
         assert!(confirmed.try_recv().is_err(), "not before the PONG");

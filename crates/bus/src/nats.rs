@@ -27,6 +27,8 @@ use crate::{Bus, BusHealth, LocalFanout, Subscription};
 /// How long a new subscription waits for NATS to confirm that it listens; past that the
 /// subscription works anyway, and the reconnect's resync covers what it could miss.
 const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(2);
+/// Requests to listen for a person waiting for the listener, at most.
+const LISTEN_QUEUE: usize = 4096;
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,7 @@ pub struct NatsBus {
     client: Client,
     fanout: Arc<LocalFanout>,
     prefix: String,
-    listen: mpsc::UnboundedSender<Listen>,
+    listen: mpsc::Sender<Listen>,
     listener: Listener,
     publish: mpsc::Sender<(String, Vec<u8>)>,
     counters: Arc<Counters>,
@@ -142,7 +144,7 @@ impl NatsBus {
             .map_err(|e| fail(e.to_string()))?;
         counters.publisher_connected.store(true, Ordering::SeqCst);
         counters.started.store(true, Ordering::SeqCst);
-        let (listen, listen_rx) = mpsc::unbounded_channel();
+        let (listen, listen_rx) = mpsc::channel(LISTEN_QUEUE);
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         // The reply subject of every publication names this node, whose listener then knows
         // its own publications when NATS brings them back.
@@ -274,9 +276,11 @@ impl Bus for NatsBus {
     async fn subscribe(&self, user_id: i64) -> Subscription {
         let subscription = self.fanout.subscribe(user_id);
         let (done, confirmed) = oneshot::channel();
-        // Bounded, so that a NATS outage cannot hold up opening a stream: the reconnect's
-        // resync covers what an unconfirmed subscription misses.
-        if self.listen.send((user_id, done)).is_ok() {
+        // The wait for NATS is bounded, so that a NATS outage cannot hold up opening a stream:
+        // the reconnect's resync covers what an unconfirmed subscription misses. The queue is
+        // bounded too; the listener takes requests in every state of the link, so a full one
+        // only slows the streams opening (back-pressure), and none is dropped.
+        if self.listen.send((user_id, done)).await.is_ok() {
             let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM, confirmed).await;
         }
         subscription
@@ -291,6 +295,7 @@ impl Bus for NatsBus {
             reconnects: self.counters.reconnects.load(Ordering::Relaxed),
             publish_errors: self.counters.publish_errors.load(Ordering::Relaxed),
             invalid_messages: self.counters.invalid_messages.load(Ordering::Relaxed),
+            dropped_for_slow_streams: self.fanout.dropped(),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! What every HTTP API of Peyvand (the messenger's client API, the registry's admin API)
 //! shares: errors as JSON with a stable code (`{"error": {"code", "message"}}`), and
 //! extractors whose failures are such errors instead of axum's plain text; and the listener
-//! that serves plain HTTP and mutual-TLS HTTPS on one port ([`listener`]).
+//! that serves plain HTTP and mutual-TLS HTTPS on one port, with caps on connections
+//! ([`listener`]), and [`serve`], which serves a router there with a header deadline.
 
 pub mod listener;
+mod serve;
+
+pub use serve::serve;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};

@@ -45,6 +45,10 @@ pub struct Config {
     /// Seconds a frame may wait for an update stream's client to take it before the stream
     /// is closed (the client resumes from its cursor when it reconnects).
     pub stream_write_timeout_secs: u64,
+    /// Caps on clients' connections, and the header deadline.
+    pub connections: ConnectionsConfig,
+    /// Where `/metrics` is served, and to whom.
+    pub metrics: MetricsConfig,
     pub sms: SmsConfig,
     pub service: ServiceConfig,
     /// The link to other licensed messengers; off unless `provider_id` is set.
@@ -64,6 +68,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             stream_write_timeout_secs: peyvand_server::DEFAULT_STREAM_WRITE_TIMEOUT.as_secs(),
+            connections: ConnectionsConfig::default(),
+            metrics: MetricsConfig::default(),
             sms: SmsConfig::default(),
             service: ServiceConfig::default(),
             interconnect: InterconnectConfig::default(),
@@ -76,6 +82,108 @@ impl Default for Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `[connections]`: what clients' connections may hold, on the one port that serves the
+/// client API and the interconnect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Seconds a client may take to send a request's headers; also how long an idle
+    /// kept-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once, at most.
+    pub max: usize,
+    /// Connections open at once from one address, at most (an IPv6 address counts by its
+    /// /64; `trusted_proxies` count only against `max`).
+    pub max_per_address: usize,
+    /// File descriptors kept from client connections (for the storage, the bus, calls to other
+    /// providers and the registry), out of the open-file limit, which is raised to its hard
+    /// limit at start-up.
+    pub reserved_descriptors: usize,
+    /// Update streams (WebSockets and long polls) one account may hold open on this server
+    /// (each node of a cluster counts its own).
+    pub streams_per_account: usize,
+    /// ... one device (session) may hold open.
+    pub streams_per_device: usize,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        use peyvand_http::listener as l;
+        Self {
+            header_read_timeout_secs: l::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+            max: l::DEFAULT_MAX_CONNECTIONS,
+            max_per_address: l::DEFAULT_MAX_PER_ADDRESS,
+            reserved_descriptors: l::DEFAULT_RESERVED_DESCRIPTORS,
+            streams_per_account: peyvand_server::DEFAULT_STREAMS_PER_ACCOUNT,
+            streams_per_device: peyvand_server::DEFAULT_STREAMS_PER_DEVICE,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    pub fn stream_limits(&self) -> peyvand_server::StreamLimits {
+        peyvand_server::StreamLimits { per_account: self.streams_per_account, per_device: self.streams_per_device }
+    }
+
+    /// The listener's limits; `exempt` (the trusted proxies) count only against `max`.
+    pub fn limits(&self, exempt: &[std::net::IpAddr]) -> peyvand_http::listener::ConnectionLimits {
+        peyvand_http::listener::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max,
+            max_per_address: self.max_per_address,
+            exempt: exempt.to_vec(),
+        }
+    }
+}
+
+/// `[metrics]`: `/metrics` is for operators. Without `listen` or `token_file` it is served
+/// nowhere.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// An address of the operator's (a private network, or loopback) to serve `/metrics` on,
+    /// apart from the client port; port 0 picks a free port, printed as `METRICS <url>` before
+    /// `LISTENING`.
+    pub listen: Option<String>,
+    /// A file holding a bearer token (at least 16 characters; readable by its owner only,
+    /// mode 0600): `/metrics` is then also served on the client port, to requests with
+    /// `Authorization: Bearer <token>`, and asks for it on `listen` too.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The shortest metrics token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
+
+impl MetricsConfig {
+    /// The token in `token_file`, checked: the file is readable by its owner only, and the
+    /// token long enough and of visible ASCII.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read metrics.token_file {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "metrics.token_file {} may be read by others (mode {:o}): chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                );
+            }
+        }
+        let token = text.trim();
+        if token.chars().count() < MIN_TOKEN_CHARS || !token.chars().all(|c| c.is_ascii_graphic()) {
+            bail!(
+                "metrics.token_file {} must hold one token of at least {MIN_TOKEN_CHARS} visible ASCII characters",
+                path.display()
+            );
+        }
+        Ok(Some(token.to_owned()))
+    }
 }
 
 /// How sign-in codes reach people.
@@ -109,6 +217,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log_format",
     "trusted_proxies",
     "stream_write_timeout_secs",
+    "connections",
+    "metrics",
     "sms",
     "interconnect",
     "service",
@@ -231,6 +341,19 @@ impl Config {
         if self.stream_write_timeout_secs == 0 {
             bail!("stream_write_timeout_secs must be positive");
         }
+        let c = &self.connections;
+        if c.header_read_timeout_secs == 0 || c.max == 0 || c.max_per_address == 0 {
+            bail!(
+                "connections.header_read_timeout_secs, connections.max and connections.max_per_address must be positive"
+            );
+        }
+        if self.metrics.listen.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            bail!("metrics.listen must be an address such as 127.0.0.1:9464");
+        }
+        self.metrics.token()?;
+        if c.streams_per_account == 0 || c.streams_per_device == 0 {
+            bail!("connections.streams_per_account and connections.streams_per_device must be positive");
+        }
         let s = &self.service;
         if !(4..=8).contains(&s.code_length) {
             bail!("service.code_length must be 4 to 8");
@@ -299,6 +422,13 @@ mod tests {
         assert_eq!(load_from("[service]\ncatch_up_reads = 3", &[]).expect("valid").service.catch_up_reads, 3);
         assert!(load_from("[sms]\ngateway = \"http\"", &[]).is_err());
         assert!(load_from("stream_write_timeout_secs = 0", &[]).is_err());
+        assert!(load_from("[connections]\nmax_per_address = 0", &[]).is_err());
+        assert!(load_from("[connections]\nheader_read_timeout_secs = 0", &[]).is_err());
+        assert!(load_from("[connections]\nmaximum = 3", &[]).is_err());
+        let connections = load_from("[connections]\nmax = 9", &[("PEYVAND_CONNECTIONS__MAX_PER_ADDRESS", "3")])
+            .expect("valid")
+            .connections;
+        assert_eq!((connections.max, connections.max_per_address, connections.header_read_timeout_secs), (9, 3, 15));
         assert!(load_from("storage_writer_nice = -21", &[]).is_err());
         assert!(load_from("", &[("PEYVAND_STORAGE_WRITER_NICE", "20")]).is_err());
         assert_eq!(load_from("", &[("PEYVAND_STORAGE_WRITER_NICE", "0")]).expect("valid").storage_writer_nice, 0);
@@ -306,6 +436,28 @@ mod tests {
         assert!(load_from("", &[("PEYVAND_SERVICE__NOPE", "1")]).is_err());
         assert!(load_from("storage = \"mysql://x\"", &[]).is_err());
         assert!(load_from("bus = \"nats://a:4222,redis://b\"", &[]).is_err());
+    }
+
+    #[test]
+    fn the_metrics_token_file_must_be_private_and_hold_a_real_token() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("peyvand-metrics-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        let with = |text: &str, mode: u32| {
+            std::fs::write(&file, text).expect("write");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            load_from(&format!("[metrics]\ntoken_file = {:?}", file.display().to_string()), &[])
+        };
+        let config = with("0123456789abcdef-token\n", 0o600).expect("valid");
+        assert_eq!(config.metrics.token().expect("token").as_deref(), Some("0123456789abcdef-token"));
+        assert!(with("0123456789abcdef-token", 0o644).is_err(), "readable by others");
+        assert!(with("short", 0o600).is_err(), "too short");
+        assert!(with("0123456789 abcdef token", 0o600).is_err(), "not one token");
+        assert!(load_from("[metrics]\ntoken_file = \"/nonexistent/token\"", &[]).is_err());
+        assert!(load_from("[metrics]\nlisten = \"\"", &[]).is_err());
+        assert!(load_from("", &[]).expect("valid").metrics.token().expect("none").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

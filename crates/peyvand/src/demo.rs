@@ -150,8 +150,11 @@ async fn start(
     {
         let router = peyvand_registry::http::router(registry.clone());
         let shutdown = until_stopped();
+        let limits = Config::load(None)?.connections.limits(&[]);
         servers.spawn(async move {
-            peyvand_registry::http::serve(registry_listener, router, shutdown).await.context("the registry failed")
+            peyvand_registry::http::serve(registry_listener, router, limits, shutdown)
+                .await
+                .context("the registry failed")
         });
     }
     let admin_token = peyvand_registry::keys::admin_token_path(&registry_dir);

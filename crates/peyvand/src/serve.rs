@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use peyvand_bus::{Bus, InProcessBus, NatsBus};
 use peyvand_core::url::redact_credentials;
-use peyvand_http::listener::{DualListener, TlsSlot};
+use peyvand_http::listener::{DualListener, TlsSlot, reserve_descriptors};
 use peyvand_interconnect::Interconnect;
 use peyvand_service::{CodeSender, ConsoleCodeSender, HttpCodeSender, Service};
 use peyvand_store::Store;
@@ -119,6 +119,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
+        // Before LISTENING, which says the server is ready: a script that waits for it has both.
+        if let Some(metrics) = server.metrics_address() {
+            writeln!(out, "METRICS http://{metrics}/metrics")?;
+        }
         writeln!(out, "LISTENING http://{}", server.address)?;
         out.flush()?;
     }
@@ -132,6 +136,9 @@ pub struct Server {
     pub address: std::net::SocketAddr,
     listener: DualListener,
     router: axum::Router,
+    going_away: peyvand_server::GoingAway,
+    /// The operator's address for `/metrics`, when configured, and what it serves.
+    operator: Option<(std::net::SocketAddr, DualListener, axum::Router)>,
     service: Service,
     /// The link to other messengers, when configured.
     pub interconnect: Option<Interconnect>,
@@ -149,6 +156,15 @@ impl Server {
 
     /// [`Server::start`] on a socket that is already bound (`config.listen` is not used).
     pub async fn start_on(config: Config, tcp: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        let metrics_token = config.metrics.token()?;
+        let operator_tcp = match &config.metrics.listen {
+            Some(listen) => Some(
+                tokio::net::TcpListener::bind(listen.trim())
+                    .await
+                    .with_context(|| format!("cannot listen on metrics.listen {listen}"))?,
+            ),
+            None => None,
+        };
         let store = open_store(&config).await?;
         let bus = open_bus(&config).await?;
         let codes: Arc<dyn CodeSender> = match config.sms.gateway {
@@ -174,30 +190,67 @@ impl Server {
         } else {
             None
         };
-        let listener = DualListener::new(tcp, tls)?;
+        let descriptors = reserve_descriptors(config.connections.reserved_descriptors);
+        let listener = DualListener::new(tcp, tls, config.connections.limits(&config.trusted_proxies))?;
         tracing::info!(
             %address,
             node = service.node_id(),
             storage = %storage_label(&config),
             bus = %bus_label(&config),
             provider = interconnect.as_ref().map_or("-", |i| i.provider_id()),
+            open_files = descriptors.limit,
+            for_clients = descriptors.for_clients,
             "peyvand is serving"
         );
+        if descriptors.limit > descriptors.was {
+            tracing::debug!(from = descriptors.was, to = descriptors.limit, "raised the open-file limit");
+        }
         spawn_background_work(&service);
         let front_end = peyvand_server::FrontEnd {
             trusted_proxies: config.trusted_proxies.clone(),
             stream_write_timeout: Duration::from_secs(config.stream_write_timeout_secs),
+            connections: listener.stats(),
+            stream_limits: config.connections.stream_limits(),
+            going_away: peyvand_server::GoingAway::default(),
+            metrics_access: peyvand_server::MetricsAccess::new(metrics_token),
         };
-        let router = peyvand_server::router(service.clone(), front_end, interconnect.clone());
-        Ok(Self { address, listener, router, service, interconnect })
+        let going_away = front_end.going_away.clone();
+        let routers = peyvand_server::router(service.clone(), front_end, interconnect.clone());
+        let operator = match operator_tcp {
+            Some(tcp) => {
+                let address = tcp.local_addr()?;
+                let limits = peyvand_http::listener::ConnectionLimits::default();
+                let listener = DualListener::new(tcp, TlsSlot::default(), limits)?;
+                tracing::info!(%address, "serving /metrics for the operator");
+                Some((address, listener, routers.operator))
+            }
+            None => None,
+        };
+        Ok(Self { address, listener, router: routers.client, going_away, operator, service, interconnect })
     }
 
-    /// Answers requests until `shutdown` resolves, then leaves the cluster.
+    /// Answers requests until `shutdown` resolves, then finishes what it began (requests in
+    /// progress; every WebSocket answers its client's requests and closes with 1001) and
+    /// leaves the cluster.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        peyvand_server::serve(self.listener, self.router, shutdown).await?;
+        let operator = self
+            .operator
+            .map(|(_, listener, router)| tokio::spawn(peyvand_http::serve(listener, router, std::future::pending())));
+        let served = peyvand_server::serve(self.listener, self.router, self.going_away, shutdown).await;
+        if let Some(operator) = operator {
+            operator.abort();
+        }
+        served?;
         self.service.leave_cluster().await;
         tracing::info!(address = %self.address, "peyvand stopped");
         Ok(())
+    }
+}
+
+impl Server {
+    /// The operator's address for `/metrics`, when one is configured.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.operator.as_ref().map(|(address, _, _)| *address)
     }
 }
 

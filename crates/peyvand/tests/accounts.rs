@@ -359,8 +359,7 @@ async fn malformed_and_oversized_requests_get_clean_errors() {
         "{page}"
     );
     assert!(!page.contains("http://") && !page.contains("https://"), "nothing loaded from elsewhere");
-    let metrics =
-        http.get(format!("{}/metrics", server.url)).send().await.expect("metrics").text().await.expect("text");
+    let metrics = common::metrics(&server.url).await;
     assert!(metrics.contains("peyvand_sign_ins_total 1"), "{metrics}");
 }
 

@@ -241,8 +241,7 @@ async fn direct_chats_across_messengers() {
     babak.update_settings(&consent(Audience::Nobody)).await.expect("off");
     ali.send_text(chat.id, "هنوز هستی؟").await.expect("stored at the hub");
     eventually("damavand refused the message", || async {
-        let metrics = reqwest::get(format!("{}/metrics", demo.url("alborz"))).await.expect("metrics");
-        let text = metrics.text().await.expect("text");
+        let text = common::metrics(&demo.url("alborz")).await;
         text.lines().any(|l| l == "peyvand_interconnect_refused_total{peer=\"damavand\"} 1")
     })
     .await;
@@ -285,8 +284,7 @@ async fn queued_for(provider: &External, peer: &str) -> u64 {
 
 /// One of a node's `peyvand_interconnect_*{peer=...}` figures (0 if it has none).
 async fn peer_metric(node: &Server, name: &str, peer: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", node.url)).await.expect("metrics");
-    let text = metrics.text().await.expect("text");
+    let text = common::metrics(&node.url).await;
     let prefix = format!("peyvand_interconnect_{name}{{peer=\"{peer}\"}} ");
     text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().expect("a count"))
 }
@@ -481,7 +479,7 @@ async fn a_provider_renews_its_certificate_and_keeps_chatting() {
     let version = health["directory_version"].as_u64().expect("version");
     for node in [kavir.server.url.clone(), demo.url("alborz")] {
         eventually("the revocation reaches every provider", || async {
-            let metrics = reqwest::get(format!("{node}/metrics")).await.expect("metrics").text().await.expect("text");
+            let metrics = common::metrics(&node).await;
             metrics
                 .lines()
                 .find_map(|l| l.strip_prefix("peyvand_interconnect_directory_version "))

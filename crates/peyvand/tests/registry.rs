@@ -650,6 +650,40 @@ async fn the_registry_serves_https_only_when_given_a_certificate() {
     let provider = common::Server::start_with(&temp_dir("sahel"), &env);
     let certificates = registry.cli_json(&["licence", "certificates", "sahel"]);
     assert_eq!(certificates.as_array().map(Vec::len), Some(1), "{certificates}");
-    let metrics = reqwest::get(format!("{}/metrics", provider.url)).await.expect("metrics").text().await.expect("text");
+    let metrics = common::metrics(&provider.url).await;
     assert!(metrics.lines().any(|l| l.starts_with("peyvand_interconnect_directory_version ")), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_registry_cuts_off_slow_headers_and_caps_connections_per_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("registry-limits");
+    let registry =
+        Registry::start_with(&dir, &["--header-read-timeout-secs", "1", "--max-connections-per-address", "2"]);
+    let address = registry.url.trim_start_matches("http://").to_owned();
+    // Headers that never end are cut off at the deadline.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: r").await.expect("write");
+    let started = Instant::now();
+    let mut buffer = [0u8; 256];
+    let read = tokio::time::timeout(DEADLINE, slow.read(&mut buffer)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the server answered unfinished headers: {read:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "cut off after {took:?}");
+    // Two connections from one address are held; a third is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.expect("write");
+        held.push(stream);
+    }
+    let mut extra = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let read = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buffer)).await.expect("refused at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+    // And it serves again.
+    common::eventually("the registry serves again", || async {
+        reqwest::get(format!("{}/healthz", registry.url)).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }

@@ -190,8 +190,7 @@ async fn a_client_sends_on_its_update_stream() {
 
     // Operators see the requests, and the API document describes the frames.
     let http = reqwest::Client::new();
-    let metrics =
-        http.get(format!("{}/metrics", server.url)).send().await.expect("metrics").text().await.expect("text");
+    let metrics = common::metrics(&server.url).await;
     assert!(metrics.lines().any(|l| l == "peyvand_websocket_frames_received_total 160"), "{metrics}");
     let doc: serde_json::Value =
         http.get(format!("{}/v1/openapi.json", server.url)).send().await.expect("doc").json().await.expect("json");
@@ -320,7 +319,7 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
 
 /// A server metric's value, from its `/metrics` page.
 async fn metric(server: &Server, name: &str) -> u64 {
-    let page = reqwest::get(format!("{}/metrics", server.url)).await.expect("metrics").text().await.expect("text");
+    let page = common::metrics(&server.url).await;
     page.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {page}"))

@@ -10,6 +10,57 @@ use axum::response::Response;
 
 use crate::AppState;
 
+/// Who may read `/metrics`: see [`MetricsAccess::new`].
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// The bearer token, when one is configured.
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+    }
+}
+
+impl MetricsAccess {
+    /// Without a token, `/metrics` is served only on the operator's address (to anyone who
+    /// reaches it); with one, on the client port and the operator's address, to requests
+    /// that carry it as `Authorization: Bearer`.
+    pub fn new(token: Option<String>) -> Self {
+        Self { token: token.map(Into::into) }
+    }
+
+    /// Whether a request for `/metrics` may have them: `not_found` on the client port without a
+    /// token configured, `unauthorized` without the right token.
+    pub(crate) fn check(&self, headers: &axum::http::HeaderMap, operator: bool) -> Result<(), peyvand_api::ApiError> {
+        use peyvand_api::{ApiError, ErrorCode};
+        let Some(token) = &self.token else {
+            return if operator { Ok(()) } else { Err(ApiError::new(ErrorCode::NotFound, "no such endpoint")) };
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::Unauthorized, "the metrics need the operator's bearer token"))
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so that the time taken says nothing of
+/// how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -101,6 +152,32 @@ pub fn render(state: &AppState) -> String {
         "Update streams closed because their client took no frame for the write timeout.",
         load(&m.websocket_write_timeouts),
     );
+    counter(
+        &mut out,
+        "peyvand_streams_refused_total",
+        "Update streams refused with too_many_streams (an account's or a device's cap).",
+        load(&state.streams.refused),
+    );
+    let conns = &state.connections;
+    gauge(&mut out, "peyvand_connections_open", "Client connections open on the listener.", load(&conns.open));
+    counter(&mut out, "peyvand_connections_accepted_total", "Connections accepted.", load(&conns.accepted));
+    let _ = writeln!(
+        out,
+        "# HELP peyvand_connections_refused_total Connections closed as soon as accepted, by the cap they met.\n# TYPE peyvand_connections_refused_total counter"
+    );
+    for (reason, n) in [
+        ("overall", &conns.refused_overall),
+        ("per_address", &conns.refused_per_address),
+        ("descriptors", &conns.refused_descriptors),
+    ] {
+        let _ = writeln!(out, "peyvand_connections_refused_total{{reason=\"{reason}\"}} {}", load(n));
+    }
+    counter(
+        &mut out,
+        "peyvand_connections_timed_out_total",
+        "Connections closed because their handshake or request headers did not arrive in time.",
+        load(&conns.timed_out),
+    );
     gauge(
         &mut out,
         "peyvand_users_online",
@@ -116,6 +193,12 @@ pub fn render(state: &AppState) -> String {
         "peyvand_bus_invalid_messages_total",
         "Invalid messages from other nodes, ignored.",
         bus.invalid_messages,
+    );
+    counter(
+        &mut out,
+        "peyvand_bus_dropped_for_slow_streams_total",
+        "Updates dropped for update streams that fell behind (they read the store; typing and presence are lost to them).",
+        bus.dropped_for_slow_streams,
     );
     counter(&mut out, "peyvand_codes_sent_total", "Sign-in codes sent.", load(&c.codes_sent));
     counter(&mut out, "peyvand_sign_ins_total", "Successful sign-ins.", load(&c.sign_ins));

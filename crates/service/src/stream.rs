@@ -318,7 +318,14 @@ mod tests {
         }
 
         fn health(&self) -> BusHealth {
-            BusHealth { kind: "losing", connected: true, reconnects: 0, publish_errors: 0, invalid_messages: 0 }
+            BusHealth {
+                kind: "losing",
+                connected: true,
+                reconnects: 0,
+                publish_errors: 0,
+                invalid_messages: 0,
+                dropped_for_slow_streams: 0,
+            }
         }
     }
 

@@ -81,6 +81,19 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "PEYVAND_REGISTRY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers (and an idle connection stays
+    /// open).
+    #[arg(long, env = "PEYVAND_REGISTRY_HEADER_READ_TIMEOUT_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once, at most.
+    #[arg(long, env = "PEYVAND_REGISTRY_MAX_CONNECTIONS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Connections open at once from one address, at most.
+    #[arg(long, env = "PEYVAND_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_address: u64,
 }
 
 /// Options of `peyvand registry enrol`.

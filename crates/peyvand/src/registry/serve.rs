@@ -31,6 +31,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let descriptors = peyvand_http::listener::reserve_descriptors(peyvand_http::listener::DEFAULT_RESERVED_DESCRIPTORS);
+    let limits = peyvand_http::listener::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_per_address: usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX),
+        exempt: Vec::new(),
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -58,16 +65,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if opened.new_signing_key {
         tracing::info!(key_id = %key.key_id, "a new signing key was made");
     }
+    tracing::info!(open_files = descriptors.limit, for_clients = descriptors.for_clients, "the open-file limit");
     tokio::spawn(registry.clone().keep_directory_fresh());
     let router = peyvand_registry::http::router(registry);
     match tls {
         Some(tls) => {
             tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving HTTPS");
-            peyvand_registry::http::serve_https(listener, tls, router, crate::serve::shutdown_signal()).await?;
+            peyvand_registry::http::serve_https(listener, tls, router, limits, crate::serve::shutdown_signal()).await?;
         }
         None => {
             tracing::info!(%address, data = %args.data.display(), key_id = %key.key_id, "the registry is serving plain HTTP: give it --tls-cert and --tls-key, or terminate TLS in front");
-            peyvand_registry::http::serve(listener, router, crate::serve::shutdown_signal()).await?;
+            peyvand_registry::http::serve(listener, router, limits, crate::serve::shutdown_signal()).await?;
         }
     }
     tracing::info!("the registry stopped");

@@ -51,6 +51,7 @@ impl Demo {
         }
         let mut child = command
             .env("PEYVAND_LOG", "warn")
+            .env("PEYVAND_METRICS__TOKEN_FILE", super::metrics_token_file())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

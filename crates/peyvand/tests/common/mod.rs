@@ -18,6 +18,38 @@ use std::time::{Duration, Instant};
 /// How long any wait in the tests may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The bearer token of every test server's `/metrics` ([`metrics_token_file`]).
+pub const METRICS_TOKEN: &str = "peyvand-test-metrics-token";
+
+/// A file holding [`METRICS_TOKEN`], readable by its owner only, as the server requires; the
+/// harness gives it to every server it starts (`PEYVAND_METRICS__TOKEN_FILE`).
+pub fn metrics_token_file() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let file = temp_dir("metrics-token").join("token");
+        std::fs::write(&file, METRICS_TOKEN).expect("write the metrics token");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        file
+    })
+    .clone()
+}
+
+/// A server's `/metrics` page (`base_url` is its client port), read with the token.
+pub async fn metrics(base_url: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base_url}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .error_for_status()
+        .expect("metrics with the token")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// A fresh, empty directory under the system's temporary directory.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -34,6 +66,8 @@ pub fn temp_dir(label: &str) -> PathBuf {
 #[derive(Default)]
 struct Seen {
     listening: Option<String>,
+    /// The `METRICS <url>` line, when `[metrics] listen` is set.
+    metrics: Option<String>,
     codes: HashMap<String, Vec<String>>,
     exited: bool,
 }
@@ -65,6 +99,11 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
+            .envs(
+                // The harness's token, unless the test configures the metrics itself.
+                (!env.iter().any(|(k, _)| k.starts_with("PEYVAND_METRICS__")))
+                    .then(|| ("PEYVAND_METRICS__TOKEN_FILE".to_owned(), metrics_token_file().display().to_string())),
+            )
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PEYVAND_LOG", "warn")
             .stdin(Stdio::null())
@@ -83,6 +122,7 @@ impl Server {
                 let mut parts = line.split_whitespace();
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("LISTENING"), Some(url), None) => seen.listening = Some(url.to_owned()),
+                    (Some("METRICS"), Some(url), None) => seen.metrics = Some(url.to_owned()),
                     (Some("OTP"), Some(phone), Some(code)) => {
                         seen.codes.entry(phone.to_owned()).or_default().push(code.to_owned())
                     }
@@ -117,10 +157,39 @@ impl Server {
         self.seen.0.lock().expect("lock").codes.get(e164).map_or(0, Vec::len)
     }
 
+    /// The operator's `/metrics` URL (the `METRICS` line), when `[metrics] listen` is set.
+    pub fn operator_metrics_url(&self) -> Option<String> {
+        self.seen.0.lock().expect("lock").metrics.clone()
+    }
+
     /// `kill -9`: no chance to flush or shut down.
     pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill is installed");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within {DEADLINE:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new server process on the same data directory and configuration, once this
+    /// one has stopped (after [`Server::terminate`]).
+    pub fn start_again(&mut self) {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let next = Self::start_with(&self.data.clone(), &env);
+        let mut old = std::mem::replace(self, next);
+        old.owns_data = false;
     }
 
     /// Stops the server (`kill -9`), and returns a closure that starts it again on the same

@@ -43,13 +43,17 @@ pub fn router(registry: Registry) -> Router {
         .with_state(registry)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` in plain HTTP until `shutdown` resolves, with `limits` on
+/// its connections (and their header deadline).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: peyvand_http::listener::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // No TLS configuration: a TLS handshake is refused.
+    let listener = peyvand_http::listener::DualListener::new(listener, Default::default(), limits)?;
+    peyvand_http::serve(listener, router, shutdown).await
 }
 
 /// Serves `router` on `listener` in HTTPS only, with `tls`, until `shutdown` resolves.
@@ -57,10 +61,11 @@ pub async fn serve_https(
     listener: tokio::net::TcpListener,
     tls: std::sync::Arc<peyvand_http::listener::ServerConfig>,
     router: Router,
+    limits: peyvand_http::listener::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slot = peyvand_http::listener::TlsSlot::default();
     slot.set(Some(tls));
-    let listener = peyvand_http::listener::DualListener::tls_only(listener, slot)?;
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let listener = peyvand_http::listener::DualListener::tls_only(listener, slot, limits)?;
+    peyvand_http::serve(listener, router, shutdown).await
 }

@@ -79,9 +79,25 @@ pub async fn openapi_json() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], crate::openapi::document_json())
 }
 
-/// `GET /metrics`: Prometheus metrics.
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let mut text = crate::metrics::render(&s);
+/// `GET /metrics`: Prometheus metrics, for operators: on the client port only when a token is
+/// configured (and then only with it; `not_found` otherwise, as if there were no such route),
+/// and on the operator's address when one is (with the token too, when there is one).
+pub async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Result<impl IntoResponse, Failure> {
+    s.metrics_access.check(&headers, false)?;
+    Ok(metrics_page(&s).await)
+}
+
+/// `GET /metrics` on the operator's address.
+pub async fn operator_metrics(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, Failure> {
+    s.metrics_access.check(&headers, true)?;
+    Ok(metrics_page(&s).await)
+}
+
+async fn metrics_page(s: &AppState) -> impl IntoResponse + use<> {
+    let mut text = crate::metrics::render(s);
     if let Some(interconnect) = &s.interconnect {
         text.push_str(&interconnect.metrics().await);
     }

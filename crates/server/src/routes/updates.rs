@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -46,16 +46,24 @@ pub async fn sync_state(State(s): State<AppState>, Authed(session): Authed) -> A
     Ok(Json(s.service.sync_state(session).await?))
 }
 
-/// `GET /v1/updates?after=&timeout=`: the update stream by long poll.
+/// `GET /v1/updates?after=&timeout=`: the update stream by long poll. A long poll is an
+/// update stream while it waits: it counts against the account's and the device's caps.
 #[utoipa::path(get, path = "/v1/updates", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
-    responses((status = 200, body = UpdatesPage), (status = 410, description = "resync_required", body = ErrorBody)))]
+    responses((status = 200, body = UpdatesPage), (status = 410, description = "resync_required", body = ErrorBody),
+               (status = 429, description = "too_many_streams", body = ErrorBody)))]
 pub async fn poll_updates(
     State(s): State<AppState>,
     Authed(session): Authed,
     Query(q): Query<UpdatesQuery>,
 ) -> ApiResult<Json<UpdatesPage>> {
+    let _permit = s.streams.open(session)?;
     let timeout = Duration::from_secs(q.timeout.unwrap_or(25)).min(MAX_POLL);
-    let (updates, cursor) = s.service.poll_updates(session, q.after.unwrap_or(0).max(0), timeout).await?;
+    let after = q.after.unwrap_or(0).max(0);
+    // A stopping server answers at once: nothing new, poll again (elsewhere).
+    let (updates, cursor) = tokio::select! {
+        polled = s.service.poll_updates(session, after, timeout) => polled?,
+        () = s.going_away.wait() => (Vec::new(), after),
+    };
     Ok(Json(UpdatesPage { updates, cursor }))
 }
 
@@ -78,23 +86,33 @@ impl FromRequestParts<AppState> for StreamAuth {
 /// `GET /v1/updates/ws?after=`: the update stream over a WebSocket. The server sends
 /// `StreamFrame`s as JSON text: the backlog after `after`, then `ready`, then live updates.
 /// The client may send `ClientFrame`s (JSON text) on the same socket: each `send` is answered
-/// by a `sent` or an `error` frame carrying its `request` number.
+/// by a `sent` or an `error` frame carrying its `request` number. An account and each of its
+/// devices may hold a few streams open at once (`too_many_streams` past that, before the
+/// upgrade). When the server stops, it answers the requests it began and closes the socket
+/// with 1001 (going away): reconnect, to another node if there is one.
 #[utoipa::path(get, path = "/v1/updates/ws", tag = "updates", security(("bearer" = [])), params(UpdatesQuery),
     responses((status = 101, description = "WebSocket of StreamFrame JSON text frames; the client may send ClientFrame JSON text frames", body = StreamFrame),
-               (status = 401, body = ErrorBody)))]
+               (status = 401, body = ErrorBody),
+               (status = 429, description = "too_many_streams", body = ErrorBody)))]
 pub async fn updates_ws(
     State(s): State<AppState>,
     StreamAuth(session): StreamAuth,
     Query(q): Query<UpdatesQuery>,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> ApiResult<Response> {
+    let permit = s.streams.open(session)?;
+    let alive = s.going_away.alive();
     let after = q.after.unwrap_or(0).max(0);
-    ws.read_buffer_size(WS_BUFFER)
+    Ok(ws
+        .read_buffer_size(WS_BUFFER)
         .write_buffer_size(WS_WRITE_COALESCE)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(WS_MAX_INCOMING)
         .max_frame_size(WS_MAX_INCOMING)
-        .on_upgrade(move |socket| stream(s, session, after, socket))
+        .on_upgrade(move |socket| async move {
+            stream(s, session, after, socket).await;
+            drop((permit, alive));
+        }))
 }
 
 /// Runs one write to the client, which fails when the client has not taken it within
@@ -128,6 +146,26 @@ async fn queue(socket: &mut WebSocket, state: &AppState, frame: &StreamFrame) ->
 async fn close(socket: &mut WebSocket, state: &AppState) {
     let wait = CLOSE_WAIT.min(state.stream_write_timeout);
     let _ = tokio::time::timeout(wait, socket.send(WsMessage::Close(None))).await;
+}
+
+/// The goodbye of a stopping server: the requests the client already sent are answered,
+/// then the socket closes with 1001 (going away), so that the client reconnects at once.
+async fn go_away(socket: &mut WebSocket, state: &AppState, requests: &mut Requests) {
+    let answered = async {
+        while requests.len() > 0 {
+            let answer = requests.next().await;
+            if !queue(socket, state, &answer).await {
+                return false;
+            }
+        }
+        timed_write(state, socket.flush()).await
+    };
+    // Each write is bounded by the write timeout; the requests themselves by this.
+    if !matches!(tokio::time::timeout(state.stream_write_timeout, answered).await, Ok(true)) {
+        return;
+    }
+    let goodbye = CloseFrame { code: close_code::AWAY, reason: "the server is going away; reconnect".into() };
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(WsMessage::Close(Some(goodbye)))).await;
 }
 
 /// Whether the pump goes on after what the feed gave.
@@ -210,8 +248,17 @@ async fn pump(state: &AppState, session: Session, mut feed: UpdateFeed, socket: 
     let mut heard_since_ping = true;
     let mut requests = Requests::default();
     let mut session_checked = tokio::time::Instant::now();
+    let mut going_away = state.going_away.watch();
+    if state.going_away.begun() {
+        go_away(socket, state, &mut requests).await;
+        return feed;
+    }
     loop {
         tokio::select! {
+            () = crate::streams::until_set(&mut going_away) => {
+                go_away(socket, state, &mut requests).await;
+                return feed;
+            },
             next = feed.next() => {
                 if let Flow::Stop = on_feed(socket, state, session, &feed, &mut announced, next).await {
                     return feed;

@@ -29,6 +29,9 @@ use crate::{NewMessage, StoreError, StoreResult};
 
 /// The most sends one transaction takes.
 const MAX_BATCH: usize = 256;
+/// Sends waiting for a batch, at most: past that a send waits for a place (back-pressure on
+/// its request), nothing is dropped.
+const QUEUE: usize = 16_384;
 
 pub(super) type Stored = (Message, bool, Vec<(i64, Update)>);
 
@@ -49,8 +52,8 @@ enum Outcome {
 
 /// Starts `workers` batch workers on `store` (whose own queue must be `None`) and returns the
 /// queue they take sends from. The workers stop when every sender of the queue is gone.
-pub(super) fn start(store: PgStore, workers: usize) -> mpsc::UnboundedSender<Job> {
-    let (tx, rx) = mpsc::unbounded_channel();
+pub(super) fn start(store: PgStore, workers: usize) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel(QUEUE);
     let rx = std::sync::Arc::new(Mutex::new(rx));
     for _ in 0..workers.max(1) {
         let (store, rx) = (store.clone(), rx.clone());

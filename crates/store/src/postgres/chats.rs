@@ -583,6 +583,7 @@ impl ChatStore for PgStore {
         let (reply, answer) = tokio::sync::oneshot::channel();
         queue
             .send(super::batch::Job { new, notify, reply })
+            .await
             .map_err(|_| StoreError::Unavailable("the send batcher has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the send batcher has stopped".into()))?
     }

@@ -75,7 +75,7 @@ pub struct PgStore {
     target: String,
     /// Where sends queue for group commit ([`batch`]); `None` in the batch workers' own
     /// handle, which stores directly (and so does not keep the queue open).
-    batches: Option<tokio::sync::mpsc::UnboundedSender<batch::Job>>,
+    batches: Option<tokio::sync::mpsc::Sender<batch::Job>>,
 }
 
 impl std::fmt::Debug for PgStore {

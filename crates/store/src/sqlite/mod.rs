@@ -23,6 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{StoreError, StoreResult};
 
+/// Write jobs waiting for the writer thread, at most. Past that a write waits for a place
+/// (back-pressure on the request that makes it) instead of the queue growing without end;
+/// far more than one group commit takes, so a busy writer always has its next batch.
+const WRITE_QUEUE: usize = 16_384;
 /// The most jobs one transaction takes before it commits.
 const MAX_BATCH: usize = 1024;
 const READERS: usize = 4;
@@ -73,7 +77,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<Queued>,
+    writer: mpsc::Sender<Queued>,
     readers: Mutex<Vec<Connection>>,
     /// The writer thread's nice value as the kernel reports it, or why it could not be set.
     writer_nice: Result<i32, String>,
@@ -145,7 +149,7 @@ impl SqliteStore {
         writer_conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         schema::migrate(&mut writer_conn)?;
         let readers = (0..READERS).map(|_| open_connection(&path)).collect::<StoreResult<Vec<_>>>()?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (started, nice) = std::sync::mpsc::sync_channel(1);
         let wanted = options.writer_nice;
         std::thread::Builder::new()
@@ -211,7 +215,8 @@ impl SqliteStore {
             (ok, reply)
         });
         let queued = Queued { job, savepoint };
-        self.inner.writer.send(queued).map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        // Waits while the queue is full: back-pressure on the requests, nothing dropped.
+        self.inner.writer.send(queued).await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
@@ -241,7 +246,7 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Queued>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -396,6 +401,41 @@ mod tests {
             results.push(handle.await.expect("job"));
         }
         (held, results)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_write_queue_holds_writers_back_and_drops_none() {
+        let dir = std::env::temp_dir().join(format!("peyvand-writer-queue-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir).expect("open");
+        let (release, holder) = hold_writer(&store);
+        tokio::task::yield_now().await;
+        let jobs = WRITE_QUEUE + 100;
+        let handles: Vec<_> = (0..jobs)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.write_checked_first(move |_| Ok(i)).await })
+            })
+            .collect();
+        // Every job gets its turn to queue itself, until the queue is full.
+        let mut turns = 0;
+        while store.inner.writer.capacity() > 0 {
+            assert!(turns < 1_000_000, "the queue never filled");
+            tokio::task::yield_now().await;
+            turns += 1;
+        }
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        // It stays full and the rest wait for a place, instead of it growing.
+        assert_eq!(store.inner.writer.capacity(), 0);
+        assert!(handles.iter().all(|h| !h.is_finished()), "nothing is written while the writer is held");
+        drop(release);
+        holder.await.expect("holder").expect("held job");
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.expect("job").expect("written"), i);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "current_thread")]
