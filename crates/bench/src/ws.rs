@@ -175,6 +175,7 @@ mod tests {
             sent_at: 1,
             edited_at: None,
             reactions: Vec::new(),
+            delivery: None,
         };
         let update = Update { cursor: Some(10), at: 1, event: Event::MessageNew { message: message.clone() } };
         let frame = serde_json::to_string(&StreamFrame::Update { update }).expect("serialises");

@@ -22,9 +22,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use peyvand_api::{ApiError, Audience, ErrorCode, ForwardedFrom, Message, Reaction};
+use peyvand_api::{ApiError, Audience, Delivery, ErrorCode, ForwardedFrom, Message, Reaction};
 use peyvand_core::phone::PhoneNumber;
-use peyvand_store::{MemberRecord, NewMessage, ReportRecord, RoomLink, UserRecord};
+use peyvand_store::{DeliveryChange, MemberRecord, NewMessage, ReportRecord, RoomLink, UserRecord};
 
 use crate::chats::{validate_client_id, validate_content, validate_emoji};
 use crate::{Service, Session, err, now_millis, store_error};
@@ -231,6 +231,9 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     async fn report(&self, peer: &str, report: &wire::Report) -> Result<(), ApiError>;
     /// Events were queued for `peer`: deliver them soon.
     fn queued(&self, peer: &str);
+    /// Why events for `peer` would wait now, if they would: the directory does not list it as
+    /// active, or the last attempt to deliver to it failed and none has succeeded since.
+    fn delivery_problem(&self, peer: &str) -> Option<ApiError>;
 }
 
 /// `PHONE@PROVIDER-ID`, checked: the phone number in E.164 and a provider id.
@@ -628,6 +631,7 @@ impl Service {
                     reply_to: reply_to.filter(|r| *r > 0 && *r < seq),
                     forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
                     sent_at,
+                    delivery: None,
                 };
                 let (_, _, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
                 updates
@@ -807,6 +811,8 @@ impl Service {
             reply_to,
             forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
             sent_at,
+            // The hub answered with it: the room has it.
+            delivery: Some(Delivery::delivered()),
         };
         let (message, created, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
         self.publish(updates).await;
@@ -977,6 +983,23 @@ impl Service {
         };
         let id = self.store.add_report(record).await.map_err(store_error)?;
         tracing::warn!(report = id, %peer, reported = reported.id, "abuse report from another messenger");
+        Ok(())
+    }
+
+    /// Why a message to the remote members of a room hosted here would wait now, if it would
+    /// (see [`Federation::delivery_problem`]).
+    pub(crate) fn delivery_problem(&self, members: &[MemberRecord]) -> Option<ApiError> {
+        let Some(federation) = self.federation.get() else {
+            return Some(err(ErrorCode::InterconnectDisabled, "this server is not connected to other messengers"));
+        };
+        remote_providers(members).iter().find_map(|peer| federation.delivery_problem(peer))
+    }
+
+    /// Records where messages sent to other messengers stand (from the delivery to peers) and
+    /// tells their senders' devices of each change.
+    pub async fn delivery_changed(&self, changes: Vec<DeliveryChange>) -> Result<(), ApiError> {
+        let updates = self.store.set_delivery(changes, now_millis()).await.map_err(store_error)?;
+        self.publish(updates).await;
         Ok(())
     }
 

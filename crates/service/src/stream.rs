@@ -368,6 +368,7 @@ mod tests {
             reply_to: None,
             forwarded_from: None,
             sent_at,
+            delivery: None,
         }
     }
 

@@ -41,7 +41,7 @@ pub(super) struct Job {
 
 /// What became of one send inside a batch.
 enum Outcome {
-    Stored(Message, Vec<(i64, Update)>),
+    Stored(Box<Message>, Vec<(i64, Update)>),
     /// Its client id was stored already: answered after the commit with that message.
     Duplicate,
     NotFound,
@@ -84,7 +84,7 @@ async fn run(store: &PgStore, jobs: Vec<Job>) {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let answer = match outcome {
-                    Outcome::Stored(message, updates) => Ok((message, true, updates)),
+                    Outcome::Stored(message, updates) => Ok((*message, true, updates)),
                     Outcome::NotFound => Err(StoreError::NotFound),
                     Outcome::Duplicate => match store.client().await {
                         Ok(client) => earlier_send(&client, &job.new).await.map_err(StoreError::from),
@@ -156,8 +156,9 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
                    (SELECT 1 FROM messages WHERE chat_id = $1 AND sender_id = $2 AND client_id = $3) \
                  RETURNING last_seq \
              ), message AS ( \
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8 FROM chat RETURNING seq \
+                 INSERT INTO messages \
+                   (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM chat RETURNING seq \
              ), sender AS ( \
                  UPDATE members SET read_up_to = message.seq, delivered_up_to = message.seq FROM message \
                  WHERE chat_id = $1 AND user_id = $2 \
@@ -176,12 +177,13 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
         .map(|Job { new, .. }| {
             let content = serde_json::to_string(&new.content)?;
             let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-            Ok((content, forwarded))
+            let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
+            Ok((content, forwarded, delivery))
         })
         .collect::<Attempt<Vec<_>>>()?;
     let (db, insert) = (&tx, &insert);
-    let inserts = jobs.iter().zip(&columns).map(|(Job { new, .. }, (content, forwarded))| async move {
-        let params: [&(dyn ToSql + Sync); 8] = [
+    let inserts = jobs.iter().zip(&columns).map(|(Job { new, .. }, (content, forwarded, delivery))| async move {
+        let params: [&(dyn ToSql + Sync); 9] = [
             &new.chat_id,
             &new.sender_id,
             &new.client_id,
@@ -190,6 +192,7 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
             &new.reply_to,
             forwarded,
             &new.sent_at,
+            delivery,
         ];
         db.query_one(insert, &params).await
     });
@@ -207,7 +210,7 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
                 entries.extend(notify.iter().map(|&user| (user, events.len())));
                 events.push(Event::MessageNew { message: message.clone() });
                 at.push(new.sent_at);
-                Outcome::Stored(message, Vec::new())
+                Outcome::Stored(Box::new(message), Vec::new())
             }
         });
     }

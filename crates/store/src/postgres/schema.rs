@@ -23,7 +23,8 @@
 //! federation tables `outbound`, `inbound_txns`, `reports` and `delivery_leases`, and the small `codes`,
 //! `limits`, `nodes` and `schema_migrations`.
 //!
-//! Ids and times (milliseconds) are `bigint`; JSON columns are `text` holding exactly what
+//! Ids and times (milliseconds) are `bigint`; JSON columns (a message's `content`,
+//! `forwarded_from` and `delivery`, an update's `event`) are `text` holding exactly what
 //! the embedded backend stores. An update of a new message holds no JSON but the message's
 //! `chat_id` and `seq`: it is read from `messages`, as it is when read.
 
@@ -197,6 +198,10 @@ ALTER TABLE updates ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE updates ADD COLUMN chat_id bigint, ADD COLUMN seq bigint;
 ALTER TABLE updates ADD CONSTRAINT updates_event_or_message
     CHECK ((event IS NULL) = (chat_id IS NOT NULL AND seq IS NOT NULL));
+"#,
+    // Where a message to another messenger stands (JSON of `Delivery`); NULL for the others.
+    r#"
+ALTER TABLE messages ADD COLUMN delivery text;
 "#,
 ];
 

@@ -13,12 +13,12 @@ use crate::{
     SendOutcome, StoreError, StoreResult,
 };
 
-pub(super) const MESSAGE_COLUMNS: &str =
-    "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, m.forwarded_from, m.sent_at, m.edited_at";
+pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, \
+     m.forwarded_from, m.sent_at, m.edited_at, m.delivery";
 
-/// A message read from its row, its content and forward still JSON: [`finish_message`] parses
-/// them and adds the reactions.
-pub(super) type RawMessage = (Message, String, Option<String>);
+/// A message read from its row, its content, forward and delivery still JSON:
+/// [`finish_message`] parses them and adds the reactions.
+pub(super) type RawMessage = (Message, String, Option<String>, Option<String>);
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<RawMessage> {
     message_from_row_at(row, 0)
@@ -38,15 +38,21 @@ pub(super) fn message_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<
             sent_at: row.get(at + 7)?,
             edited_at: row.get(at + 8)?,
             reactions: Vec::new(),
+            delivery: None,
         },
         row.get(at + 4)?,
         row.get(at + 6)?,
+        row.get(at + 9)?,
     ))
 }
 
-pub(super) fn finish_message(conn: &Connection, (mut message, content, forwarded): RawMessage) -> StoreResult<Message> {
+pub(super) fn finish_message(
+    conn: &Connection,
+    (mut message, content, forwarded, delivery): RawMessage,
+) -> StoreResult<Message> {
     message.content = json(&content)?;
     message.forwarded_from = forwarded.as_deref().map(json).transpose()?;
+    message.delivery = delivery.as_deref().map(json).transpose()?;
     message.reactions = reactions(conn, message.chat_id, message.seq)?;
     Ok(message)
 }
@@ -154,9 +160,11 @@ pub(super) fn insert_row(
     content: &str,
     forwarded: Option<&str>,
 ) -> StoreResult<()> {
+    let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
     conn.prepare_cached(
-        "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages \
+           (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         new.chat_id,
@@ -167,7 +175,8 @@ pub(super) fn insert_row(
         new.folded,
         new.reply_to,
         forwarded,
-        new.sent_at
+        new.sent_at,
+        delivery
     ])?;
     Ok(())
 }

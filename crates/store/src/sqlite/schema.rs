@@ -182,6 +182,10 @@ CREATE INDEX updates_at ON updates (at);
 DROP INDEX messages_client_id;
 CREATE UNIQUE INDEX messages_client_id ON messages (client_id, chat_id, sender_id);
 "#,
+    // Where a message to another messenger stands (JSON of `Delivery`); NULL for the others.
+    r#"
+ALTER TABLE messages ADD COLUMN delivery TEXT;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
