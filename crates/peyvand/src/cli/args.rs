@@ -82,7 +82,9 @@ pub enum ClientCommand {
     },
     /// Lists my chats, most recent first.
     Chats,
-    /// Sends a text message.
+    /// Sends a text message. To a person on another messenger, it waits a few seconds for that
+    /// messenger to take it, and otherwise says it is queued and why; it exits 0 once the
+    /// message is stored, and fails if the other messenger refused it at once.
     Send(SendArgs),
     /// Forwards a message from one chat to another.
     Forward(ForwardArgs),
