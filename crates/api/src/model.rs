@@ -188,6 +188,11 @@ pub struct Message {
     /// The message's id within its chat: 1, 2, 3, ...
     pub seq: i64,
     pub sender_id: i64,
+    /// For a sender on another messenger, their address there (`PHONE@PROVIDER-ID`). Absent
+    /// for people on this messenger, who are known by `sender_id` (their number shows on their
+    /// profile as their settings allow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_address: Option<String>,
     /// The id the sending client gave the message (for idempotent retries).
     pub client_id: String,
     pub content: Content,

@@ -168,6 +168,7 @@ mod tests {
             chat_id: 3,
             seq: 9,
             sender_id: 42,
+            sender_address: None,
             client_id: "b123".into(),
             content: Content::Text { text: "bench \"quoted\" 123".into() },
             reply_to: None,

@@ -704,10 +704,24 @@ async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zag
     let copy = chat_with(&babak, "kavir").await;
     let seen = wait_history(&babak, copy.id, "the first message", |h| h.len() == 1).await;
     assert_eq!(seen[0].delivery, None);
+    // Each side's messages name the sender on the other messenger by address.
+    assert_eq!(seen[0].sender_address, Some(format!("{ALI}@kavir")));
+    assert_eq!(sent.message.sender_address, None, "Ali is on this messenger");
     let reply = babak.send_text(copy.id, "دو").await.expect("reply");
     assert_eq!(reply.message.delivery, Some(Delivery::delivered()));
     let at_hub = wait_history(&ali, chat.id, "the reply", |h| h.len() == 2).await;
     assert_eq!(at_hub[1].delivery, None);
+    assert_eq!(at_hub[1].sender_address, Some(format!("{BABAK}@zagros")));
+    let live = loop {
+        let frame = tokio::time::timeout(DEADLINE, ali_stream.next()).await.expect("the reply in time");
+        if let StreamFrame::Update { update } = frame.expect("open").expect("frame")
+            && let Event::MessageNew { message } = update.event
+            && message.seq == 2
+        {
+            break message;
+        }
+    };
+    assert_eq!(live.sender_address, Some(format!("{BABAK}@zagros")));
 
     // zagros is suspended: queued with the reason, then failed after the deadline.
     licence_action(demo, "zagros", "suspend").await;

@@ -960,6 +960,7 @@ async fn delivery_states(store: Arc<dyn Store>) {
     received.delivery = Some(Delivery::delivered());
     let (at3, _, _) = store.put_message_at(received, 3, vec![local]).await.expect("put");
     assert_eq!(at3.delivery, Some(Delivery::delivered()), "put_message_at keeps it too");
+    assert_eq!(at3.sender_address.as_deref(), Some("+989120000072@zagros"));
     let cursor = store.cursor(local).await.expect("cursor");
 
     let down = ApiError::new(ErrorCode::PeerUnavailable, "zagros does not answer");
@@ -1013,6 +1014,9 @@ async fn delivery_states(store: Arc<dyn Store>) {
         history.iter().map(|m| m.delivery.clone()).collect::<Vec<_>>(),
         [delivered.clone(), None, delivered.clone()]
     );
+    // A sender on another messenger reads back with their address; people here without.
+    let addresses: Vec<Option<&str>> = history.iter().map(|m| m.sender_address.as_deref()).collect();
+    assert_eq!(addresses, [None, None, Some("+989120000072@zagros")]);
     let caught_up = store.updates_after(local, 0, 100).await.expect("updates");
     let first = caught_up.iter().find_map(|u| match &u.event {
         Event::MessageNew { message } if message.seq == 1 => Some(message.delivery.clone()),
@@ -1027,6 +1031,12 @@ async fn delivery_states(store: Arc<dyn Store>) {
     assert_eq!(told.len(), 4, "each change is in the sender's stream");
     let view = store.chat_view(local, chat).await.expect("view").expect("member");
     assert_eq!(view.last_message.expect("last").delivery, delivered);
+    // Also as written by a send here of a person on another messenger, and in its updates.
+    let (from_remote, _, updates) =
+        store.append_message(new_message(chat, remote.id, "d4", "four"), vec![local]).await.expect("append");
+    assert_eq!(from_remote.sender_address.as_deref(), Some("+989120000072@zagros"));
+    assert!(matches!(&updates[0].1.event, Event::MessageNew { message } if *message == from_remote));
+    assert_eq!(store.message(chat, from_remote.seq).await.expect("read"), Some(from_remote));
     // The stand-in has no stream: nothing was appended for it.
     assert!(store.updates_after(remote.id, 0, 10).await.map(|u| u.is_empty()).unwrap_or(true));
 }

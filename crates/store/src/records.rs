@@ -102,12 +102,14 @@ impl NewMessage {
         (stored.content == self.content || stored.content == Content::Deleted) && stored.reply_to == self.reply_to
     }
 
-    /// The message as stored under `seq`.
+    /// The message as stored under `seq`, by a sender on this messenger (a store adds the
+    /// address of one on another).
     pub fn stored(&self, seq: i64) -> Message {
         Message {
             chat_id: self.chat_id,
             seq,
             sender_id: self.sender_id,
+            sender_address: None,
             client_id: self.client_id.clone(),
             content: self.content.clone(),
             reply_to: self.reply_to,

@@ -162,7 +162,8 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
              ), sender AS ( \
                  UPDATE members SET read_up_to = message.seq, delivered_up_to = message.seq FROM message \
                  WHERE chat_id = $1 AND user_id = $2 \
-             ) SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1), (SELECT seq FROM message)",
+             ) SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1), (SELECT seq FROM message), \
+                 (SELECT remote_address FROM users WHERE id = $2)",
         )
         .await?;
     // Chats, then members, then streams: the order of every other write's locks.
@@ -202,11 +203,14 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
     let (mut entries, mut events, mut at) = (Vec::new(), Vec::new(), Vec::new());
     for (Job { new, notify, .. }, row) in jobs.iter().zip(rows) {
         let (chat_exists, seq): (bool, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        // A sender on another messenger (a stand-in, in a room hosted here) reads back with
+        // their address.
+        let sender_address: Option<String> = row.try_get(2)?;
         outcomes.push(match (chat_exists, seq) {
             (false, _) => Outcome::NotFound,
             (true, None) => Outcome::Duplicate,
             (true, Some(seq)) => {
-                let message = new.stored(seq);
+                let message = Message { sender_address, ..new.stored(seq) };
                 entries.extend(notify.iter().map(|&user| (user, events.len())));
                 events.push(Event::MessageNew { message: message.clone() });
                 at.push(new.sent_at);

@@ -23,7 +23,8 @@ pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.clien
        AS reactors, \
      ARRAY(SELECT r.emoji FROM reactions r WHERE r.chat_id = m.chat_id AND r.seq = m.seq ORDER BY r.user_id) \
        AS emojis, \
-     m.delivery";
+     m.delivery, \
+     (SELECT u.remote_address FROM users u WHERE u.id = m.sender_id)";
 
 /// Whether the viewer `$2` has not hidden the message `m`.
 const NOT_HIDDEN: &str =
@@ -39,6 +40,7 @@ pub(super) fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
         chat_id: row.try_get(at)?,
         seq: row.try_get(at + 1)?,
         sender_id: row.try_get(at + 2)?,
+        sender_address: row.try_get(at + 12)?,
         client_id: row.try_get(at + 3)?,
         content: json(row.try_get(at + 4)?)?,
         reply_to: row.try_get(at + 5)?,
@@ -324,10 +326,16 @@ pub(super) async fn append_message(
         tx.rollback().await?;
         return earlier_send(&client, new).await;
     };
-    let message = new.stored(seq);
+    let message = Message { sender_address: remote_address_of(&tx, new.sender_id).await?, ..new.stored(seq) };
     let updates = push_all(&tx, notify, Event::MessageNew { message: message.clone() }, new.sent_at).await?;
     tx.commit().await?;
     Ok((message, true, updates))
+}
+
+/// The address of a person on another messenger (a stand-in); `None` for people here.
+pub(super) async fn remote_address_of(db: &impl GenericClient, user_id: i64) -> Attempt<Option<String>> {
+    let statement = db.prepare_cached("SELECT remote_address FROM users WHERE id = $1").await?;
+    Ok(db.query_opt(&statement, &[&user_id]).await?.map(|row| row.try_get(0)).transpose()?.flatten())
 }
 
 async fn edit_message(

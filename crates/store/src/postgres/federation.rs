@@ -7,7 +7,7 @@ use peyvand_api::{Delivery, Event, Message, PrivacySettings, Update};
 use tokio_postgres::Row;
 
 use super::accounts::{USER_COLUMNS, query_user, query_users};
-use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, messages};
+use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, messages, remote_address_of};
 use super::updates::{lock_streams, push_all};
 use super::{Attempt, PgStore, big, json, once, retry};
 use crate::records::delivery_changes;
@@ -164,7 +164,7 @@ async fn put_message_at(
         ],
     )
     .await?;
-    let message = new.stored(seq);
+    let message = Message { sender_address: remote_address_of(&tx, new.sender_id).await?, ..new.stored(seq) };
     let updates = push_all(&tx, notify, Event::MessageNew { message: message.clone() }, new.sent_at).await?;
     tx.commit().await?;
     Ok((message, true, updates))

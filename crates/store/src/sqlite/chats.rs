@@ -14,7 +14,8 @@ use crate::{
 };
 
 pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, \
-     m.forwarded_from, m.sent_at, m.edited_at, m.delivery";
+     m.forwarded_from, m.sent_at, m.edited_at, m.delivery, \
+     (SELECT u.remote_address FROM users u WHERE u.id = m.sender_id)";
 
 /// A message read from its row, its content, forward and delivery still JSON:
 /// [`finish_message`] parses them and adds the reactions.
@@ -31,6 +32,7 @@ pub(super) fn message_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<
             chat_id: row.get(at)?,
             seq: row.get(at + 1)?,
             sender_id: row.get(at + 2)?,
+            sender_address: row.get(at + 10)?,
             client_id: row.get(at + 3)?,
             content: Content::Deleted,
             reply_to: row.get(at + 5)?,
@@ -181,8 +183,23 @@ pub(super) fn insert_row(
     Ok(())
 }
 
-/// Stores a new message (its client id unused) and its updates, in the caller's transaction.
-fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+/// The address of a person on another messenger (a stand-in); `None` for people here.
+pub(super) fn remote_address_of(conn: &Connection, user_id: i64) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT remote_address FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Stores a new message (its client id unused) and its updates, in the caller's transaction;
+/// `sender_address` is the sender's on another messenger, if they are on one.
+fn insert_message(
+    conn: &Connection,
+    new: &NewMessage,
+    sender_address: Option<String>,
+    notify: &[i64],
+) -> StoreResult<(Message, Vec<(i64, Update)>)> {
     let content = serde_json::to_string(&new.content)?;
     let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
     // Two statements rather than `RETURNING`, as in `updates::push_stored`.
@@ -196,7 +213,7 @@ fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreR
         "UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2",
     )?
     .execute(params![new.chat_id, new.sender_id, seq])?;
-    let message = new.stored(seq);
+    let message = Message { sender_address, ..new.stored(seq) };
     let updates = push_all(conn, notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
     Ok((message, updates))
 }
@@ -256,7 +273,8 @@ fn local_send(conn: &Connection, new: NewMessage, gate: SendGate) -> StoreResult
         return Ok(SendOutcome::Refused(context));
     }
     let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
-    let (message, updates) = insert_message(conn, &new, &notify)?;
+    // A chat with a member on another messenger went back to the caller: the sender is here.
+    let (message, updates) = insert_message(conn, &new, None, &notify)?;
     Ok(SendOutcome::Stored { message, created: true, updates })
 }
 
@@ -336,7 +354,8 @@ impl ChatStore for SqliteStore {
             if let Some(stored) = retried(conn, &new)? {
                 return Ok((stored, false, Vec::new()));
             }
-            let (message, updates) = insert_message(conn, &new, &notify)?;
+            let sender_address = remote_address_of(conn, new.sender_id)?;
+            let (message, updates) = insert_message(conn, &new, sender_address, &notify)?;
             Ok((message, true, updates))
         })
         .await

@@ -6,7 +6,7 @@ use peyvand_api::{Delivery, Event, Message, PrivacySettings, Update};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::accounts::query_user;
-use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, insert_row, message, messages};
+use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, insert_row, message, messages, remote_address_of};
 use super::updates::{push, push_all};
 use super::{SqliteStore, json};
 use crate::records::delivery_changes;
@@ -126,7 +126,7 @@ impl FederationStore for SqliteStore {
                  WHERE chat_id = ?1 AND user_id = ?2",
             )?
             .execute(params![new.chat_id, new.sender_id, seq])?;
-            let message = new.stored(seq);
+            let message = Message { sender_address: remote_address_of(conn, new.sender_id)?, ..new.stored(seq) };
             let updates = push_all(conn, &notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
             Ok((message, true, updates))
         })
