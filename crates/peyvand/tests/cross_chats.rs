@@ -675,6 +675,46 @@ fn cli(home: &std::path::Path, server: &Server, args: &[&str]) -> (bool, String)
     (output.status.success(), stdout)
 }
 
+/// Runs `peyvand listen` with `home`'s session (from the start of the stream) until it prints
+/// a line that `last` accepts, within the deadline; the lines it printed.
+fn listen_until(home: &std::path::Path, server: &Server, last: impl Fn(&str) -> bool) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .arg("listen")
+        .env("PEYVAND_HOME", home)
+        .env("PEYVAND_SERVER", &server.url)
+        .env_remove("PEYVAND_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("listen");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("listen printed no such line: {lines:?}"));
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
 /// What a sender sees of a message to another messenger, with the hub `kavir` configured
 /// with a delivery deadline of [`SHORT_DEADLINE`] seconds: delivered once the peer has it;
 /// queued with the reason while the peer is suspended or stopped, failed with that reason
@@ -772,6 +812,13 @@ async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zag
     assert!(failed.detail.as_deref().is_some_and(|d| d.contains("given up")), "{failed:?}");
     let (_, out) = cli(&home, &kavir.server, &["history", &recipient]);
     assert!(out.lines().any(|l| l.starts_with("#7 ") && l.ends_with("[failed: peer_unavailable]")), "{out}");
+    // `listen` shows each message as it stands and each change as it came.
+    let lines = listen_until(&home, &kavir.server, |l| l.contains(" #7 failed: ") && l.ends_with("(peer_unavailable)"));
+    let has = |what: &dyn Fn(&str) -> bool| lines.iter().any(|l| what(l));
+    assert!(has(&|l| l.contains("#6 ") && l.ends_with("[delivered]")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #6 queued: ") && l.ends_with("(peer_unavailable)")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #6 delivered")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #3 failed: ") && l.ends_with("(peer_not_active)")), "{lines:?}");
 
     // The API document describes the delivery and its update.
     let doc = reqwest::get(format!("{}/v1/openapi.json", kavir.server.url)).await.expect("doc");
