@@ -316,9 +316,9 @@ impl Interconnect {
     }
 
     /// Gives up messages past the delivery deadline: failed for their senders, with the reason
-    /// the peer did not take them (the last attempt's failure as this node knows it, else what
-    /// the directory says, else that it did not answer). They are removed from the queue by the
-    /// caller.
+    /// the peer did not take them (what the directory says when it does not list the peer as
+    /// active, else the last attempt's failure as this node knows it, else that it did not
+    /// answer). They are removed from the queue by the caller.
     async fn give_up(&self, peer: &str, messages: &[(i64, i64)]) -> Result<(), ApiError> {
         let deadline = self.inner.config.delivery_deadline_secs;
         let why = Federation::delivery_problem(self, peer)
