@@ -718,7 +718,8 @@ fn listen_until(home: &std::path::Path, server: &Server, last: impl Fn(&str) -> 
 /// What a sender sees of a message to another messenger, with the hub `kavir` configured
 /// with a delivery deadline of [`SHORT_DEADLINE`] seconds: delivered once the peer has it;
 /// queued with the reason while the peer is suspended or stopped, failed with that reason
-/// after the deadline (and never delivered later); delivered when the peer is back in time;
+/// after the deadline (and never delivered later, unless sent again with its client id);
+/// delivered when the peer is back in time;
 /// each change sent to the sender's devices; the CLI saying all of it.
 async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zagros: &mut External) {
     let ali = kavir.sign_in(ALI).await;
@@ -803,6 +804,20 @@ async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zag
     let babak = zagros.sign_in(BABAK).await;
     let seen = wait_history(&babak, copy.id, "the message sent while zagros was down", |h| h.len() == 3).await;
     assert_eq!(texts(&seen), vec![(1, "یک".to_owned()), (2, "دو".to_owned()), (6, "شش".to_owned())]);
+    // Sending a failed message again (the same client id) queues it again.
+    let failed = ali.message(chat.id, 3).await.expect("message");
+    let again = peyvand_api::SendMessage {
+        client_id: failed.client_id.clone(),
+        content: Some(failed.content.clone()),
+        reply_to: None,
+        forward: None,
+    };
+    let resent = ali.send(chat.id, &again).await.expect("sent again");
+    assert!(!resent.created);
+    assert_eq!(resent.message.delivery.map(|d| d.state), Some(DeliveryState::Pending));
+    delivery_update(&mut ali_stream, chat.id, 3, DeliveryState::Delivered).await;
+    let seen = wait_history(&babak, copy.id, "the message sent again", |h| h.len() == 4).await;
+    assert_eq!(texts(&seen)[2], (3, "سه".to_owned()));
 
     // Stopped past the deadline: failed as unreachable.
     zagros.server.kill9();
