@@ -65,7 +65,10 @@ pub struct Presence {
 pub struct Device {
     pub id: i64,
     pub name: String,
+    /// When it signed in.
     pub created_at: Millis,
+    /// When it last made a request (to the minute, or finer when sessions end sooner). A
+    /// session unused for the server's `session_idle_secs` (default 180 days) ends.
     pub last_active: Millis,
     /// The device that made this request.
     pub current: bool,

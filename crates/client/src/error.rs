@@ -16,12 +16,13 @@ pub enum ClientError {
     /// The server answered with an error status but no error body (a proxy, or a wrong URL).
     #[error("the server answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
-    /// The server could not be reached or the connection broke.
-    #[error("could not reach the server: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// The server could not be reached or the connection broke. Shown as one line with the
+    /// root cause (`connection refused`), not the chain of wrappers around it, which repeat.
+    #[error("could not reach the server{}: {}", at_url(.0), root_cause(.0))]
+    Transport(reqwest::Error),
     /// The WebSocket could not be opened or broke.
-    #[error("update stream: {0}")]
-    WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    #[error("update stream: {}", root_cause(.0.as_ref()))]
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
     /// The server did not answer in time.
     #[error("the server did not answer within {0:?}")]
     Timeout(Duration),
@@ -93,6 +94,29 @@ impl ClientError {
             }
         }
     }
+}
+
+/// The innermost error of a chain (`Connection refused (os error 111)`), which says what
+/// happened; the layers above it (request, connect, TCP) each repeat it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+            std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+            _ => io.to_string(),
+        };
+    }
+    cause.to_string()
+}
+
+/// ` at http://host:port` for the request's server, without path or query.
+fn at_url(error: &reqwest::Error) -> String {
+    error.url().map(|url| format!(" at {}", url.origin().ascii_serialization())).unwrap_or_default()
 }
 
 impl From<reqwest::Error> for ClientError {

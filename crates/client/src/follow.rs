@@ -23,7 +23,10 @@ pub enum FollowEvent {
     Disconnected { error: ClientError, retry_in: Duration },
 }
 
-/// Exponential backoff with jitter between reconnects.
+/// Exponential backoff with jitter between reconnects: each wait is drawn between half and all
+/// of the current step, which doubles up to the cap. The default starts at 100 ms and caps at
+/// one second, so a follower is back within about a second of the server, and many followers
+/// cut off together spread their returns over that second.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
@@ -38,11 +41,9 @@ impl Backoff {
 
     /// The wait before the next attempt; each call doubles the following one, up to the max.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.current;
+        let step = self.current;
         self.current = (self.current * 2).min(self.max);
-        // Up to a quarter more, so that many clients cut off together do not return together.
-        let jitter = base.mul_f64(rand::random::<f64>() / 4.0);
-        (base + jitter).min(self.max)
+        step.mul_f64(0.5 + rand::random::<f64>() / 2.0)
     }
 
     /// Back to the initial wait, after a success.
@@ -53,7 +54,7 @@ impl Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self::new(Duration::from_millis(250), Duration::from_secs(30))
+        Self::new(Duration::from_millis(100), Duration::from_secs(1))
     }
 }
 
@@ -249,14 +250,26 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_max_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(100), ms(350));
         let first = backoff.next_delay();
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(125));
+        assert!(first >= ms(50) && first <= ms(100), "{first:?}");
         let second = backoff.next_delay();
-        assert!(second >= Duration::from_millis(200) && second <= Duration::from_millis(250));
-        assert!(backoff.next_delay() <= Duration::from_millis(350));
-        assert!(backoff.next_delay() <= Duration::from_millis(350));
+        assert!(second >= ms(100) && second <= ms(200), "{second:?}");
+        for _ in 0..20 {
+            let capped = backoff.next_delay();
+            assert!(capped >= ms(175) && capped <= ms(350), "{capped:?}");
+        }
         backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(125));
+        assert!(backoff.next_delay() <= ms(100));
+    }
+
+    #[test]
+    fn the_default_reconnects_within_a_second() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<Duration> = (0..50).map(|_| backoff.next_delay()).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)), "{waits:?}");
+        // Jittered: a crowd of followers does not come back in step.
+        assert!(waits[10..].windows(2).any(|w| w[0] != w[1]), "{waits:?}");
     }
 }

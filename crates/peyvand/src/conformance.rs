@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use peyvand_interconnect::conformance::{KitConfig, run as run_kit};
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::OutputFormat;
 use crate::registry::{Connection, admin_token};
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct ConformanceArgs {
     pub wait_secs: u64,
 }
 
-pub async fn run(global: GlobalArgs, args: ConformanceArgs) -> Result<()> {
+pub async fn run(output: OutputFormat, args: ConformanceArgs) -> Result<()> {
     let config = KitConfig {
         target: args.target.clone(),
         registry: crate::registry::client(
@@ -36,7 +36,7 @@ pub async fn run(global: GlobalArgs, args: ConformanceArgs) -> Result<()> {
     let outcomes = run_kit(&config).await?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     let mut out = std::io::stdout().lock();
-    match global.output {
+    match output {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&outcomes)?)?,
         OutputFormat::Text => {
             for o in &outcomes {

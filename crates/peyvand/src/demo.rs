@@ -55,16 +55,82 @@ fn ready(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's folder when it made one itself: removed when the demo ends, however it ends
+/// (Ctrl-C, SIGTERM, an error), since it holds the CA's private key and the admin token.
+struct TempData(PathBuf);
+
+impl Drop for TempData {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(%error, data = %self.0.display(), "cannot remove the demo's temporary folder");
+        }
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only: it will hold keys and tokens.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     init_logging(crate::config::LogFormat::Text);
-    let data = match &args.data {
-        Some(dir) => dir.clone(),
+    // Listen for Ctrl-C and SIGTERM from the start: a signal while the providers start stops
+    // the demo as cleanly as one after.
+    let (signal, mut on_signal) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal.send(true);
+    });
+    let (data, _temporary) = match &args.data {
+        Some(dir) => {
+            create_private_dir(dir)?;
+            (dir.clone(), None)
+        }
         None => {
-            std::env::temp_dir().join(format!("peyvand-demo-{}-{}", std::process::id(), peyvand_service::now_millis()))
+            let dir = std::env::temp_dir().join(format!(
+                "peyvand-demo-{}-{}",
+                std::process::id(),
+                peyvand_service::now_millis()
+            ));
+            create_private_dir(&dir)?;
+            (dir.clone(), Some(TempData(dir)))
         }
     };
-    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     let (stop, stopped) = watch::channel(false);
+    let mut servers = tokio::select! {
+        started = start(&args, &data, stopped) => started?,
+        _ = on_signal.wait_for(|s| *s) => return Ok(()),
+    };
+    tokio::select! {
+        _ = on_signal.wait_for(|s| *s) => {}
+        Some(ended) = servers.join_next() => {
+            let _ = stop.send(true);
+            return match ended {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a demo service stopped by itself")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::Error::new(e).context("a demo service failed")),
+            };
+        }
+    }
+    let _ = stop.send(true);
+    // Let every server finish what it was doing, but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async { while servers.join_next().await.is_some() {} }).await;
+    Ok(())
+}
+
+/// Starts the registry and the providers; each serves until `stopped` turns true.
+async fn start(
+    args: &DemoArgs,
+    data: &Path,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
     let until_stopped = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -100,7 +166,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let endpoint = format!("https://{}", listener.local_addr()?);
         license(&registry, id, name, number, &endpoint).await?;
         let token = registry.create_enrolment_token(ACTOR, id).await?.token;
-        let config = provider_config(&data, id, &registry_url, &registry, token, args.directory_refresh_secs)?;
+        let config = provider_config(data, id, &registry_url, &registry, token, args.directory_refresh_secs)?;
         started.push((id, Server::start_on(config, listener).await.with_context(|| format!("provider `{id}`"))?));
     }
     // Each provider enrolled after those before it had fetched the directory: bring every one
@@ -114,22 +180,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         servers.spawn(async move { server.serve(shutdown).await });
     }
     tracing::info!(data = %data.display(), "the demo is running: Ctrl-C stops it");
-
-    tokio::select! {
-        () = shutdown_signal() => {}
-        Some(ended) = servers.join_next() => {
-            let _ = stop.send(true);
-            return match ended {
-                Ok(Ok(())) => Err(anyhow::anyhow!("a demo service stopped by itself")),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow::Error::new(e).context("a demo service failed")),
-            };
-        }
-    }
-    let _ = stop.send(true);
-    // Let every server finish what it was doing, but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async { while servers.join_next().await.is_some() {} }).await;
-    Ok(())
+    Ok(servers)
 }
 
 /// Issues the provider's licence, or (on a later run over the same data) points it at this

@@ -15,7 +15,10 @@ fn sign_in_request(phone: &str, code: &str, pin: Option<&str>) -> SignInRequest 
 async fn every_accepted_phone_form_signs_in_to_the_same_account_and_bad_ones_are_refused() {
     let server = Server::start_with(
         &common::temp_dir("forms"),
-        &[("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR", "100")],
+        &[
+            ("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_PER_HOUR", "100"),
+            ("PEYVAND_SERVICE__LIMITS__CODES_PER_NUMBER_FROM_ADDRESS_PER_HOUR", "100"),
+        ],
     );
     let client = Client::new(&server.url).expect("client");
     let mut ids = Vec::new();
@@ -38,7 +41,11 @@ async fn every_accepted_phone_form_signs_in_to_the_same_account_and_bad_ones_are
 
 #[tokio::test]
 async fn wrong_codes_burn_the_code_and_used_codes_do_not_work_twice() {
-    let server = Server::start();
+    // Five guesses per code; one address may make them all here.
+    let server = Server::start_with(
+        &common::temp_dir("burn"),
+        &[("PEYVAND_SERVICE__CODE_MAX_ATTEMPTS", "5"), ("PEYVAND_SERVICE__LIMITS__CODE_ATTEMPTS_PER_ADDRESS", "100")],
+    );
     let client = Client::new(&server.url).expect("client");
     let phone = "+989121110001";
     let code = server.new_code(&client, phone, phone).await;
@@ -62,7 +69,11 @@ async fn wrong_codes_burn_the_code_and_used_codes_do_not_work_twice() {
 async fn codes_expire() {
     let server = Server::start_with(
         &common::temp_dir("expiry"),
-        &[("PEYVAND_SERVICE__CODE_TTL_SECS", "1"), ("PEYVAND_SERVICE__CODE_MAX_ATTEMPTS", "100000")],
+        &[
+            ("PEYVAND_SERVICE__CODE_TTL_SECS", "1"),
+            ("PEYVAND_SERVICE__CODE_MAX_ATTEMPTS", "100000"),
+            ("PEYVAND_SERVICE__LIMITS__CODE_ATTEMPTS_PER_ADDRESS", "100000"),
+        ],
     );
     let client = Client::new(&server.url).expect("client");
     let phone = "+989121110003";
@@ -468,4 +479,82 @@ async fn importing_a_hidden_number_does_not_reveal_whose_it_is() {
     assert!(imported[0].user.is_none());
     let seen = ali.client.user(sara.id).await.expect("profile by id");
     assert_eq!((seen.phone, seen.is_contact), (None, false), "the saved number is not linked to the account");
+}
+
+#[tokio::test]
+async fn a_stranger_asking_and_guessing_for_a_number_leaves_its_owner_able_to_sign_in() {
+    let server = Server::start_with(&common::temp_dir("stranger"), &[("PEYVAND_TRUSTED_PROXIES", "127.0.0.1")]);
+    let (phone, e164) = ("09121110095", "+989121110095");
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, from: &'static str, body: serde_json::Value| {
+        http.post(format!("{}{path}", server.url)).header("x-forwarded-for", from).json(&body).send()
+    };
+    let stranger = "1.1.1.1";
+    let owner = "2.2.2.2";
+
+    // The stranger asks for the number's codes until refused: five, then 429 with a wait.
+    for _ in 0..5 {
+        let sent = post("/v1/auth/code", stranger, serde_json::json!({ "phone": phone })).await.expect("sent");
+        assert_eq!(sent.status(), 200);
+    }
+    let refused = post("/v1/auth/code", stranger, serde_json::json!({ "phone": phone })).await.expect("sent");
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.expect("error body");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["retry_after"].as_u64().is_some_and(|s| s > 0), "says when: {body}");
+
+    // The owner still gets a code at once, and the stranger's guesses do not burn it.
+    common::eventually("the stranger's codes are printed", || async { server.codes_sent(e164) == 5 }).await;
+    let before = server.codes_sent(e164);
+    let sent = post("/v1/auth/code", owner, serde_json::json!({ "phone": phone })).await.expect("sent");
+    assert_eq!(sent.status(), 200, "the owner's allowance is their own");
+    let code = server.code_after(e164, before);
+    let wrong = if code.starts_with('1') { "22222" } else { "11111" };
+    let guess = || post("/v1/auth/sign-in", stranger, serde_json::json!({ "phone": phone, "code": wrong }));
+    for _ in 0..5 {
+        let body: serde_json::Value = guess().await.expect("sent").json().await.expect("body");
+        assert_eq!(body["error"]["code"], "invalid_code", "{body}");
+    }
+    let cut_off = guess().await.expect("sent");
+    assert_eq!(cut_off.status(), 429);
+    let body: serde_json::Value = cut_off.json().await.expect("body");
+    assert_eq!(body["error"]["code"], "too_many_attempts", "{body}");
+    assert!(body["error"]["retry_after"].as_u64().is_some_and(|s| s > 0), "says when: {body}");
+
+    let signed =
+        post("/v1/auth/sign-in", owner, serde_json::json!({ "phone": phone, "code": code })).await.expect("sent");
+    assert_eq!(signed.status(), 200, "the owner signs in with the code the stranger could not burn");
+}
+
+/// A session left unused for longer than `session_idle_secs` (8 here) ends; one in use does
+/// not, and the device list says when each device was last active.
+async fn idle_sessions_end(server: &Server, phone: &str) {
+    let started = peyvand_service::now_millis();
+    let used = sign_in(server, phone, "phone").await;
+    let idle = sign_in(server, phone, "old laptop").await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The phone keeps working while the laptop lies unused.
+    while std::time::Instant::now() < until {
+        used.me().await.expect("a session in use stays");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let ended = idle.me().await.expect_err("the unused session ended");
+    assert_eq!(ended.code(), Some(ErrorCode::Unauthorized));
+    assert!(ended.to_string().contains("8 seconds without use"), "says why: {ended}");
+    let devices = used.devices().await.expect("devices").devices;
+    assert_eq!(devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["phone"], "the laptop is signed out");
+    assert!(devices[0].last_active > started + 4000, "the phone's last activity is recorded: {devices:?}");
+}
+
+const IDLE: [(&str, &str); 1] = [("PEYVAND_SERVICE__SESSION_IDLE_SECS", "8")];
+
+#[tokio::test]
+async fn idle_sessions_end_on_the_embedded_store() {
+    idle_sessions_end(&Server::start_with(&common::temp_dir("idle"), &IDLE), "+989121110097").await;
+}
+
+#[tokio::test]
+async fn idle_sessions_end_on_postgres_and_nats() {
+    let cluster = common::cluster::Cluster::start("idle", 1, &IDLE);
+    idle_sessions_end(&cluster.nodes[0], "+989121110098").await;
 }

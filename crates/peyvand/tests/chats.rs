@@ -392,3 +392,24 @@ async fn presence_goes_online_and_offline_with_the_stream() {
     let profile = sara.client.user(ali.id).await.expect("profile");
     assert!(profile.presence.is_some_and(|p| !p.online && p.last_seen.is_some()));
 }
+
+#[tokio::test]
+async fn direction_controls_in_messages_are_closed_within_their_line() {
+    let server = Server::start();
+    let (ali, sara, chat) = common::pair(&server, "+989121220041", "+989121220042").await;
+    let text = |c: &peyvand_api::Content| match c {
+        peyvand_api::Content::Text { text } => text.clone(),
+        other => panic!("not text: {other:?}"),
+    };
+    // An override left open would turn around whatever a client shows after the message.
+    let sent = ali.client.send_text(chat.id, "\u{202E}gnp.exe\nline two\u{2069}").await.expect("send").message;
+    assert_eq!(text(&sent.content), "\u{202E}gnp.exe\u{202C}\nline two");
+    let edited = ali
+        .client
+        .edit(chat.id, sent.seq, peyvand_api::Content::Text { text: "ok \u{2067}عربی".into() })
+        .await
+        .expect("edit");
+    assert_eq!(text(&edited.content), "ok \u{2067}عربی\u{2069}");
+    let seen = sara.client.history(chat.id, &Default::default()).await.expect("history").messages;
+    assert_eq!(text(&seen[0].content), "ok \u{2067}عربی\u{2069}", "stored as balanced");
+}

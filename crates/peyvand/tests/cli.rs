@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{DEADLINE, Server, temp_dir};
+use common::{DEADLINE, Server, finish, temp_dir};
 
 /// One person's CLI: a `PEYVAND_HOME` of their own, pointed at one server.
 struct Cli {
@@ -133,27 +133,19 @@ impl Drop for Cli {
     }
 }
 
-/// Waits for a child to end, failing the test if it takes longer than the deadline.
-fn finish(child: Child, what: &[&str]) -> Output {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("peyvand {what:?} did not finish in time"))
-        .expect("peyvand ran")
-}
-
 /// A running `peyvand --output json listen`, its standard output read line by line.
 struct Listener {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// What it said on standard error (its notes), line by line.
+    notes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Listener {
     fn start(cli: &Cli) -> Self {
-        let mut child = cli.command(&["--output", "json", "listen"]).stderr(Stdio::inherit()).spawn().expect("listen");
+        let mut child = cli.command(&["--output", "json", "listen"]).stderr(Stdio::piped()).spawn().expect("listen");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -163,7 +155,20 @@ impl Listener {
                 }
             }
         });
-        Self { child, lines }
+        let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        Self { child, lines, notes }
+    }
+
+    /// The notes so far that contain `text`.
+    fn notes_with(&self, text: &str) -> Vec<String> {
+        self.notes.lock().expect("lock").iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// The first update printed that matches `pred`, within the deadline; every update seen
@@ -312,6 +317,40 @@ fn listen_prints_updates_confirms_delivery_and_resumes() {
         |seen| assert!(!is_new_message(seen, "پیام زنده"), "printed twice: {seen}"),
         |u| is_new_message(u, "بعدی"),
     );
+}
+
+#[test]
+fn listen_says_once_that_the_server_is_gone_and_is_back_within_a_second_of_it() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-reconnect-ali");
+    let sara = Cli::new(&server, "cli-reconnect-sara");
+    ali.login(&server, "09121110251", "+989121110251", &[]);
+    sara.login(&server, "09121110252", "+989121110252", &[]);
+    ali.ok(&["profile", "set", "--username", "ali_reconnects"]);
+    let listener = Listener::start(&ali);
+    sara.ok(&["send", "@ali_reconnects", "قبل"]);
+    listener.wait_for("the first message", |_| {}, |u| is_new_message(u, "قبل"));
+
+    let start_again = server.stop_for_restart();
+    eventually("listen notices the server is gone", || !listener.notes_with("disconnected").is_empty());
+    // A command against the stopped server says why, once.
+    let failed = ali.fails(&["chats"]);
+    assert_eq!(failed.matches("connection refused").count(), 1, "{failed}");
+    assert_eq!(failed.lines().filter(|l| !l.trim().is_empty()).count(), 1, "one line: {failed}");
+    // An outage of a few seconds: several attempts to reconnect fail in it.
+    std::thread::sleep(Duration::from_secs(4));
+    let server = start_again();
+    let back = Instant::now();
+    eventually("listen is connected again", || !listener.notes_with("connected again").is_empty());
+    let waited = back.elapsed();
+    assert!(waited < Duration::from_millis(2500), "listen took {waited:?} to come back after the server did");
+    let lost = listener.notes_with("disconnected");
+    assert_eq!(lost.len(), 1, "the outage is told once: {lost:?}");
+    assert!(!lost[0].contains("error sending request"), "the cause, not its wrappers: {}", lost[0]);
+
+    sara.ok(&["send", "@ali_reconnects", "بعد"]);
+    listener.wait_for("the message after the restart", |_| {}, |u| is_new_message(u, "بعد"));
+    drop(server);
 }
 
 #[test]

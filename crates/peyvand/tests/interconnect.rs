@@ -214,3 +214,47 @@ async fn callers_without_a_registry_certificate_are_refused() {
     assert!(client.get(format!("{endpoint}{path}")).send().await.is_err(), "another CA's certificate is refused");
     let _ = std::fs::remove_dir_all(&rogue_dir);
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn the_demo_keeps_its_secrets_private_and_removes_its_own_folder_on_sigterm() {
+    let tmp = common::temp_dir("demo-tmp");
+    let mut demo = Demo::start_in_temporary(&tmp);
+    let data = demo.data.clone();
+    assert!(data.starts_with(&tmp), "the demo made its folder under TMPDIR: {}", data.display());
+    assert_eq!(mode(&data), 0o700, "the demo's folder is its owner's only");
+    let secrets: Vec<_> = files_under(&data)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.contains("key") || name.contains("token") || name.starts_with("tls")
+        })
+        .collect();
+    // The registry's signing key, CA key and admin token, and each provider's keys.
+    assert!(secrets.len() >= 3, "keys and tokens found: {secrets:?}");
+    for secret in &secrets {
+        let public =
+            secret.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("public") || n.ends_with(".pub"));
+        if !public {
+            assert_eq!(mode(secret) & 0o077, 0, "{} is readable by others", secret.display());
+        }
+    }
+    let status = demo.terminate();
+    assert!(status.success(), "the demo exits cleanly on SIGTERM: {status}");
+    assert!(!data.exists(), "the demo removed {} on SIGTERM", data.display());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

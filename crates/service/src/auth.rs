@@ -55,6 +55,17 @@ fn pin_matches(pin: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(pin.as_bytes(), &parsed).is_ok())
 }
 
+/// A span of time as people say it: `180 days`, `3 hours`, `8 seconds`.
+fn span(secs: u64) -> String {
+    let (count, unit) = match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+}
+
 /// Byte-wise comparison whose time does not depend on where the inputs differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -90,6 +101,15 @@ impl Service {
             HOUR_MS,
             limits.codes_per_address_per_hour,
             "codes requested from this address",
+        )
+        .await?;
+        // This address's share of the number's codes first, so that what it is refused does not
+        // count against the number's allowance, which the person needs.
+        self.limit(
+            format!("code:num:{phone}:addr:{client_address}"),
+            HOUR_MS,
+            limits.codes_per_number_from_address_per_hour,
+            "codes for this number from this address",
         )
         .await?;
         self.limit(format!("code:num:{phone}"), HOUR_MS, limits.codes_per_number_per_hour, "codes for this number")
@@ -138,6 +158,17 @@ impl Service {
             "sign-in attempts from this address",
         )
         .await?;
+        // One address's wrong guesses for this number: a stranger runs out of them long before
+        // the code does, so the person, elsewhere, can still type it. Only wrong codes count
+        // (a person signing in on several devices from home is not guessing); a peek first.
+        let guesses = format!("signin:wrong:{phone}:addr:{client_address}");
+        let allowed = self.config.limits.code_attempts_per_address.saturating_sub(1);
+        if let Err(retry_ms) = self.store.hit(&guesses, HOUR_MS, allowed, 0, now_millis()).await.map_err(store_error)? {
+            let mut refused =
+                err(ErrorCode::TooManyAttempts, "too many attempts for this number from this address; try again later");
+            refused.retry_after = Some((retry_ms.max(0) as u64).div_ceil(1000).max(1));
+            return Err(refused);
+        }
         let now = now_millis();
         let max = self.config.code_max_attempts;
         let too_many = || err(ErrorCode::TooManyAttempts, "too many wrong codes; ask for a new one");
@@ -154,6 +185,7 @@ impl Service {
         }
         let given: String = request.code.chars().filter_map(peyvand_core::text::ascii_digit).collect();
         if !same(&code_hash(&phone, &given), &record.code_hash) {
+            let _counted = self.store.hit(&guesses, HOUR_MS, u32::MAX, 1, now).await.map_err(store_error)?;
             if record.attempts >= max {
                 self.store.take_code(phone.as_str()).await.map_err(store_error)?;
                 return Err(too_many());
@@ -205,7 +237,19 @@ impl Service {
         }
         let record = self.store.session_by_token(&hash).await.map_err(store_error)?.ok_or_else(unauthorized)?;
         let now = now_millis();
-        if now - record.last_active > TOUCH_EVERY_MS {
+        let idle_ms = i64::try_from(self.config.session_idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if idle_ms > 0 && now - record.last_active > idle_ms {
+            // Unused for too long: the token may have leaked with an old device. It ends now.
+            self.store.revoke_session(record.user_id, record.id).await.map_err(store_error)?;
+            self.announce_sign_out(record.user_id, Some(record.id)).await;
+            return Err(err(
+                ErrorCode::Unauthorized,
+                format!("this session ended after {} without use: sign in again", span(self.config.session_idle_secs)),
+            ));
+        }
+        // Often enough that a session in use never looks idle, however short the limit.
+        let touch_every = if idle_ms > 0 { TOUCH_EVERY_MS.min(idle_ms / 4) } else { TOUCH_EVERY_MS };
+        if now - record.last_active > touch_every {
             // Bookkeeping for the device list: not worth making the request wait for a commit.
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -308,6 +352,13 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_read_like_people_say_them() {
+        assert_eq!(span(180 * 86_400), "180 days");
+        assert_eq!(span(3_600), "1 hour");
+        assert_eq!(span(90), "90 seconds");
+    }
 
     #[test]
     fn pins_hash_and_verify() {

@@ -57,9 +57,15 @@ fn may_message(facts: &RecipientFacts) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(crate) fn validate_content(content: &Content) -> Result<String, ApiError> {
+/// Checks a message's content and returns its search folding. Direction controls in text are
+/// balanced first (closed at the end of their line), so that a message cannot turn around
+/// what a client shows after it.
+pub(crate) fn validate_content(content: &mut Content) -> Result<String, ApiError> {
     match content {
         Content::Text { text } => {
+            if let std::borrow::Cow::Owned(balanced) = peyvand_core::chars::balance_direction_controls(text) {
+                *text = balanced;
+            }
             validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))?;
             Ok(fold_for_search(text))
         }
@@ -225,7 +231,7 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
-        let (content, forwarded_from) = match (request.content, request.forward) {
+        let (mut content, forwarded_from) = match (request.content, request.forward) {
             (Some(content), None) => (content, forwarded),
             (None, Some(source)) => {
                 self.members_if_member(me, source.chat_id).await?;
@@ -241,7 +247,7 @@ impl Service {
             }
             _ => return Err(err(ErrorCode::BadRequest, "give either content or forward")),
         };
-        let folded = validate_content(&content)?;
+        let folded = validate_content(&mut content)?;
         let new = NewMessage {
             chat_id,
             sender_id: me,
@@ -395,9 +401,9 @@ impl Service {
         session: Session,
         chat_id: i64,
         seq: i64,
-        content: Content,
+        mut content: Content,
     ) -> Result<Message, ApiError> {
-        let folded = validate_content(&content)?;
+        let folded = validate_content(&mut content)?;
         let (mut original, members) = self.own_live_message(session, chat_id, seq).await?;
         if let Route::Hub(link) = self.route(chat_id, &members).await? {
             // The copy here changes when the hub's event arrives.

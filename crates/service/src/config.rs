@@ -10,8 +10,12 @@ pub struct ServiceConfig {
     pub code_length: u32,
     /// Seconds a sign-in code stays valid.
     pub code_ttl_secs: u64,
-    /// Wrong guesses allowed per code before it is burnt.
+    /// Guesses allowed per code, from all addresses together, before it is burnt (a new code
+    /// can be asked for at once). One address has `limits.code_attempts_per_address` of them.
     pub code_max_attempts: u32,
+    /// Seconds a session may go unused before it ends (its device must sign in again);
+    /// 0 keeps sessions until they are signed out. Default: 180 days.
+    pub session_idle_secs: u64,
     /// Seconds the update stream keeps an update at least ...
     pub update_retention_secs: u64,
     /// ... and how many of each person's newest updates are always kept.
@@ -34,7 +38,8 @@ impl Default for ServiceConfig {
         Self {
             code_length: 5,
             code_ttl_secs: 300,
-            code_max_attempts: 5,
+            code_max_attempts: 10,
+            session_idle_secs: 180 * 24 * 3600,
             update_retention_secs: 7 * 24 * 3600,
             update_retention_min: 1000,
             presence_heartbeat_secs: 10,
@@ -48,8 +53,12 @@ impl Default for ServiceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Codes sent to one phone number per hour.
+    /// Codes sent to one phone number per hour, whoever asks: a ceiling on the SMS one number
+    /// can cost, above what one address may use up (`codes_per_number_from_address_per_hour`),
+    /// so that a stranger asking for someone's codes leaves them their own.
     pub codes_per_number_per_hour: u32,
+    /// Codes for one phone number requested from one client address per hour.
+    pub codes_per_number_from_address_per_hour: u32,
     /// Codes sent to one operator block (the number without its last four digits) per hour:
     /// SMS-pumping fraud walks through consecutive numbers.
     pub codes_per_block_per_hour: u32,
@@ -57,6 +66,9 @@ pub struct Limits {
     pub codes_per_address_per_hour: u32,
     /// Sign-in attempts (right or wrong) from one client address per hour.
     pub sign_ins_per_address_per_hour: u32,
+    /// Wrong codes typed for one phone number from one client address per hour: a stranger's
+    /// guesses run out here without burning the code the person is about to type.
+    pub code_attempts_per_address: u32,
     /// PIN attempts (right or wrong) per account per hour.
     pub pin_attempts_per_hour: u32,
     /// Phone numbers one account may look up (contact import, resolve) per day.
@@ -70,10 +82,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            codes_per_number_per_hour: 5,
+            codes_per_number_per_hour: 20,
+            codes_per_number_from_address_per_hour: 5,
             codes_per_block_per_hour: 200,
             codes_per_address_per_hour: 30,
             sign_ins_per_address_per_hour: 100,
+            code_attempts_per_address: 5,
             pin_attempts_per_hour: 5,
             contact_lookups_per_day: 2000,
             new_chats_with_strangers_per_day: 50,

@@ -599,14 +599,14 @@ impl Service {
                 sender,
                 sender_name,
                 client_id,
-                content,
+                mut content,
                 reply_to,
                 forwarded_sent_at,
                 sent_at,
                 recipient,
             } => {
                 self.member_by_address(&recipient, &members).await?;
-                let folded = validate_content(&content)?;
+                let folded = validate_content(&mut content)?;
                 validate_client_id(&client_id)?;
                 if seq < 1 {
                     return Err(err(ErrorCode::BadRequest, "seq must be positive"));
@@ -636,8 +636,8 @@ impl Service {
                 let (_, _, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
                 updates
             }
-            RoomEvent::Edit { seq, content, edited_at } => {
-                let folded = validate_content(&content)?;
+            RoomEvent::Edit { seq, mut content, edited_at } => {
+                let folded = validate_content(&mut content)?;
                 self.existing_message(chat_id, seq).await?;
                 self.store.edit_message(chat_id, seq, content, folded, edited_at, locals).await.map_err(store_error)?.1
             }
@@ -797,10 +797,10 @@ impl Service {
         members: &[MemberRecord],
         event: RoomEvent,
     ) -> Result<(Message, bool), ApiError> {
-        let RoomEvent::Message { seq, client_id, content, reply_to, forwarded_sent_at, sent_at, .. } = event else {
+        let RoomEvent::Message { seq, client_id, mut content, reply_to, forwarded_sent_at, sent_at, .. } = event else {
             return Err(err(ErrorCode::PeerProtocol, "the hub answered a send with another kind of event"));
         };
-        let folded = validate_content(&content).map_err(|e| err(ErrorCode::PeerProtocol, e.message))?;
+        let folded = validate_content(&mut content).map_err(|e| err(ErrorCode::PeerProtocol, e.message))?;
         let locals = members.iter().filter(|m| m.remote_address.is_none()).map(|m| m.user_id).collect();
         let new = NewMessage {
             chat_id,

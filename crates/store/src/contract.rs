@@ -132,6 +132,11 @@ async fn limits(store: Arc<dyn Store>) {
     assert_eq!(store.hit("other", 1000, 2, 1, 5_200).await.expect("hit"), Ok(1));
     assert_eq!(store.hit("k", 1000, 2, 1, 6_000).await.expect("new window"), Ok(1));
     assert_eq!(store.hit("bulk", 1000, 10, 11, 6_000).await.expect("hit"), Err(1000));
+    // A hit of no cost looks without counting.
+    assert_eq!(store.hit("k", 1000, 1, 0, 6_100).await.expect("peek"), Ok(1));
+    assert_eq!(store.hit("k", 1000, 0, 0, 6_200).await.expect("peek"), Err(800));
+    assert_eq!(store.hit("k", 1000, 2, 1, 6_300).await.expect("hit"), Ok(2), "the peeks did not count");
+    assert_eq!(store.hit("fresh", 1000, 0, 0, 6_300).await.expect("peek"), Ok(0));
 }
 
 async fn contacts_and_blocks(store: Arc<dyn Store>) {

@@ -4,12 +4,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-/// Options every client command takes.
+/// Options every client command takes. They are added to the client commands only (see
+/// `main.rs`), so that `serve`, `demo` and the registry's server do not show them.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// The server to talk to; each server has its own saved session.
     #[arg(long, global = true, env = "PEYVAND_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How a command prints its results: the client commands, the registry's admin commands and
+/// the conformance kit take it.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
     /// How to print results: for people, or the API's JSON objects for programs.
     #[arg(long, global = true, env = "PEYVAND_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -25,10 +34,13 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Signs in with a code sent to a phone number (read from standard input).
+    #[command(after_help = "Example:\n  peyvand login 09121234567 --device-name laptop")]
     Login(LoginArgs),
     /// Signs this device out and forgets the saved session.
+    #[command(after_help = "Example:\n  peyvand logout")]
     Logout,
     /// Shows who is signed in.
+    #[command(after_help = "Example:\n  peyvand whoami --output json")]
     Whoami,
     /// Shows or changes a profile.
     #[command(subcommand)]
@@ -37,6 +49,7 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Pin(PinCommand),
     /// Lists the signed-in devices, or signs devices out.
+    #[command(after_help = "Examples:\n  peyvand devices\n  peyvand devices revoke 4")]
     Devices {
         #[command(subcommand)]
         action: Option<DevicesCommand>,
@@ -45,30 +58,36 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Account(AccountCommand),
     /// Lists contacts, or imports or removes some.
+    #[command(after_help = "Examples:\n  peyvand contacts\n  peyvand contacts import 09121234567")]
     Contacts {
         #[command(subcommand)]
         action: Option<ContactsCommand>,
     },
     /// Lists the messengers (this one and the connected others) where a phone number can be
     /// reached, with the address to write to them there (`PHONE@PROVIDER-ID`).
+    #[command(after_help = "Example:\n  peyvand lookup 09351234567")]
     Lookup {
         /// A phone number in any accepted form.
         phone: String,
     },
     /// Blocks a person.
+    #[command(after_help = "Example:\n  peyvand block @spammer")]
     Block {
         /// `@username`, a phone number, or a user id (`user:12`).
         user: String,
     },
     /// Unblocks a person.
+    #[command(after_help = "Example:\n  peyvand unblock @spammer")]
     Unblock {
         /// `@username`, a phone number, or a user id (`user:12`).
         user: String,
     },
     /// Lists the people I have blocked.
+    #[command(after_help = "Example:\n  peyvand blocks")]
     Blocks,
     /// Reports a person for abuse: to this messenger's operator and, for someone on another
     /// messenger, to their provider too.
+    #[command(after_help = "Example:\n  peyvand report +989351234567@damavand 'unwanted advertising'")]
     Report {
         /// `@username`, a phone number, a user id (`user:12`) or `PHONE@PROVIDER-ID`.
         user: String,
@@ -76,23 +95,33 @@ pub enum ClientCommand {
         reason: String,
     },
     /// Shows or changes the privacy settings.
+    #[command(after_help = "Examples:\n  peyvand settings\n  peyvand settings interconnect contacts")]
     Settings {
         #[command(subcommand)]
         action: Option<SettingsCommand>,
     },
     /// Lists my chats, most recent first.
+    #[command(after_help = "Example:\n  peyvand chats")]
     Chats,
     /// Sends a text message. To a person on another messenger, it waits a few seconds for that
     /// messenger to take it, and otherwise says it is queued and why; it exits 0 once the
     /// message is stored, and fails if the other messenger refused it at once.
+    #[command(
+        after_help = "Examples:\n  peyvand send 09121234567 سلام، خوبی؟\n  peyvand send +989351234567@damavand 'Hello from Sepehr'\n  peyvand send chat:3 --reply-to 7 باشه"
+    )]
     Send(SendArgs),
     /// Forwards a message from one chat to another.
+    #[command(after_help = "Example:\n  peyvand forward @sara --from chat:3 7")]
     Forward(ForwardArgs),
     /// Shows a chat's messages.
+    #[command(after_help = "Example:\n  peyvand history chat:3 --limit 20")]
     History(HistoryArgs),
     /// Replaces the text of one of my messages.
+    #[command(after_help = "Example:\n  peyvand edit chat:3 7 فردا ساعت ۱۰")]
     Edit {
+        /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
         recipient: String,
+        /// The message's number in the chat, as `history` prints it.
         #[arg(value_parser = parse_number)]
         seq: i64,
         /// The new text (several words are joined with spaces).
@@ -100,8 +129,11 @@ pub enum ClientCommand {
         text: Vec<String>,
     },
     /// Deletes a message, for me or for everyone.
+    #[command(after_help = "Example:\n  peyvand delete chat:3 7 --for-everyone")]
     Delete {
+        /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
         recipient: String,
+        /// The message's number in the chat, as `history` prints it.
         #[arg(value_parser = parse_number)]
         seq: i64,
         /// Delete it for every member of the chat, not only for me.
@@ -109,10 +141,14 @@ pub enum ClientCommand {
         for_everyone: bool,
     },
     /// Reacts to a message with an emoji, or removes my reaction.
+    #[command(after_help = "Examples:\n  peyvand react chat:3 7 👍\n  peyvand react chat:3 7 --remove")]
     React {
+        /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
         recipient: String,
+        /// The message's number in the chat, as `history` prints it.
         #[arg(value_parser = parse_number)]
         seq: i64,
+        /// One emoji (`👍`, `❤️`, `😂`).
         #[arg(required_unless_present = "remove")]
         emoji: Option<String>,
         /// Remove my reaction instead.
@@ -120,21 +156,31 @@ pub enum ClientCommand {
         remove: bool,
     },
     /// Marks a chat as read.
+    #[command(after_help = "Example:\n  peyvand read chat:3")]
     Read {
+        /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
         recipient: String,
         /// The last message read (default: the chat's last message).
         #[arg(long, value_parser = parse_number)]
         up_to: Option<i64>,
     },
     /// Tells the chat I am typing.
-    Typing { recipient: String },
+    #[command(after_help = "Example:\n  peyvand typing chat:3")]
+    Typing {
+        /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
+        recipient: String,
+    },
     /// Searches chats and messages.
+    #[command(after_help = "Example:\n  peyvand search کتاب --limit 10")]
     Search {
+        /// The words to look for (Persian and Arabic letters, any digits, no case).
         query: String,
+        /// How many results at most (1 to 100).
         #[arg(long, value_parser = parse_limit)]
         limit: Option<u32>,
     },
     /// Prints updates as they happen until stopped, resuming where the last `listen` stopped.
+    #[command(after_help = "Examples:\n  peyvand listen\n  peyvand listen --after 0 --output json")]
     Listen {
         /// Start after this cursor instead of the saved one (0: from the start).
         #[arg(long, value_parser = parse_number)]
@@ -159,17 +205,21 @@ pub struct LoginArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Shows my account, or another person's profile.
+    #[command(after_help = "Examples:\n  peyvand profile show\n  peyvand profile show @sara")]
     Show {
         /// `@username`, a phone number, or a user id (`user:12`).
         user: Option<String>,
     },
     /// Changes my name, username or bio.
+    #[command(after_help = "Example:\n  peyvand profile set --name 'سارا رضایی' --username sara")]
     Set {
+        /// The name people see (a visible character at least, 64 at most).
         #[arg(long)]
         name: Option<String>,
         /// A new username; an empty one removes it.
         #[arg(long)]
         username: Option<String>,
+        /// A few words about me; an empty one removes it.
         #[arg(long)]
         bio: Option<String>,
     },
@@ -180,6 +230,9 @@ pub enum ProfileCommand {
 #[derive(Debug, Subcommand)]
 pub enum PinCommand {
     /// Sets the PIN (4 to 32 characters), or changes it.
+    #[command(
+        after_help = "Examples:\n  peyvand pin set\n  peyvand pin set --change --current-file old-pin.txt --pin-file new-pin.txt"
+    )]
     Set {
         /// A file whose first line is the new PIN (`-`: standard input).
         #[arg(long, value_name = "FILE")]
@@ -192,6 +245,7 @@ pub enum PinCommand {
         current_file: Option<PathBuf>,
     },
     /// Removes the PIN (the PIN in force is asked for).
+    #[command(after_help = "Example:\n  peyvand pin remove")]
     Remove {
         /// A file whose first line is the PIN in force (`-`: standard input).
         #[arg(long, value_name = "FILE")]
@@ -202,17 +256,21 @@ pub enum PinCommand {
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     /// Signs one device out.
+    #[command(after_help = "Example:\n  peyvand devices revoke 4")]
     Revoke {
+        /// The device's id, as `devices` lists it.
         #[arg(value_parser = parse_number)]
         id: i64,
     },
     /// Signs every device out, this one included.
+    #[command(after_help = "Example:\n  peyvand devices revoke-all")]
     RevokeAll,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Deletes the account and everything in it, for good.
+    #[command(after_help = "Example:\n  peyvand account delete --yes")]
     Delete {
         /// Confirms that the account should be deleted.
         #[arg(long)]
@@ -223,13 +281,18 @@ pub enum AccountCommand {
 #[derive(Debug, Subcommand)]
 pub enum ContactsCommand {
     /// Adds phone numbers to my contacts and shows who is on the messenger.
+    #[command(
+        after_help = "Examples:\n  peyvand contacts import 09121234567 09351234567\n  peyvand contacts import --file phones.txt"
+    )]
     Import {
+        /// Phone numbers, in any usual form.
         phones: Vec<String>,
         /// A file with one phone number per line (`-` for standard input).
         #[arg(long)]
         file: Option<PathBuf>,
     },
     /// Removes a person from my contacts.
+    #[command(after_help = "Example:\n  peyvand contacts remove 09121234567")]
     Remove {
         /// `@username`, a phone number, or a user id (`user:12`).
         user: String,
@@ -239,6 +302,7 @@ pub enum ContactsCommand {
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Changes one privacy setting.
+    #[command(after_help = "Example:\n  peyvand settings set last-seen contacts")]
     Set {
         /// Which setting.
         setting: Setting,
@@ -247,6 +311,7 @@ pub enum SettingsCommand {
     },
     /// Who on other messengers may find and message me: everybody there, my contacts only,
     /// or nobody (the default).
+    #[command(after_help = "Example:\n  peyvand settings interconnect contacts")]
     Interconnect {
         /// Who it lets in.
         audience: AudienceArg,
@@ -267,14 +332,18 @@ pub enum Setting {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AudienceArg {
+    /// Everybody.
     Everybody,
+    /// My contacts only.
     Contacts,
+    /// Nobody.
     Nobody,
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// A phone number, `@username`, or a chat id (`chat:12`, or a number of up to 7 digits).
+    /// A chat as `chats` prints it (`chat:12`), a phone number, `@username`, or an address on
+    /// another messenger (`+98912...@damavand`).
     pub recipient: String,
     /// The text (several words are joined with spaces).
     #[arg(required = true, num_args = 1..)]
@@ -289,7 +358,7 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// Where to forward to.
+    /// Where to forward to: a chat (`chat:12`), a phone number, `@username` or an address.
     pub recipient: String,
     /// The chat the message is in.
     #[arg(long)]
@@ -304,6 +373,7 @@ pub struct ForwardArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// The chat: as `chats` prints it (`chat:12`), or the person it is with.
     pub recipient: String,
     /// How many messages (1 to 200).
     #[arg(long, value_parser = parse_limit)]

@@ -15,6 +15,8 @@ pub async fn listen(cx: &Context, after: Option<i64>) -> Result<()> {
     let mut names = Names::new(session.user_id);
     let mut follower = client.follow_updates(start);
     note(format_args!("listening on {} after cursor {start}", cx.server()));
+    // Said once when the connection is lost, not at every attempt to get it back.
+    let mut lost = false;
     loop {
         let before = follower.cursor();
         let event = tokio::select! {
@@ -22,9 +24,14 @@ pub async fn listen(cx: &Context, after: Option<i64>) -> Result<()> {
             () = stop_requested() => return Ok(()),
         };
         match event {
-            FollowEvent::Connected { cursor } => note(format_args!("connected (server at cursor {cursor})")),
-            FollowEvent::Disconnected { error, retry_in } => {
-                note(format_args!("disconnected: {error}; reconnecting in {:.1} s", retry_in.as_secs_f64()));
+            FollowEvent::Connected { cursor } => {
+                let again = if std::mem::take(&mut lost) { " again" } else { "" };
+                note(format_args!("connected{again} (server at cursor {cursor})"));
+            }
+            FollowEvent::Disconnected { error, .. } => {
+                if !std::mem::replace(&mut lost, true) {
+                    note(format_args!("disconnected: {error}; reconnecting as soon as the server is back"));
+                }
             }
             FollowEvent::ResyncRequired { cursor } => {
                 note(format_args!(

@@ -19,7 +19,7 @@ use std::io;
 use anyhow::Result;
 use peyvand_client::Client;
 
-pub use args::{ClientCommand, GlobalArgs, OutputFormat};
+pub use args::{ClientCommand, GlobalArgs, OutputArgs, OutputFormat};
 use failure::NotSignedIn;
 pub use failure::{EXIT_STATUS_HELP, command_line_failure, report};
 use output::Output;
@@ -43,7 +43,7 @@ impl Context {
         if let Some(session) = &session {
             client.set_token(Some(session.token.clone()));
         }
-        Ok(Self { out: Output::new(global.output), store, session, client })
+        Ok(Self { out: Output::new(global.output.output), store, session, client })
     }
 
     fn server(&self) -> &str {

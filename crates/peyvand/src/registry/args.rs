@@ -11,6 +11,7 @@ pub const DEFAULT_DATA: &str = "./registry-data";
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Runs the registry: licences, the audit log, and the signed directory.
+    #[command(after_help = "Example:\n  peyvand registry serve --data /var/lib/peyvand-registry --listen 0.0.0.0:8090")]
     Serve(ServeArgs),
     /// Issues, lists, shows and changes licences (admin API).
     Licence {
@@ -20,6 +21,7 @@ pub enum RegistryCommand {
         command: LicenceCommand,
     },
     /// Shows the audit log of licence changes, oldest first (admin API).
+    #[command(after_help = "Example:\n  peyvand registry audit --provider damavand --limit 20")]
     Audit {
         #[command(flatten)]
         connection: Connection,
@@ -35,8 +37,12 @@ pub enum RegistryCommand {
     },
     /// For a provider: makes a key and a certificate signing request, exchanges it and a
     /// one-time enrolment token for a certificate, and writes them to a directory.
+    #[command(
+        after_help = "Example:\n  peyvand registry enrol --provider damavand --token pve_... --out ./damavand-tls"
+    )]
     Enrol(EnrolArgs),
     /// Fetches the directory, verifies its signature and expiry, and prints it.
+    #[command(after_help = "Example:\n  peyvand registry directory --key \"$PEYVAND_REGISTRY_KEY\"")]
     Directory {
         /// The registry to talk to.
         #[arg(long, env = "PEYVAND_REGISTRY", default_value = "http://127.0.0.1:8090")]
@@ -103,8 +109,11 @@ pub struct EnrolArgs {
 #[derive(Debug, Subcommand)]
 pub enum CertificateCommand {
     /// Revokes a certificate by its serial (hex).
+    #[command(after_help = "Example:\n  peyvand registry certificate revoke 3f2a9c... --reason 'key leaked'")]
     Revoke {
+        /// The certificate's serial number in hex, as `licence certificates` lists it.
         serial: String,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: String,
     },
@@ -128,43 +137,77 @@ pub struct Connection {
 #[derive(Debug, Subcommand)]
 pub enum LicenceCommand {
     /// Issues a licence to a new provider.
+    #[command(
+        after_help = "Example:\n  peyvand registry licence issue --id alborz --name 'البرز' --domain alborz.example \\\n    --endpoint https://ic.alborz.example --contact ops@alborz.example --number L-1405-07 \\\n    --valid-until 2027-12-31 --capability messages --capability discovery"
+    )]
     Issue(IssueArgs),
     /// Lists every licence.
+    #[command(after_help = "Example:\n  peyvand registry licence list --output json")]
     List,
     /// Shows one licence.
-    Show { provider_id: String },
-    /// Suspends an active licence.
-    Suspend {
+    #[command(after_help = "Example:\n  peyvand registry licence show damavand")]
+    Show {
+        /// The provider's id (`damavand`).
         provider_id: String,
+    },
+    /// Suspends an active licence.
+    #[command(after_help = "Example:\n  peyvand registry licence suspend damavand --reason 'overdue report'")]
+    Suspend {
+        /// The provider's id (`damavand`).
+        provider_id: String,
+        /// Why, for the audit log and the provider.
         #[arg(long)]
         reason: String,
     },
     /// Reinstates a suspended licence.
+    #[command(after_help = "Example:\n  peyvand registry licence reinstate damavand --reason 'report filed'")]
     Reinstate {
+        /// The provider's id (`damavand`).
         provider_id: String,
+        /// Why, for the audit log and the provider.
         #[arg(long)]
         reason: String,
     },
     /// Revokes a licence, for good.
+    #[command(after_help = "Example:\n  peyvand registry licence revoke damavand --reason 'ceased operating'")]
     Revoke {
+        /// The provider's id (`damavand`).
         provider_id: String,
+        /// Why, for the audit log and the provider.
         #[arg(long)]
         reason: String,
     },
     /// Replaces the provider's Ed25519 public signing keys (base64); none clears them.
+    #[command(
+        after_help = "Example:\n  peyvand registry licence set-keys damavand 0Kx3Uk4mKv2ZmHR0bQ0P0Yw8b9Jh8Yv3s1c9Xx2gk1A= --reason 'key rotation'"
+    )]
     SetKeys {
+        /// The provider's id (`damavand`).
         provider_id: String,
+        /// The new public signing keys (base64 of the 32-byte Ed25519 key); none clears them.
         keys: Vec<String>,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Changes a licence's name, endpoint, contact, end of validity or capabilities.
+    #[command(
+        after_help = "Example:\n  peyvand registry licence update damavand --valid-until 2028-03-20 --reason renewal"
+    )]
     Update(UpdateArgs),
     /// Makes a one-time enrolment token for the provider to get (or renew) its certificate
     /// with; prints it once.
-    Enrol { provider_id: String },
+    #[command(after_help = "Example:\n  peyvand registry licence enrol damavand")]
+    Enrol {
+        /// The provider's id (`damavand`).
+        provider_id: String,
+    },
     /// Lists the certificates issued to the provider.
-    Certificates { provider_id: String },
+    #[command(after_help = "Example:\n  peyvand registry licence certificates damavand")]
+    Certificates {
+        /// The provider's id (`damavand`).
+        provider_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -175,11 +218,13 @@ pub struct IssueArgs {
     /// The provider's name for people (Persian is fine).
     #[arg(long)]
     pub name: String,
+    /// The provider's DNS domain (`bale.example`); its TLS certificate names it.
     #[arg(long)]
     pub domain: String,
     /// Where other providers reach it (https://, or http:// to 127.0.0.1 or localhost).
     #[arg(long)]
     pub endpoint: String,
+    /// Who the regulator writes to about the licence (an e-mail address or phone number).
     #[arg(long)]
     pub contact: String,
     /// The licence number (unique).
@@ -197,17 +242,22 @@ pub struct IssueArgs {
     /// A capability (`messages`); repeat for more.
     #[arg(long = "capability")]
     pub capabilities: Vec<String>,
+    /// Why, for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// The provider's id (`damavand`).
     pub provider_id: String,
+    /// The provider's new name for people.
     #[arg(long)]
     pub name: Option<String>,
+    /// Where other providers reach it now (https://, or http:// to 127.0.0.1 or localhost).
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Who the regulator writes to about the licence now.
     #[arg(long)]
     pub contact: Option<String>,
     /// The new end of validity: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -216,6 +266,7 @@ pub struct UpdateArgs {
     /// Replaces every capability: `--capabilities messages,discovery`; empty clears them.
     #[arg(long, num_args = 0..=1, value_delimiter = ',', require_equals = false)]
     pub capabilities: Option<Vec<String>>,
+    /// Why, for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
 }

@@ -9,18 +9,14 @@ mod format;
 mod serve;
 
 use anyhow::Result;
-use clap::ValueEnum as _;
 use peyvand_registry::RegistryClient;
 
 pub(crate) use admin::admin_token;
 pub use args::{Connection, RegistryCommand};
 
-use crate::cli::GlobalArgs;
-
 /// Runs one `peyvand registry` command.
-pub async fn run(global: GlobalArgs, command: RegistryCommand) -> Result<()> {
-    // The client commands' `--output` applies here too.
-    let json = global.output.to_possible_value().is_some_and(|v| v.get_name() == "json");
+/// `json`: the admin commands' `--output json`.
+pub async fn run(json: bool, command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Serve(args) => serve::run(args).await,
         RegistryCommand::Licence { connection, command } => admin::licence(&connection, json, command).await,

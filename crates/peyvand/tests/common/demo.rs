@@ -34,10 +34,22 @@ impl Demo {
     /// Starts the demo with providers refreshing the directory every second, configured by
     /// `env` (`PEYVAND_*` variables) besides.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let data = temp_dir("demo");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
-            .args(["demo", "--base-port", "0", "--directory-refresh-secs", "1", "--data"])
-            .arg(&data)
+        Self::launch(env, Some(temp_dir("demo")))
+    }
+
+    /// Starts the demo without `--data`, so that it makes its own folder under `tmp` (as
+    /// `TMPDIR`); `data` is then that folder, found from the admin token's path.
+    pub fn start_in_temporary(tmp: &std::path::Path) -> Self {
+        Self::launch(&[("TMPDIR", tmp.to_str().expect("a UTF-8 path"))], None)
+    }
+
+    fn launch(env: &[(&str, &str)], data: Option<PathBuf>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_peyvand"));
+        command.args(["demo", "--base-port", "0", "--directory-refresh-secs", "1"]);
+        if let Some(data) = &data {
+            command.arg("--data").arg(data);
+        }
+        let mut child = command
             .env("PEYVAND_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -74,13 +86,27 @@ impl Demo {
         let ready = wait(&lines, |l| (l.providers.len() == PROVIDERS.len()).then(|| l.registry.clone()).flatten())
             .expect("the demo printed a READY line for the registry and every provider");
         let token_file = wait(&lines, |l| l.admin_token.clone()).expect("ADMIN-TOKEN line");
-        let admin_token = std::fs::read_to_string(token_file).expect("admin token").trim().to_owned();
+        let admin_token = std::fs::read_to_string(&token_file).expect("admin token").trim().to_owned();
+        // The token is `<data>/registry/admin-token`.
+        let data = data.unwrap_or_else(|| {
+            token_file.parent().and_then(std::path::Path::parent).expect("the demo's folder").to_owned()
+        });
         Self { child, data, registry: ready, admin_token, lines }
     }
 
     /// The client API URL of a provider.
     pub fn url(&self, provider: &str) -> String {
         self.lines.0.lock().expect("lock").providers.get(provider).cloned().expect("a demo provider")
+    }
+
+    /// How many sign-in codes were sent to `phone` (E.164), by any provider.
+    pub fn codes_sent(&self, phone: &str) -> usize {
+        self.lines.0.lock().expect("lock").codes.get(phone).map_or(0, Vec::len)
+    }
+
+    /// The code sent to `phone` after `before` others had been, once its OTP line is read.
+    pub fn code_after(&self, phone: &str, before: usize) -> Option<String> {
+        wait(&self.lines, |l| l.codes.get(phone).and_then(|c| c.get(before).cloned()))
     }
 
     /// Signs `phone` (E.164) in on `provider` through the code flow.
@@ -112,6 +138,22 @@ impl Demo {
             .expect("admin call");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Demo {
+    /// Stops the demo with SIGTERM, as a service manager would, and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the demo did not exit after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

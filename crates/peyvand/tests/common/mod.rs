@@ -56,9 +56,13 @@ impl Server {
 
     /// Starts a server on `data` with extra environment variables (configuration).
     pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(data, env, "127.0.0.1:0")
+    }
+
+    fn launch(data: &Path, env: &[(&str, &str)], listen: &str) -> Self {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_peyvand"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PEYVAND_LOG", "warn")
@@ -116,6 +120,21 @@ impl Server {
     pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
+    }
+
+    /// Stops the server (`kill -9`), and returns a closure that starts it again on the same
+    /// address, data directory and configuration: clients keep their URL.
+    pub fn stop_for_restart(mut self) -> impl FnOnce() -> Self {
+        self.kill9();
+        self.owns_data = false;
+        let address = self.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let (data, env) = (self.data.clone(), self.env.clone());
+        move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut server = Self::launch(&data, &env, &address);
+            server.owns_data = true;
+            server
+        }
     }
 
     /// Starts a new server process on the same data directory and configuration.
@@ -227,4 +246,15 @@ pub fn text(client_id: &str, body: &str) -> peyvand_api::SendMessage {
         reply_to: None,
         forward: None,
     }
+}
+
+/// Waits for a child to end, failing the test if it takes longer than the deadline.
+pub fn finish(child: Child, what: &[&str]) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("peyvand {what:?} did not finish in time"))
+        .expect("peyvand ran")
 }
