@@ -191,6 +191,11 @@ pub struct Message {
     /// The message's id within its chat: 1, 2, 3, ...
     pub seq: i64,
     pub sender_id: i64,
+    /// For a sender on another messenger, their address there (`PHONE@PROVIDER-ID`). Absent
+    /// for people on this messenger, who are known by `sender_id` (their number shows on their
+    /// profile as their settings allow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_address: Option<String>,
     /// The id the sending client gave the message (for idempotent retries).
     pub client_id: String,
     pub content: Content,
@@ -199,6 +204,67 @@ pub struct Message {
     pub sent_at: Millis,
     pub edited_at: Option<Millis>,
     pub reactions: Vec<Reaction>,
+    /// For a message sent from this messenger to people on another one, in a room hosted
+    /// here: whether their messenger has taken it. Absent for every other message (within
+    /// this messenger, received from another one, or sent to a room another messenger hosts,
+    /// which answers a send only once it has the message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// Where a message to another messenger stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    /// Why a `pending` message waits (the last attempt's failure, absent before any failed)
+    /// or why a `failed` one failed: `peer_not_active` (the messenger's licence is suspended
+    /// or ended in the registry's directory), `peer_unavailable` (it did not answer), or the
+    /// code the other messenger refused it with (such as `privacy_restricted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::ErrorCode>,
+    /// The reason for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Delivery {
+    pub fn pending(problem: Option<&crate::ApiError>) -> Self {
+        Self {
+            state: DeliveryState::Pending,
+            reason: problem.map(|e| e.code),
+            detail: problem.map(|e| e.message.clone()),
+        }
+    }
+
+    pub fn delivered() -> Self {
+        Self { state: DeliveryState::Delivered, reason: None, detail: None }
+    }
+
+    pub fn failed(problem: &crate::ApiError) -> Self {
+        Self { state: DeliveryState::Failed, reason: Some(problem.code), detail: Some(problem.message.clone()) }
+    }
+}
+
+/// `pending`: queued for the other messenger, retried until it takes the message or the
+/// server's delivery deadline passes; `delivered`: the other messenger has it; `failed`: it
+/// refused it, or the deadline passed (the message will not arrive; sending it again with the
+/// same client id queues it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// The kind of a chat.

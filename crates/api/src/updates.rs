@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::model::{Message, Millis, Presence, Reaction};
+use crate::model::{Delivery, Message, Millis, Presence, Reaction};
 use crate::requests::SendMessage;
 
 /// One update. Durable updates have a `cursor`, strictly increasing per person; ephemeral ones
@@ -27,6 +27,9 @@ pub enum Event {
     MessageNew { message: Message },
     /// A message was edited.
     MessageEdited { message: Message },
+    /// Where a message I sent to another messenger stands changed (see `Message.delivery`):
+    /// it was delivered, failed, or waits for another reason. Only the sender's devices get it.
+    MessageDelivery { chat_id: i64, seq: i64, delivery: Delivery },
     /// Messages were deleted: for everyone, or for me on another of my devices.
     MessagesDeleted { chat_id: i64, seqs: Vec<i64>, for_everyone: bool },
     /// The reactions on a message changed.

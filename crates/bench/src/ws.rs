@@ -168,6 +168,7 @@ mod tests {
             chat_id: 3,
             seq: 9,
             sender_id: 42,
+            sender_address: None,
             client_id: "b123".into(),
             content: Content::Text { text: "bench \"quoted\" 123".into() },
             reply_to: None,
@@ -175,6 +176,7 @@ mod tests {
             sent_at: 1,
             edited_at: None,
             reactions: Vec::new(),
+            delivery: None,
         };
         let update = Update { cursor: Some(10), at: 1, event: Event::MessageNew { message: message.clone() } };
         let frame = serde_json::to_string(&StreamFrame::Update { update }).expect("serialises");

@@ -25,7 +25,12 @@ pub struct InterconnectConfig {
     /// The longest wait between two attempts to deliver to a peer that does not answer (the
     /// wait doubles from half a second up to this).
     pub retry_max_secs: u64,
-    /// Events a peer has not taken within this many days are dropped.
+    /// A message a peer has not taken within this many seconds is given up: taken off the
+    /// queue and marked `failed` for its sender, with the last attempt's reason. At most
+    /// `event_expiry_days`.
+    pub delivery_deadline_secs: u64,
+    /// Other events (edits, reactions, receipts) a peer has not taken within this many days are
+    /// dropped.
     pub event_expiry_days: u64,
     /// The certificate is renewed (signed with this provider's key, no token) when it expires
     /// within this many days.
@@ -44,6 +49,7 @@ impl Default for InterconnectConfig {
             directory_refresh_secs: 60,
             request_timeout_secs: 10,
             retry_max_secs: 300,
+            delivery_deadline_secs: 86_400,
             event_expiry_days: 30,
             certificate_renew_days: 30,
             limits: InterconnectLimits::default(),

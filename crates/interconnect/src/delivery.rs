@@ -3,8 +3,14 @@
 //! Room events are queued in the store (they survive restarts) by the messenger; a worker
 //! sends them, oldest first, in transactions of at most [`MAX_BATCH_BYTES`], and removes them
 //! once the peer has answered. A failure (the peer down, refusing, or no longer active in the
-//! directory) is retried after a delay that doubles up to `retry_max_secs`, indefinitely: the
-//! events are dropped only when older than `event_expiry_days`.
+//! directory) is retried after a delay that doubles up to `retry_max_secs`. A message the
+//! peer has not taken within `delivery_deadline_secs` is given up: taken off the queue and
+//! marked `failed` for its sender; other events are dropped when older than
+//! `event_expiry_days`.
+//!
+//! The sender of each message sees where it stands (`Message.delivery`): `pending` with the
+//! reason of the last failed attempt, then `delivered` once the peer has answered the
+//! transaction that carried it, or `failed` when the peer refused it or the deadline passed.
 //!
 //! In a cluster every node has workers for the peers it has events for, but a worker sends only
 //! while its node holds the peer's delivery lease (in the store: renewed before each
@@ -18,8 +24,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peyvand_api::{ApiError, ErrorCode};
-use peyvand_service::federation::wire::{Envelope, ORIGIN_VERSION, Origin, Transaction, TransactionAnswer};
+use peyvand_api::{ApiError, Delivery as MessageDelivery, ErrorCode};
+use peyvand_service::DeliveryChange;
+use peyvand_service::Federation;
+use peyvand_service::federation::wire::{Envelope, ORIGIN_VERSION, Origin, RoomEvent, Transaction, TransactionAnswer};
 use reqwest::Method;
 use tokio::sync::Notify;
 
@@ -58,6 +66,10 @@ pub struct PeerStats {
     pub errors: u64,
     pub last_success: Option<i64>,
     pub last_error: Option<String>,
+    /// Messages given up past `delivery_deadline_secs`.
+    pub given_up: u64,
+    /// The last attempt's failure, while events wait and no attempt has succeeded since.
+    pub problem: Option<ApiError>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +138,12 @@ impl Delivery {
         let mut out: Vec<_> = self.inbound.lock().map(|i| i.clone()).unwrap_or_default().into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Why delivery to `peer` waits, if its last attempt failed.
+    pub fn problem(&self, peer: &str) -> Option<ApiError> {
+        let queue = self.queues.lock().ok()?.get(peer).cloned()?;
+        queue.stats.lock().ok()?.problem.clone()
     }
 
     fn update(&self, peer: &str, change: impl FnOnce(&mut PeerStats)) {
@@ -206,10 +224,17 @@ impl Interconnect {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let delay = retry_delay(failures, cap);
-                    tracing::info!(%peer, code = %e.code, error = %e.message, retry_in_ms = delay.as_millis() as u64, "delivery failed");
+                    let retry_in_ms = delay.as_millis() as u64;
+                    // Said once when a peer stops taking events, then quietly at each retry.
+                    if failures == 1 {
+                        tracing::warn!(%peer, code = %e.code, error = %e.message, retry_in_ms, "delivery failed");
+                    } else {
+                        tracing::info!(%peer, code = %e.code, error = %e.message, retry_in_ms, "delivery failed again");
+                    }
                     self.inner.delivery.update(&peer, |s| {
                         s.errors += 1;
                         s.last_error = Some(format!("{}: {}", e.code, e.message));
+                        s.problem = Some(e.clone());
                     });
                     // The lease is kept through the wait, so that the other nodes do not retry
                     // the peer meanwhile (one node's backoff is the cluster's).
@@ -242,6 +267,9 @@ impl Interconnect {
     async fn deliver_batch(&self, peer: &str, lease: &mut Lease) -> Result<usize, ApiError> {
         let service = self.service();
         if service.outbound(peer, 1).await?.is_empty() {
+            // Nothing waits, so nothing waits for a reason: the next message is not said to
+            // wait for an old one.
+            self.inner.delivery.update(peer, |s| s.problem = None);
             if lease.ends.take().is_some() {
                 let now = peyvand_service::now_millis();
                 service.lease_delivery(peer, &self.inner.delivery.holder, now, now).await?;
@@ -259,8 +287,17 @@ impl Interconnect {
         let mut ids = Vec::new();
         let mut events = Vec::new();
         let mut size = 0;
+        // Messages past the delivery deadline are given up, not sent.
+        let deadline = peyvand_service::now_millis()
+            - i64::try_from(self.inner.config.delivery_deadline_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let (mut given_up, mut given_up_ids) = (Vec::new(), Vec::new());
         for record in &records {
             match serde_json::from_str::<Envelope>(&record.body) {
+                Ok(event) if record.created_at < deadline && message_of(&event).is_some() => {
+                    given_up.extend(message_of(&event));
+                    given_up_ids.push(record.id);
+                    continue;
+                }
                 Ok(mut event) => {
                     if !events.is_empty() && size + record.body.len() + ORIGIN_BYTES > MAX_BATCH_BYTES {
                         break;
@@ -282,10 +319,89 @@ impl Interconnect {
             }
             ids.push(record.id);
         }
+        if !given_up.is_empty() {
+            self.give_up(peer, &given_up).await?;
+            service.outbound_delivered(peer, &given_up_ids).await?;
+        }
         if events.is_empty() {
             service.outbound_delivered(peer, &ids).await?;
-            return Ok(ids.len());
+            return Ok(ids.len() + given_up_ids.len());
         }
+        let messages: Vec<Option<(i64, i64)>> = events.iter().map(message_of).collect();
+        match self.send_batch(peer, lease, &ids, events).await {
+            Ok(Some(refused)) => {
+                let changes = messages
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, message)| {
+                        let (chat_id, seq) = (*message)?;
+                        let delivery = match refused.iter().find(|r| r.0 == index) {
+                            Some((_, refusal)) => MessageDelivery::failed(refusal),
+                            None => MessageDelivery::delivered(),
+                        };
+                        Some(DeliveryChange { chat_id, seq, delivery })
+                    })
+                    .collect();
+                self.delivery_changed(peer, changes).await;
+                Ok(ids.len())
+            }
+            Ok(None) => Ok(given_up_ids.len()),
+            Err(e) => {
+                // Their senders see why they wait.
+                let pending = MessageDelivery::pending(Some(&e));
+                let changes = messages
+                    .iter()
+                    .flatten()
+                    .map(|&(chat_id, seq)| DeliveryChange { chat_id, seq, delivery: pending.clone() })
+                    .collect();
+                self.delivery_changed(peer, changes).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives up messages past the delivery deadline: failed for their senders, with the reason
+    /// the peer did not take them (what the directory says when it does not list the peer as
+    /// active, else the last attempt's failure as this node knows it, else that it did not
+    /// answer). They are removed from the queue by the caller.
+    async fn give_up(&self, peer: &str, messages: &[(i64, i64)]) -> Result<(), ApiError> {
+        let deadline = self.inner.config.delivery_deadline_secs;
+        let why = Federation::delivery_problem(self, peer)
+            .unwrap_or_else(|| ApiError::new(ErrorCode::PeerUnavailable, format!("`{peer}` did not take the message")));
+        let reason = ApiError::new(why.code, format!("{} (given up after {deadline} s)", why.message));
+        tracing::warn!(%peer, messages = messages.len(), code = %why.code, "gave up messages past the delivery deadline");
+        let changes = messages
+            .iter()
+            .map(|&(chat_id, seq)| DeliveryChange { chat_id, seq, delivery: MessageDelivery::failed(&reason) })
+            .collect();
+        // Stored before the events leave the queue: a failure here leaves them to the next try.
+        self.service().delivery_changed(changes).await?;
+        self.inner.delivery.update(peer, |s| s.given_up += messages.len() as u64);
+        Ok(())
+    }
+
+    /// Tells the senders of messages where they stand; a failure to store it is logged (the
+    /// events are delivered or will be retried either way).
+    async fn delivery_changed(&self, peer: &str, changes: Vec<DeliveryChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.service().delivery_changed(changes).await {
+            tracing::warn!(%peer, error = %e, "cannot record where messages to the peer stand");
+        }
+    }
+
+    /// Sends one transaction of `events` (the queue's `ids`) and removes them from the queue
+    /// once the peer answers: the events it refused for good, by index (`None` when the lease
+    /// would end before the call could, and nothing was sent).
+    async fn send_batch(
+        &self,
+        peer: &str,
+        lease: &mut Lease,
+        ids: &[i64],
+        events: Vec<Envelope>,
+    ) -> Result<Option<Vec<(usize, ApiError)>>, ApiError> {
+        let service = self.service();
         let (first, last) = (ids[0], ids[ids.len() - 1]);
         let transaction = Transaction { id: format!("{}-{first}-{last}", self.inner.delivery.epoch), events };
         let directory = self
@@ -298,12 +414,12 @@ impl Interconnect {
         let call = Duration::from_secs(self.inner.config.request_timeout_secs);
         if lease.ends.is_none_or(|ends| Instant::now() + call + LEASE_MARGIN > ends) {
             lease.ends = None;
-            return Ok(0);
+            return Ok(None);
         }
         let path = "/interconnect/v1/transactions";
         let answer: TransactionAnswer =
             self.inner.peers.call(&sender, peer, Method::POST, path, Some(&transaction)).await?;
-        service.outbound_delivered(peer, &ids).await?;
+        service.outbound_delivered(peer, ids).await?;
         let refused = answer.refused.len() as u64;
         for refusal in &answer.refused {
             tracing::warn!(%peer, index = refusal.index, code = %refusal.code, message = %refusal.message, "the peer refused an event");
@@ -313,8 +429,14 @@ impl Interconnect {
             s.delivered += delivered;
             s.refused += refused;
             s.last_success = Some(peyvand_service::now_millis());
+            s.problem = None;
         });
-        Ok(ids.len())
+        let refusals = answer
+            .refused
+            .into_iter()
+            .map(|r| (r.index, ApiError::new(r.code, format!("`{peer}` refused it: {}", r.message))))
+            .collect();
+        Ok(Some(refusals))
     }
 
     /// How long a delivery lease lasts: twice the call's timeout and [`LEASE_MARGIN`], so that
@@ -390,6 +512,13 @@ impl Interconnect {
         );
         series(
             &mut out,
+            "peyvand_interconnect_given_up_total",
+            "counter",
+            "Messages given up past the delivery deadline (failed for their senders).",
+            &|p| Some(stat(p).given_up.to_string()),
+        );
+        series(
+            &mut out,
             "peyvand_interconnect_last_success_seconds",
             "gauge",
             "When the peer last accepted a transaction (Unix time).",
@@ -414,6 +543,14 @@ impl Interconnect {
             );
         }
         out
+    }
+}
+
+/// The message (its chat here and seq) that an event of a room hosted here carries, if it is one.
+fn message_of(envelope: &Envelope) -> Option<(i64, i64)> {
+    match envelope.event {
+        RoomEvent::Message { seq, .. } => Some((envelope.room.id, seq)),
+        _ => None,
     }
 }
 

@@ -106,14 +106,19 @@ impl Interconnect {
         if config.directory_refresh_secs == 0
             || config.request_timeout_secs == 0
             || config.retry_max_secs == 0
+            || config.delivery_deadline_secs == 0
             || config.event_expiry_days == 0
             || config.certificate_renew_days == 0
         {
             return Err(Error::Config(
-                "`directory_refresh_secs`, `request_timeout_secs`, `retry_max_secs`, `event_expiry_days` and \
-                 `certificate_renew_days` must be positive"
+                "`directory_refresh_secs`, `request_timeout_secs`, `retry_max_secs`, `delivery_deadline_secs`, \
+                 `event_expiry_days` and `certificate_renew_days` must be positive"
                     .into(),
             ));
+        }
+        // Past the expiry, queued events are dropped without a word: a message must fail first.
+        if config.delivery_deadline_secs > config.event_expiry_days.saturating_mul(86_400) {
+            return Err(Error::Config("`delivery_deadline_secs` must be at most `event_expiry_days`".into()));
         }
         let mut registry =
             RegistryClient::new(&config.registry, None).map_err(|e| Error::Config(format!("`registry`: {e}")))?;
@@ -522,5 +527,15 @@ impl Federation for Interconnect {
     fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool {
         let Some(directory) = self.directory() else { return false };
         directory.provider(provider).is_some_and(|p| signing::verify_bytes(form, signature, &p.signing_keys))
+    }
+
+    fn delivery_problem(&self, peer: &str) -> Option<ApiError> {
+        let Some(directory) = self.directory() else {
+            return Some(ApiError::new(ErrorCode::Unavailable, "no current directory from the registry"));
+        };
+        if let Err(e) = peers::active_peer(&directory, peer) {
+            return Some(e);
+        }
+        self.inner.delivery.problem(peer)
     }
 }

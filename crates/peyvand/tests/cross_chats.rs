@@ -9,7 +9,10 @@ use common::cluster::{Cluster, psql_value};
 use common::demo::Demo;
 use common::external::External;
 use common::{DEADLINE, Server, eventually, temp_dir};
-use peyvand_api::{Audience, Chat, Content, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate, StreamFrame};
+use peyvand_api::{
+    Audience, Chat, Content, Delivery, DeliveryState, ErrorCode, Event, HistoryQuery, Message, SettingsUpdate,
+    StreamFrame,
+};
 use peyvand_client::{Client, UpdateStream};
 use peyvand_interconnect::conformance::KitProvider;
 use peyvand_registry::RegistryClient;
@@ -717,4 +720,292 @@ async fn a_hub_passes_on_its_followers_origins_postgres() {
     let demo = Demo::start(&[]);
     let (target, cluster) = External::start_on_cluster(&demo, "kavir", "TEST-O2").await;
     a_hub_passes_on_its_followers_origins(&demo, &target, Some(&cluster)).await;
+}
+
+const DELIVERY_DEADLINE: &str = "PEYVAND_INTERCONNECT__DELIVERY_DEADLINE_SECS";
+
+async fn licence_action(demo: &Demo, provider: &str, action: &str) {
+    let (status, body) =
+        demo.admin(Method::POST, &format!("/v1/admin/licences/{provider}/{action}"), json!({"reason": "test"})).await;
+    assert_eq!(status, 200, "{action} {provider}: {body}");
+}
+
+/// Waits until `node` uses the registry's current directory.
+async fn directory_reaches(demo: &Demo, node: &Server) {
+    let health: serde_json::Value =
+        reqwest::get(format!("{}/healthz", demo.registry)).await.expect("health").json().await.expect("json");
+    let version = health["directory_version"].as_u64().expect("version");
+    eventually("the directory reaches the provider", || async {
+        let metrics = reqwest::get(format!("{}/metrics", node.url)).await.expect("metrics").text().await.expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("peyvand_interconnect_directory_version "))
+            .is_some_and(|v| v.parse::<u64>().expect("a version") >= version)
+    })
+    .await;
+}
+
+/// Waits until message `seq` of the chat stands as `check` wants, within `limit`.
+async fn delivery_of(
+    client: &Client,
+    chat_id: i64,
+    seq: i64,
+    limit: std::time::Duration,
+    check: impl Fn(&Delivery) -> bool,
+) -> Delivery {
+    until_within(&format!("the delivery of #{seq}"), limit, || async {
+        let message = client.message(chat_id, seq).await.expect("message");
+        message.delivery.filter(|d| check(d))
+    })
+    .await
+}
+
+/// Waits on a stream for the update saying that message `seq` of the chat is in `state`.
+async fn delivery_update(stream: &mut UpdateStream, chat_id: i64, seq: i64, state: DeliveryState) -> Delivery {
+    let deadline = tokio::time::Instant::now() + 2 * DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = tokio::time::timeout(left, stream.next()).await.expect("the delivery's update in time");
+        if let StreamFrame::Update { update } = frame.expect("open").expect("frame")
+            && let Event::MessageDelivery { chat_id: c, seq: s, delivery } = update.event
+            && (c, s, delivery.state) == (chat_id, seq, state)
+        {
+            return delivery;
+        }
+    }
+}
+
+/// The CLI of someone signed in with `client`: a `PEYVAND_HOME` holding the
+/// session, as `peyvand login` saves it.
+async fn cli_home(client: &Client, phone: &str) -> std::path::PathBuf {
+    let home = temp_dir("cli");
+    let me = client.me().await.expect("me");
+    let device = client.devices().await.expect("devices").devices.into_iter().find(|d| d.current).expect("this one");
+    // The file name `peyvand login` gives a server's session (cli/session.rs), from the
+    // client's base URL.
+    let url = client.base_url().to_string();
+    let fnv = url.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let readable: String = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    let sessions = home.join("sessions");
+    std::fs::create_dir_all(&sessions).expect("sessions");
+    let session = json!({
+        "server": url, "token": client.token().expect("signed in"), "device_id": device.id,
+        "user_id": me.id, "phone": phone,
+    });
+    std::fs::write(sessions.join(format!("{readable}-{fnv:016x}.json")), session.to_string()).expect("session");
+    home
+}
+
+/// Runs the CLI with `home`'s session on `server`; its exit success and standard output.
+fn cli(home: &std::path::Path, server: &Server, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .args(args)
+        .env("PEYVAND_HOME", home)
+        .env("PEYVAND_SERVER", &server.url)
+        .env_remove("PEYVAND_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run peyvand");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(output.status.success(), "peyvand {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), stdout)
+}
+
+/// Runs `peyvand listen` with `home`'s session (from the start of the stream) until it prints
+/// a line that `last` accepts, within the deadline; the lines it printed.
+fn listen_until(home: &std::path::Path, server: &Server, last: impl Fn(&str) -> bool) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peyvand"))
+        .arg("listen")
+        .env("PEYVAND_HOME", home)
+        .env("PEYVAND_SERVER", &server.url)
+        .env_remove("PEYVAND_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("listen");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("listen printed no such line: {lines:?}"));
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+/// What a sender sees of a message to another messenger, with the hub `kavir` configured
+/// with a delivery deadline of [`SHORT_DEADLINE`] seconds: delivered once the peer has it;
+/// queued with the reason while the peer is suspended or stopped, failed with that reason
+/// after the deadline (and never delivered later, unless sent again with its client id);
+/// delivered when the peer is back in time;
+/// each change sent to the sender's devices; the CLI saying all of it.
+async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zagros: &mut External) {
+    let ali = kavir.sign_in(ALI).await;
+    let babak = zagros.sign_in(BABAK).await;
+    ali.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    babak.update_settings(&consent(Audience::Everybody)).await.expect("on");
+    let chat =
+        until("kavir reaches zagros", || async { ali.open_address(&format!("{BABAK}@zagros")).await.ok() }).await;
+    // zagros knows where kavir is too.
+    directory_reaches(demo, &zagros.server).await;
+    let mut ali_stream = ali.updates_ws(ali.state().await.expect("state").cursor).await.expect("ws");
+    let deadline = std::time::Duration::from_secs(SHORT_DEADLINE);
+    let past_deadline = deadline + DEADLINE;
+
+    // Delivered: pending when stored, delivered once zagros has it, and Ali's device is told.
+    let sent = ali.send_text(chat.id, "یک").await.expect("send");
+    assert_eq!(sent.message.delivery, Some(Delivery::pending(None)));
+    let told = delivery_update(&mut ali_stream, chat.id, 1, DeliveryState::Delivered).await;
+    assert_eq!(told, Delivery::delivered());
+    assert_eq!(ali.message(chat.id, 1).await.expect("message").delivery, Some(Delivery::delivered()));
+    // What Babak received carries no delivery; what he sends to the room kavir hosts is
+    // delivered when kavir answers; and at kavir it is a received message.
+    let copy = chat_with(&babak, "kavir").await;
+    let seen = wait_history(&babak, copy.id, "the first message", |h| h.len() == 1).await;
+    assert_eq!(seen[0].delivery, None);
+    // Each side's messages name the sender on the other messenger by address.
+    assert_eq!(seen[0].sender_address, Some(format!("{ALI}@kavir")));
+    assert_eq!(sent.message.sender_address, None, "Ali is on this messenger");
+    let reply = babak.send_text(copy.id, "دو").await.expect("reply");
+    assert_eq!(reply.message.delivery, Some(Delivery::delivered()));
+    let at_hub = wait_history(&ali, chat.id, "the reply", |h| h.len() == 2).await;
+    assert_eq!(at_hub[1].delivery, None);
+    assert_eq!(at_hub[1].sender_address, Some(format!("{BABAK}@zagros")));
+    let live = loop {
+        let frame = tokio::time::timeout(DEADLINE, ali_stream.next()).await.expect("the reply in time");
+        if let StreamFrame::Update { update } = frame.expect("open").expect("frame")
+            && let Event::MessageNew { message } = update.event
+            && message.seq == 2
+        {
+            break message;
+        }
+    };
+    assert_eq!(live.sender_address, Some(format!("{BABAK}@zagros")));
+
+    // zagros is suspended: queued with the reason, then failed after the deadline.
+    licence_action(demo, "zagros", "suspend").await;
+    directory_reaches(demo, &kavir.server).await;
+    let sent = ali.send_text(chat.id, "سه").await.expect("stored");
+    let delivery = sent.message.delivery.expect("a delivery");
+    assert_eq!((delivery.state, delivery.reason), (DeliveryState::Pending, Some(ErrorCode::PeerNotActive)));
+    // The CLI says it is queued and why, in text and in JSON.
+    let home = cli_home(&ali, ALI).await;
+    let recipient = format!("chat:{}", chat.id);
+    let (_, out) = cli(&home, &kavir.server, &["send", &recipient, "چهار"]);
+    assert!(out.contains("[queued: peer_not_active]"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("queued: ") && l.ends_with("(peer_not_active)")), "{out}");
+    let (_, out) = cli(&home, &kavir.server, &["--output", "json", "send", &recipient, "پنج"]);
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(printed["seq"], 5);
+    assert_eq!(printed["delivery"]["state"], "pending");
+    assert_eq!(printed["delivery"]["reason"], "peer_not_active");
+    let told = delivery_update(&mut ali_stream, chat.id, 3, DeliveryState::Failed).await;
+    assert_eq!(told.reason, Some(ErrorCode::PeerNotActive));
+    for seq in 3..=5 {
+        let failed = delivery_of(&ali, chat.id, seq, past_deadline, |d| d.state == DeliveryState::Failed).await;
+        assert_eq!(failed.reason, Some(ErrorCode::PeerNotActive), "#{seq}");
+    }
+    let (_, out) = cli(&home, &kavir.server, &["history", &recipient]);
+    assert!(out.lines().any(|l| l.starts_with("#1 ") && l.ends_with("[delivered]")), "{out}");
+    assert_eq!(out.lines().filter(|l| l.ends_with("[failed: peer_not_active]")).count(), 3, "{out}");
+
+    // zagros is back in the registry but stopped: queued as unreachable; back within the
+    // deadline, it gets the message, and never the failed ones.
+    licence_action(demo, "zagros", "reinstate").await;
+    directory_reaches(demo, &kavir.server).await;
+    zagros.server.kill9();
+    ali.send_text(chat.id, "شش").await.expect("stored");
+    let waiting = delivery_of(&ali, chat.id, 6, DEADLINE, |d| d.reason == Some(ErrorCode::PeerUnavailable)).await;
+    assert_eq!(waiting.state, DeliveryState::Pending);
+    zagros.restart(demo).await;
+    delivery_update(&mut ali_stream, chat.id, 6, DeliveryState::Delivered).await;
+    let babak = zagros.sign_in(BABAK).await;
+    let seen = wait_history(&babak, copy.id, "the message sent while zagros was down", |h| h.len() == 3).await;
+    assert_eq!(texts(&seen), vec![(1, "یک".to_owned()), (2, "دو".to_owned()), (6, "شش".to_owned())]);
+    // Sending a failed message again (the same client id) queues it again.
+    let failed = ali.message(chat.id, 3).await.expect("message");
+    let again = peyvand_api::SendMessage {
+        client_id: failed.client_id.clone(),
+        content: Some(failed.content.clone()),
+        reply_to: None,
+        forward: None,
+    };
+    let resent = ali.send(chat.id, &again).await.expect("sent again");
+    assert!(!resent.created);
+    assert_eq!(resent.message.delivery.map(|d| d.state), Some(DeliveryState::Pending));
+    delivery_update(&mut ali_stream, chat.id, 3, DeliveryState::Delivered).await;
+    let seen = wait_history(&babak, copy.id, "the message sent again", |h| h.len() == 4).await;
+    assert_eq!(texts(&seen)[2], (3, "سه".to_owned()));
+
+    // Stopped past the deadline: failed as unreachable.
+    zagros.server.kill9();
+    ali.send_text(chat.id, "هفت").await.expect("stored");
+    let failed = delivery_of(&ali, chat.id, 7, past_deadline, |d| d.state == DeliveryState::Failed).await;
+    assert_eq!(failed.reason, Some(ErrorCode::PeerUnavailable));
+    assert!(failed.detail.as_deref().is_some_and(|d| d.contains("given up")), "{failed:?}");
+    let (_, out) = cli(&home, &kavir.server, &["history", &recipient]);
+    assert!(out.lines().any(|l| l.starts_with("#7 ") && l.ends_with("[failed: peer_unavailable]")), "{out}");
+    // `listen` shows each message as it stands and each change as it came.
+    let lines = listen_until(&home, &kavir.server, |l| l.contains(" #7 failed: ") && l.ends_with("(peer_unavailable)"));
+    let has = |what: &dyn Fn(&str) -> bool| lines.iter().any(|l| what(l));
+    assert!(has(&|l| l.contains("#6 ") && l.ends_with("[delivered]")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #6 queued: ") && l.ends_with("(peer_unavailable)")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #6 delivered")), "{lines:?}");
+    assert!(has(&|l| l.contains(" #3 failed: ") && l.ends_with("(peer_not_active)")), "{lines:?}");
+
+    // The API document describes the delivery and its update.
+    let doc = reqwest::get(format!("{}/v1/openapi.json", kavir.server.url)).await.expect("doc");
+    let doc: serde_json::Value = doc.json().await.expect("json");
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["Delivery"].is_object() && schemas["DeliveryState"].is_object(), "{schemas}");
+    assert!(schemas["Event"].to_string().contains("message_delivery"), "the update is documented");
+}
+
+/// The delivery deadline of the hubs in the delivery tests, in seconds.
+const SHORT_DEADLINE: u64 = 8;
+
+#[tokio::test]
+async fn the_sender_sees_where_messages_to_another_messenger_stand() {
+    let demo = Demo::start(&[]);
+    let deadline = SHORT_DEADLINE.to_string();
+    let kavir = External::start_with(&demo, "kavir", "TEST-7", &[(DELIVERY_DEADLINE, &deadline)]).await;
+    let mut zagros = External::start(&demo, "zagros", "TEST-8").await;
+    the_sender_sees_where_messages_stand(&demo, &kavir, &mut zagros).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_sees_where_messages_to_another_messenger_stand_on_postgres() {
+    let demo = Demo::start(&[]);
+    let mut zagros = External::start(&demo, "zagros", "TEST-10").await;
+    let mut env = External::licence(&demo, "kavir", "TEST-9").await;
+    env.push((DELIVERY_DEADLINE, SHORT_DEADLINE.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut cluster = Cluster::start("delivery", 1, &env);
+    let kavir = External { id: "kavir", server: cluster.nodes.remove(0) };
+    kavir.publish_endpoint(&demo).await;
+    the_sender_sees_where_messages_stand(&demo, &kavir, &mut zagros).await;
 }

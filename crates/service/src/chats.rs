@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use peyvand_api::Audience;
 use peyvand_api::{
-    ApiError, Chat, ChatKind, Content, ErrorCode, Event, ForwardedFrom, Message, Reaction, SearchHit, SearchResults,
-    SendMessage, Update,
+    ApiError, Chat, ChatKind, Content, Delivery, DeliveryState, ErrorCode, Event, ForwardedFrom, Message, Reaction,
+    SearchHit, SearchResults, SendMessage, Update,
 };
 use peyvand_core::content::validate_text;
 use peyvand_core::text::fold_for_search;
 use peyvand_store::{
-    ChatView, MemberRecord, NewMessage, Page, Placed, RecipientFacts, SendContext, SendGate, SendOutcome,
+    ChatView, DeliveryChange, MemberRecord, NewMessage, Page, Placed, RecipientFacts, SendContext, SendGate,
+    SendOutcome,
 };
 
 use crate::federation::wire::{Action, RoomEvent};
@@ -256,6 +257,7 @@ impl Service {
             reply_to: request.reply_to,
             forwarded_from,
             sent_at: now_millis(),
+            delivery: None,
         };
         // The gate runs after the store has checked membership, a retry and `reply_to`, so a
         // retry of a stored message is answered and never counted against the limit.
@@ -328,8 +330,22 @@ impl Service {
             return self.store_submitted_message(session, chat_id, &context.members, event).await;
         }
         let notify = local_ids(&context.members);
+        // A local person's message to people on other messengers: pending until their
+        // messengers take it, and already saying why it waits when that is known.
+        let local_sender = context.members.iter().any(|m| m.user_id == me && m.remote_address.is_none());
+        let mut new = new;
+        if local_sender {
+            new.delivery = Some(Delivery::pending(self.delivery_problem(&context.members).as_ref()));
+        }
         let (message, created, updates) = self.store.append_message(new, notify).await.map_err(store_error)?;
-        let (message, created) = self.sent(message, created, updates).await;
+        let (mut message, created) = self.sent(message, created, updates).await;
+        // The retry of a message that failed queues it again (below): pending again.
+        if !created && local_sender && message.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed) {
+            let pending = Delivery::pending(self.delivery_problem(&context.members).as_ref());
+            let change = DeliveryChange { chat_id, seq: message.seq, delivery: pending.clone() };
+            self.delivery_changed(vec![change]).await?;
+            message.delivery = Some(pending);
+        }
         // Queued again on a retry (created or not): the queue write could have been lost.
         if let Some(event) = self.message_event(&message, &context.members).await {
             self.fan_out(chat_id, &context.members, event).await;

@@ -22,9 +22,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use peyvand_api::{ApiError, Audience, ErrorCode, ForwardedFrom, Message, Reaction};
+use peyvand_api::{ApiError, Audience, Delivery, ErrorCode, ForwardedFrom, Message, Reaction};
 use peyvand_core::phone::PhoneNumber;
-use peyvand_store::{MemberRecord, NewMessage, ReportRecord, RoomLink, UserRecord};
+use peyvand_store::{DeliveryChange, MemberRecord, NewMessage, ReportRecord, RoomLink, UserRecord};
 
 use crate::chats::{validate_client_id, validate_content, validate_emoji};
 use crate::{Service, Session, err, now_millis, store_error};
@@ -349,6 +349,9 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     fn sign_origin(&self, form: &[u8]) -> String;
     /// Whether `signature` over `form` verifies with a key the directory lists for `provider`.
     fn verify_origin(&self, provider: &str, form: &[u8], signature: &str) -> bool;
+    /// Why events for `peer` would wait now, if they would: the directory does not list it as
+    /// active, or the last attempt to deliver to it failed and none has succeeded since.
+    fn delivery_problem(&self, peer: &str) -> Option<ApiError>;
 }
 
 tokio::task_local! {
@@ -776,6 +779,7 @@ impl Service {
                     reply_to: reply_to.filter(|r| *r > 0 && *r < seq),
                     forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
                     sent_at,
+                    delivery: None,
                 };
                 let (stored, created, updates) =
                     self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
@@ -1110,6 +1114,8 @@ impl Service {
             reply_to,
             forwarded_from: forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at }),
             sent_at,
+            // The hub answered with it: the room has it.
+            delivery: Some(Delivery::delivered()),
         };
         let (message, created, updates) = self.store.put_message_at(new, seq, locals).await.map_err(store_error)?;
         self.publish(updates).await;
@@ -1280,6 +1286,23 @@ impl Service {
         };
         let id = self.store.add_report(record).await.map_err(store_error)?;
         tracing::warn!(report = id, %peer, reported = reported.id, "abuse report from another messenger");
+        Ok(())
+    }
+
+    /// Why a message to the remote members of a room hosted here would wait now, if it would
+    /// (see [`Federation::delivery_problem`]).
+    pub(crate) fn delivery_problem(&self, members: &[MemberRecord]) -> Option<ApiError> {
+        let Some(federation) = self.federation.get() else {
+            return Some(err(ErrorCode::InterconnectDisabled, "this server is not connected to other messengers"));
+        };
+        remote_providers(members).iter().find_map(|peer| federation.delivery_problem(peer))
+    }
+
+    /// Records where messages sent to other messengers stand (from the delivery to peers) and
+    /// tells their senders' devices of each change.
+    pub async fn delivery_changed(&self, changes: Vec<DeliveryChange>) -> Result<(), ApiError> {
+        let updates = self.store.set_delivery(changes, now_millis()).await.map_err(store_error)?;
+        self.publish(updates).await;
         Ok(())
     }
 

@@ -29,6 +29,7 @@ pub use config::{Limits, ServiceConfig};
 pub use federation::Federation;
 pub use interconnect::Reachable;
 pub use peyvand_bus::BusHealth;
+pub use peyvand_store::DeliveryChange;
 pub use presence::Presences;
 pub use stream::UpdateFeed;
 

@@ -375,6 +375,7 @@ mod tests {
             reply_to: None,
             forwarded_from: None,
             sent_at,
+            delivery: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use peyvand_api::{Audience, Content, Event, PrivacySettings};
 
-use crate::{CodeRecord, NewMessage, Page, ProfileChange, ReportRecord, RoomLink, Store, StoreError};
+use crate::{CodeRecord, DeliveryChange, NewMessage, Page, ProfileChange, ReportRecord, RoomLink, Store, StoreError};
 
 /// Runs every check of the contract.
 pub async fn run_all<F, Fut>(make: F)
@@ -29,6 +29,7 @@ where
     presence(make().await).await;
     races(make().await).await;
     federation(make().await).await;
+    delivery_states(make().await).await;
 }
 
 fn text(t: &str) -> Content {
@@ -45,6 +46,7 @@ fn new_message(chat_id: i64, sender_id: i64, client_id: &str, body: &str) -> New
         reply_to: None,
         forwarded_from: None,
         sent_at: 1_000,
+        delivery: None,
     }
 }
 
@@ -970,4 +972,104 @@ async fn federation(store: Arc<dyn Store>) {
         ]
     );
     assert_eq!(store.reports(10).await.expect("reports").len(), 3);
+}
+
+/// Where messages to other messengers stand: stored with the message, read back everywhere the
+/// message is, changed only while not delivered and only when the state or reason differs,
+/// each change an update for the sender alone; messages without a state are left alone.
+async fn delivery_states(store: Arc<dyn Store>) {
+    use peyvand_api::{ApiError, Delivery, DeliveryState, ErrorCode};
+    let local = user(&store, "+989120000071").await;
+    let remote = store.remote_user("+989120000072@zagros", "Babak", 1).await.expect("stand-in");
+    let (chat, _) = store.open_direct_chat(local, remote.id, 1).await.expect("chat");
+    let mut new = new_message(chat, local, "d1", "one");
+    new.delivery = Some(Delivery::pending(None));
+    let (message, _, updates) = store.append_message(new, vec![local]).await.expect("append");
+    assert_eq!(message.delivery, Some(Delivery::pending(None)));
+    assert!(matches!(&updates[0].1.event, Event::MessageNew { message } if message.delivery.is_some()));
+    let (plain, _, _) = store.append_message(new_message(chat, local, "d2", "two"), vec![local]).await.expect("append");
+    assert_eq!(plain.delivery, None);
+    let mut received = new_message(chat, remote.id, "d3", "three");
+    received.delivery = Some(Delivery::delivered());
+    let (at3, _, _) = store.put_message_at(received, 3, vec![local]).await.expect("put");
+    assert_eq!(at3.delivery, Some(Delivery::delivered()), "put_message_at keeps it too");
+    assert_eq!(at3.sender_address.as_deref(), Some("+989120000072@zagros"));
+    let cursor = store.cursor(local).await.expect("cursor");
+
+    let down = ApiError::new(ErrorCode::PeerUnavailable, "zagros does not answer");
+    let change = |seq, delivery| DeliveryChange { chat_id: chat, seq, delivery };
+    let updates = store
+        .set_delivery(vec![change(1, Delivery::pending(Some(&down))), change(2, Delivery::delivered())], 5)
+        .await
+        .expect("set");
+    assert_eq!(updates.len(), 1, "the message without a state is left alone: {updates:?}");
+    let (who, update) = &updates[0];
+    assert_eq!(*who, local);
+    assert_eq!(update.cursor, Some(cursor + 1));
+    assert_eq!(
+        update.event,
+        Event::MessageDelivery { chat_id: chat, seq: 1, delivery: Delivery::pending(Some(&down)) }
+    );
+    assert_eq!(store.message(chat, 2).await.expect("read").expect("stored").delivery, None);
+    // The same state for the same reason is no change (a retry failing again).
+    let again = ApiError::new(ErrorCode::PeerUnavailable, "still down");
+    assert!(store.set_delivery(vec![change(1, Delivery::pending(Some(&again)))], 6).await.expect("set").is_empty());
+    // Failed, then pending again (a retried send), then delivered: final.
+    let refused = ApiError::new(ErrorCode::PrivacyRestricted, "refused");
+    let updates = store
+        .set_delivery(
+            vec![
+                change(1, Delivery::failed(&refused)),
+                change(1, Delivery::pending(None)),
+                change(1, Delivery::delivered()),
+            ],
+            7,
+        )
+        .await
+        .expect("set");
+    let states: Vec<DeliveryState> = updates
+        .iter()
+        .map(|(_, u)| match &u.event {
+            Event::MessageDelivery { delivery, .. } => delivery.state,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(states, [DeliveryState::Failed, DeliveryState::Pending, DeliveryState::Delivered]);
+    assert!(store.set_delivery(vec![change(1, Delivery::failed(&refused))], 8).await.expect("set").is_empty());
+    assert!(store.set_delivery(vec![change(99, Delivery::delivered())], 8).await.expect("no such message").is_empty());
+    assert!(store.set_delivery(Vec::new(), 8).await.expect("nothing").is_empty());
+
+    // Read back as it is now: the message, the history, the catch-up and the chat list.
+    let delivered = Some(Delivery::delivered());
+    assert_eq!(store.message(chat, 1).await.expect("read").expect("stored").delivery, delivered);
+    let history = store.history(local, chat, Page::After { seq: 0, limit: 10 }).await.expect("history");
+    assert_eq!(
+        history.iter().map(|m| m.delivery.clone()).collect::<Vec<_>>(),
+        [delivered.clone(), None, delivered.clone()]
+    );
+    // A sender on another messenger reads back with their address; people here without.
+    let addresses: Vec<Option<&str>> = history.iter().map(|m| m.sender_address.as_deref()).collect();
+    assert_eq!(addresses, [None, None, Some("+989120000072@zagros")]);
+    let caught_up = store.updates_after(local, 0, 100).await.expect("updates");
+    let first = caught_up.iter().find_map(|u| match &u.event {
+        Event::MessageNew { message } if message.seq == 1 => Some(message.delivery.clone()),
+        _ => None,
+    });
+    assert_eq!(first, Some(delivered.clone()));
+    let told: Vec<i64> = caught_up
+        .iter()
+        .filter(|u| matches!(u.event, Event::MessageDelivery { .. }))
+        .filter_map(|u| u.cursor)
+        .collect();
+    assert_eq!(told.len(), 4, "each change is in the sender's stream");
+    let view = store.chat_view(local, chat).await.expect("view").expect("member");
+    assert_eq!(view.last_message.expect("last").delivery, delivered);
+    // Also as written by a send here of a person on another messenger, and in its updates.
+    let (from_remote, _, updates) =
+        store.append_message(new_message(chat, remote.id, "d4", "four"), vec![local]).await.expect("append");
+    assert_eq!(from_remote.sender_address.as_deref(), Some("+989120000072@zagros"));
+    assert!(matches!(&updates[0].1.event, Event::MessageNew { message } if *message == from_remote));
+    assert_eq!(store.message(chat, from_remote.seq).await.expect("read"), Some(from_remote));
+    // The stand-in has no stream: nothing was appended for it.
+    assert!(store.updates_after(remote.id, 0, 10).await.map(|u| u.is_empty()).unwrap_or(true));
 }

@@ -271,6 +271,13 @@ pub trait FederationStore: Send + Sync {
     /// `holder`'s. Only the holder sends a peer its events, so a cluster sends them once, in order.
     async fn lease_delivery(&self, peer: &str, holder: &str, now: i64, until: i64) -> StoreResult<bool>;
 
+    /// Sets where messages sent to another messenger stand. A change applies to a message that
+    /// has a delivery state (one stored with [`NewMessage::delivery`]) other than `delivered`,
+    /// which is final, when its state or reason differs from the stored one; each applied
+    /// change appends a `message_delivery` update to the sender's stream, returned to publish.
+    /// Messages without a delivery state, or not stored, are left alone.
+    async fn set_delivery(&self, changes: Vec<DeliveryChange>, now: i64) -> StoreResult<Vec<(i64, Update)>>;
+
     /// Whether transaction `txn` from `peer` was already applied.
     async fn inbound_seen(&self, peer: &str, txn: &str) -> StoreResult<bool>;
     /// Records that transaction `txn` from `peer` was applied (again is fine).

@@ -1,6 +1,6 @@
 //! The rows a store hands back.
 
-use peyvand_api::{ChatKind, Content, ForwardedFrom, Message, PrivacySettings, Update};
+use peyvand_api::{ChatKind, Content, Delivery, DeliveryState, ForwardedFrom, Message, PrivacySettings, Update};
 
 /// An account as stored. A deleted account keeps only its id and `deleted = true`.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +90,8 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
     pub forwarded_from: Option<ForwardedFrom>,
     pub sent_at: i64,
+    /// For a message to people on another messenger, where its delivery starts.
+    pub delivery: Option<Delivery>,
 }
 
 impl NewMessage {
@@ -100,12 +102,14 @@ impl NewMessage {
         (stored.content == self.content || stored.content == Content::Deleted) && stored.reply_to == self.reply_to
     }
 
-    /// The message as stored under `seq`.
+    /// The message as stored under `seq`, by a sender on this messenger (a store adds the
+    /// address of one on another).
     pub fn stored(&self, seq: i64) -> Message {
         Message {
             chat_id: self.chat_id,
             seq,
             sender_id: self.sender_id,
+            sender_address: None,
             client_id: self.client_id.clone(),
             content: self.content.clone(),
             reply_to: self.reply_to,
@@ -113,8 +117,23 @@ impl NewMessage {
             sent_at: self.sent_at,
             edited_at: None,
             reactions: Vec::new(),
+            delivery: self.delivery.clone(),
         }
     }
+}
+
+/// A new delivery state for a message sent here to people on another messenger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryChange {
+    pub chat_id: i64,
+    pub seq: i64,
+    pub delivery: Delivery,
+}
+
+/// Whether a message whose delivery stands at `current` takes `new`: `delivered` is final, and
+/// the same state for the same reason is no change.
+pub(crate) fn delivery_changes(current: &Delivery, new: &Delivery) -> bool {
+    current.state != DeliveryState::Delivered && (current.state, current.reason) != (new.state, new.reason)
 }
 
 /// Which page of a chat's history.

@@ -263,6 +263,7 @@ async fn exercise(store: Arc<dyn Store>, seed: u64) -> Vec<String> {
                     reply_to: (dice.below(3) == 0).then_some(seq),
                     forwarded_from: (dice.below(4) == 0).then_some(ForwardedFrom { user_id: b, sent_at: 5 }),
                     sent_at: now,
+                    delivery: None,
                 };
                 format!("{:?}", store.append_message(new, notify).await)
             }

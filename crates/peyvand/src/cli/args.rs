@@ -103,7 +103,9 @@ pub enum ClientCommand {
     /// Lists my chats, most recent first.
     #[command(after_help = "Example:\n  peyvand chats")]
     Chats,
-    /// Sends a text message.
+    /// Sends a text message. To a person on another messenger, it waits a few seconds for that
+    /// messenger to take it, and otherwise says it is queued and why; it exits 0 once the
+    /// message is stored, and fails if the other messenger refused it at once.
     #[command(
         after_help = "Examples:\n  peyvand send 09121234567 سلام، خوبی؟\n  peyvand send +989351234567@damavand 'Hello from Sepehr'\n  peyvand send chat:3 --reply-to 7 باشه"
     )]

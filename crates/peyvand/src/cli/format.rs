@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use peyvand_api::{
-    Account, Chat, Content, Device, Event, Message, Millis, Presence, PrivacySettings, Update, UserProfile,
+    Account, Chat, Content, Delivery, DeliveryState, Device, Event, Message, Millis, Presence, PrivacySettings, Update,
+    UserProfile,
 };
 
 /// Names of the people a command has met, to show instead of their ids.
@@ -188,7 +189,41 @@ pub fn message(message: &Message, names: &Names) -> String {
     if !message.reactions.is_empty() {
         let _ = write!(out, "  {}", reactions(&message.reactions));
     }
+    if let Some(delivery) = &message.delivery {
+        let _ = write!(out, "  {}", delivery_mark(delivery));
+    }
     out
+}
+
+/// `[delivered]`, `[queued]`, `[queued: peer_not_active]` or `[failed: privacy_restricted]`: where
+/// a message to another messenger stands, after the message.
+pub fn delivery_mark(delivery: &Delivery) -> String {
+    match (delivery.state, delivery.reason) {
+        (DeliveryState::Delivered, _) => "[delivered]".to_owned(),
+        (DeliveryState::Pending, None) => "[queued]".to_owned(),
+        (DeliveryState::Pending, Some(code)) => format!("[queued: {code}]"),
+        (DeliveryState::Failed, Some(code)) => format!("[failed: {code}]"),
+        (DeliveryState::Failed, None) => "[failed]".to_owned(),
+    }
+}
+
+/// What a message's delivery says for people: the detail and its code.
+pub fn reason(delivery: &Delivery) -> String {
+    match (&delivery.detail, delivery.reason) {
+        (Some(detail), Some(code)) => format!("{detail} ({code})"),
+        (Some(detail), None) => detail.clone(),
+        (None, Some(code)) => code.to_string(),
+        (None, None) => "the other messenger has not taken it yet".to_owned(),
+    }
+}
+
+/// `queued: <why>` or `failed: <why>` (`delivered` for a delivered message).
+pub fn delivery_line(delivery: &Delivery) -> String {
+    match delivery.state {
+        DeliveryState::Delivered => "delivered".to_owned(),
+        DeliveryState::Pending => format!("queued: {}", reason(delivery)),
+        DeliveryState::Failed => format!("failed: {}", reason(delivery)),
+    }
 }
 
 /// Each emoji with how many people chose it, in the order they first appear.
@@ -215,6 +250,9 @@ pub fn update(update: &Update, names: &Names) -> String {
     let body = match &update.event {
         Event::MessageNew { message: m } => format!("chat:{}  {}", m.chat_id, message(m, names)),
         Event::MessageEdited { message: m } => format!("chat:{}  edited  {}", m.chat_id, message(m, names)),
+        Event::MessageDelivery { chat_id, seq, delivery } => {
+            format!("chat:{chat_id}  #{seq} {}", delivery_line(delivery))
+        }
         Event::MessagesDeleted { chat_id, seqs, for_everyone } => {
             let seqs: Vec<String> = seqs.iter().map(|s| format!("#{s}")).collect();
             let whom = if *for_everyone { "for everyone" } else { "for me" };
@@ -314,6 +352,17 @@ mod tests {
         assert_eq!(user_label(&person("علی", Some("ali"), Some("+989121234567"), None)), "علی (@ali +989121234567)");
         assert_eq!(user_label(&person("", None, Some("+989121234567"), None)), "+989121234567");
         assert_eq!(user_label(&person("", None, None, None)), "user:7");
+    }
+
+    #[test]
+    fn delivery_shows_after_the_message() {
+        let problem = peyvand_api::ApiError::new(peyvand_api::ErrorCode::PeerNotActive, "suspended");
+        assert_eq!(delivery_mark(&Delivery::pending(None)), "[queued]");
+        assert_eq!(delivery_mark(&Delivery::pending(Some(&problem))), "[queued: peer_not_active]");
+        assert_eq!(delivery_mark(&Delivery::failed(&problem)), "[failed: peer_not_active]");
+        assert_eq!(delivery_mark(&Delivery::delivered()), "[delivered]");
+        assert_eq!(delivery_line(&Delivery::pending(Some(&problem))), "queued: suspended (peer_not_active)");
+        assert_eq!(delivery_line(&Delivery::failed(&problem)), "failed: suspended (peer_not_active)");
     }
 
     #[test]

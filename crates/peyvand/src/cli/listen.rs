@@ -75,6 +75,7 @@ async fn learn_names(client: &Client, update: &Update, names: &mut Names) {
         | Event::Typing { user_id, .. }
         | Event::Presence { user_id, .. } => *user_id,
         Event::MessagesDeleted { .. }
+        | Event::MessageDelivery { .. }
         | Event::ReactionsChanged { .. }
         | Event::ReadByMe { .. }
         | Event::SignedOut { .. } => return,

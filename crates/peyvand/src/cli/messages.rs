@@ -1,9 +1,13 @@
 //! Chats and messages: `chats`, `send`, `forward`, `history`, `edit`, `delete`, `react`,
 //! `read`, `typing` and `search`.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Result, bail};
-use peyvand_api::{Chat, Content, ForwardSource, HistoryQuery, SearchResults, SendMessage};
-use peyvand_client::{Sent, new_client_id};
+use peyvand_api::{
+    Chat, Content, DeliveryState, Event, ForwardSource, HistoryQuery, Message, SearchResults, SendMessage,
+};
+use peyvand_client::{Client, Sent, new_client_id};
 
 use super::Context;
 use super::args::{ForwardArgs, HistoryArgs, SendArgs};
@@ -29,6 +33,9 @@ pub async fn chats(cx: &Context) -> Result<()> {
     })
 }
 
+/// How long `send` waits for another messenger to take a message before saying it is queued.
+const DELIVERY_WAIT: Duration = Duration::from_secs(3);
+
 pub async fn send(cx: &Context, args: SendArgs) -> Result<()> {
     let chat = cx.chat_for(&args.recipient).await?;
     let message = SendMessage {
@@ -37,8 +44,7 @@ pub async fn send(cx: &Context, args: SendArgs) -> Result<()> {
         reply_to: args.reply_to,
         forward: None,
     };
-    let sent = cx.client()?.send(chat.id, &message).await?;
-    show_sent(cx, &chat, &sent)
+    send_and_show(cx, &chat, &message).await
 }
 
 pub async fn forward(cx: &Context, args: ForwardArgs) -> Result<()> {
@@ -50,8 +56,46 @@ pub async fn forward(cx: &Context, args: ForwardArgs) -> Result<()> {
         reply_to: None,
         forward: Some(ForwardSource { chat_id: source.id, seq: args.seq }),
     };
-    let sent = cx.client()?.send(chat.id, &message).await?;
-    show_sent(cx, &chat, &sent)
+    send_and_show(cx, &chat, &message).await
+}
+
+/// Sends, and for a message to another messenger waits a moment for it to be delivered; prints
+/// the message, and says when it is queued (and why) or failed.
+async fn send_and_show(cx: &Context, chat: &Chat, message: &SendMessage) -> Result<()> {
+    let client = cx.client()?;
+    // Where the update stream stands before the send, to read the delivery's update from.
+    let crosses = chat.peer.as_ref().is_some_and(|p| p.messenger.is_some());
+    let cursor = if crosses { Some(client.state().await?.cursor) } else { None };
+    let mut sent = client.send(chat.id, message).await?;
+    if let Some(cursor) = cursor {
+        await_delivery(client, cursor, &mut sent.message).await;
+    }
+    show_sent(cx, chat, &sent)
+}
+
+/// Follows the update stream from `cursor` until the message's delivery is known (delivered,
+/// failed, or waiting for a reason), for at most [`DELIVERY_WAIT`]; `message` takes what it
+/// learns. Failing to read the stream ends the wait: the message is stored either way.
+async fn await_delivery(client: &Client, mut cursor: i64, message: &mut Message) {
+    let started = Instant::now();
+    let unsettled =
+        |m: &Message| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Pending && d.reason.is_none());
+    while unsettled(message) {
+        let left = DELIVERY_WAIT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        let Ok(page) = client.poll_updates(cursor, left.max(Duration::from_secs(1))).await else { return };
+        for update in page.updates {
+            if let Event::MessageDelivery { chat_id, seq, delivery } = update.event
+                && chat_id == message.chat_id
+                && seq == message.seq
+            {
+                message.delivery = Some(delivery);
+            }
+        }
+        cursor = page.cursor;
+    }
 }
 
 fn show_sent(cx: &Context, chat: &Chat, sent: &Sent) -> Result<()> {
@@ -59,7 +103,22 @@ fn show_sent(cx: &Context, chat: &Chat, sent: &Sent) -> Result<()> {
         note("the server already had this message (same client id): nothing new was sent");
     }
     let names = cx.names_for(chat)?;
-    cx.out.show(&sent.message, |m| format!("chat:{}  {}", m.chat_id, format::message(m, &names)))
+    cx.out.show(&sent.message, |m| {
+        let mut text = format!("chat:{}  {}", m.chat_id, format::message(m, &names));
+        if let Some(delivery) = &m.delivery
+            && delivery.state != DeliveryState::Delivered
+        {
+            text.push('\n');
+            text.push_str(&format::delivery_line(delivery));
+        }
+        text
+    })?;
+    match &sent.message.delivery {
+        Some(delivery) if delivery.state == DeliveryState::Failed => {
+            bail!("chat:{} #{} was not delivered: {}", sent.message.chat_id, sent.message.seq, format::reason(delivery))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub async fn history(cx: &Context, args: HistoryArgs) -> Result<()> {

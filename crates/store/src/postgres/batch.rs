@@ -44,7 +44,7 @@ pub(super) struct Job {
 
 /// What became of one send inside a batch.
 enum Outcome {
-    Stored(Message, Vec<(i64, Update)>),
+    Stored(Box<Message>, Vec<(i64, Update)>),
     /// Its client id was stored already: answered after the commit with that message.
     Duplicate,
     NotFound,
@@ -87,7 +87,7 @@ async fn run(store: &PgStore, jobs: Vec<Job>) {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let answer = match outcome {
-                    Outcome::Stored(message, updates) => Ok((message, true, updates)),
+                    Outcome::Stored(message, updates) => Ok((*message, true, updates)),
                     Outcome::NotFound => Err(StoreError::NotFound),
                     Outcome::Duplicate => match store.client().await {
                         Ok(client) => earlier_send(&client, &job.new).await.map_err(StoreError::from),
@@ -159,12 +159,14 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
                    (SELECT 1 FROM messages WHERE chat_id = $1 AND sender_id = $2 AND client_id = $3) \
                  RETURNING last_seq \
              ), message AS ( \
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8 FROM chat RETURNING seq \
+                 INSERT INTO messages \
+                   (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM chat RETURNING seq \
              ), sender AS ( \
                  UPDATE members SET read_up_to = message.seq, delivered_up_to = message.seq FROM message \
                  WHERE chat_id = $1 AND user_id = $2 \
-             ) SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1), (SELECT seq FROM message)",
+             ) SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1), (SELECT seq FROM message), \
+                 (SELECT remote_address FROM users WHERE id = $2)",
         )
         .await?;
     // Chats, then members, then streams: the order of every other write's locks.
@@ -179,12 +181,13 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
         .map(|Job { new, .. }| {
             let content = serde_json::to_string(&new.content)?;
             let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
-            Ok((content, forwarded))
+            let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
+            Ok((content, forwarded, delivery))
         })
         .collect::<Attempt<Vec<_>>>()?;
     let (db, insert) = (&tx, &insert);
-    let inserts = jobs.iter().zip(&columns).map(|(Job { new, .. }, (content, forwarded))| async move {
-        let params: [&(dyn ToSql + Sync); 8] = [
+    let inserts = jobs.iter().zip(&columns).map(|(Job { new, .. }, (content, forwarded, delivery))| async move {
+        let params: [&(dyn ToSql + Sync); 9] = [
             &new.chat_id,
             &new.sender_id,
             &new.client_id,
@@ -193,6 +196,7 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
             &new.reply_to,
             forwarded,
             &new.sent_at,
+            delivery,
         ];
         db.query_one(insert, &params).await
     });
@@ -202,15 +206,18 @@ async fn store_batch(store: &PgStore, jobs: &[Job]) -> Attempt<Vec<Outcome>> {
     let (mut entries, mut events, mut at) = (Vec::new(), Vec::new(), Vec::new());
     for (Job { new, notify, .. }, row) in jobs.iter().zip(rows) {
         let (chat_exists, seq): (bool, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        // A sender on another messenger (a stand-in, in a room hosted here) reads back with
+        // their address.
+        let sender_address: Option<String> = row.try_get(2)?;
         outcomes.push(match (chat_exists, seq) {
             (false, _) => Outcome::NotFound,
             (true, None) => Outcome::Duplicate,
             (true, Some(seq)) => {
-                let message = new.stored(seq);
+                let message = Message { sender_address, ..new.stored(seq) };
                 entries.extend(notify.iter().map(|&user| (user, events.len())));
                 events.push(Event::MessageNew { message: message.clone() });
                 at.push(new.sent_at);
-                Outcome::Stored(message, Vec::new())
+                Outcome::Stored(Box::new(message), Vec::new())
             }
         });
     }

@@ -22,7 +22,9 @@ pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.clien
      ARRAY(SELECT r.user_id FROM reactions r WHERE r.chat_id = m.chat_id AND r.seq = m.seq ORDER BY r.user_id) \
        AS reactors, \
      ARRAY(SELECT r.emoji FROM reactions r WHERE r.chat_id = m.chat_id AND r.seq = m.seq ORDER BY r.user_id) \
-       AS emojis";
+       AS emojis, \
+     m.delivery, \
+     (SELECT u.remote_address FROM users u WHERE u.id = m.sender_id)";
 
 /// Whether the viewer `$2` has not hidden the message `m`.
 const NOT_HIDDEN: &str =
@@ -33,10 +35,12 @@ pub(super) fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
     let forwarded: Option<&str> = row.try_get(at + 6)?;
     let reactors: Vec<i64> = row.try_get(at + 9)?;
     let emojis: Vec<String> = row.try_get(at + 10)?;
+    let delivery: Option<&str> = row.try_get(at + 11)?;
     Ok(Message {
         chat_id: row.try_get(at)?,
         seq: row.try_get(at + 1)?,
         sender_id: row.try_get(at + 2)?,
+        sender_address: row.try_get(at + 12)?,
         client_id: row.try_get(at + 3)?,
         content: json(row.try_get(at + 4)?)?,
         reply_to: row.try_get(at + 5)?,
@@ -44,6 +48,7 @@ pub(super) fn message_from_row(row: &Row, at: usize) -> Attempt<Message> {
         sent_at: row.try_get(at + 7)?,
         edited_at: row.try_get(at + 8)?,
         reactions: reactors.into_iter().zip(emojis).map(|(user_id, emoji)| Reaction { user_id, emoji }).collect(),
+        delivery: delivery.map(json).transpose()?,
     })
 }
 
@@ -279,6 +284,7 @@ pub(super) async fn append_message(
 ) -> Attempt<(Message, bool, Vec<(i64, Update)>)> {
     let content = serde_json::to_string(&new.content)?;
     let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
+    let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let statement = tx
@@ -286,8 +292,9 @@ pub(super) async fn append_message(
             "WITH chat AS ( \
                  UPDATE chats SET last_seq = last_seq + 1, updated_at = $8 WHERE id = $1 RETURNING last_seq \
              ), message AS ( \
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8 FROM chat \
+                 INSERT INTO messages \
+                   (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+                 SELECT $1, last_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM chat \
                  ON CONFLICT (chat_id, sender_id, client_id) DO NOTHING RETURNING seq \
              ), sender AS ( \
                  UPDATE members SET read_up_to = message.seq, delivered_up_to = message.seq FROM message \
@@ -307,6 +314,7 @@ pub(super) async fn append_message(
                 &new.reply_to,
                 &forwarded,
                 &new.sent_at,
+                &delivery,
             ],
         )
         .await?;
@@ -318,10 +326,16 @@ pub(super) async fn append_message(
         tx.rollback().await?;
         return earlier_send(&client, new).await;
     };
-    let message = new.stored(seq);
+    let message = Message { sender_address: remote_address_of(&tx, new.sender_id).await?, ..new.stored(seq) };
     let updates = push_all(&tx, notify, Event::MessageNew { message: message.clone() }, new.sent_at).await?;
     tx.commit().await?;
     Ok((message, true, updates))
+}
+
+/// The address of a person on another messenger (a stand-in); `None` for people here.
+pub(super) async fn remote_address_of(db: &impl GenericClient, user_id: i64) -> Attempt<Option<String>> {
+    let statement = db.prepare_cached("SELECT remote_address FROM users WHERE id = $1").await?;
+    Ok(db.query_opt(&statement, &[&user_id]).await?.map(|row| row.try_get(0)).transpose()?.flatten())
 }
 
 async fn edit_message(

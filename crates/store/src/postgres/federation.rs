@@ -3,16 +3,17 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use peyvand_api::{Event, Message, PrivacySettings, Update};
+use peyvand_api::{Delivery, Event, Message, PrivacySettings, Update};
 use tokio_postgres::Row;
 
 use super::accounts::{USER_COLUMNS, query_user, query_users};
-use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, messages};
-use super::updates::push_all;
-use super::{Attempt, PgStore, big, once, retry};
+use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, messages, remote_address_of};
+use super::updates::{lock_streams, push_all};
+use super::{Attempt, PgStore, big, json, once, retry};
+use crate::records::delivery_changes;
 use crate::{
-    FederationStore, NewMessage, OutboundRecord, QueueDepth, ReportRecord, RoomLink, StoreError, StoreResult,
-    UserRecord,
+    DeliveryChange, FederationStore, NewMessage, OutboundRecord, QueueDepth, ReportRecord, RoomLink, StoreError,
+    StoreResult, UserRecord,
 };
 
 /// A count from PostgreSQL, whose `count(*)` is a `bigint`.
@@ -117,6 +118,7 @@ async fn put_message_at(
 ) -> Attempt<(Message, bool, Vec<(i64, Update)>)> {
     let content = serde_json::to_string(&new.content)?;
     let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
+    let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let lock = tx.prepare_cached("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE").await?;
@@ -135,8 +137,9 @@ async fn put_message_at(
     let statement = tx
         .prepare_cached(
             "WITH message AS ( \
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 INSERT INTO messages \
+                   (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ), chat AS ( \
                  UPDATE chats SET last_seq = GREATEST(last_seq, $2), updated_at = GREATEST(updated_at, $9) WHERE id = $1 \
              ), sender AS ( \
@@ -157,13 +160,66 @@ async fn put_message_at(
             &new.reply_to,
             &forwarded,
             &new.sent_at,
+            &delivery,
         ],
     )
     .await?;
-    let message = new.stored(seq);
+    let message = Message { sender_address: remote_address_of(&tx, new.sender_id).await?, ..new.stored(seq) };
     let updates = push_all(&tx, notify, Event::MessageNew { message: message.clone() }, new.sent_at).await?;
     tx.commit().await?;
     Ok((message, true, updates))
+}
+
+/// Locks the chats, then the messages, then the senders' streams (the order of every other
+/// write's locks), and applies the changes that change something.
+async fn set_delivery(store: &PgStore, changes: &[DeliveryChange], now: i64) -> Attempt<Vec<(i64, Update)>> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut chats: Vec<i64> = changes.iter().map(|c| c.chat_id).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    let lock = tx.prepare_cached("SELECT id FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE").await?;
+    tx.query(&lock, &[&chats]).await?;
+    let read = tx
+        .prepare_cached(
+            "SELECT sender_id, delivery FROM messages WHERE chat_id = $1 AND seq = $2 AND delivery IS NOT NULL \
+             FOR UPDATE",
+        )
+        .await?;
+    let mut applied = Vec::new();
+    for change in changes {
+        let Some(row) = tx.query_opt(&read, &[&change.chat_id, &change.seq]).await? else { continue };
+        let sender: i64 = row.try_get(0)?;
+        let current: Delivery = json(row.try_get(1)?)?;
+        // A change in this list may follow another of the same message.
+        let current = applied
+            .iter()
+            .rev()
+            .find(|(_, c): &&(i64, &DeliveryChange)| c.chat_id == change.chat_id && c.seq == change.seq)
+            .map_or(current, |(_, c)| c.delivery.clone());
+        if delivery_changes(&current, &change.delivery) {
+            applied.push((sender, change));
+        }
+    }
+    if applied.is_empty() {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    }
+    let mut senders: Vec<i64> = applied.iter().map(|(sender, _)| *sender).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    lock_streams(&tx, &senders).await?;
+    let write = tx.prepare_cached("UPDATE messages SET delivery = $3 WHERE chat_id = $1 AND seq = $2").await?;
+    let mut updates = Vec::with_capacity(applied.len());
+    for (sender, change) in applied {
+        let raw = serde_json::to_string(&change.delivery)?;
+        tx.execute(&write, &[&change.chat_id, &change.seq, &raw]).await?;
+        let event =
+            Event::MessageDelivery { chat_id: change.chat_id, seq: change.seq, delivery: change.delivery.clone() };
+        updates.extend(push_all(&tx, &[sender], event, now).await?);
+    }
+    tx.commit().await?;
+    Ok(updates)
 }
 
 #[async_trait]
@@ -203,6 +259,13 @@ impl FederationStore for PgStore {
         notify: Vec<i64>,
     ) -> StoreResult<(Message, bool, Vec<(i64, Update)>)> {
         retry(|| put_message_at(self, &new, seq, &notify)).await
+    }
+
+    async fn set_delivery(&self, changes: Vec<DeliveryChange>, now: i64) -> StoreResult<Vec<(i64, Update)>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry(|| set_delivery(self, &changes, now)).await
     }
 
     async fn enqueue_outbound(&self, peer: &str, body: &str, now: i64) -> StoreResult<i64> {

@@ -23,7 +23,8 @@
 //! federation tables `outbound`, `inbound_txns`, `seen_nonces`, `submissions`, `reports` and `delivery_leases`, and the small `codes`,
 //! `limits`, `nodes` and `schema_migrations`.
 //!
-//! Ids and times (milliseconds) are `bigint`; JSON columns are `text` holding exactly what
+//! Ids and times (milliseconds) are `bigint`; JSON columns (a message's `content`,
+//! `forwarded_from` and `delivery`, an update's `event`) are `text` holding exactly what
 //! the embedded backend stores. An update of a new message holds no JSON but the message's
 //! `chat_id` and `seq`: it is read from `messages`, as it is when read.
 
@@ -218,6 +219,10 @@ CREATE TABLE submissions (
     at bigint NOT NULL
 );
 CREATE INDEX submissions_at ON submissions (at);
+"#,
+    // Where a message to another messenger stands (JSON of `Delivery`); NULL for the others.
+    r#"
+ALTER TABLE messages ADD COLUMN delivery text;
 "#,
 ];
 

@@ -13,12 +13,13 @@ use crate::{
     SendOutcome, StoreError, StoreResult,
 };
 
-pub(super) const MESSAGE_COLUMNS: &str =
-    "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, m.forwarded_from, m.sent_at, m.edited_at";
+pub(super) const MESSAGE_COLUMNS: &str = "m.chat_id, m.seq, m.sender_id, m.client_id, m.content, m.reply_to, \
+     m.forwarded_from, m.sent_at, m.edited_at, m.delivery, \
+     (SELECT u.remote_address FROM users u WHERE u.id = m.sender_id)";
 
-/// A message read from its row, its content and forward still JSON: [`finish_message`] parses
-/// them and adds the reactions.
-pub(super) type RawMessage = (Message, String, Option<String>);
+/// A message read from its row, its content, forward and delivery still JSON:
+/// [`finish_message`] parses them and adds the reactions.
+pub(super) type RawMessage = (Message, String, Option<String>, Option<String>);
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<RawMessage> {
     message_from_row_at(row, 0)
@@ -31,6 +32,7 @@ pub(super) fn message_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<
             chat_id: row.get(at)?,
             seq: row.get(at + 1)?,
             sender_id: row.get(at + 2)?,
+            sender_address: row.get(at + 10)?,
             client_id: row.get(at + 3)?,
             content: Content::Deleted,
             reply_to: row.get(at + 5)?,
@@ -38,15 +40,21 @@ pub(super) fn message_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<
             sent_at: row.get(at + 7)?,
             edited_at: row.get(at + 8)?,
             reactions: Vec::new(),
+            delivery: None,
         },
         row.get(at + 4)?,
         row.get(at + 6)?,
+        row.get(at + 9)?,
     ))
 }
 
-pub(super) fn finish_message(conn: &Connection, (mut message, content, forwarded): RawMessage) -> StoreResult<Message> {
+pub(super) fn finish_message(
+    conn: &Connection,
+    (mut message, content, forwarded, delivery): RawMessage,
+) -> StoreResult<Message> {
     message.content = json(&content)?;
     message.forwarded_from = forwarded.as_deref().map(json).transpose()?;
+    message.delivery = delivery.as_deref().map(json).transpose()?;
     message.reactions = reactions(conn, message.chat_id, message.seq)?;
     Ok(message)
 }
@@ -154,9 +162,11 @@ pub(super) fn insert_row(
     content: &str,
     forwarded: Option<&str>,
 ) -> StoreResult<()> {
+    let delivery = new.delivery.as_ref().map(serde_json::to_string).transpose()?;
     conn.prepare_cached(
-        "INSERT INTO messages (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages \
+           (chat_id, seq, sender_id, client_id, content, folded, reply_to, forwarded_from, sent_at, delivery) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         new.chat_id,
@@ -167,13 +177,29 @@ pub(super) fn insert_row(
         new.folded,
         new.reply_to,
         forwarded,
-        new.sent_at
+        new.sent_at,
+        delivery
     ])?;
     Ok(())
 }
 
-/// Stores a new message (its client id unused) and its updates, in the caller's transaction.
-fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreResult<(Message, Vec<(i64, Update)>)> {
+/// The address of a person on another messenger (a stand-in); `None` for people here.
+pub(super) fn remote_address_of(conn: &Connection, user_id: i64) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT remote_address FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Stores a new message (its client id unused) and its updates, in the caller's transaction;
+/// `sender_address` is the sender's on another messenger, if they are on one.
+fn insert_message(
+    conn: &Connection,
+    new: &NewMessage,
+    sender_address: Option<String>,
+    notify: &[i64],
+) -> StoreResult<(Message, Vec<(i64, Update)>)> {
     let content = serde_json::to_string(&new.content)?;
     let forwarded = new.forwarded_from.as_ref().map(serde_json::to_string).transpose()?;
     // Two statements rather than `RETURNING`, as in `updates::push_stored`.
@@ -187,7 +213,7 @@ fn insert_message(conn: &Connection, new: &NewMessage, notify: &[i64]) -> StoreR
         "UPDATE members SET read_up_to = ?3, delivered_up_to = ?3 WHERE chat_id = ?1 AND user_id = ?2",
     )?
     .execute(params![new.chat_id, new.sender_id, seq])?;
-    let message = new.stored(seq);
+    let message = Message { sender_address, ..new.stored(seq) };
     let updates = push_all(conn, notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
     Ok((message, updates))
 }
@@ -247,7 +273,8 @@ fn local_send(conn: &Connection, new: NewMessage, gate: SendGate) -> StoreResult
         return Ok(SendOutcome::Refused(context));
     }
     let notify: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
-    let (message, updates) = insert_message(conn, &new, &notify)?;
+    // A chat with a member on another messenger went back to the caller: the sender is here.
+    let (message, updates) = insert_message(conn, &new, None, &notify)?;
     Ok(SendOutcome::Stored { message, created: true, updates })
 }
 
@@ -327,7 +354,8 @@ impl ChatStore for SqliteStore {
             if let Some(stored) = retried(conn, &new)? {
                 return Ok((stored, false, Vec::new()));
             }
-            let (message, updates) = insert_message(conn, &new, &notify)?;
+            let sender_address = remote_address_of(conn, new.sender_id)?;
+            let (message, updates) = insert_message(conn, &new, sender_address, &notify)?;
             Ok((message, true, updates))
         })
         .await

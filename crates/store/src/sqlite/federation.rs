@@ -2,16 +2,17 @@
 //! providers, received transactions and abuse reports.
 
 use async_trait::async_trait;
-use peyvand_api::{Event, Message, PrivacySettings, Update};
+use peyvand_api::{Delivery, Event, Message, PrivacySettings, Update};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
 use super::accounts::query_user;
-use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, insert_row, message, messages};
-use super::updates::push_all;
+use super::chats::{MESSAGE_COLUMNS, direct_key, find_direct, insert_row, message, messages, remote_address_of};
+use super::updates::{push, push_all};
+use super::{SqliteStore, json};
+use crate::records::delivery_changes;
 use crate::{
-    FederationStore, NewMessage, OutboundRecord, QueueDepth, ReportRecord, RoomLink, StoreError, StoreResult,
-    UserRecord,
+    DeliveryChange, FederationStore, NewMessage, OutboundRecord, QueueDepth, ReportRecord, RoomLink, StoreError,
+    StoreResult, UserRecord,
 };
 
 fn chat_by_room(conn: &Connection, link: &RoomLink) -> StoreResult<Option<i64>> {
@@ -125,7 +126,7 @@ impl FederationStore for SqliteStore {
                  WHERE chat_id = ?1 AND user_id = ?2",
             )?
             .execute(params![new.chat_id, new.sender_id, seq])?;
-            let message = new.stored(seq);
+            let message = Message { sender_address: remote_address_of(conn, new.sender_id)?, ..new.stored(seq) };
             let updates = push_all(conn, &notify, &Event::MessageNew { message: message.clone() }, new.sent_at)?;
             Ok((message, true, updates))
         })
@@ -190,6 +191,34 @@ impl FederationStore for SqliteStore {
                 Ok(QueueDepth { peer: r.get(0)?, events: count(r.get(1)?), oldest_at: r.get(2)? })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_delivery(&self, changes: Vec<DeliveryChange>, now: i64) -> StoreResult<Vec<(i64, Update)>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn| {
+            let mut updates = Vec::new();
+            for DeliveryChange { chat_id, seq, delivery } in changes {
+                let stored: Option<(i64, Option<String>)> = conn
+                    .prepare_cached("SELECT sender_id, delivery FROM messages WHERE chat_id = ?1 AND seq = ?2")?
+                    .query_row(params![chat_id, seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((sender, Some(current))) = stored else { continue };
+                let current: Delivery = json(&current)?;
+                if !delivery_changes(&current, &delivery) {
+                    continue;
+                }
+                conn.prepare_cached("UPDATE messages SET delivery = ?3 WHERE chat_id = ?1 AND seq = ?2")?
+                    .execute(params![chat_id, seq, serde_json::to_string(&delivery)?])?;
+                let update = push(conn, sender, Event::MessageDelivery { chat_id, seq, delivery }, now)?;
+                if update.cursor.is_some() {
+                    updates.push((sender, update));
+                }
+            }
+            Ok(updates)
         })
         .await
     }

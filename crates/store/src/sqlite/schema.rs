@@ -203,6 +203,10 @@ CREATE TABLE submissions (
 ) WITHOUT ROWID;
 CREATE INDEX submissions_at ON submissions (at);
 "#,
+    // Where a message to another messenger stands (JSON of `Delivery`); NULL for the others.
+    r#"
+ALTER TABLE messages ADD COLUMN delivery TEXT;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
