@@ -736,8 +736,8 @@ async fn directory_reaches(demo: &Demo, node: &Server) {
         reqwest::get(format!("{}/healthz", demo.registry)).await.expect("health").json().await.expect("json");
     let version = health["directory_version"].as_u64().expect("version");
     eventually("the directory reaches the provider", || async {
-        let metrics = reqwest::get(format!("{}/metrics", node.url)).await.expect("metrics").text().await.expect("text");
-        metrics
+        common::metrics(&node.url)
+            .await
             .lines()
             .find_map(|l| l.strip_prefix("peyvand_interconnect_directory_version "))
             .is_some_and(|v| v.parse::<u64>().expect("a version") >= version)
