@@ -125,4 +125,27 @@ mod tests {
         }
         assert!(missing.is_empty(), "{missing:?}");
     }
+
+    #[test]
+    fn rate_limited_operations_document_429() {
+        let document = document();
+        let limited = [
+            ("/v1/auth/code", "post"),
+            ("/v1/auth/sign-in", "post"),
+            ("/v1/me/pin", "put"),
+            ("/v1/me/pin", "delete"),
+            ("/v1/users/resolve", "get"),
+        ];
+        for (path, method) in limited {
+            let item = document.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is missing"));
+            let operation = match method {
+                "get" => &item.get,
+                "post" => &item.post,
+                "put" => &item.put,
+                _ => &item.delete,
+            };
+            let operation = operation.as_ref().unwrap_or_else(|| panic!("{method} {path} is missing"));
+            assert!(operation.responses.responses.contains_key("429"), "{method} {path} does not list 429");
+        }
+    }
 }

@@ -34,7 +34,8 @@ pub async fn delete_me(State(s): State<AppState>, Authed(session): Authed) -> Ap
 
 /// `PUT /v1/me/pin`: sets or changes the second-step PIN.
 #[utoipa::path(put, path = "/v1/me/pin", tag = "account", security(("bearer" = [])), request_body = PinRequest,
-    responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody)))]
+    responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody),
+               (status = 429, description = "rate_limited: PIN attempts per hour", body = ErrorBody)))]
 pub async fn put_pin(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -49,7 +50,8 @@ pub async fn put_pin(
 
 /// `DELETE /v1/me/pin`: removes the PIN (the current one is needed).
 #[utoipa::path(delete, path = "/v1/me/pin", tag = "account", security(("bearer" = [])), request_body = PinRequest,
-    responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody)))]
+    responses((status = 204), (status = 401, description = "pin_required, invalid_pin", body = ErrorBody),
+               (status = 429, description = "rate_limited: PIN attempts per hour", body = ErrorBody)))]
 pub async fn delete_pin(
     State(s): State<AppState>,
     Authed(session): Authed,
