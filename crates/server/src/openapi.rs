@@ -96,20 +96,19 @@ pub fn document_json() -> &'static str {
 mod tests {
     use super::*;
 
+    /// The operations of a path, each with its method.
+    fn operations(item: &utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+        [("get", &item.get), ("post", &item.post), ("patch", &item.patch), ("put", &item.put), ("delete", &item.delete)]
+            .into_iter()
+            .filter_map(|(method, operation)| operation.as_ref().map(|operation| (method, operation)))
+    }
+
     #[test]
     fn every_operation_documents_the_errors_it_can_give() {
         let document = document();
         let mut missing = Vec::new();
         for (path, item) in &document.paths.paths {
-            let operations = [
-                ("get", &item.get),
-                ("post", &item.post),
-                ("patch", &item.patch),
-                ("put", &item.put),
-                ("delete", &item.delete),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
+            for (method, operation) in operations(item) {
                 let has = |status: &str| operation.responses.responses.contains_key(status);
                 let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 if secured && !has("401") {
@@ -138,13 +137,8 @@ mod tests {
         ];
         for (path, method) in limited {
             let item = document.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is missing"));
-            let operation = match method {
-                "get" => &item.get,
-                "post" => &item.post,
-                "put" => &item.put,
-                _ => &item.delete,
-            };
-            let operation = operation.as_ref().unwrap_or_else(|| panic!("{method} {path} is missing"));
+            let (_, operation) =
+                operations(item).find(|(m, _)| *m == method).unwrap_or_else(|| panic!("{method} {path} is missing"));
             assert!(operation.responses.responses.contains_key("429"), "{method} {path} does not list 429");
         }
     }
