@@ -105,6 +105,24 @@ pub enum ErrorCode {
     /// A version of a signed form (an event's origin signature) that the receiver does not
     /// know (DELIVERY-21).
     UnsupportedVersion,
+    // Media: uploads (tus), media items, downloads.
+    /// The file's bytes are not of the declared kind, or of a type the kind does not allow
+    /// (an HTML or SVG file sent as a photo, say).
+    MediaTypeMismatch,
+    /// The file is not a valid file of its type: truncated, corrupt, or unreadable.
+    MediaInvalid,
+    /// The file is larger than allowed: in bytes, or, for a photo, in width, height or pixels.
+    MediaTooLarge,
+    /// The upload is not at the offset the request gives (tus `Upload-Offset`): ask for the
+    /// upload's offset (`HEAD`) and go on from there.
+    UploadOffsetMismatch,
+    /// The chunk's `Upload-Checksum` does not match its bytes; the chunk was not kept.
+    ChecksumMismatch,
+    /// The upload has expired (or was finished or cancelled): start a new one.
+    UploadGone,
+    /// The media item is not available: its bytes are gone, or the provider that holds them
+    /// could not give them or gave bytes that do not match the message.
+    MediaUnavailable,
 }
 
 impl ErrorCode {
@@ -129,6 +147,14 @@ impl ErrorCode {
             | Self::InvalidCsr
             | Self::CsrNameMismatch
             | Self::UnsupportedVersion => 400,
+            Self::MediaTypeMismatch => 415,
+            Self::MediaInvalid => 422,
+            Self::MediaTooLarge => 413,
+            Self::UploadOffsetMismatch => 409,
+            // tus 1.0's checksum extension answers a mismatch with 460.
+            Self::ChecksumMismatch => 460,
+            Self::UploadGone => 410,
+            Self::MediaUnavailable => 404,
             Self::InvalidSignature | Self::StaleRequest => 401,
             Self::PeerNotListed | Self::PeerNotActive => 403,
             Self::InterconnectDisabled | Self::UnknownProvider => 404,
@@ -217,6 +243,13 @@ impl ErrorCode {
             Self::ForgedEvent => "forged_event",
             Self::SeqConflict => "seq_conflict",
             Self::UnsupportedVersion => "unsupported_version",
+            Self::MediaTypeMismatch => "media_type_mismatch",
+            Self::MediaInvalid => "media_invalid",
+            Self::MediaTooLarge => "media_too_large",
+            Self::UploadOffsetMismatch => "upload_offset_mismatch",
+            Self::ChecksumMismatch => "checksum_mismatch",
+            Self::UploadGone => "upload_gone",
+            Self::MediaUnavailable => "media_unavailable",
         }
     }
 }
@@ -272,6 +305,13 @@ mod tests {
             ErrorCode::SeqConflict,
             ErrorCode::UnsupportedVersion,
             ErrorCode::TooManyStreams,
+            ErrorCode::MediaTypeMismatch,
+            ErrorCode::MediaInvalid,
+            ErrorCode::MediaTooLarge,
+            ErrorCode::UploadOffsetMismatch,
+            ErrorCode::ChecksumMismatch,
+            ErrorCode::UploadGone,
+            ErrorCode::MediaUnavailable,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json.as_str(), Some(code.as_str()));

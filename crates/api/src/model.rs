@@ -155,17 +155,131 @@ pub enum Content {
     Text {
         text: String,
     },
+    /// A photo, voice message, video, audio track or file, with an optional caption. A client
+    /// sends it by giving the media item's id ([`SendMessage::media`](crate::SendMessage));
+    /// the server fills in what it found in the file.
+    Media {
+        media: Media,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
     /// What remains of a message deleted for everyone.
     Deleted,
 }
 
 impl Content {
+    /// The text of a text message, or a media message's caption.
     pub fn text(&self) -> Option<&str> {
         match self {
             Self::Text { text } => Some(text),
+            Self::Media { caption, .. } => caption.as_deref(),
             Self::Deleted => None,
         }
     }
+
+    /// The media of a media message.
+    pub fn media(&self) -> Option<&Media> {
+        match self {
+            Self::Media { media, .. } => Some(media),
+            _ => None,
+        }
+    }
+}
+
+/// What a media item is, as a person sees it: how a client shows it and how the server checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// JPEG, PNG or WebP; shown inline, with a thumbnail and an inline preview.
+    Photo,
+    /// A recorded voice message: Ogg/Opus, WebM/Opus or MP4/AAC.
+    Voice,
+    /// MP4 or WebM, played inline.
+    Video,
+    /// A music or audio file (MP3, Ogg, MP4/AAC, FLAC, WAV, WebM).
+    Audio,
+    /// Anything, always offered as a download.
+    File,
+}
+
+impl MediaKind {
+    pub const ALL: [MediaKind; 5] = [Self::Photo, Self::Voice, Self::Video, Self::Audio, Self::File];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Photo => "photo",
+            Self::Voice => "voice",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::File => "file",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A media item as a message carries it: what it is and enough to show it before its bytes
+/// arrive. Its bytes are fetched from the message (`GET /v1/chats/{chat_id}/messages/{seq}/media`),
+/// never by a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Media {
+    pub kind: MediaKind,
+    /// The type detected from the bytes (never `text/html` or `image/svg+xml`).
+    pub mime: String,
+    /// In bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes as stored (for a photo, after its metadata was removed), lowercase hex.
+    pub sha256: String,
+    /// The file name the sender gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Of a voice message, audio or video, read from its container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// A voice message's waveform as the sender's client gave it: up to 100 values, 0 to 31.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waveform: Option<Vec<u8>>,
+    /// A tiny inline preview (ThumbHash, base64) to show before the thumbnail arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// A small JPEG of a photo (made by the server) or a video (given by the sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// A photo's or video's thumbnail: a JPEG of at most 320 pixels on its longer side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Thumbnail {
+    pub sha256: String,
+    pub size: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A finished upload, owned by its uploader until it is sent (`GET /v1/media/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MediaItem {
+    /// The id to send it by: the upload's id.
+    pub id: String,
+    pub media: Media,
+    pub created_at: Millis,
+}
+
+/// Short-lived addresses of a message's media that need no `Authorization` header, for
+/// `<img>`, `<audio>` and `<video>` elements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MediaLinks {
+    /// The bytes (range requests work).
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    pub expires_at: Millis,
 }
 
 /// Where a forwarded message came from.

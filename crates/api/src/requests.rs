@@ -165,6 +165,10 @@ pub struct SendMessage {
     pub reply_to: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<ForwardSource>,
+    /// A media item to send (the id of a finished upload of the sender's); `content`, if
+    /// given, must then be text: the caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
 }
 
 /// `GET /v1/chats/{chat_id}/messages`: newest first before `before`, or oldest first after

@@ -69,6 +69,7 @@ async fn send_one(http: reqwest::Client, route: Arc<Route>, i: u64, tracker: Arc
         content: Some(Content::Text { text: format!("bench message {i}") }),
         reply_to: None,
         forward: None,
+        media: None,
     };
     let body = match serde_json::to_vec(&request) {
         Ok(body) => body,

@@ -44,6 +44,7 @@ async fn write_frames(mut sink: SplitSink<Socket, Message>, chat_id: i64, mut du
                     content: Some(Content::Text { text: format!("bench message {i}") }),
                     reply_to: None,
                     forward: None,
+                    media: None,
                 },
             };
             let Ok(text) = serde_json::to_string(&frame) else { return };

@@ -67,6 +67,7 @@ impl Client {
             content: Some(Content::Text { text: text.to_owned() }),
             reply_to: None,
             forward: None,
+            media: None,
         };
         self.send(chat_id, &message).await
     }

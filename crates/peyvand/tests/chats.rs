@@ -116,6 +116,7 @@ async fn two_people_chat_with_every_message_operation_and_receipts() {
         content: None,
         reply_to: None,
         forward: Some(ForwardSource { chat_id: chat.id, seq: reply.seq }),
+        media: None,
     };
     let forwarded = ali.client.send(saved.id, &forward).await.expect("forward").message;
     assert_eq!(forwarded.forwarded_from.as_ref().map(|f| f.user_id), Some(sara.id));

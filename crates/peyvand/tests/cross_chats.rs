@@ -132,6 +132,7 @@ async fn direct_chats_across_messengers() {
         content: Some(text("سلام بابک")),
         reply_to: None,
         forward: None,
+        media: None,
     };
     let sent = ali.send(chat.id, &first).await.expect("send");
     assert!(sent.created);
@@ -164,6 +165,7 @@ async fn direct_chats_across_messengers() {
         content: Some(text("سلام علی")),
         reply_to: Some(1),
         forward: None,
+        media: None,
     };
     let answered = babak.send(copy.id, &reply).await.expect("reply");
     assert_eq!((answered.message.seq, answered.message.reply_to), (2, Some(1)));
@@ -953,6 +955,7 @@ async fn the_sender_sees_where_messages_stand(demo: &Demo, kavir: &External, zag
         content: Some(failed.content.clone()),
         reply_to: None,
         forward: None,
+        media: None,
     };
     let resent = ali.send(chat.id, &again).await.expect("sent again");
     assert!(!resent.created);

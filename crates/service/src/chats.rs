@@ -69,6 +69,9 @@ pub(crate) fn validate_content(content: &mut Content) -> Result<String, ApiError
             validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))?;
             Ok(fold_for_search(text))
         }
+        Content::Media { .. } => {
+            Err(err(ErrorCode::InvalidContent, "media is sent by its id (`media`), with the caption as text content"))
+        }
         Content::Deleted => Err(err(ErrorCode::InvalidContent, "a message cannot be sent as deleted")),
     }
 }

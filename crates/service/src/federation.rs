@@ -136,6 +136,13 @@ pub mod wire {
     fn content_lines(content: &Content) -> String {
         match content {
             Content::Text { text } => format!("text\n{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            Content::Media { media, caption } => format!(
+                "media\n{}\n{}\n{}\n{}",
+                media.kind.as_str(),
+                media.sha256,
+                media.size,
+                hex::encode(Sha256::digest(caption.as_deref().unwrap_or("").as_bytes()))
+            ),
             Content::Deleted => "deleted\n".to_owned(),
         }
     }
@@ -948,7 +955,13 @@ impl Service {
                         _ => e,
                     })?;
                 }
-                let request = peyvand_api::SendMessage { client_id, content: Some(content), reply_to, forward: None };
+                let request = peyvand_api::SendMessage {
+                    client_id,
+                    content: Some(content),
+                    reply_to,
+                    forward: None,
+                    media: None,
+                };
                 let forwarded = forwarded_sent_at.map(|sent_at| ForwardedFrom { user_id: 0, sent_at });
                 let (message, _) = self.send_here(actor, chat_id, request, forwarded, Box::new(|| {})).await?;
                 self.message_event(&message, &members)

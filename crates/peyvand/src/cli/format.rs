@@ -241,8 +241,43 @@ fn reactions(reactions: &[peyvand_api::Reaction]) -> String {
 pub fn content_text(content: &Content) -> String {
     match content {
         Content::Text { text } => text.clone(),
+        Content::Media { media, caption } => match caption {
+            Some(caption) => format!("{}  {caption}", media_line(media)),
+            None => media_line(media),
+        },
         Content::Deleted => "(deleted)".to_owned(),
     }
+}
+
+/// A media item in one bracket: its kind, size, name and duration, as far as known.
+pub fn media_line(media: &peyvand_api::Media) -> String {
+    let mut parts = vec![media.kind.as_str().to_owned(), size(media.size)];
+    if let Some(name) = &media.name {
+        parts.push(format!("\"{name}\""));
+    }
+    if let (Some(w), Some(h)) = (media.width, media.height) {
+        parts.push(format!("{w}×{h}"));
+    }
+    if let Some(ms) = media.duration_ms {
+        let secs = ms / 1000;
+        parts.push(format!("{}:{:02}", secs / 60, secs % 60));
+    }
+    format!("[{}]", parts.join(", "))
+}
+
+/// A byte count for people: 512 B, 3.4 KB, 12.0 MB, 1.5 GB (powers of 1000).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// One line for an update, as `listen` prints it.

@@ -43,6 +43,7 @@ pub async fn send(cx: &Context, args: SendArgs) -> Result<()> {
         content: Some(Content::Text { text: args.text.join(" ") }),
         reply_to: args.reply_to,
         forward: None,
+        media: None,
     };
     send_and_show(cx, &chat, &message).await
 }
@@ -55,6 +56,7 @@ pub async fn forward(cx: &Context, args: ForwardArgs) -> Result<()> {
         content: None,
         reply_to: None,
         forward: Some(ForwardSource { chat_id: source.id, seq: args.seq }),
+        media: None,
     };
     send_and_show(cx, &chat, &message).await
 }

@@ -315,6 +315,7 @@ pub fn text(client_id: &str, body: &str) -> peyvand_api::SendMessage {
         content: Some(peyvand_api::Content::Text { text: body.into() }),
         reply_to: None,
         forward: None,
+        media: None,
     }
 }
 

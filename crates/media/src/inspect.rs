@@ -1,0 +1,1 @@
+//! What a file is: detection, kinds and their allow-lists, photo, audio and video inspection.

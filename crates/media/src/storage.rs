@@ -1,0 +1,1 @@
+//! Blobs by key on local disk or an S3-compatible object store.
