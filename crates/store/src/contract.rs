@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use peyvand_api::{Audience, Content, Event, PrivacySettings};
 
-use crate::{CodeRecord, DeliveryChange, NewMessage, Page, ProfileChange, ReportRecord, RoomLink, Store, StoreError};
+use crate::{
+    BlobRecord, CodeRecord, DeliveryChange, MediaItemRecord, NewMessage, Page, ProfileChange, ReportRecord, RoomLink,
+    Store, StoreError, UploadRecord,
+};
 
 /// Runs every check of the contract.
 pub async fn run_all<F, Fut>(make: F)
@@ -30,6 +33,7 @@ where
     races(make().await).await;
     federation(make().await).await;
     delivery_states(make().await).await;
+    media(make().await).await;
 }
 
 fn text(t: &str) -> Content {
@@ -1072,4 +1076,114 @@ async fn delivery_states(store: Arc<dyn Store>) {
     assert_eq!(store.message(chat, from_remote.seq).await.expect("read"), Some(from_remote));
     // The stand-in has no stream: nothing was appended for it.
     assert!(store.updates_after(remote.id, 0, 10).await.map(|u| u.is_empty()).unwrap_or(true));
+}
+
+fn photo(sha256: &str, thumbnail: Option<&str>) -> peyvand_api::Media {
+    peyvand_api::Media {
+        kind: peyvand_api::MediaKind::Photo,
+        mime: "image/png".into(),
+        size: 10,
+        sha256: sha256.into(),
+        name: Some("عکس.png".into()),
+        width: Some(2),
+        height: Some(1),
+        duration_ms: None,
+        waveform: None,
+        preview: None,
+        thumbnail: thumbnail.map(|t| peyvand_api::Thumbnail { sha256: t.into(), size: 3, width: 2, height: 1 }),
+    }
+}
+
+fn blob(sha256: &str, key: &str) -> BlobRecord {
+    BlobRecord { sha256: sha256.into(), key: key.into(), size: 10 }
+}
+
+async fn media(store: Arc<dyn Store>) {
+    let a = user(&store, "+989120000001").await;
+    let b = user(&store, "+989120000002").await;
+    let upload = |id: &str, owner: i64| UploadRecord {
+        id: id.into(),
+        owner,
+        kind: "photo".into(),
+        length: 10,
+        offset: 0,
+        metadata: "{}".into(),
+        created_at: 100,
+        expires_at: 1_000,
+    };
+    store.create_upload(upload("u1", a)).await.expect("create upload");
+    assert_eq!(store.upload("u1").await.expect("read").map(|u| (u.owner, u.offset)), Some((a, 0)));
+    assert_eq!(store.upload("nope").await.expect("read"), None);
+
+    // The offset moves only from where it is, and never past the length.
+    assert!(store.add_upload_piece("u1", 0, 4, "uploads/u1/0-x").await.expect("piece"));
+    assert!(!store.add_upload_piece("u1", 0, 4, "uploads/u1/0-y").await.expect("stale offset"));
+    assert!(!store.add_upload_piece("u1", 4, 7, "uploads/u1/4-y").await.expect("past the length"));
+    assert!(store.add_upload_piece("u1", 4, 6, "uploads/u1/4-z").await.expect("piece"));
+    assert!(!store.add_upload_piece("missing", 0, 1, "k").await.expect("no upload"));
+    let pieces = store.upload_pieces("u1").await.expect("pieces");
+    assert_eq!(
+        pieces.iter().map(|p| (p.start, p.len, p.key.as_str())).collect::<Vec<_>>(),
+        [(0, 4, "uploads/u1/0-x"), (4, 6, "uploads/u1/4-z")]
+    );
+    assert_eq!(store.upload("u1").await.expect("read").map(|u| u.offset), Some(10));
+
+    // Finishing makes the item and its blobs, and the upload is gone.
+    let item = MediaItemRecord { id: "u1".into(), owner: a, media: photo("h1", Some("t1")), created_at: 200 };
+    let put = store.finish_upload(item.clone(), vec![blob("h1", "blobs/u1"), blob("t1", "blobs/u1-t")], 200).await;
+    let put = put.expect("finish");
+    assert_eq!(put.keys, ["blobs/u1", "blobs/u1-t"]);
+    assert!(put.redundant.is_empty());
+    assert_eq!(store.upload("u1").await.expect("read"), None);
+    assert!(store.upload_pieces("u1").await.expect("pieces").is_empty());
+    assert_eq!(store.media_item("u1").await.expect("item"), Some(item.clone()));
+    assert!(matches!(store.finish_upload(item, vec![], 201).await, Err(StoreError::NotFound)));
+
+    // The same bytes uploaded again keep the stored blob: the new key is redundant.
+    store.create_upload(upload("u2", b)).await.expect("create upload");
+    let item2 = MediaItemRecord { id: "u2".into(), owner: b, media: photo("h1", None), created_at: 300 };
+    let put = store.finish_upload(item2, vec![blob("h1", "blobs/u2")], 300).await.expect("finish");
+    assert_eq!(put.keys, ["blobs/u1"]);
+    assert_eq!(put.redundant, ["blobs/u2"]);
+    assert_eq!(store.blob("h1").await.expect("blob").map(|b| b.key), Some("blobs/u1".into()));
+
+    // A message's media keeps its blobs after the items are gone; deleting it for everyone
+    // lets them go.
+    let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
+    let mut new = new_message(chat, a, "m1", "");
+    new.content = Content::Media { media: photo("h1", Some("t1")), caption: Some("کپشن".into()) };
+    let (message, ..) = store.append_message(new, vec![a, b]).await.expect("send");
+    assert_eq!(store.expire_media_items(10_000).await.expect("expire"), 2);
+    assert_eq!(store.media_item("u1").await.expect("item"), None);
+    assert!(store.collect_blobs(10_000, 100).await.expect("collect").is_empty());
+    store.delete_message(chat, message.seq, 2_000, vec![a, b]).await.expect("delete");
+    // Touched too recently: kept.
+    assert!(store.collect_blobs(150, 100).await.expect("collect").is_empty());
+    let mut collected = store.collect_blobs(10_000, 100).await.expect("collect");
+    collected.sort();
+    assert_eq!(collected, ["blobs/u1", "blobs/u1-t"]);
+    assert_eq!(store.blob("h1").await.expect("blob"), None);
+
+    // put_blobs (a copy fetched from another provider) dedups the same way.
+    let put = store.put_blobs(vec![blob("h2", "blobs/c1")], 500).await.expect("put");
+    assert_eq!(put.keys, ["blobs/c1"]);
+    let put = store.put_blobs(vec![blob("h2", "blobs/c2")], 600).await.expect("put");
+    assert_eq!((put.keys, put.redundant), (vec!["blobs/c1".to_owned()], vec!["blobs/c2".to_owned()]));
+
+    // Expiry and deletion of uploads; an account's deletion expires its uploads.
+    store.create_upload(upload("u3", a)).await.expect("create upload");
+    store.create_upload(UploadRecord { expires_at: 5_000, ..upload("u4", b) }).await.expect("create upload");
+    assert!(store.add_upload_piece("u3", 0, 2, "uploads/u3/0-a").await.expect("piece"));
+    let expired = store.expired_uploads(2_000, 10).await.expect("expired");
+    assert_eq!(expired.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["u3"]);
+    assert_eq!(store.delete_upload("u3").await.expect("delete"), ["uploads/u3/0-a"]);
+    assert!(matches!(store.delete_upload("u3").await, Err(StoreError::NotFound)));
+    store.delete_user(b).await.expect("delete account");
+    let expired = store.expired_uploads(1, 10).await.expect("expired");
+    assert_eq!(expired.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["u4"]);
+
+    // The link key is made once.
+    let key = store.media_link_key(vec![1; 32]).await.expect("key");
+    assert_eq!(key, vec![1; 32]);
+    assert_eq!(store.media_link_key(vec![2; 32]).await.expect("key"), vec![1; 32]);
 }

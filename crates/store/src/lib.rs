@@ -311,6 +311,49 @@ pub trait FederationStore: Send + Sync {
     async fn reports(&self, limit: u32) -> StoreResult<Vec<ReportRecord>>;
 }
 
+/// Media: uploads in progress, finished media items, and the blobs that hold their bytes.
+///
+/// A blob is kept while a media item, or a message's media (found by the hash in the
+/// message's content, which both backends index), refers to it; [`MediaStore::collect_blobs`]
+/// hands back the others once untouched for a while. A blob's key is unique to the write that
+/// stored it, so a blob collected while the same bytes are stored again is never the one the
+/// new write's row points to.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    async fn create_upload(&self, upload: UploadRecord) -> StoreResult<()>;
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    /// Records bytes `[start, start + len)` stored under `key` and moves the upload's offset
+    /// from `start` to `start + len`: `false` (and nothing recorded) when the offset is not
+    /// `start` any more, or there is no such upload.
+    async fn add_upload_piece(&self, id: &str, start: i64, len: i64, key: &str) -> StoreResult<bool>;
+    /// The upload's recorded pieces, by start.
+    async fn upload_pieces(&self, id: &str) -> StoreResult<Vec<UploadPiece>>;
+    /// Removes the upload and its pieces' records; returns the pieces' keys (to remove from
+    /// the blob storage). `NotFound` when there is no such upload.
+    async fn delete_upload(&self, id: &str) -> StoreResult<Vec<String>>;
+    /// Uploads that expired before `now`, at most `limit`.
+    async fn expired_uploads(&self, now: i64, limit: u32) -> StoreResult<Vec<UploadRecord>>;
+    /// Turns a finished upload into a media item: removes the upload and its pieces' records,
+    /// stores `blobs` (see [`MediaStore::put_blobs`]) and the item, in one transaction.
+    /// `NotFound` when the upload is gone (finished by another request, or expired).
+    async fn finish_upload(&self, item: MediaItemRecord, blobs: Vec<BlobRecord>, now: i64) -> StoreResult<BlobsPut>;
+    /// Stores blobs; a blob whose hash is already stored keeps the stored key (and counts as
+    /// touched now).
+    async fn put_blobs(&self, blobs: Vec<BlobRecord>, now: i64) -> StoreResult<BlobsPut>;
+    async fn media_item(&self, id: &str) -> StoreResult<Option<MediaItemRecord>>;
+    async fn blob(&self, sha256: &str) -> StoreResult<Option<BlobRecord>>;
+    /// Forgets media items made before `before` (sent or not: a sent item's bytes are kept by
+    /// its messages); returns how many.
+    async fn expire_media_items(&self, before: i64) -> StoreResult<u64>;
+    /// Removes the records of at most `limit` blobs that no media item and no message refers
+    /// to and that were not touched since `before`; returns their keys, to remove from the
+    /// blob storage.
+    async fn collect_blobs(&self, before: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// The key that signs this messenger's media links, shared by every node: the stored one,
+    /// or `candidate` (random, made by the caller) stored now if there is none yet.
+    async fn media_link_key(&self, candidate: Vec<u8>) -> StoreResult<Vec<u8>>;
+}
+
 /// Each person's ordered update stream.
 #[async_trait]
 pub trait UpdateStore: Send + Sync {
@@ -359,7 +402,15 @@ pub trait StoreHealth: Send + Sync {
 
 /// Everything the service layer needs from storage.
 pub trait Store:
-    AccountStore + ChatStore + UpdateStore + LimitStore + PresenceStore + FederationStore + StoreHealth + std::fmt::Debug
+    AccountStore
+    + ChatStore
+    + UpdateStore
+    + LimitStore
+    + PresenceStore
+    + FederationStore
+    + MediaStore
+    + StoreHealth
+    + std::fmt::Debug
 {
 }
 impl<
@@ -369,6 +420,7 @@ impl<
         + LimitStore
         + PresenceStore
         + FederationStore
+        + MediaStore
         + StoreHealth
         + std::fmt::Debug,
 > Store for T

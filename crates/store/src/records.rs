@@ -237,3 +237,58 @@ pub struct ReportRecord {
     pub from_provider: Option<String>,
     pub created_at: i64,
 }
+
+/// A resumable upload (tus) in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Random, unguessable; the media item's id once finished.
+    pub id: String,
+    pub owner: i64,
+    /// The kind the uploader declared (`photo`, `voice`, ...).
+    pub kind: String,
+    /// The upload's whole length in bytes.
+    pub length: i64,
+    /// How many bytes are stored so far, from the start.
+    pub offset: i64,
+    /// What the uploader said of the file (the service's JSON: name, waveform, thumbnail).
+    pub metadata: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A stored run of an upload's bytes, `[start, start + len)`, under `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPiece {
+    pub start: i64,
+    pub len: i64,
+    pub key: String,
+}
+
+/// A stored blob: the bytes with this SHA-256, under `key` in the blob storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub sha256: String,
+    pub key: String,
+    pub size: i64,
+}
+
+/// A finished upload: a media item its owner may send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaItemRecord {
+    pub id: String,
+    pub owner: i64,
+    pub media: peyvand_api::Media,
+    pub created_at: i64,
+}
+
+/// What [`crate::MediaStore::finish_upload`] and [`crate::MediaStore::put_blobs`] did with the
+/// blobs they were given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlobsPut {
+    /// For each blob given, the key its bytes are now found under: the given one, or that of
+    /// the blob with the same hash that was already stored.
+    pub keys: Vec<String>,
+    /// Given keys that are not used because the same bytes were already stored: the caller
+    /// removes them from the blob storage.
+    pub redundant: Vec<String>,
+}

@@ -167,6 +167,10 @@ async fn delete_user(store: &PgStore, id: i64) -> Attempt<()> {
         "DELETE FROM contacts WHERE owner_id = $1",
         "DELETE FROM blocks WHERE owner_id = $1 OR target_id = $1",
         "DELETE FROM presence WHERE user_id = $1",
+        // Their media items go (the blobs of messages they sent stay with the messages);
+        // their uploads expire now, so the sweeper removes their bytes.
+        "DELETE FROM media_items WHERE owner = $1",
+        "UPDATE uploads SET expires_at = 0 WHERE owner = $1",
     ] {
         execute(&tx, sql, &[&id]).await?;
     }

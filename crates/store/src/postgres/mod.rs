@@ -21,6 +21,7 @@ mod accounts;
 mod batch;
 mod chats;
 mod federation;
+mod media;
 mod presence;
 mod schema;
 mod updates;

@@ -16,12 +16,15 @@
 //! | `sessions`  | `user_id`           | tokens are 256-bit random, so their index is not unique  |
 //! | `contacts`  | `owner_id`          |                                                          |
 //! | `blocks`    | `owner_id`          |                                                          |
+//! | `uploads`, `upload_pieces` | `id` / `upload_id` | an upload's rows are written together      |
+//! | `media_items` | `id`              | by-hash lookups (blob collection) use `media_items_sha256` |
+//! | `blobs`     | `sha256`            | content-addressed                                        |
 //!
 //! The rest are not distributed: `users` (phone numbers, usernames and stand-ins' remote
 //! addresses are unique across everybody), `chats` (the direct-chat key and a followed room's
 //! link are unique across everybody, and a chat's row orders its messages), the small
 //! federation tables `outbound`, `inbound_txns`, `seen_nonces`, `submissions`, `reports` and `delivery_leases`, and the small `codes`,
-//! `limits`, `nodes` and `schema_migrations`.
+//! `limits`, `nodes`, `secrets` and `schema_migrations`.
 //!
 //! Ids and times (milliseconds) are `bigint`; JSON columns (a message's `content`,
 //! `forwarded_from` and `delivery`, an update's `event`) are `text` holding exactly what
@@ -223,6 +226,57 @@ CREATE INDEX submissions_at ON submissions (at);
     // Where a message to another messenger stands (JSON of `Delivery`); NULL for the others.
     r#"
 ALTER TABLE messages ADD COLUMN delivery text;
+"#,
+    // Media: resumable uploads and the runs of bytes stored so far, finished media items, and
+    // the blobs by hash. A message's media is found by the hashes in its content: the two
+    // expression indexes let a blob's last reference be looked up without a table of its own.
+    r#"
+CREATE TABLE uploads (
+    id text PRIMARY KEY,
+    owner bigint NOT NULL,
+    kind text NOT NULL,
+    length bigint NOT NULL,
+    "offset" bigint NOT NULL,
+    metadata text NOT NULL,
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+CREATE INDEX uploads_expires_at ON uploads (expires_at);
+CREATE INDEX uploads_owner ON uploads (owner);
+CREATE TABLE upload_pieces (
+    upload_id text NOT NULL,
+    start bigint NOT NULL,
+    len bigint NOT NULL,
+    key text NOT NULL,
+    PRIMARY KEY (upload_id, start)
+);
+CREATE TABLE media_items (
+    id text PRIMARY KEY,
+    owner bigint NOT NULL,
+    media text NOT NULL,
+    sha256 text NOT NULL,
+    thumbnail_sha256 text,
+    created_at bigint NOT NULL
+);
+CREATE INDEX media_items_sha256 ON media_items (sha256);
+CREATE INDEX media_items_thumbnail ON media_items (thumbnail_sha256) WHERE thumbnail_sha256 IS NOT NULL;
+CREATE INDEX media_items_created_at ON media_items (created_at);
+CREATE INDEX media_items_owner ON media_items (owner);
+CREATE TABLE blobs (
+    sha256 text PRIMARY KEY,
+    key text NOT NULL,
+    size bigint NOT NULL,
+    touched_at bigint NOT NULL
+);
+CREATE INDEX blobs_touched_at ON blobs (touched_at);
+CREATE INDEX messages_media ON messages (((content::jsonb) #>> '{media,sha256}'))
+    WHERE content LIKE '{"type":"media"%';
+CREATE INDEX messages_media_thumbnail ON messages (((content::jsonb) #>> '{media,thumbnail,sha256}'))
+    WHERE content LIKE '{"type":"media"%';
+CREATE TABLE secrets (
+    name text PRIMARY KEY,
+    value bytea NOT NULL
+);
 "#,
 ];
 

@@ -184,6 +184,10 @@ impl AccountStore for SqliteStore {
                 "DELETE FROM reactions WHERE user_id = ?1",
                 "DELETE FROM updates WHERE user_id = ?1",
                 "DELETE FROM presence WHERE user_id = ?1",
+                // Their media items go (the blobs of messages they sent stay with the
+                // messages); their uploads expire now, so the sweeper removes their bytes.
+                "DELETE FROM media_items WHERE owner = ?1",
+                "UPDATE uploads SET expires_at = 0 WHERE owner = ?1",
             ] {
                 conn.execute(sql, [id])?;
             }

@@ -10,6 +10,7 @@
 mod accounts;
 mod chats;
 mod federation;
+mod media;
 mod presence;
 mod priority;
 mod schema;

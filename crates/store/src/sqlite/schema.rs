@@ -207,6 +207,57 @@ CREATE INDEX submissions_at ON submissions (at);
     r#"
 ALTER TABLE messages ADD COLUMN delivery TEXT;
 "#,
+    // Media: resumable uploads and the runs of bytes stored so far, finished media items, and
+    // the blobs by hash. A message's media is found by the hashes in its content: the two
+    // expression indexes let a blob's last reference be looked up without a table of its own.
+    r#"
+CREATE TABLE uploads (
+    id TEXT PRIMARY KEY,
+    owner INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX uploads_expires_at ON uploads (expires_at);
+CREATE INDEX uploads_owner ON uploads (owner);
+CREATE TABLE upload_pieces (
+    upload_id TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (upload_id, start)
+) WITHOUT ROWID;
+CREATE TABLE media_items (
+    id TEXT PRIMARY KEY,
+    owner INTEGER NOT NULL,
+    media TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    thumbnail_sha256 TEXT,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX media_items_sha256 ON media_items (sha256);
+CREATE INDEX media_items_thumbnail ON media_items (thumbnail_sha256) WHERE thumbnail_sha256 IS NOT NULL;
+CREATE INDEX media_items_created_at ON media_items (created_at);
+CREATE INDEX media_items_owner ON media_items (owner);
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    touched_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX blobs_touched_at ON blobs (touched_at);
+CREATE INDEX messages_media ON messages (json_extract(content, '$.media.sha256'))
+    WHERE json_extract(content, '$.type') = 'media';
+CREATE INDEX messages_media_thumbnail ON messages (json_extract(content, '$.media.thumbnail.sha256'))
+    WHERE json_extract(content, '$.type') = 'media';
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the newest schema; refuses one newer than this binary knows.
