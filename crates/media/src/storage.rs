@@ -9,7 +9,7 @@
 //!
 //! Keys are what the service chooses (`blobs/ab/abcdef…-1`, `uploads/<id>/<offset>-<nonce>`):
 //! ASCII letters, digits, `.`, `_`, `-` and `/` between non-empty segments, none of them `.`
-//! or `..`, at most [`MAX_KEY_LEN`] bytes. Anything else is refused with
+//! or `..`, at most [`MAX_KEY_LEN`] bytes and [`MAX_SEGMENT_LEN`] between two `/`. Anything else is refused with
 //! [`StorageError::InvalidLocation`] before any request is made.
 //!
 //! [`RangeReader`] gives the container parsers (MP4, WebM, Ogg), which want
@@ -48,6 +48,10 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// The longest key accepted, in bytes (S3's own limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
+/// The longest segment of a key (between two `/`), in bytes: a file name on local disk,
+/// with room for the suffix of a staged upload within the usual 255.
+pub const MAX_SEGMENT_LEN: usize = 200;
+
 /// How long [`BlobStore::ping`] waits for its answer.
 const PING_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -74,9 +78,24 @@ impl From<object_store::Error> for StorageError {
         match e {
             object_store::Error::NotFound { .. } => Self::NotFound,
             object_store::Error::InvalidPath { source } => Self::InvalidLocation(source.to_string()),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(with_causes(&other)),
         }
     }
+}
+
+/// An error's message followed by those of its causes, as far as they add something.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !message.contains(&said) {
+            message.push_str(": ");
+            message.push_str(&said);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 impl From<StorageError> for io::Error {
@@ -201,6 +220,7 @@ fn key_path(key: &str, allow_empty: bool) -> Result<Path, StorageError> {
         match segment {
             "" => return invalid("an empty segment (a leading, trailing or doubled '/')"),
             "." | ".." => return invalid("a '.' or '..' segment"),
+            _ if segment.len() > MAX_SEGMENT_LEN => return invalid("a segment too long"),
             _ => {}
         }
     }
@@ -216,11 +236,8 @@ fn s3_client() -> (ClientOptions, RetryConfig) {
         // or a download that its reader consumes slowly (a broken-off download is resumed
         // from where it stopped, within the retries).
         .with_timeout(Duration::from_secs(300));
-    let retry = RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 4,
-        retry_timeout: Duration::from_secs(60),
-    };
+    let retry =
+        RetryConfig { backoff: BackoffConfig::default(), max_retries: 4, retry_timeout: Duration::from_secs(60) };
     (options, retry)
 }
 
@@ -262,8 +279,7 @@ impl BlobStore {
             .with_bucket_name(bucket)
             .with_region(&region)
             .with_virtual_hosted_style_request(false)
-            .with_allow_http(settings.allow_http)
-            .with_client_options(options)
+            .with_client_options(options.with_allow_http(settings.allow_http))
             .with_retry(retry);
         if let Some(endpoint) = &settings.endpoint {
             let endpoint = endpoint.trim_end_matches('/');
@@ -522,13 +538,8 @@ impl BlobStore {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
         let path = key_path(prefix.trim_end_matches('/'), true)?;
         let prefix = if path.as_ref().is_empty() { None } else { Some(&path) };
-        let mut all: Vec<(String, u64)> = self
-            .inner
-            .store
-            .list(prefix)
-            .map_ok(|meta| (meta.location.to_string(), meta.size))
-            .try_collect()
-            .await?;
+        let mut all: Vec<(String, u64)> =
+            self.inner.store.list(prefix).map_ok(|meta| (meta.location.to_string(), meta.size)).try_collect().await?;
         all.sort_unstable();
         Ok(all)
     }
