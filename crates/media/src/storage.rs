@@ -31,8 +31,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut,
-    RetryConfig,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+    PutPayloadMut, RetryConfig,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
@@ -355,103 +355,70 @@ impl BlobStore {
     /// Stores what `stream` yields under `key`, replacing what was there, and says how many
     /// bytes that was. Memory stays bounded whatever the size: up to [`PART_SIZE`] is kept
     /// and, if the stream ends by then, stored in one request; past that the bytes go in a
-    /// multipart upload of parts of [`PART_SIZE`], a few at a time. The blob appears only
-    /// when the stream has ended well; if the stream or the store fails, the multipart upload
-    /// is aborted, so that nothing (not even the parts) is left behind, and the stream's own
-    /// error comes back as [`StorageError::Unavailable`].
+    /// multipart upload of parts of [`PART_SIZE`] (so at most 10,000 × 8 MiB on S3), a few
+    /// at a time. The blob appears only when the stream has ended well. If the stream or the
+    /// store fails, the multipart upload is aborted, so that nothing (not even the parts) is
+    /// left behind, and the stream's own error comes back as [`StorageError::Unavailable`];
+    /// if the returned future is dropped before it ends, the abort is sent in the background.
     pub async fn put_stream<S>(&self, key: &str, mut stream: S) -> Result<u64, StorageError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
         let path = key_path(key, false)?;
-        let stream_failed = |e: io::Error| StorageError::Unavailable(format!("the upload's stream failed: {e}"));
+        let mut filling = Filling { part: new_part(), rest: Bytes::new(), written: 0 };
 
         // The first part: a small blob needs no multipart upload.
-        let mut part = PutPayloadMut::new();
-        let mut written: u64 = 0;
-        let mut rest = Bytes::new();
-        while part.content_length() < PART_SIZE {
-            match stream.next().await {
-                None => {
-                    let payload: PutPayload = part.into();
-                    self.inner.store.put(&path, payload).await?;
-                    return Ok(written);
-                }
-                Some(Err(e)) => return Err(stream_failed(e)),
-                Some(Ok(mut chunk)) => {
-                    written += chunk.len() as u64;
-                    let room = PART_SIZE - part.content_length();
-                    if chunk.len() > room {
-                        rest = chunk.split_off(room);
-                    }
-                    part.push(chunk);
-                }
-            }
+        if filling.fill(&mut stream).await? {
+            self.inner.store.put(&path, filling.part.into()).await?;
+            return Ok(filling.written);
         }
 
-        let mut upload = self.inner.store.put_multipart(&path).await?;
+        let mut upload = Unfinished(Some(self.inner.store.put_multipart(&path).await?));
         let mut sending: JoinSet<Result<(), object_store::Error>> = JoinSet::new();
+        let sent = |joined: Result<Result<(), object_store::Error>, tokio::task::JoinError>| match joined {
+            Ok(result) => result.map_err(StorageError::from),
+            Err(e) => Err(StorageError::Unavailable(format!("sending a part: {e}"))),
+        };
         let outcome: Result<(), StorageError> = async {
+            // Not polled again once it has ended: a stream need not be fused.
+            let mut ended = false;
             loop {
-                // `part` is full here: send it once there is room.
+                // The part is full, or the last one: send it once there is room.
                 while sending.len() >= PARTS_IN_FLIGHT {
-                    if let Some(sent) = sending.join_next().await {
-                        sent.map_err(|e| StorageError::Unavailable(e.to_string()))??;
+                    if let Some(joined) = sending.join_next().await {
+                        sent(joined)?;
                     }
                 }
-                sending.spawn(upload.put_part(std::mem::take(&mut part).into()));
-                // Fill the next one.
-                let mut ended = false;
-                while part.content_length() < PART_SIZE {
-                    let mut chunk = if rest.is_empty() {
-                        match stream.next().await {
-                            None => {
-                                ended = true;
-                                break;
-                            }
-                            Some(Err(e)) => return Err(stream_failed(e)),
-                            Some(Ok(chunk)) => {
-                                written += chunk.len() as u64;
-                                chunk
-                            }
-                        }
-                    } else {
-                        std::mem::take(&mut rest)
-                    };
-                    let room = PART_SIZE - part.content_length();
-                    if chunk.len() > room {
-                        rest = chunk.split_off(room);
-                    }
-                    part.push(chunk);
+                let part = std::mem::replace(&mut filling.part, new_part());
+                if part.is_empty() {
+                    break;
                 }
+                sending.spawn(upload.get()?.put_part(part.into()));
                 if ended {
-                    if part.content_length() > 0 {
-                        sending.spawn(upload.put_part(std::mem::take(&mut part).into()));
-                    }
-                    while let Some(sent) = sending.join_next().await {
-                        sent.map_err(|e| StorageError::Unavailable(e.to_string()))??;
-                    }
-                    return Ok(());
+                    break;
                 }
+                ended = filling.fill(&mut stream).await?;
             }
+            while let Some(joined) = sending.join_next().await {
+                sent(joined)?;
+            }
+            Ok(())
         }
         .await;
 
-        match outcome {
-            Ok(()) => match upload.complete().await {
-                Ok(_) => Ok(written),
-                Err(e) => {
-                    // Best effort: the upload's own error is the one that matters.
-                    let _ = upload.abort().await;
-                    Err(e.into())
-                }
-            },
+        let mut upload = upload.take()?;
+        let outcome = match outcome {
+            Ok(()) => upload.complete().await.map(drop).map_err(StorageError::from),
             Err(e) => {
                 sending.shutdown().await;
-                let _ = upload.abort().await;
                 Err(e)
             }
+        };
+        if outcome.is_err() {
+            // Best effort: the upload's own error is the one that matters.
+            let _ = upload.abort().await;
         }
+        outcome.map(|()| filling.written)
     }
 
     /// Reads the blob under `key`: all of it, or the bytes of `range` (end exclusive). A
@@ -564,6 +531,82 @@ impl BlobStore {
                     Ok(Some(Err(e))) => Err(StorageError::Unavailable(e.to_string())),
                 }
             }
+        }
+    }
+}
+
+/// A part being filled for [`BlobStore::put_stream`]: its bytes, what was read past its end,
+/// and how many bytes were read in all.
+struct Filling {
+    part: PutPayloadMut,
+    rest: Bytes,
+    written: u64,
+}
+
+/// Chunks up to this size are copied into the part's own blocks, larger ones kept as they
+/// are: a stream of tiny chunks costs no bookkeeping per chunk, nor keeps the big buffers
+/// that tiny slices may point into.
+const COPIED_CHUNK: usize = 64 * 1024;
+
+fn new_part() -> PutPayloadMut {
+    PutPayloadMut::new().with_block_size(COPIED_CHUNK)
+}
+
+impl Filling {
+    /// Fills the part up to [`PART_SIZE`] from what was left over, then from `stream`; true
+    /// when the stream has ended (the part may then be shorter, or empty).
+    async fn fill<S>(&mut self, stream: &mut S) -> Result<bool, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        while self.part.content_length() < PART_SIZE {
+            let mut chunk = if self.rest.is_empty() {
+                match stream.next().await {
+                    None => return Ok(true),
+                    Some(Err(e)) => return Err(StorageError::Unavailable(format!("the upload's stream failed: {e}"))),
+                    Some(Ok(chunk)) => {
+                        self.written += chunk.len() as u64;
+                        chunk
+                    }
+                }
+            } else {
+                std::mem::take(&mut self.rest)
+            };
+            let room = PART_SIZE - self.part.content_length();
+            if chunk.len() > room {
+                self.rest = chunk.split_off(room);
+            }
+            if chunk.len() <= COPIED_CHUNK {
+                self.part.extend_from_slice(&chunk);
+            } else {
+                self.part.push(chunk);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A multipart upload that is aborted, in the background, if it is dropped before it is
+/// taken out to be completed or aborted: when the future of [`BlobStore::put_stream`] is
+/// dropped half-way (the client went away and its request with it).
+struct Unfinished(Option<Box<dyn MultipartUpload>>);
+
+impl Unfinished {
+    fn get(&mut self) -> Result<&mut Box<dyn MultipartUpload>, StorageError> {
+        self.0.as_mut().ok_or_else(|| StorageError::Unavailable("the upload is over".into()))
+    }
+
+    fn take(&mut self) -> Result<Box<dyn MultipartUpload>, StorageError> {
+        self.0.take().ok_or_else(|| StorageError::Unavailable("the upload is over".into()))
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let (Some(mut upload), Ok(runtime)) = (self.0.take(), Handle::try_current()) {
+            runtime.spawn(async move {
+                let _ = upload.abort().await;
+            });
         }
     }
 }

@@ -163,6 +163,7 @@ on_both_backends!(
     put_stream_small_and_empty,
     put_stream_failing_half_way_leaves_nothing,
     put_stream_failing_at_once_leaves_nothing,
+    put_stream_dropped_half_way_leaves_nothing,
     read_all_refuses_too_big,
     invalid_keys_are_refused,
     range_reader_seeks_and_reads,
@@ -273,24 +274,23 @@ async fn listing(f: &Fixture) {
     assert_eq!(store.list("uploads").await.expect("list uploads"), vec![]);
 }
 
-/// A stream of `total` bytes in chunks of odd sizes, with the SHA-256 of what it yields.
+/// A stream of `total` bytes in chunks of odd sizes, with the SHA-256 of what it yields. It
+/// panics if polled again after its end, as a stream that is not fused may.
 fn chunked(total: usize) -> (impl futures_util::Stream<Item = Result<Bytes, io::Error>> + Send + Unpin, String) {
     let data = Bytes::from(pattern(42, total));
     let hash = hex::encode(Sha256::digest(&data));
     let sizes = [1, 4_093, 65_536, 100_003, 7, 1_000_000];
-    let mut at = 0;
-    let mut i = 0;
-    let chunks = std::iter::from_fn(move || {
-        if at >= total {
-            return None;
+    let chunks = stream::unfold((0, 0), move |(at, i)| {
+        let data = data.clone();
+        async move {
+            if at >= total {
+                return None;
+            }
+            let len = sizes[i % sizes.len()].min(total - at);
+            Some((Ok(data.slice(at..at + len)), (at + len, i + 1)))
         }
-        let len = sizes[i % sizes.len()].min(total - at);
-        i += 1;
-        let chunk = data.slice(at..at + len);
-        at += len;
-        Some(Ok(chunk))
     });
-    (stream::iter(chunks), hash)
+    (Box::pin(chunks), hash)
 }
 
 async fn hash_of(store: &BlobStore, key: &str) -> (u64, String) {
@@ -369,6 +369,27 @@ async fn put_stream_failing_at_once_leaves_nothing(f: &Fixture) {
     }
     assert_eq!(store.list("").await.expect("list"), vec![]);
     assert_eq!(f.leftovers().await, Vec::<String>::new(), "parts left behind");
+}
+
+async fn put_stream_dropped_half_way_leaves_nothing(f: &Fixture) {
+    let store = &f.store;
+    let key = "uploads/w/0-dropped";
+    // Two parts and a bit, then nothing more, ever: the client is stuck.
+    let (head, _) = chunked(2 * PART_SIZE + 10);
+    let stuck = head.chain(stream::pending());
+    let dropped = tokio::time::timeout(Duration::from_secs(3), store.put_stream(key, stuck)).await;
+    assert!(dropped.is_err(), "the upload cannot end: {dropped:?}");
+    // The abort goes in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = f.leftovers().await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "parts left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.size(key).await, Ok(None));
 }
 
 async fn read_all_refuses_too_big(f: &Fixture) {
