@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -110,9 +110,9 @@ impl From<StorageError> for io::Error {
 
 /// How to reach an S3-compatible server; everything is optional.
 ///
-/// Absent credentials are taken from the standard AWS environment variables
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, a web identity token)
-/// or, failing those, from the instance metadata service, as AWS's own tools do.
+/// What is left unset comes from the standard AWS environment variables, as AWS's own tools
+/// do: `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, a web
+/// identity token; credentials failing those come from the instance metadata service.
 #[derive(Clone, serde::Deserialize, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct S3Settings {
@@ -190,7 +190,8 @@ impl fmt::Debug for BlobStream {
 impl BlobStream {
     /// All the bytes of the stream in memory; for ranges the caller knows to be small.
     pub async fn bytes(self) -> Result<Bytes, StorageError> {
-        let capacity = usize::try_from(self.range.end - self.range.start).unwrap_or(0);
+        // Reserved up front, within reason: a wrong size must not cost memory.
+        let capacity = usize::try_from(self.range.end - self.range.start).unwrap_or(0).min(PART_SIZE);
         let mut stream = self.stream;
         let Some(first) = stream.try_next().await? else { return Ok(Bytes::new()) };
         let Some(second) = stream.try_next().await? else { return Ok(first) };
@@ -293,15 +294,15 @@ impl BlobStore {
             (None, None) => {}
             _ => return Err(invalid("an access key id and a secret access key go together")),
         }
-        let s3 = builder.build().map_err(|e| invalid(&e.to_string()))?;
-        let store: Arc<dyn ObjectStore> =
-            if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix_path)) };
-        let endpoint = settings
-            .endpoint
-            .clone()
+        // As configured, from the settings or the environment.
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"))
             .trim_end_matches('/')
             .to_owned();
+        let s3 = builder.build().map_err(|e| invalid(&e.to_string()))?;
+        let store: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix_path)) };
         let backend = Backend::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned(), endpoint, region };
         Ok(Self::new(store, backend))
     }
@@ -406,19 +407,22 @@ impl BlobStore {
         }
         .await;
 
-        let mut upload = upload.take()?;
         let outcome = match outcome {
-            Ok(()) => upload.complete().await.map(drop).map_err(StorageError::from),
+            Ok(()) => upload.get()?.complete().await.map(drop).map_err(StorageError::from),
             Err(e) => {
                 sending.shutdown().await;
                 Err(e)
             }
         };
-        if outcome.is_err() {
-            // Best effort: the upload's own error is the one that matters.
-            let _ = upload.abort().await;
+        let mut upload = upload.take()?;
+        match outcome {
+            Ok(()) => Ok(filling.written),
+            Err(e) => {
+                // Best effort: the upload's own error is the one that matters.
+                let _ = upload.abort().await;
+                Err(e)
+            }
         }
-        outcome.map(|()| filling.written)
     }
 
     /// Reads the blob under `key`: all of it, or the bytes of `range` (end exclusive). A
