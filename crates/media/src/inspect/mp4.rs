@@ -1,0 +1,146 @@
+//! MP4 (ISO base media file format): the movie header's duration, each track's handler
+//! (picture or sound) and the picture's size from its track header.
+//!
+//! Only box headers and the few small boxes needed are read; `mdat` (the media data) and
+//! the sample tables are skipped by seeking, wherever `moov` is in the file.
+
+use super::InspectError;
+use super::timed::{Input, Timed, to_ms, u32_be, u64_be};
+use std::io::{Read, Seek};
+
+/// The most boxes looked at on one level: real files have a handful.
+const MAX_BOXES: usize = 10_000;
+/// The most bytes of a small box (mvhd, tkhd, hdlr, mehd, ftyp) that are read.
+const SMALL_BOX: u64 = 4096;
+
+struct BoxHeader {
+    kind: [u8; 4],
+    /// Where the box's content starts.
+    body: u64,
+    /// Where the box ends.
+    end: u64,
+}
+
+/// The boxes between `start` and `end`, in order.
+fn boxes<R: Read + Seek>(input: &mut Input<R>, start: u64, end: u64) -> Result<Vec<BoxHeader>, InspectError> {
+    let bad = || InspectError::invalid("the MP4 file is truncated or corrupt");
+    let mut found = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        if found.len() >= MAX_BOXES {
+            return Err(InspectError::invalid("an MP4 file with too many boxes"));
+        }
+        let mut header = [0u8; 16];
+        let have = (end - pos).min(16) as usize;
+        if have < 8 {
+            return Err(bad());
+        }
+        input.read_at(pos, &mut header[..have])?;
+        let size = u64::from(u32_be(&header, 0).ok_or_else(bad)?);
+        let kind = [header[4], header[5], header[6], header[7]];
+        let (header_len, box_len) = match size {
+            0 => (8, end - pos),
+            1 => (16, u64_be(&header[..have], 8).ok_or_else(bad)?),
+            n => (8, n),
+        };
+        let box_end = pos.checked_add(box_len).ok_or_else(bad)?;
+        if box_len < header_len || box_end > end {
+            return Err(bad());
+        }
+        found.push(BoxHeader { kind, body: pos + header_len, end: box_end });
+        pos = box_end;
+    }
+    Ok(found)
+}
+
+fn small<R: Read + Seek>(input: &mut Input<R>, b: &BoxHeader) -> Result<Vec<u8>, InspectError> {
+    input.read_up_to(b.body, (b.end - b.body).min(SMALL_BOX))
+}
+
+fn find<'a>(boxes: &'a [BoxHeader], kind: &[u8; 4]) -> Option<&'a BoxHeader> {
+    boxes.iter().find(|b| &b.kind == kind)
+}
+
+pub(crate) fn inspect<R: Read + Seek>(input: &mut Input<R>) -> Result<Timed, InspectError> {
+    let bad = |what: &str| InspectError::Invalid(format!("not a valid MP4 file: {what}"));
+    let top = boxes(input, 0, input.len())?;
+    if top.first().map(|b| &b.kind) != Some(b"ftyp") {
+        return Err(bad("no ftyp box first"));
+    }
+    let moov = find(&top, b"moov").ok_or_else(|| bad("no moov box"))?;
+    let children = boxes(input, moov.body, moov.end)?;
+
+    let mvhd = find(&children, b"mvhd").ok_or_else(|| bad("no mvhd box"))?;
+    let mvhd = small(input, mvhd)?;
+    let (timescale, duration) = match mvhd.first() {
+        Some(0) => (u32_be(&mvhd, 12).map(u64::from), u32_be(&mvhd, 16).map(u64::from)),
+        Some(1) => (u32_be(&mvhd, 20).map(u64::from), u64_be(&mvhd, 24)),
+        _ => return Err(bad("an unknown mvhd version")),
+    };
+    let timescale = timescale.ok_or_else(|| bad("a short mvhd box"))?;
+    let mut duration = duration.ok_or_else(|| bad("a short mvhd box"))?;
+    // All ones means unknown; a fragmented file (as MediaRecorder writes) says 0 here and
+    // may give the whole duration in mvex/mehd.
+    if duration == u64::from(u32::MAX) || duration == u64::MAX {
+        duration = 0;
+    }
+    if duration == 0
+        && let Some(mvex) = find(&children, b"mvex")
+    {
+        let mvex = boxes(input, mvex.body, mvex.end)?;
+        if let Some(mehd) = find(&mvex, b"mehd") {
+            let mehd = small(input, mehd)?;
+            duration = match mehd.first() {
+                Some(0) => u32_be(&mehd, 4).map(u64::from).unwrap_or(0),
+                Some(1) => u64_be(&mehd, 4).unwrap_or(0),
+                _ => 0,
+            };
+        }
+    }
+
+    let mut timed =
+        Timed { duration_ms: if duration == 0 { None } else { to_ms(duration, timescale) }, ..Timed::default() };
+    for trak in children.iter().filter(|b| &b.kind == b"trak") {
+        let trak = boxes(input, trak.body, trak.end)?;
+        let Some(mdia) = find(&trak, b"mdia") else { continue };
+        let mdia = boxes(input, mdia.body, mdia.end)?;
+        let Some(hdlr) = find(&mdia, b"hdlr") else { continue };
+        let hdlr = small(input, hdlr)?;
+        match hdlr.get(8..12) {
+            Some(b"soun") => timed.has_audio = true,
+            Some(b"vide") => {
+                if !timed.has_video
+                    && let Some(tkhd) = find(&trak, b"tkhd")
+                {
+                    let tkhd = small(input, tkhd)?;
+                    if let Some((width, height)) = track_size(&tkhd) {
+                        timed.width = Some(width);
+                        timed.height = Some(height);
+                    }
+                }
+                timed.has_video = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(timed)
+}
+
+/// The width and height of a track header (16.16 fixed point), swapped when its matrix
+/// turns the picture a quarter turn (as phones record upright video).
+fn track_size(tkhd: &[u8]) -> Option<(u32, u32)> {
+    let matrix_at = match tkhd.first()? {
+        0 => 4 + 36,
+        1 => 4 + 48,
+        _ => return None,
+    };
+    let a = u32_be(tkhd, matrix_at)?;
+    let d = u32_be(tkhd, matrix_at + 16)?;
+    let width = u32_be(tkhd, matrix_at + 36)? >> 16;
+    let height = u32_be(tkhd, matrix_at + 40)? >> 16;
+    if width == 0 || height == 0 {
+        return None;
+    }
+    let quarter_turn = a == 0 && d == 0;
+    Some(if quarter_turn { (height, width) } else { (width, height) })
+}
