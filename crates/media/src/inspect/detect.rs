@@ -18,11 +18,18 @@ const OCTET_STREAM: &str = "application/octet-stream";
 /// too, so that it can be refused: HTML (as a browser sniffs it), SVG and other XML.
 pub fn detect(head: &[u8]) -> Option<Detected> {
     let head = &head[..head.len().min(DETECT_HEAD_BYTES)];
-    if let Some(found) = infer::get(head) {
+    let infer = infer::get(head);
+    // infer names some markup `text/xml` or `text/html`; SVG is told apart here.
+    if infer.is_none_or(|found| found.mime_type().starts_with("text/"))
+        && let Some(markup) = markup(head)
+    {
+        return Some(markup);
+    }
+    if let Some(found) = infer {
         let (mime, ext) = canonical(found.mime_type(), found.extension());
         return Some(Detected { mime, ext });
     }
-    markup(head)
+    None
 }
 
 /// Canonical names for the audio and video types whose names `infer` spells otherwise.

@@ -53,7 +53,9 @@ fn vint(buf: &[u8], keep_marker: bool) -> Option<(u64, usize)> {
         return None;
     }
     let bytes = buf.get(..len)?;
-    let mut value = u64::from(if keep_marker { first } else { first & (0xFF >> len) });
+    // The marker is the first set bit; a length of 8 leaves no value bits in the first byte.
+    let mask = (0xFF_u16 >> len) as u8;
+    let mut value = u64::from(if keep_marker { first } else { first & mask });
     for &b in &bytes[1..] {
         value = (value << 8) | u64::from(b);
     }
@@ -229,7 +231,15 @@ fn last_block_time<R: Read + Seek>(input: &mut Input<R>, mut pos: u64, end: u64)
         }
         let element = header_at(input, pos)?;
         match (element.id, element.size) {
-            (CLUSTER, _) | (BLOCK_GROUP, Some(_)) => pos = element.body,
+            (CLUSTER, _) | (BLOCK_GROUP, Some(_)) => {
+                // Entered, not skipped: but a known size must still fit in the file.
+                if let Some(size) = element.size
+                    && element.body.checked_add(size).is_none_or(|e| e > end)
+                {
+                    return Err(truncated());
+                }
+                pos = element.body;
+            }
             (TIMECODE, Some(size)) => {
                 let body = input.read_exact_capped(element.body, size, 8)?;
                 cluster_time = uint(&body).and_then(|t| i64::try_from(t).ok()).ok_or_else(truncated)?;

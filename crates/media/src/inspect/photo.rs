@@ -119,8 +119,12 @@ fn inspect(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Photo, 
     decoder_limits.max_image_height = Some(limits.max_height);
     decoder_limits.max_alloc = Some(limits.decoder_alloc);
     let mut reader = reader();
-    reader.limits(decoder_limits);
+    reader.limits(decoder_limits.clone());
     let mut decoder = reader.into_decoder().map_err(decoding_error)?;
+    // The decoded pixels count against the allowance too (as `ImageReader::decode` counts
+    // them), and the decoder has what is left for its own buffers.
+    decoder_limits.reserve(decoder.total_bytes()).map_err(decoding_error)?;
+    decoder.set_limits(decoder_limits).map_err(decoding_error)?;
     // An unreadable EXIF block only loses the rotation: the photo is shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc_profile = decoder.icc_profile().ok().flatten();

@@ -47,11 +47,11 @@ pub fn timed<R: Read + Seek>(reader: R, mime: &str) -> Result<Timed, InspectErro
 /// always pass.
 pub fn check_timed(kind: MediaKind, timed: &Timed) -> Result<(), InspectError> {
     match kind {
-        MediaKind::Voice | MediaKind::Audio if !timed.has_audio => {
-            Err(InspectError::invalid(format!("a {} needs a sound track", kind.as_str())))
-        }
         MediaKind::Voice | MediaKind::Audio if timed.has_video => {
             Err(InspectError::TypeMismatch { declared: kind, found: Some("video") })
+        }
+        MediaKind::Voice | MediaKind::Audio if !timed.has_audio => {
+            Err(InspectError::invalid(format!("a {} needs a sound track", kind.as_str())))
         }
         MediaKind::Video if !timed.has_video => {
             Err(InspectError::TypeMismatch { declared: kind, found: Some("audio") })
