@@ -84,7 +84,8 @@ pub enum InspectError {
     TypeMismatch {
         /// The kind the client declared.
         declared: MediaKind,
-        /// The MIME type found in the file's bytes, if any was recognised.
+        /// The MIME type found in the file's bytes, if any was recognised; from
+        /// [`check_timed`], `video` or `audio`: what its tracks show the file is.
         found: Option<&'static str>,
     },
     /// The file is truncated, corrupt or not what its first bytes claim (`media_invalid`).

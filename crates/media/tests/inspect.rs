@@ -570,3 +570,14 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn photos_of_extreme_proportions_keep_at_least_one_pixel() {
+    for (width, height) in [(5000, 1), (1, 5000), (2000, 3)] {
+        let p = photo(&jpeg(width, height), &Limits::default()).unwrap();
+        assert_eq!((p.width, p.height), (width, height));
+        assert!(p.thumbnail_width.max(p.thumbnail_height) <= 320);
+        assert!(p.thumbnail_width >= 1 && p.thumbnail_height >= 1);
+        assert!(thumbhash::thumb_hash_to_rgba(&p.preview).is_ok());
+    }
+}

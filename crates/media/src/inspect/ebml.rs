@@ -269,3 +269,36 @@ fn last_block_time<R: Read + Seek>(input: &mut Input<R>, mut pos: u64, end: u64)
     }
     Ok(latest.and_then(|t| u64::try_from(t).ok()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_length_integers() {
+        assert_eq!(vint(&[0x81], false), Some((1, 1)));
+        assert_eq!(vint(&[0x40, 0x02], false), Some((2, 2)));
+        assert_eq!(vint(&[0x1A, 0x45, 0xDF, 0xA3], true), Some((0x1A45_DFA3, 4)));
+        assert_eq!(vint(&[0x01, 0, 0, 0, 0, 0, 0, 5], false), Some((5, 8)));
+        assert_eq!(vint(&[0x00, 1, 2], false), None, "no marker in the first byte");
+        assert_eq!(vint(&[0x20, 1], false), None, "shorter than it says");
+    }
+
+    #[test]
+    fn unknown_sizes() {
+        assert_eq!(
+            parse_header(&[0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Some((SEGMENT, None, 12))
+        );
+        assert_eq!(parse_header(&[0x1F, 0x43, 0xB6, 0x75, 0xFF]), Some((CLUSTER, None, 5)));
+        assert_eq!(parse_header(&[0xE7, 0x81]), Some((TIMECODE, Some(1), 2)));
+        assert_eq!(parse_header(&[0x08, 0, 0, 0, 0, 0x81]), None, "an id longer than 4 bytes");
+    }
+
+    #[test]
+    fn children_stop_at_a_size_past_the_end() {
+        let buf = [0xE7, 0x81, 0x05, 0xA3, 0x85, 1, 2];
+        let found: Vec<_> = children(&buf).collect();
+        assert_eq!(found, vec![(TIMECODE, &[5u8][..])]);
+    }
+}

@@ -101,3 +101,21 @@ pub(crate) fn inspect<R: Read + Seek>(input: &mut Input<R>) -> Result<Timed, Ins
     };
     Ok(Timed { duration_ms, has_audio: true, ..Timed::default() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers() {
+        // MPEG 1 layer III, 128 kbit/s, 44.1 kHz, stereo.
+        let f = frame_header(&[0xFF, 0xFB, 0x90, 0x00]).unwrap();
+        assert_eq!((f.bitrate, f.sample_rate, f.samples, f.xing_at), (128_000, 44_100, 1152, 36));
+        // MPEG 2.5 layer III, 8 kbit/s, 8 kHz, mono (what the fixture is).
+        let f = frame_header(&[0xFF, 0xE3, 0x18, 0xC0]).unwrap();
+        assert_eq!((f.bitrate, f.sample_rate, f.samples, f.xing_at), (8_000, 8_000, 576, 13));
+        assert!(frame_header(&[0xFF, 0xFB, 0xF0, 0x00]).is_none(), "bit rate index 15");
+        assert!(frame_header(&[0xFF, 0xEB, 0x90, 0x00]).is_none(), "reserved version");
+        assert!(frame_header(&[0xFF, 0xFB]).is_none());
+    }
+}

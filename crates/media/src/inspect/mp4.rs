@@ -144,3 +144,83 @@ fn track_size(tkhd: &[u8]) -> Option<(u32, u32)> {
     let quarter_turn = a == 0 && d == 0;
     Some(if quarter_turn { (height, width) } else { (width, height) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::timed::timed;
+    use super::*;
+    use std::io::Cursor;
+
+    fn mp4_box(kind: &[u8; 4], content: &[u8]) -> Vec<u8> {
+        [&((content.len() + 8) as u32).to_be_bytes()[..], kind, content].concat()
+    }
+
+    fn full_box(kind: &[u8; 4], version: u8, content: &[u8]) -> Vec<u8> {
+        mp4_box(kind, &[&[version, 0, 0, 0][..], content].concat())
+    }
+
+    /// A version 1 track header of `width`×`height`, with a quarter-turn matrix or none.
+    fn tkhd_v1(width: u32, height: u32, quarter_turn: bool) -> Vec<u8> {
+        let mut c = vec![0; 8 + 8 + 4 + 4 + 8 + 8 + 8];
+        let one = 0x0001_0000u32.to_be_bytes();
+        let minus_one = 0xFFFF_0000u32.to_be_bytes();
+        let matrix: [[u8; 4]; 9] = if quarter_turn {
+            [[0; 4], one, [0; 4], minus_one, [0; 4], [0; 4], [0; 4], [0; 4], 0x4000_0000u32.to_be_bytes()]
+        } else {
+            [one, [0; 4], [0; 4], [0; 4], one, [0; 4], [0; 4], [0; 4], 0x4000_0000u32.to_be_bytes()]
+        };
+        c.extend(matrix.concat());
+        c.extend((width << 16).to_be_bytes());
+        c.extend((height << 16).to_be_bytes());
+        full_box(b"tkhd", 1, &c)
+    }
+
+    fn trak(handler: &[u8; 4], tkhd: Vec<u8>) -> Vec<u8> {
+        let hdlr = full_box(b"hdlr", 0, &[&[0; 4][..], handler, &[0; 12], b"handler\0"].concat());
+        mp4_box(b"trak", &[tkhd, mp4_box(b"mdia", &hdlr)].concat())
+    }
+
+    fn file(moov: &[Vec<u8>]) -> Vec<u8> {
+        let ftyp = mp4_box(b"ftyp", b"isom\0\0\0\0isomiso2");
+        // A 64-bit mdat before moov, as some muxers write.
+        let mut mdat = 1u32.to_be_bytes().to_vec();
+        mdat.extend_from_slice(b"mdat");
+        mdat.extend_from_slice(&(16u64 + 32).to_be_bytes());
+        mdat.extend_from_slice(&[0xAB; 32]);
+        [ftyp, mdat, mp4_box(b"moov", &moov.concat())].concat()
+    }
+
+    #[test]
+    fn version_1_headers_and_a_rotated_phone_video() {
+        // mvhd v1: creation, modification (8 each), timescale 90 000, duration 2.5 s.
+        let mvhd = full_box(
+            b"mvhd",
+            1,
+            &[&[0; 16][..], &90_000u32.to_be_bytes(), &225_000u64.to_be_bytes(), &[0; 80]].concat(),
+        );
+        let bytes = file(&[mvhd, trak(b"soun", tkhd_v1(0, 0, false)), trak(b"vide", tkhd_v1(1920, 1080, true))]);
+        let t = timed(Cursor::new(bytes), "video/mp4").unwrap();
+        assert_eq!(t.duration_ms, Some(2500));
+        assert_eq!((t.width, t.height), (Some(1080), Some(1920)), "shown upright");
+        assert!(t.has_video && t.has_audio);
+    }
+
+    #[test]
+    fn a_fragmented_file_takes_its_duration_from_mehd_or_has_none() {
+        let mvhd = full_box(b"mvhd", 0, &[&[0; 8][..], &1000u32.to_be_bytes(), &0u32.to_be_bytes(), &[0; 80]].concat());
+        let mehd = full_box(b"mehd", 0, &4321u32.to_be_bytes());
+        let with = file(&[mvhd.clone(), mp4_box(b"mvex", &mehd), trak(b"soun", tkhd_v1(0, 0, false))]);
+        assert_eq!(timed(Cursor::new(with), "audio/mp4").unwrap().duration_ms, Some(4321));
+        let without = file(&[mvhd, mp4_box(b"mvex", &[]), trak(b"soun", tkhd_v1(0, 0, false))]);
+        let t = timed(Cursor::new(without), "audio/mp4").unwrap();
+        assert_eq!((t.duration_ms, t.has_audio, t.has_video), (None, true, false));
+    }
+
+    #[test]
+    fn a_box_smaller_than_its_header_is_invalid() {
+        let bytes = [mp4_box(b"ftyp", b"isom\0\0\0\0"), b"\0\0\0\x04moov".to_vec()].concat();
+        assert!(matches!(timed(Cursor::new(bytes), "video/mp4"), Err(InspectError::Invalid(_))));
+        let no_ftyp = mp4_box(b"moov", &[]);
+        assert!(matches!(timed(Cursor::new(no_ftyp), "video/mp4"), Err(InspectError::Invalid(_))));
+    }
+}
