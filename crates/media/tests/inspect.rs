@@ -134,6 +134,7 @@ fn every_fixture_is_detected_and_allowed_for_its_kind() {
         ("voice.webm", MediaKind::Voice, "video/webm", "audio/webm"),
         ("voice-live.webm", MediaKind::Voice, "video/webm", "audio/webm"),
         ("voice.m4a", MediaKind::Voice, "audio/mp4", "audio/mp4"),
+        ("voice-fragmented.m4a", MediaKind::Voice, "video/mp4", "audio/mp4"),
         ("audio-vorbis.ogg", MediaKind::Audio, "audio/ogg", "audio/ogg"),
         ("audio.mp3", MediaKind::Audio, "audio/mpeg", "audio/mpeg"),
         ("audio.flac", MediaKind::Audio, "audio/flac", "audio/flac"),
@@ -232,6 +233,8 @@ fn durations_and_tracks_of_voice_and_audio() {
     // No Duration in Info: the latest block's time.
     audio_only("voice-live.webm", "audio/webm", 1000);
     audio_only("voice.m4a", "audio/mp4", 1000);
+    // Fragmented, with no duration in moov: where the last fragment ends.
+    audio_only("voice-fragmented.m4a", "audio/mp4", 1064);
     audio_only("audio-vorbis.ogg", "audio/ogg", 1000);
     audio_only("audio.mp3", "audio/mpeg", 1152);
     audio_only("audio.flac", "audio/flac", 500);
@@ -270,6 +273,7 @@ fn truncated_containers_are_invalid() {
         ("voice-live.webm", "audio/webm"),
         ("video.webm", "video/webm"),
         ("voice.m4a", "audio/mp4"),
+        ("voice-fragmented.m4a", "audio/mp4"),
         ("video.mp4", "video/mp4"),
         ("audio.wav", "audio/wav"),
     ] {
@@ -556,6 +560,7 @@ fn mutated_files_never_panic() {
         ("voice-live.webm", "audio/webm"),
         ("video.webm", "video/webm"),
         ("voice.m4a", "audio/mp4"),
+        ("voice-fragmented.m4a", "audio/mp4"),
         ("video.mp4", "video/mp4"),
         ("audio.wav", "audio/wav"),
         ("audio.flac", "audio/flac"),

@@ -2,7 +2,9 @@
 //! (picture or sound) and the picture's size from its track header.
 //!
 //! Only box headers and the few small boxes needed are read; `mdat` (the media data) and
-//! the sample tables are skipped by seeking, wherever `moov` is in the file.
+//! the sample tables are skipped by seeking, wherever `moov` is in the file. A fragmented
+//! file (what MediaRecorder writes) has no duration in `moov`: it is `mehd`'s when there is
+//! one, else where the last fragment (`moof`) ends.
 
 use super::InspectError;
 use super::timed::{Input, Timed, to_ms, u32_be, u64_be};
@@ -21,34 +23,40 @@ struct BoxHeader {
     end: u64,
 }
 
+/// The header of the box at `pos`, which must end by `end`.
+fn box_at<R: Read + Seek>(input: &mut Input<R>, pos: u64, end: u64) -> Result<BoxHeader, InspectError> {
+    let bad = || InspectError::invalid("the MP4 file is truncated or corrupt");
+    let mut header = [0u8; 16];
+    let have = (end - pos).min(16) as usize;
+    if have < 8 {
+        return Err(bad());
+    }
+    input.read_at(pos, &mut header[..have])?;
+    let size = u64::from(u32_be(&header, 0).ok_or_else(bad)?);
+    let kind = [header[4], header[5], header[6], header[7]];
+    let (header_len, box_len) = match size {
+        0 => (8, end - pos),
+        1 => (16, u64_be(&header[..have], 8).ok_or_else(bad)?),
+        n => (8, n),
+    };
+    let box_end = pos.checked_add(box_len).ok_or_else(bad)?;
+    if box_len < header_len || box_end > end {
+        return Err(bad());
+    }
+    Ok(BoxHeader { kind, body: pos + header_len, end: box_end })
+}
+
 /// The boxes between `start` and `end`, in order.
 fn boxes<R: Read + Seek>(input: &mut Input<R>, start: u64, end: u64) -> Result<Vec<BoxHeader>, InspectError> {
-    let bad = || InspectError::invalid("the MP4 file is truncated or corrupt");
     let mut found = Vec::new();
     let mut pos = start;
     while pos < end {
         if found.len() >= MAX_BOXES {
             return Err(InspectError::invalid("an MP4 file with too many boxes"));
         }
-        let mut header = [0u8; 16];
-        let have = (end - pos).min(16) as usize;
-        if have < 8 {
-            return Err(bad());
-        }
-        input.read_at(pos, &mut header[..have])?;
-        let size = u64::from(u32_be(&header, 0).ok_or_else(bad)?);
-        let kind = [header[4], header[5], header[6], header[7]];
-        let (header_len, box_len) = match size {
-            0 => (8, end - pos),
-            1 => (16, u64_be(&header[..have], 8).ok_or_else(bad)?),
-            n => (8, n),
-        };
-        let box_end = pos.checked_add(box_len).ok_or_else(bad)?;
-        if box_len < header_len || box_end > end {
-            return Err(bad());
-        }
-        found.push(BoxHeader { kind, body: pos + header_len, end: box_end });
-        pos = box_end;
+        let header = box_at(input, pos, end)?;
+        pos = header.end;
+        found.push(header);
     }
     Ok(found)
 }
@@ -63,11 +71,8 @@ fn find<'a>(boxes: &'a [BoxHeader], kind: &[u8; 4]) -> Option<&'a BoxHeader> {
 
 pub(crate) fn inspect<R: Read + Seek>(input: &mut Input<R>) -> Result<Timed, InspectError> {
     let bad = |what: &str| InspectError::Invalid(format!("not a valid MP4 file: {what}"));
-    let top = boxes(input, 0, input.len())?;
-    if top.first().map(|b| &b.kind) != Some(b"ftyp") {
-        return Err(bad("no ftyp box first"));
-    }
-    let moov = find(&top, b"moov").ok_or_else(|| bad("no moov box"))?;
+    let top = top_level(input)?;
+    let moov = top.moov.ok_or_else(|| bad("no moov box"))?;
     let children = boxes(input, moov.body, moov.end)?;
 
     let mvhd = find(&children, b"mvhd").ok_or_else(|| bad("no mvhd box"))?;
@@ -84,46 +89,198 @@ pub(crate) fn inspect<R: Read + Seek>(input: &mut Input<R>) -> Result<Timed, Ins
     if duration == u64::from(u32::MAX) || duration == u64::MAX {
         duration = 0;
     }
+    let mvex = match find(&children, b"mvex") {
+        Some(mvex) => boxes(input, mvex.body, mvex.end)?,
+        None => Vec::new(),
+    };
     if duration == 0
-        && let Some(mvex) = find(&children, b"mvex")
+        && let Some(mehd) = find(&mvex, b"mehd")
     {
-        let mvex = boxes(input, mvex.body, mvex.end)?;
-        if let Some(mehd) = find(&mvex, b"mehd") {
-            let mehd = small(input, mehd)?;
-            duration = match mehd.first() {
-                Some(0) => u32_be(&mehd, 4).map(u64::from).unwrap_or(0),
-                Some(1) => u64_be(&mehd, 4).unwrap_or(0),
-                _ => 0,
-            };
-        }
+        let mehd = small(input, mehd)?;
+        duration = match mehd.first() {
+            Some(0) => u32_be(&mehd, 4).map(u64::from).unwrap_or(0),
+            Some(1) => u64_be(&mehd, 4).unwrap_or(0),
+            _ => 0,
+        };
     }
 
     let mut timed =
         Timed { duration_ms: if duration == 0 { None } else { to_ms(duration, timescale) }, ..Timed::default() };
+    let mut tracks = Vec::new();
     for trak in children.iter().filter(|b| &b.kind == b"trak") {
         let trak = boxes(input, trak.body, trak.end)?;
+        let tkhd = match find(&trak, b"tkhd") {
+            Some(tkhd) => small(input, tkhd)?,
+            None => Vec::new(),
+        };
         let Some(mdia) = find(&trak, b"mdia") else { continue };
         let mdia = boxes(input, mdia.body, mdia.end)?;
+        if let Some(mdhd) = find(&mdia, b"mdhd") {
+            let mdhd = small(input, mdhd)?;
+            let id = track_id(&tkhd);
+            let scale = match mdhd.first() {
+                Some(0) => u32_be(&mdhd, 12),
+                Some(1) => u32_be(&mdhd, 20),
+                _ => None,
+            };
+            if let (Some(id), Some(scale)) = (id, scale) {
+                tracks.push(Track { id, timescale: u64::from(scale), default_duration: 0 });
+            }
+        }
         let Some(hdlr) = find(&mdia, b"hdlr") else { continue };
         let hdlr = small(input, hdlr)?;
         match hdlr.get(8..12) {
             Some(b"soun") => timed.has_audio = true,
             Some(b"vide") => {
                 if !timed.has_video
-                    && let Some(tkhd) = find(&trak, b"tkhd")
+                    && let Some((width, height)) = track_size(&tkhd)
                 {
-                    let tkhd = small(input, tkhd)?;
-                    if let Some((width, height)) = track_size(&tkhd) {
-                        timed.width = Some(width);
-                        timed.height = Some(height);
-                    }
+                    timed.width = Some(width);
+                    timed.height = Some(height);
                 }
                 timed.has_video = true;
             }
             _ => {}
         }
     }
+
+    if timed.duration_ms.is_none()
+        && let Some(moof) = top.last_moof
+    {
+        for trex in mvex.iter().filter(|b| &b.kind == b"trex") {
+            let trex = small(input, trex)?;
+            if let (Some(id), Some(d)) = (u32_be(&trex, 4), u32_be(&trex, 12))
+                && let Some(track) = tracks.iter_mut().find(|t| t.id == id)
+            {
+                track.default_duration = u64::from(d);
+            }
+        }
+        timed.duration_ms = fragment_end(input, &moof, &tracks)?;
+    }
     Ok(timed)
+}
+
+/// What the top level holds: `ftyp` first, then `moov` and, in a fragmented file, the
+/// last `moof`. Only headers are read, so a file of many fragments costs a seek each.
+struct TopLevel {
+    moov: Option<BoxHeader>,
+    last_moof: Option<BoxHeader>,
+}
+
+/// The most top-level boxes: a fragmented recording of hours in fragments of 100 ms.
+const MAX_TOP_LEVEL: usize = 1_000_000;
+
+fn top_level<R: Read + Seek>(input: &mut Input<R>) -> Result<TopLevel, InspectError> {
+    let bad = || InspectError::invalid("the MP4 file is truncated or corrupt");
+    let mut top = TopLevel { moov: None, last_moof: None };
+    let mut pos = 0;
+    let mut count = 0;
+    while pos < input.len() {
+        count += 1;
+        if count > MAX_TOP_LEVEL {
+            return Err(InspectError::invalid("an MP4 file with too many boxes"));
+        }
+        let header = box_at(input, pos, input.len())?;
+        if count == 1 && &header.kind != b"ftyp" {
+            return Err(InspectError::invalid("not a valid MP4 file: no ftyp box first"));
+        }
+        pos = header.end;
+        match &header.kind {
+            b"moov" if top.moov.is_none() => top.moov = Some(header),
+            b"moof" => top.last_moof = Some(header),
+            _ => {}
+        }
+    }
+    if count == 0 {
+        return Err(bad());
+    }
+    Ok(top)
+}
+
+/// A track's id, time scale and default sample duration (from `trex`).
+struct Track {
+    id: u32,
+    timescale: u64,
+    default_duration: u64,
+}
+
+fn track_id(tkhd: &[u8]) -> Option<u32> {
+    match tkhd.first()? {
+        0 => u32_be(tkhd, 12),
+        1 => u32_be(tkhd, 20),
+        _ => None,
+    }
+}
+
+/// Where the last fragment ends, in milliseconds: for each of its track fragments, the
+/// decode time of its first sample (`tfdt`) plus the durations of its samples (`trun`, or
+/// the defaults of `tfhd` and `trex`). The latest track wins.
+fn fragment_end<R: Read + Seek>(
+    input: &mut Input<R>,
+    moof: &BoxHeader,
+    tracks: &[Track],
+) -> Result<Option<u64>, InspectError> {
+    let mut end_ms = None;
+    for traf in boxes(input, moof.body, moof.end)?.iter().filter(|b| &b.kind == b"traf") {
+        let traf = boxes(input, traf.body, traf.end)?;
+        let Some(tfhd) = find(&traf, b"tfhd") else { continue };
+        let tfhd = small(input, tfhd)?;
+        let Some(track) = u32_be(&tfhd, 4).and_then(|id| tracks.iter().find(|t| t.id == id)) else { continue };
+        let flags = u32_be(&tfhd, 0).unwrap_or(0) & 0x00FF_FFFF;
+        // Optional fields in order: base data offset (8), sample description index (4),
+        // default sample duration (4).
+        let mut at = 8;
+        if flags & 0x01 != 0 {
+            at += 8;
+        }
+        if flags & 0x02 != 0 {
+            at += 4;
+        }
+        let default_duration = if flags & 0x08 != 0 {
+            u32_be(&tfhd, at).map_or(track.default_duration, u64::from)
+        } else {
+            track.default_duration
+        };
+        let start = match find(&traf, b"tfdt") {
+            Some(tfdt) => {
+                let tfdt = small(input, tfdt)?;
+                match tfdt.first() {
+                    Some(0) => u32_be(&tfdt, 4).map(u64::from),
+                    Some(1) => u64_be(&tfdt, 4),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let Some(start) = start else { continue };
+        let mut total = 0u64;
+        for trun in traf.iter().filter(|b| &b.kind == b"trun") {
+            let trun = input.read_up_to(trun.body, trun.end - trun.body)?;
+            let Some(samples) = trun_duration(&trun, default_duration) else { return Ok(None) };
+            total = total.saturating_add(samples);
+        }
+        let ms = to_ms(start.saturating_add(total), track.timescale);
+        end_ms = end_ms.max(ms);
+    }
+    Ok(end_ms)
+}
+
+/// The durations of a track run's samples: each sample's own when the run has them, else
+/// the default. `None` when the run is cut short.
+fn trun_duration(trun: &[u8], default_duration: u64) -> Option<u64> {
+    let flags = u32_be(trun, 0)? & 0x00FF_FFFF;
+    let count = u64::from(u32_be(trun, 4)?);
+    if flags & 0x100 == 0 {
+        return Some(count.saturating_mul(default_duration));
+    }
+    let mut at = 8 + if flags & 0x01 != 0 { 4 } else { 0 } + if flags & 0x04 != 0 { 4 } else { 0 };
+    let per_sample = 4 * [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count();
+    let mut total = 0u64;
+    for _ in 0..count {
+        total = total.saturating_add(u64::from(u32_be(trun, at)?));
+        at += per_sample;
+    }
+    Some(total)
 }
 
 /// The width and height of a track header (16.16 fixed point), swapped when its matrix

@@ -8,8 +8,8 @@ use std::io::{Read, Seek, SeekFrom};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timed {
     /// How long it plays, in milliseconds, when the container says so. `None` when it does
-    /// not: a live WebM with too many blocks to count, a fragmented MP4 without a
-    /// fragment duration, an MP3 without a frame count or a steady bit rate.
+    /// not: a live WebM with more blocks than are counted, a FLAC that leaves its total
+    /// samples unknown, a fragmented MP4 whose last fragment has no decode time.
     pub duration_ms: Option<u64>,
     /// The width of the video, in pixels as shown, when there is a video track.
     pub width: Option<u32>,
