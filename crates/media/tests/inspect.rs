@@ -257,6 +257,20 @@ fn durations_and_sizes_of_videos() {
 }
 
 #[test]
+fn an_ogg_with_a_theora_stream_is_not_a_voice_message() {
+    let bytes = fixture("opus-with-theora.ogg");
+    let found = detect(&bytes);
+    assert_eq!(check_kind(MediaKind::Voice, found.as_ref()), Ok("audio/ogg"));
+    let t = timed_of("opus-with-theora.ogg", "audio/ogg");
+    assert!(t.has_audio && t.has_video, "{t:?}");
+    assert_near("opus-with-theora.ogg", t.duration_ms, 500);
+    assert!(matches!(
+        check_timed(MediaKind::Voice, &t),
+        Err(InspectError::TypeMismatch { declared: MediaKind::Voice, found: Some("video") })
+    ));
+}
+
+#[test]
 fn a_type_that_is_not_timed_is_refused() {
     assert!(matches!(timed(Cursor::new(fixture("voice.ogg")), "image/png"), Err(InspectError::Invalid(_))));
     // And a container of another type than said.

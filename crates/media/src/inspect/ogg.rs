@@ -11,6 +11,8 @@ const MAX_PAGE: u64 = 27 + 255 + 255 * 255;
 const TAIL_SEARCH: u64 = 4 * MAX_PAGE;
 
 struct Page {
+    /// Whether this is the first page of its stream.
+    first_of_stream: bool,
     granule: u64,
     serial: u32,
     /// Where the page ends, from the start of the buffer it was found in.
@@ -32,7 +34,12 @@ fn page_at(buf: &[u8], at: usize) -> Option<Page> {
     if crc(page) != stored_crc {
         return None;
     }
-    Some(Page { granule: u64::from_le_bytes(header[6..14].try_into().ok()?), serial: u32_le(header, 14)?, end })
+    Some(Page {
+        first_of_stream: header[5] & 0x02 != 0,
+        granule: u64::from_le_bytes(header[6..14].try_into().ok()?),
+        serial: u32_le(header, 14)?,
+        end,
+    })
 }
 
 /// The Ogg CRC-32 (polynomial 0x04C11DB7, not reflected), with the CRC field taken as zero.
@@ -104,5 +111,21 @@ pub(crate) fn inspect<R: Read + Seek>(input: &mut Input<R>) -> Result<Timed, Ins
         Codec::Opus { pre_skip } => to_ms(g.checked_sub(pre_skip)?, 48_000),
         Codec::Vorbis { rate } => to_ms(g, rate),
     });
-    Ok(Timed { duration_ms, has_audio: true, ..Timed::default() })
+    Ok(Timed { duration_ms, has_audio: true, has_video: has_video_stream(&head, first.end), ..Timed::default() })
+}
+
+/// Whether another stream multiplexed with the first is a picture (Theora): every stream's
+/// first page comes before any other page, each holding just its identification header.
+fn has_video_stream(head: &[u8], mut at: usize) -> bool {
+    while let Some(page) = page_at(head, at) {
+        if !page.first_of_stream {
+            break;
+        }
+        let segments = usize::from(head[at + 26]);
+        if head.get(at + 27 + segments..page.end).is_some_and(|packet| packet.starts_with(b"\x80theora")) {
+            return true;
+        }
+        at = page.end;
+    }
+    false
 }

@@ -140,15 +140,15 @@ fn inspect(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Photo, 
     } else {
         image.apply_orientation(orientation);
         if format == ImageFormat::Png || image.color().has_alpha() {
-            (encode_png(&image, icc_profile)?, "image/png")
+            (encode_png(&image, icc_profile.clone())?, "image/png")
         } else {
-            (encode_jpeg(&image, STORED_QUALITY, icc_profile)?, "image/jpeg")
+            (encode_jpeg(&image, STORED_QUALITY, icc_profile.clone())?, "image/jpeg")
         }
     };
 
     let side = limits.thumbnail_side.max(1);
     let small = if image.width() > side || image.height() > side { image.thumbnail(side, side) } else { image.clone() };
-    let thumbnail = encode_jpeg(&small, THUMBNAIL_QUALITY, None)?;
+    let thumbnail = encode_jpeg(&small, THUMBNAIL_QUALITY, icc_profile.clone())?;
     let tiny = if small.width() > PREVIEW_SIDE || small.height() > PREVIEW_SIDE {
         small.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE)
     } else {
