@@ -159,7 +159,7 @@ pub enum Content {
     /// sends it by giving the media item's id ([`SendMessage::media`](crate::SendMessage));
     /// the server fills in what it found in the file.
     Media {
-        media: Media,
+        media: Box<Media>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caption: Option<String>,
     },

@@ -38,6 +38,9 @@ pub enum ClientError {
     /// The base URL cannot be used.
     #[error("invalid server URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A local file (being uploaded, or a download's destination) could not be read or written.
+    #[error("local file: {0}")]
+    LocalFile(std::io::Error),
 }
 
 impl ClientError {
@@ -78,7 +81,7 @@ impl ClientError {
             ),
             Self::Status { status, .. } => *status >= 500 || *status == 429,
             Self::Transport(_) | Self::WebSocket(_) | Self::Timeout(_) | Self::Closed => true,
-            Self::Decode(_) | Self::InvalidToken | Self::InvalidUrl { .. } => false,
+            Self::Decode(_) | Self::InvalidToken | Self::InvalidUrl { .. } | Self::LocalFile(_) => false,
         }
     }
 

@@ -36,6 +36,12 @@ pub struct Config {
     /// The first tokens of every NATS subject this deployment uses, so that several
     /// deployments can share a NATS.
     pub bus_prefix: String,
+    /// Where media (photos, voice messages, videos, files) is kept: `embedded` (files under
+    /// `data`/media, the default) or an S3-compatible bucket, `s3://bucket/prefix`, shared by
+    /// every node of a cluster, reached as `[s3]` says.
+    pub media: String,
+    /// The S3-compatible object store for `media = "s3://..."`: endpoint, region, credentials.
+    pub s3: peyvand_media::storage::S3Settings,
     /// `text` or `json` logs, on standard error.
     pub log_format: LogFormat,
     /// Load balancers or proxies whose `X-Forwarded-For` header names the real client, for
@@ -65,6 +71,8 @@ impl Default for Config {
             storage_writer_nice: -10,
             bus: "in-process".into(),
             bus_prefix: "peyvand".into(),
+            media: "embedded".into(),
+            s3: Default::default(),
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             stream_write_timeout_secs: peyvand_server::DEFAULT_STREAM_WRITE_TIMEOUT.as_secs(),

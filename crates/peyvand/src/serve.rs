@@ -176,7 +176,8 @@ impl Server {
                 Arc::new(HttpCodeSender::new(config.sms.url.clone().unwrap_or_default()).map_err(anyhow::Error::msg)?)
             }
         };
-        let service = Service::new(store, bus, codes, config.service.clone());
+        let blobs = open_media(&config)?;
+        let service = Service::new(store, bus, codes, config.service.clone()).with_blobs(blobs);
         let address = tcp.local_addr()?;
         let tls = TlsSlot::default();
         let interconnect = if config.interconnect.enabled() {
@@ -197,6 +198,7 @@ impl Server {
             node = service.node_id(),
             storage = %storage_label(&config),
             bus = %bus_label(&config),
+            media = %service.blob_store().map_or_else(String::new, |b| b.describe()),
             provider = interconnect.as_ref().map_or("-", |i| i.provider_id()),
             open_files = descriptors.limit,
             for_clients = descriptors.for_clients,
@@ -254,8 +256,30 @@ impl Server {
     }
 }
 
-/// Presence heartbeats and the pruning of old updates.
+/// Where media is kept: under the data directory, or in the configured S3 bucket.
+fn open_media(config: &Config) -> anyhow::Result<peyvand_media::storage::BlobStore> {
+    let location = config.media.trim();
+    let blobs = if location == "embedded" || location.is_empty() {
+        peyvand_media::storage::BlobStore::local(&config.data.join("media"))
+    } else {
+        peyvand_media::storage::BlobStore::open(location, &config.s3)
+    };
+    blobs.with_context(|| format!("cannot open the media storage {location}"))
+}
+
+/// Presence heartbeats, the pruning of old updates, and the media sweep.
 fn spawn_background_work(service: &Service) {
+    let sweeper = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(sweeper.config().media.sweep_secs.max(1)));
+        loop {
+            every.tick().await;
+            match sweeper.sweep_media().await {
+                Ok(swept) => tracing::debug!(?swept, "swept media"),
+                Err(e) => tracing::warn!(error = %e, "sweeping media failed"),
+            }
+        }
+    });
     let beating = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(beating.config().presence_heartbeat_secs));

@@ -287,6 +287,61 @@ fn two_people_chat_through_the_cli() {
 }
 
 #[test]
+fn files_are_sent_listed_and_downloaded_through_the_cli() {
+    let server = Server::start();
+    let ali = Cli::new(&server, "cli-file-ali");
+    let sara = Cli::new(&server, "cli-file-sara");
+    ali.login(&server, "09121110301", "+989121110301", &[]);
+    sara.login(&server, "09121110302", "+989121110302", &[]);
+    ali.ok(&["settings", "set", "phone-discovery", "everybody"]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../media/tests/fixtures");
+    let voice = fixtures.join("voice.ogg");
+    let voice = voice.to_str().expect("a UTF-8 path");
+
+    // A voice message with a caption; the kind is given, as a voice message is never guessed.
+    let sent = sara.json(&["send", "09121110301", "--file", voice, "--as", "voice", "--caption", "پیام صوتی"]);
+    assert_eq!(sent["content"]["type"], "media");
+    assert_eq!(sent["content"]["media"]["kind"], "voice");
+    assert_eq!(sent["content"]["caption"], "پیام صوتی");
+    let chat = format!("chat:{}", sent["chat_id"]);
+    // A photo, its kind guessed from its extension.
+    let photo =
+        sara.json(&["send", &chat, "--file", fixtures.join("exif-orientation6-gps.jpg").to_str().expect("path")]);
+    assert_eq!(photo["content"]["media"]["kind"], "photo");
+    // A file the server refuses for its kind: a clean error with its code.
+    let readme = fixtures.join("README.md");
+    let refused =
+        sara.run(&["--output", "json", "send", &chat, "--file", readme.to_str().expect("path"), "--as", "photo"]);
+    assert!(!refused.status.success());
+    assert_eq!(json_error(&refused)["error"]["code"], "media_type_mismatch");
+    // Text and a file do not go together.
+    assert_eq!(sara.run(&["send", &chat, "hello", "--file", voice]).status.code(), Some(2));
+
+    // History shows what each file is.
+    let history = ali.ok(&["history", &chat]);
+    assert!(history.contains("[voice, ") && history.contains("0:01") && history.contains("پیام صوتی"), "{history}");
+    assert!(history.contains("[photo, ") && history.contains("32×64"), "{history}");
+
+    // Ali downloads the voice message: byte for byte, under its own name in the directory given.
+    let out = temp_dir("cli-downloads");
+    std::fs::create_dir_all(&out).expect("out dir");
+    let seq = sent["seq"].to_string();
+    let saved = ali.json(&["download", &chat, &seq, "--out", out.to_str().expect("path")]);
+    let path = PathBuf::from(saved["path"].as_str().expect("a path"));
+    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("voice.ogg"));
+    assert_eq!(std::fs::read(&path).expect("saved"), std::fs::read(fixtures.join("voice.ogg")).expect("fixture"));
+    // Not over a file that exists.
+    assert!(ali.fails(&["download", &chat, &seq, "--out", out.to_str().expect("path")]).contains("exists"));
+    // A half-downloaded file is continued, not started again.
+    let whole = std::fs::read(&path).expect("saved");
+    let again = out.join("again.ogg");
+    std::fs::write(out.join("again.ogg.part"), &whole[..1000]).expect("a part");
+    ali.ok(&["download", &chat, &seq, "--out", again.to_str().expect("path")]);
+    assert_eq!(std::fs::read(&again).expect("continued"), whole);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn listen_prints_updates_confirms_delivery_and_resumes() {
     let server = Server::start();
     let ali = Cli::new(&server, "cli-listen-ali");

@@ -81,8 +81,12 @@ pub type ApiResult<T> = Result<T, Failure>;
 
 /// Middleware: a request that declares a body larger than [`crate::MAX_BODY_BYTES`] is refused
 /// at once, without reading it. (Bodies without a declared length are cut off by the body
-/// limit as they are read.)
+/// limit as they are read.) An upload's bytes (`PATCH /v1/uploads/{id}`) are streamed to
+/// storage and bounded by the upload's own length instead.
 pub async fn refuse_declared_oversize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::PATCH && request.uri().path().starts_with("/v1/uploads/") {
+        return next.run(request).await;
+    }
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

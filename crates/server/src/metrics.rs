@@ -222,5 +222,14 @@ pub fn render(state: &AppState) -> String {
         "Update streams waiting for their turn to read the store (see catch_up_reads).",
         load(&c.catch_ups_waiting),
     );
+    for (name, help, counts) in [
+        ("peyvand_media_uploaded_bytes_total", "Media bytes received in uploads, by declared kind.", &c.media.uploaded),
+        ("peyvand_media_downloaded_bytes_total", "Media bytes served to clients, by kind.", &c.media.downloaded),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (kind, n) in peyvand_api::MediaKind::ALL.iter().zip(counts) {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", kind.as_str(), load(n));
+        }
+    }
     out
 }

@@ -23,6 +23,9 @@ use crate::routes;
         routes::get_message, routes::edit_message, routes::delete_message, routes::set_reaction, routes::remove_reaction,
         routes::mark_read, routes::mark_delivered, routes::typing, routes::search,
         routes::sync_state, routes::poll_updates, routes::updates_ws, routes::interconnect_lookup,
+        routes::upload_options, routes::create_upload, routes::upload_head, routes::upload_patch, routes::upload_delete,
+        routes::get_media_item, routes::get_media_bytes, routes::get_message_media, routes::get_message_thumbnail,
+        routes::get_media_links, routes::get_linked_file,
     ),
     components(schemas(peyvand_api::ErrorCode, peyvand_api::Update, peyvand_api::Event, peyvand_api::StreamFrame, peyvand_api::ClientFrame)),
     modifiers(&BearerAuth, &CommonResponses)

@@ -67,7 +67,7 @@ fn span(secs: u64) -> String {
 }
 
 /// Byte-wise comparison whose time does not depend on where the inputs differ.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

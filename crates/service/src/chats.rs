@@ -57,20 +57,31 @@ fn may_message(facts: &RecipientFacts) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks a message's content and returns its search folding. Direction controls in text are
-/// balanced first (closed at the end of their line), so that a message cannot turn around
-/// what a client shows after it.
+/// Checks a text (a message's or a caption) in place: direction controls balanced first
+/// (closed at the end of their line), so that a message cannot turn around what a client
+/// shows after it.
+fn validate_text_in_place(text: &mut String) -> Result<(), ApiError> {
+    if let std::borrow::Cow::Owned(balanced) = peyvand_core::chars::balance_direction_controls(text) {
+        *text = balanced;
+    }
+    validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))
+}
+
+/// Checks a message's content and returns its search folding: a text, or a media message's
+/// caption and file name. Media content is made by the server from a media item (a client
+/// gives the item's id), so only its caption is the sender's.
 pub(crate) fn validate_content(content: &mut Content) -> Result<String, ApiError> {
     match content {
         Content::Text { text } => {
-            if let std::borrow::Cow::Owned(balanced) = peyvand_core::chars::balance_direction_controls(text) {
-                *text = balanced;
-            }
-            validate_text(text).map_err(|e| err(ErrorCode::InvalidContent, e.to_string()))?;
+            validate_text_in_place(text)?;
             Ok(fold_for_search(text))
         }
-        Content::Media { .. } => {
-            Err(err(ErrorCode::InvalidContent, "media is sent by its id (`media`), with the caption as text content"))
+        Content::Media { media, caption } => {
+            if let Some(text) = caption {
+                validate_text_in_place(text)?;
+            }
+            let searchable = [caption.as_deref(), media.name.as_deref()];
+            Ok(fold_for_search(&searchable.into_iter().flatten().collect::<Vec<_>>().join(" ")))
         }
         Content::Deleted => Err(err(ErrorCode::InvalidContent, "a message cannot be sent as deleted")),
     }
@@ -234,9 +245,23 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
-        let (mut content, forwarded_from) = match (request.content, request.forward) {
-            (Some(content), None) => (content, forwarded),
-            (None, Some(source)) => {
+        if matches!(request.content, Some(Content::Media { .. })) {
+            return Err(err(
+                ErrorCode::InvalidContent,
+                "media is sent by its id (`media`), with the caption as text content",
+            ));
+        }
+        let (mut content, forwarded_from) = match (request.content, request.forward, request.media) {
+            (caption, None, Some(media_id)) => {
+                let caption = match caption {
+                    None => None,
+                    Some(Content::Text { text }) => Some(text),
+                    Some(_) => return Err(err(ErrorCode::InvalidContent, "a caption is text")),
+                };
+                (Content::Media { media: Box::new(self.sendable_media(session, &media_id).await?), caption }, forwarded)
+            }
+            (Some(content), None, None) => (content, forwarded),
+            (None, Some(source), None) => {
                 self.members_if_member(me, source.chat_id).await?;
                 let original = self.store.message(source.chat_id, source.seq).await.map_err(store_error)?;
                 let original = original
@@ -248,7 +273,9 @@ impl Service {
                     .unwrap_or(ForwardedFrom { user_id: original.sender_id, sent_at: original.sent_at });
                 (original.content, Some(from))
             }
-            _ => return Err(err(ErrorCode::BadRequest, "give either content or forward")),
+            _ => {
+                return Err(err(ErrorCode::BadRequest, "give content, media (with content as its caption) or forward"));
+            }
         };
         let folded = validate_content(&mut content)?;
         let new = NewMessage {
@@ -311,6 +338,9 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         let chat_id = new.chat_id;
+        if matches!(new.content, Content::Media { .. }) {
+            return Err(err(ErrorCode::PeerNotCapable, "media cannot be sent to other messengers yet"));
+        }
         if let Some(reply_to) = new.reply_to
             && self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none()
         {
@@ -404,10 +434,20 @@ impl Service {
         session: Session,
         chat_id: i64,
         seq: i64,
-        mut content: Content,
+        content: Content,
     ) -> Result<Message, ApiError> {
-        let folded = validate_content(&mut content)?;
         let (mut original, members) = self.own_live_message(session, chat_id, seq).await?;
+        // A media message's edit changes its caption: the new text, or none if it is empty.
+        let mut content = match (content, &original.content) {
+            (Content::Media { .. }, _) => {
+                return Err(err(ErrorCode::InvalidContent, "an edit gives text: a message's, or a media caption"));
+            }
+            (Content::Text { text }, Content::Media { media, .. }) => {
+                Content::Media { media: media.clone(), caption: (!text.trim().is_empty()).then_some(text) }
+            }
+            (content, _) => content,
+        };
+        let folded = validate_content(&mut content)?;
         if let Route::Hub(link) = self.route(chat_id, &members).await? {
             // The copy here changes when the hub's event arrives.
             match self.submit(session, &link, Action::Edit { seq, content }).await? {

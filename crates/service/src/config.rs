@@ -31,6 +31,7 @@ pub struct ServiceConfig {
     /// half of the embedded store's readers on a 2-core machine.
     pub catch_up_reads: u32,
     pub limits: Limits,
+    pub media: MediaConfig,
 }
 
 impl Default for ServiceConfig {
@@ -45,6 +46,7 @@ impl Default for ServiceConfig {
             presence_heartbeat_secs: 10,
             catch_up_reads: std::thread::available_parallelism().map_or(2, |n| n.get().min(1024) as u32),
             limits: Limits::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -92,6 +94,57 @@ impl Default for Limits {
             contact_lookups_per_day: 2000,
             new_chats_with_strangers_per_day: 50,
             messages_per_minute: 600,
+        }
+    }
+}
+
+/// Uploads, media items and their bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The largest upload, in bytes. Default: 2 GB.
+    pub max_upload_bytes: u64,
+    /// The largest photo, in bytes (photos are inspected in memory). Default: 20 MiB.
+    pub max_photo_bytes: u64,
+    /// A photo's largest width or height, in pixels, and its largest pixel count: checked
+    /// from the file's header before any decoding.
+    pub max_photo_side: u32,
+    pub max_photo_pixels: u64,
+    /// Seconds an unfinished upload is kept; its bytes are removed then. Default: 24 h.
+    pub upload_expiry_secs: u64,
+    /// Seconds a finished upload (a media item) may wait to be sent. Default: 24 h.
+    pub item_ttl_secs: u64,
+    /// Uploads one account may start per hour.
+    pub uploads_per_hour: u32,
+    /// Bytes one account may upload per day (counted when an upload starts, by its length).
+    /// Default: 20 GB.
+    pub upload_bytes_per_day: u64,
+    /// Seconds a blob nothing refers to any more is kept before it is removed. Default: 1 h.
+    pub blob_grace_secs: u64,
+    /// Seconds a media link (for `<img>`, `<audio>`, `<video>`) stays good. Default: 1 h.
+    pub link_ttl_secs: u64,
+    /// The largest run of an upload's bytes held in memory before it is stored: a request's
+    /// bytes are stored in pieces of this size. Default: 8 MiB.
+    pub piece_bytes: u64,
+    /// Seconds between sweeps of expired uploads, media items and unreferenced blobs.
+    pub sweep_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 2_000_000_000,
+            max_photo_bytes: 20 << 20,
+            max_photo_side: 10_000,
+            max_photo_pixels: 40_000_000,
+            upload_expiry_secs: 24 * 3600,
+            item_ttl_secs: 24 * 3600,
+            uploads_per_hour: 300,
+            upload_bytes_per_day: 20_000_000_000,
+            blob_grace_secs: 3600,
+            link_ttl_secs: 3600,
+            piece_bytes: 8 << 20,
+            sweep_secs: 300,
         }
     }
 }

@@ -12,6 +12,7 @@ mod contacts;
 pub mod federation;
 mod interconnect;
 mod limiter;
+pub mod media;
 mod presence;
 mod profile;
 mod session_cache;
@@ -25,7 +26,7 @@ use peyvand_store::{Store, StoreError};
 
 pub use auth::Session;
 pub use codes::{CodeSender, ConsoleCodeSender, HttpCodeSender};
-pub use config::{Limits, ServiceConfig};
+pub use config::{Limits, MediaConfig, ServiceConfig};
 pub use federation::Federation;
 pub use interconnect::Reachable;
 pub use peyvand_bus::BusHealth;
@@ -49,6 +50,10 @@ pub struct Service {
     node_id: i64,
     /// Turns for live update streams' catch-up reads (`catch_up_reads` of them).
     catch_up: Arc<tokio::sync::Semaphore>,
+    /// Where media bytes are kept; without it, media is refused as unavailable.
+    blobs: Option<peyvand_media::storage::BlobStore>,
+    /// The key that signs media links, read from the store on first use.
+    link_key: Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>,
 }
 
 /// What [`Service::readiness`] found.
@@ -85,6 +90,8 @@ pub struct Counters {
     pub catch_up_reads: std::sync::atomic::AtomicU64,
     /// Live update streams waiting for their turn to read the store (a gauge).
     pub catch_ups_waiting: std::sync::atomic::AtomicU64,
+    /// Media bytes uploaded and downloaded, per kind.
+    pub media: media::MediaCounters,
 }
 
 impl Service {
@@ -103,7 +110,20 @@ impl Service {
             // Positive, so it reads well in logs and metrics.
             node_id: rand::random::<i64>() & i64::MAX,
             catch_up,
+            blobs: None,
+            link_key: Arc::default(),
         }
+    }
+
+    /// The service with media kept in `blobs`.
+    pub fn with_blobs(mut self, blobs: peyvand_media::storage::BlobStore) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Where media is kept, if anywhere.
+    pub fn blob_store(&self) -> Option<&peyvand_media::storage::BlobStore> {
+        self.blobs.as_ref()
     }
 
     pub fn counters(&self) -> &Counters {

@@ -1151,7 +1151,7 @@ async fn media(store: Arc<dyn Store>) {
     // lets them go.
     let (chat, _) = store.open_direct_chat(a, b, 1).await.expect("chat");
     let mut new = new_message(chat, a, "m1", "");
-    new.content = Content::Media { media: photo("h1", Some("t1")), caption: Some("کپشن".into()) };
+    new.content = Content::Media { media: Box::new(photo("h1", Some("t1"))), caption: Some("کپشن".into()) };
     let (message, ..) = store.append_message(new, vec![a, b]).await.expect("send");
     assert_eq!(store.expire_media_items(10_000).await.expect("expire"), 2);
     assert_eq!(store.media_item("u1").await.expect("item"), None);

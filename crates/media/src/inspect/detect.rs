@@ -178,3 +178,23 @@ const SAFE_DOWNLOADS: &[&str] = &[
     "video/quicktime",
     "video/3gpp",
 ];
+
+/// The usual file extension of a served type, for naming a download that came without a name.
+pub fn extension(mime: &str) -> Option<&'static str> {
+    Some(match mime {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "audio/ogg" => "ogg",
+        "audio/webm" | "video/webm" => "webm",
+        "audio/mp4" => "m4a",
+        "video/mp4" => "mp4",
+        "audio/mpeg" => "mp3",
+        "audio/flac" => "flac",
+        "audio/wav" => "wav",
+        "application/pdf" => "pdf",
+        "application/zip" => "zip",
+        _ => return None,
+    })
+}

@@ -103,13 +103,20 @@ pub enum ClientCommand {
     /// Lists my chats, most recent first.
     #[command(after_help = "Example:\n  peyvand chats")]
     Chats,
-    /// Sends a text message. To a person on another messenger, it waits a few seconds for that
-    /// messenger to take it, and otherwise says it is queued and why; it exits 0 once the
-    /// message is stored, and fails if the other messenger refused it at once.
+    /// Sends a text message, or a file (`--file`: a photo, voice message, video, audio or any
+    /// file, with an optional `--caption`). A file's upload shows its progress on a terminal,
+    /// and an interrupted upload resumes when the same command is run again. To a person on
+    /// another messenger, it waits a few seconds for that messenger to take it, and otherwise
+    /// says it is queued and why; it exits 0 once the message is stored, and fails if the
+    /// other messenger refused it at once.
     #[command(
-        after_help = "Examples:\n  peyvand send 09121234567 سلام، خوبی؟\n  peyvand send +989351234567@damavand 'Hello from Sepehr'\n  peyvand send chat:3 --reply-to 7 باشه"
+        after_help = "Examples:\n  peyvand send 09121234567 سلام، خوبی؟\n  peyvand send +989351234567@damavand 'Hello from Sepehr'\n  peyvand send chat:3 --reply-to 7 باشه\n  peyvand send chat:3 --file ~/عکس.jpg --caption 'تولد سارا'\n  peyvand send @sara --file note.ogg --as voice"
     )]
     Send(SendArgs),
+    /// Downloads a media message's file (a message as `history` numbers it), with its progress
+    /// on a terminal; an interrupted download resumes when run again.
+    #[command(after_help = "Examples:\n  peyvand download chat:3 12\n  peyvand download @sara 7 --out ~/Downloads/")]
+    Download(DownloadArgs),
     /// Forwards a message from one chat to another.
     #[command(after_help = "Example:\n  peyvand forward @sara --from chat:3 7")]
     Forward(ForwardArgs),
@@ -345,8 +352,8 @@ pub struct SendArgs {
     /// A chat as `chats` prints it (`chat:12`), a phone number, `@username`, or an address on
     /// another messenger (`+98912...@damavand`).
     pub recipient: String,
-    /// The text (several words are joined with spaces).
-    #[arg(required = true, num_args = 1..)]
+    /// The text (several words are joined with spaces); not with `--file`.
+    #[arg(required_unless_present = "file", conflicts_with = "file", num_args = 1..)]
     pub text: Vec<String>,
     /// The message this one answers.
     #[arg(long, value_parser = parse_number)]
@@ -354,6 +361,37 @@ pub struct SendArgs {
     /// The client id that makes retries safe (default: a new random one).
     #[arg(long)]
     pub id: Option<String>,
+    /// A file to send instead of text.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
+    /// The file's caption.
+    #[arg(long, requires = "file")]
+    pub caption: Option<String>,
+    /// What the file is: photo, voice, video, audio or file. Without it, the kind is guessed
+    /// from the file's extension (photos, videos and audio by their usual extensions; a voice
+    /// message only when asked for), and anything else is sent as a file.
+    #[arg(long = "as", value_name = "KIND", requires = "file", value_parser = parse_kind)]
+    pub kind: Option<peyvand_api::MediaKind>,
+}
+
+fn parse_kind(raw: &str) -> Result<peyvand_api::MediaKind, String> {
+    peyvand_api::MediaKind::parse(raw.trim()).ok_or_else(|| "one of photo, voice, video, audio, file".to_owned())
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The chat the message is in: `chat:12`, a phone number, `@username` or an address.
+    pub recipient: String,
+    /// The message, by its number in the chat.
+    #[arg(value_parser = parse_number)]
+    pub seq: i64,
+    /// Where to write it: a file, or a directory to put it in under its own name (default:
+    /// the current directory). An existing file is not overwritten.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<std::path::PathBuf>,
+    /// The thumbnail of a photo or video instead of the file.
+    #[arg(long)]
+    pub thumbnail: bool,
 }
 
 #[derive(Debug, Args)]

@@ -120,6 +120,7 @@ fn classify_client(error: &ClientError) -> (String, ExitClass) {
         ClientError::Decode(_) => ("bad_answer".to_owned(), ExitClass::Failure),
         ClientError::InvalidToken => ("invalid_token".to_owned(), ExitClass::Failure),
         ClientError::InvalidUrl { .. } => ("usage".to_owned(), ExitClass::Usage),
+        ClientError::LocalFile(_) => ("local_file".to_owned(), ExitClass::Usage),
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn forward(cx: &Context, args: ForwardArgs) -> Result<()> {
 
 /// Sends, and for a message to another messenger waits a moment for it to be delivered; prints
 /// the message, and says when it is queued (and why) or failed.
-async fn send_and_show(cx: &Context, chat: &Chat, message: &SendMessage) -> Result<()> {
+pub(super) async fn send_and_show(cx: &Context, chat: &Chat, message: &SendMessage) -> Result<()> {
     let client = cx.client()?;
     // Where the update stream stands before the send, to read the delivery's update from.
     let crosses = chat.peer.as_ref().is_some_and(|p| p.messenger.is_some());

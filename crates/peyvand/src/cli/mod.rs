@@ -8,6 +8,7 @@ mod failure;
 mod format;
 mod input;
 mod listen;
+mod media;
 mod messages;
 mod output;
 mod people;
@@ -92,7 +93,9 @@ pub async fn run(global: GlobalArgs, command: ClientCommand) -> Result<()> {
         ClientCommand::Blocks => people::blocks(&cx).await,
         ClientCommand::Report { user, reason } => people::report(&cx, &user, &reason).await,
         ClientCommand::Chats => messages::chats(&cx).await,
+        ClientCommand::Send(args) if args.file.is_some() => media::send_file(&cx, args).await,
         ClientCommand::Send(args) => messages::send(&cx, args).await,
+        ClientCommand::Download(args) => media::download(&cx, args).await,
         ClientCommand::Forward(args) => messages::forward(&cx, args).await,
         ClientCommand::History(args) => messages::history(&cx, args).await,
         ClientCommand::Edit { recipient, seq, text } => messages::edit(&cx, &recipient, seq, text.join(" ")).await,

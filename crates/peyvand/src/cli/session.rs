@@ -91,7 +91,7 @@ impl SessionStore {
 }
 
 /// `PEYVAND_HOME`, else `$XDG_CONFIG_HOME/peyvand`, else `~/.config/peyvand`.
-fn home_dir() -> Result<PathBuf> {
+pub(super) fn home_dir() -> Result<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(home) = var("PEYVAND_HOME") {
         return Ok(home);
@@ -107,7 +107,7 @@ fn home_dir() -> Result<PathBuf> {
 
 /// A file name that a person can recognise (`127.0.0.1_8080`) and that no two servers share
 /// (a hash of the whole URL, since the readable part drops characters).
-fn file_key(server: &str) -> String {
+pub(super) fn file_key(server: &str) -> String {
     let readable: String = server
         .split_once("://")
         .map_or(server, |(_, rest)| rest)
@@ -125,13 +125,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 

@@ -68,12 +68,15 @@ pub async fn history(
 }
 
 /// `POST /v1/chats/{chat_id}/messages`: sends a message (or forwards one); answered once
-/// the message is durably stored. 201 when new, 200 when the client id was seen before.
+/// the message is durably stored. 201 when new, 200 when the client id was seen before. A
+/// media message gives the id of a finished upload in `media`, and its caption as text
+/// `content`.
 #[utoipa::path(post, path = "/v1/chats/{chat_id}/messages", tag = "chats", security(("bearer" = [])), params(("chat_id" = i64, Path)), request_body = SendMessage,
     responses((status = 201, body = Message), (status = 200, description = "a retry: the message stored the first time", body = Message),
                (status = 400, description = "invalid_content, bad_request", body = ErrorBody),
                (status = 403, description = "blocked, privacy_restricted", body = ErrorBody),
-               (status = 409, description = "idempotency_conflict; forged_event: in a chat hosted on another messenger, the host answered with another message than was sent", body = ErrorBody), (status = 429, body = ErrorBody)))]
+               (status = 409, description = "idempotency_conflict; peer_not_capable; forged_event: in a chat hosted on another messenger, the host answered with another message than was sent", body = ErrorBody),
+               (status = 410, description = "upload_gone: the media item expired or is too old to send", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send_message(
     State(s): State<AppState>,
     Authed(session): Authed,

@@ -4,13 +4,14 @@ mod auth;
 mod chats;
 mod interconnect;
 mod me;
+mod media;
 mod meta;
 mod stream_requests;
 mod updates;
 mod users;
 
 use axum::Router;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, options, post, put};
 
 use crate::AppState;
 
@@ -18,6 +19,7 @@ pub(crate) use auth::*;
 pub(crate) use chats::*;
 pub(crate) use interconnect::*;
 pub(crate) use me::*;
+pub(crate) use media::*;
 pub(crate) use meta::*;
 pub(crate) use updates::*;
 pub(crate) use users::*;
@@ -47,6 +49,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/chats/{chat_id}/messages", get(history).post(send_message))
         .route("/v1/chats/{chat_id}/messages/{seq}", get(get_message).patch(edit_message).delete(delete_message))
         .route("/v1/chats/{chat_id}/messages/{seq}/reaction", put(set_reaction).delete(remove_reaction))
+        .route("/v1/chats/{chat_id}/messages/{seq}/media", get(get_message_media))
+        .route("/v1/chats/{chat_id}/messages/{seq}/media/thumbnail", get(get_message_thumbnail))
+        .route("/v1/chats/{chat_id}/messages/{seq}/media/links", get(get_media_links))
+        .route("/v1/uploads", options(upload_options).post(create_upload))
+        .route("/v1/uploads/{id}", axum::routing::head(upload_head).patch(upload_patch).delete(upload_delete))
+        .route("/v1/media/{id}", get(get_media_item))
+        .route("/v1/media/{id}/{variant}", get(get_media_bytes))
+        .route("/v1/files/{chat_id}/{seq}/{variant}", get(get_linked_file))
         .route("/v1/chats/{chat_id}/read", post(mark_read))
         .route("/v1/chats/{chat_id}/delivered", post(mark_delivered))
         .route("/v1/chats/{chat_id}/typing", post(typing))
