@@ -5,6 +5,7 @@
 //! ([`listener`]), and [`serve`], which serves a router there with a header deadline.
 
 pub mod listener;
+pub mod range;
 mod serve;
 
 pub use serve::serve;

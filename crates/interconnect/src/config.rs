@@ -88,6 +88,10 @@ pub struct InterconnectLimits {
     pub invitations_per_remote_user_per_hour: u32,
     /// Abuse reports one peer may send.
     pub reports_per_peer_per_hour: u32,
+    /// Media files (or thumbnails) one peer may fetch from this provider.
+    pub media_fetches_per_peer_per_minute: u32,
+    /// Media bytes one peer may fetch from this provider, in MiB.
+    pub media_mib_per_peer_per_hour: u32,
 }
 
 impl Default for InterconnectLimits {
@@ -100,6 +104,8 @@ impl Default for InterconnectLimits {
             actions_per_remote_user_per_minute: 120,
             invitations_per_remote_user_per_hour: 30,
             reports_per_peer_per_hour: 100,
+            media_fetches_per_peer_per_minute: 1200,
+            media_mib_per_peer_per_hour: 50 * 1024,
         }
     }
 }

@@ -524,6 +524,15 @@ impl Interconnect {
             "When the peer last accepted a transaction (Unix time).",
             &|p| stat(p).last_success.map(|t| (t / 1000).to_string()),
         );
+        for (name, help, received) in [
+            ("peyvand_interconnect_media_received_bytes_total", "Media bytes fetched from the peer.", true),
+            ("peyvand_interconnect_media_sent_bytes_total", "Media bytes the peer fetched from here.", false),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (peer, r, s) in self.media_traffic() {
+                let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", if received { r } else { s });
+            }
+        }
         // This node's view of the registry and its own certificate.
         if let Some(directory) = self.directory() {
             let _ = writeln!(

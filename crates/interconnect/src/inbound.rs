@@ -50,6 +50,7 @@ pub fn router(interconnect: Interconnect) -> Router {
         .route("/interconnect/v1/transactions", post(transactions))
         .route("/interconnect/v1/typing", post(typing))
         .route("/interconnect/v1/reports", post(report))
+        .route("/interconnect/v1/media", get(media))
         .route_layer(axum::middleware::from_fn_with_state(interconnect.clone(), authenticate))
         .with_state(interconnect)
 }
@@ -273,4 +274,65 @@ async fn report(
     interconnect.service().rate_limit(format!("ic:reports:{}", peer.id), HOUR_MS, limit, "reports").await?;
     interconnect.service().accept_report(&peer.id, report).await?;
     Ok(Json(serde_json::json!({})))
+}
+
+/// `GET /interconnect/v1/media`: a media message's bytes, for a provider that takes part in
+/// the room, from the provider that holds them (media.md). Range requests work. Limited per
+/// peer in fetches and in bytes.
+async fn media(
+    State(interconnect): State<Interconnect>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    axum::extract::Query(request): axum::extract::Query<wire::MediaRequest>,
+    headers: HeaderMap,
+) -> Response {
+    match serve_media(&interconnect, &peer.id, &request, &headers).await {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn serve_media(
+    interconnect: &Interconnect,
+    peer: &str,
+    request: &wire::MediaRequest,
+    headers: &HeaderMap,
+) -> PeerResult<Response> {
+    use axum::http::{HeaderValue, StatusCode, header};
+    let service = interconnect.service();
+    let limits = &interconnect.config().limits;
+    service
+        .rate_limit(format!("ic:media:{peer}"), MINUTE_MS, limits.media_fetches_per_peer_per_minute, "media fetches")
+        .await?;
+    let download = service.peer_media(peer, request).await?;
+    let range = peyvand_http::range::requested_range(headers, download.size).map_err(|_| {
+        refuse(ErrorCode::BadRequest, format!("the range is outside the file ({} bytes)", download.size))
+    })?;
+    let bytes = range.as_ref().map_or(download.size, |r| r.end - r.start);
+    let mib = u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+    service
+        .rate_limit_cost(
+            format!("ic:media-mib:{peer}"),
+            HOUR_MS,
+            limits.media_mib_per_peer_per_hour,
+            mib,
+            "media bytes",
+        )
+        .await?;
+    let blob = service.read_for_peer(peer, &download, range.clone()).await?;
+    let body = Body::from_stream(futures_util::StreamExt::map(blob.stream, |c| c.map_err(std::io::Error::other)));
+    let mut response = Response::new(body);
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", download.sha256)) {
+        out.insert(header::ETAG, etag);
+    }
+    if let Some(range) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {}-{}/{}", range.start, range.end - 1, download.size))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
 }

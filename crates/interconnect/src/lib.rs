@@ -89,6 +89,8 @@ struct Inner {
     registry: RegistryClient,
     /// When the certificate may be renewed again (after a renewal or a failed attempt).
     renewal_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Media bytes received from and sent to each peer, by peer: (received, sent).
+    media_traffic: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl Interconnect {
@@ -205,6 +207,7 @@ impl Interconnect {
             service: service.clone(),
             registry,
             renewal_paused_until: std::sync::Mutex::new(None),
+            media_traffic: std::sync::Mutex::default(),
         };
         let interconnect = Self { inner: Arc::new(inner) };
         service.set_federation(Arc::new(interconnect.clone()));
@@ -249,6 +252,27 @@ impl Interconnect {
         let tls = self.tls_identity();
         let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
         self.inner.peers.call(&sender, peer, Method::POST, path, Some(body)).await
+    }
+
+    /// Counts media bytes received from (`true`) or sent to a peer.
+    fn count_media(&self, peer: &str, received: bool, bytes: u64) {
+        if let Ok(mut traffic) = self.inner.media_traffic.lock() {
+            let entry = traffic.entry(peer.to_owned()).or_default();
+            if received {
+                entry.0 += bytes;
+            } else {
+                entry.1 += bytes;
+            }
+        }
+    }
+
+    /// Media bytes received from and sent to each peer, by peer.
+    pub fn media_traffic(&self) -> Vec<(String, u64, u64)> {
+        self.inner
+            .media_traffic
+            .lock()
+            .map(|t| t.iter().map(|(peer, (received, sent))| (peer.clone(), *received, *sent)).collect())
+            .unwrap_or_default()
     }
 
     /// The endpoints other providers call (mount on the server's router).
@@ -538,4 +562,69 @@ impl Federation for Interconnect {
         }
         self.inner.delivery.problem(peer)
     }
+
+    async fn fetch_media(
+        &self,
+        holder: &str,
+        request: &wire::MediaRequest,
+        max: u64,
+    ) -> Result<peyvand_service::federation::MediaBytes, ApiError> {
+        /// How long a media fetch may wait for its next bytes.
+        const READ_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+        let directory = self.directory().ok_or_else(|| {
+            ApiError::new(ErrorCode::Unavailable, "no current directory from the registry; retry later")
+        })?;
+        let tls = self.tls_identity();
+        let sender = Sender { directory: &directory, me: &self.inner.identity, tls: &tls };
+        let query = media_query(request);
+        let path = format!("/interconnect/v1/media?{query}");
+        let response = self.inner.peers.get_bytes(&sender, holder, &path).await?;
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(ApiError::new(
+                ErrorCode::MediaUnavailable,
+                format!("`{holder}` offers more bytes than the message says"),
+            ));
+        }
+        let (this, holder) = (self.clone(), holder.to_owned());
+        let stream = futures_util::stream::unfold(Some(response), move |response| {
+            let (this, holder) = (this.clone(), holder.clone());
+            async move {
+                let mut response = response?;
+                match tokio::time::timeout(READ_IDLE, response.chunk()).await {
+                    Ok(Ok(Some(chunk))) => {
+                        this.count_media(&holder, true, chunk.len() as u64);
+                        Some((Ok(chunk), Some(response)))
+                    }
+                    Ok(Ok(None)) => None,
+                    Ok(Err(e)) => {
+                        Some((Err(ApiError::new(ErrorCode::PeerUnavailable, format!("`{holder}`: {e}"))), None))
+                    }
+                    Err(_) => Some((
+                        Err(ApiError::new(ErrorCode::PeerUnavailable, format!("`{holder}` stopped sending the file"))),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    fn media_served(&self, peer: &str, bytes: u64) {
+        self.count_media(peer, false, bytes);
+    }
+}
+
+/// A media request as a query string (its values are ids and digits, and the hub's id).
+fn media_query(request: &wire::MediaRequest) -> String {
+    let hub: String = url_escape(&request.hub);
+    format!("hub={hub}&room={}&seq={}&variant={}", request.room, request.seq, url_escape(&request.variant))
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -100,23 +100,18 @@ impl Peers {
         Ok(client)
     }
 
-    /// Calls `path` (under the peer's endpoint) on an active peer, signed by `me`, and reads
-    /// its JSON answer. The peer's own refusals come back with the peer's code.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// A request to `path` (under the peer's endpoint) on an active peer, signed by `me`.
+    fn signed_request(
         &self,
         sender: &Sender<'_>,
         peer_id: &str,
         method: Method,
         path: &str,
-        body: Option<&Req>,
-    ) -> Result<Resp, ApiError> {
+        body: Vec<u8>,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
         let Sender { directory, me, tls } = *sender;
         let peer = active_peer(directory, peer_id)?;
         let client = self.client(directory, peer, tls)?;
-        let body = match body {
-            Some(body) => serde_json::to_vec(body).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
-            None => Vec::new(),
-        };
         let (target, path_and_query) = request_target(&peer.endpoint, path)
             .map_err(|e| ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}`'s endpoint: {e}")))?;
         let nonce = new_nonce();
@@ -140,6 +135,53 @@ impl Peers {
         if !body.is_empty() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         }
+        Ok(request)
+    }
+
+    /// `GET path` on an active peer, signed by `me`, answered with bytes rather than JSON: the
+    /// answer as it comes, once its status is a success, with no deadline on the whole body
+    /// (a file takes as long as it takes; the caller bounds each read). The peer's refusals
+    /// come back with the peer's code.
+    pub async fn get_bytes(
+        &self,
+        sender: &Sender<'_>,
+        peer_id: &str,
+        path: &str,
+    ) -> Result<reqwest::Response, ApiError> {
+        let request = self.signed_request(sender, peer_id, Method::GET, path, Vec::new())?;
+        let response = request
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| unavailable(peer_id, error_chain(&e)))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ErrorBody>(&bytes[..bytes.len().min(MAX_ANSWER_BYTES)]) {
+            Ok(ErrorBody { error }) => {
+                Err(ApiError { message: format!("`{peer_id}` refused: {}", error.message), ..error })
+            }
+            Err(_) => Err(ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}` answered HTTP {status}"))),
+        }
+    }
+
+    /// Calls `path` (under the peer's endpoint) on an active peer, signed by `me`, and reads
+    /// its JSON answer. The peer's own refusals come back with the peer's code.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        sender: &Sender<'_>,
+        peer_id: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<Resp, ApiError> {
+        let body = match body {
+            Some(body) => serde_json::to_vec(body).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            None => Vec::new(),
+        };
+        let request = self.signed_request(sender, peer_id, method, path, body)?;
         let mut response = request.send().await.map_err(|e| unavailable(peer_id, error_chain(&e)))?;
         let status = response.status();
         let too_much = || ApiError::new(ErrorCode::PeerProtocol, format!("`{peer_id}` answered with too much"));

@@ -24,7 +24,7 @@ mod photo;
 mod strip;
 mod timed;
 
-pub use detect::{DETECT_HEAD_BYTES, check_kind, detect, extension};
+pub use detect::{DETECT_HEAD_BYTES, check_kind, detect, extension, may_serve};
 pub use photo::{Photo, photo, video_thumbnail};
 pub use timed::{Timed, check_timed, timed};
 

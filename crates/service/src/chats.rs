@@ -77,6 +77,7 @@ pub(crate) fn validate_content(content: &mut Content) -> Result<String, ApiError
             Ok(fold_for_search(text))
         }
         Content::Media { media, caption } => {
+            crate::media::check_description(media)?;
             if let Some(text) = caption {
                 validate_text_in_place(text)?;
             }
@@ -85,6 +86,18 @@ pub(crate) fn validate_content(content: &mut Content) -> Result<String, ApiError
         }
         Content::Deleted => Err(err(ErrorCode::InvalidContent, "a message cannot be sent as deleted")),
     }
+}
+
+/// A client gives media by the id of its upload: the server describes the file. (A media
+/// description in a send comes only from the provider of a person on another messenger.)
+fn refuse_client_media(request: &SendMessage) -> Result<(), ApiError> {
+    if matches!(request.content, Some(Content::Media { .. })) {
+        return Err(err(
+            ErrorCode::InvalidContent,
+            "media is sent by its id (`media`), with the caption as text content",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn validate_client_id(id: &str) -> Result<(), ApiError> {
@@ -215,6 +228,7 @@ impl Service {
         chat_id: i64,
         request: SendMessage,
     ) -> Result<(Message, bool), ApiError> {
+        refuse_client_media(&request)?;
         self.send_here(session, chat_id, request, None, Box::new(|| {})).await
     }
 
@@ -229,6 +243,7 @@ impl Service {
         request: SendMessage,
         placed: Placed,
     ) -> Result<(Message, bool), ApiError> {
+        refuse_client_media(&request)?;
         self.send_here(session, chat_id, request, None, placed).await
     }
 
@@ -245,12 +260,6 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         validate_client_id(&request.client_id)?;
-        if matches!(request.content, Some(Content::Media { .. })) {
-            return Err(err(
-                ErrorCode::InvalidContent,
-                "media is sent by its id (`media`), with the caption as text content",
-            ));
-        }
         let (mut content, forwarded_from) = match (request.content, request.forward, request.media) {
             (caption, None, Some(media_id)) => {
                 let caption = match caption {
@@ -267,6 +276,9 @@ impl Service {
                 let original = original
                     .filter(|m| m.content != Content::Deleted)
                     .ok_or_else(|| err(ErrorCode::NotFound, "no such message to forward"))?;
+                // A file from another messenger is fetched first: from here on, this
+                // provider holds it.
+                self.keep_media_of(&original).await?;
                 let from = original
                     .forwarded_from
                     .clone()
@@ -338,9 +350,6 @@ impl Service {
     ) -> Result<(Message, bool), ApiError> {
         let me = session.user_id;
         let chat_id = new.chat_id;
-        if matches!(new.content, Content::Media { .. }) {
-            return Err(err(ErrorCode::PeerNotCapable, "media cannot be sent to other messengers yet"));
-        }
         if let Some(reply_to) = new.reply_to
             && self.store.message(chat_id, reply_to).await.map_err(store_error)?.is_none()
         {
@@ -439,6 +448,10 @@ impl Service {
         let (mut original, members) = self.own_live_message(session, chat_id, seq).await?;
         // A media message's edit changes its caption: the new text, or none if it is empty.
         let mut content = match (content, &original.content) {
+            // From a follower's provider: the same file with a new caption.
+            (Content::Media { media, caption }, Content::Media { media: file, .. }) if media == *file => {
+                Content::Media { media, caption }
+            }
             (Content::Media { .. }, _) => {
                 return Err(err(ErrorCode::InvalidContent, "an edit gives text: a message's, or a media caption"));
             }

@@ -136,15 +136,36 @@ pub mod wire {
     fn content_lines(content: &Content) -> String {
         match content {
             Content::Text { text } => format!("text\n{}", hex::encode(Sha256::digest(text.as_bytes()))),
-            Content::Media { media, caption } => format!(
-                "media\n{}\n{}\n{}\n{}",
-                media.kind.as_str(),
-                media.sha256,
-                media.size,
-                hex::encode(Sha256::digest(caption.as_deref().unwrap_or("").as_bytes()))
-            ),
+            Content::Media { media, caption } => media_lines(media, caption.as_deref()),
             Content::Deleted => "deleted\n".to_owned(),
         }
+    }
+
+    /// A media message's content lines (media.md, MEDIA-3): every field of its description,
+    /// one a line, absent ones empty, and the SHA-256 of its caption.
+    fn media_lines(media: &peyvand_api::Media, caption: Option<&str>) -> String {
+        let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+        let thumbnail = media
+            .thumbnail
+            .as_ref()
+            .map(|t| format!("{} {} {} {}", t.sha256, t.size, t.width, t.height))
+            .unwrap_or_default();
+        let waveform = media.waveform.as_deref().map(hex::encode).unwrap_or_default();
+        format!(
+            "media\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            media.kind.as_str(),
+            media.mime,
+            media.size,
+            media.sha256,
+            hex::encode(Sha256::digest(media.name.as_deref().unwrap_or("").as_bytes())),
+            number(media.width.map(u64::from)),
+            number(media.height.map(u64::from)),
+            number(media.duration_ms),
+            waveform,
+            media.preview.as_deref().unwrap_or(""),
+            thumbnail,
+            hex::encode(Sha256::digest(caption.unwrap_or("").as_bytes())),
+        )
     }
 
     /// The canonical form of `event` in `room` (delivery.md, "Event forms"): what its origin
@@ -314,6 +335,19 @@ pub mod wire {
         pub user: String,
     }
 
+    /// `GET /interconnect/v1/media`: the bytes of a media message's file (`variant`
+    /// `content`) or thumbnail (`thumbnail`), asked of the provider that holds them (the
+    /// sender's) by a provider that takes part in the room; in the query string.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MediaRequest {
+        /// The room's hub and the hub's id of it.
+        pub hub: String,
+        pub room: i64,
+        pub seq: i64,
+        pub variant: String,
+    }
+
     /// `POST /interconnect/v1/reports`: a user of the caller reports a user of the callee.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -359,7 +393,14 @@ pub trait Federation: Send + Sync + std::fmt::Debug {
     /// Why events for `peer` would wait now, if they would: the directory does not list it as
     /// active, or the last attempt to deliver to it failed and none has succeeded since.
     fn delivery_problem(&self, peer: &str) -> Option<ApiError>;
+    /// Asks `holder` for a media message's bytes (media.md); reads at most `max` of them.
+    async fn fetch_media(&self, holder: &str, request: &wire::MediaRequest, max: u64) -> Result<MediaBytes, ApiError>;
+    /// Counts media bytes served to `peer`, for the metrics.
+    fn media_served(&self, peer: &str, bytes: u64);
 }
+
+/// A media file's bytes as a peer sends them: a stream of chunks.
+pub type MediaBytes = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, ApiError>>;
 
 tokio::task_local! {
     /// The origin of the submission being made here, passed on with the events it causes.

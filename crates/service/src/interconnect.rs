@@ -65,4 +65,16 @@ impl Service {
     pub async fn rate_limit(&self, key: String, window_ms: i64, limit: u32, what: &str) -> Result<(), ApiError> {
         self.limit(key, window_ms, limit, what).await
     }
+
+    /// [`Service::rate_limit`], counting `cost` at once (bytes in MiB, say).
+    pub async fn rate_limit_cost(
+        &self,
+        key: String,
+        window_ms: i64,
+        limit: u32,
+        cost: u32,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        self.limit_cost(key, window_ms, limit, cost, what).await
+    }
 }

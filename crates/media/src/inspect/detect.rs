@@ -198,3 +198,33 @@ pub fn extension(mime: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Whether `mime` is a type a file of `kind` may be served as: one [`check_kind`] gives. For
+/// a media description another provider sends, whose bytes this provider has not seen yet.
+pub fn may_serve(kind: MediaKind, mime: &str) -> bool {
+    let detected = |m: &'static str| Detected { mime: m, ext: "" };
+    match kind {
+        MediaKind::File => mime == OCTET_STREAM || SAFE_DOWNLOADS.contains(&mime),
+        _ => SAFE_DOWNLOADS.iter().chain(["audio/webm"].iter()).any(|candidate| {
+            *candidate == mime && check_kind(kind, Some(&detected(candidate))).is_ok_and(|served| served == mime)
+        }),
+    }
+}
+
+#[cfg(test)]
+mod may_serve_tests {
+    use super::*;
+
+    #[test]
+    fn served_types_follow_the_kinds() {
+        assert!(may_serve(MediaKind::Photo, "image/jpeg"));
+        assert!(!may_serve(MediaKind::Photo, "image/svg+xml"));
+        assert!(!may_serve(MediaKind::Photo, "image/gif"));
+        assert!(may_serve(MediaKind::Voice, "audio/webm"));
+        assert!(!may_serve(MediaKind::Voice, "video/webm"));
+        assert!(may_serve(MediaKind::Video, "video/mp4"));
+        assert!(may_serve(MediaKind::File, "application/octet-stream"));
+        assert!(!may_serve(MediaKind::File, "text/html"));
+        assert!(!may_serve(MediaKind::File, "image/svg+xml"));
+    }
+}

@@ -1,7 +1,6 @@
 //! Media: resumable uploads over tus 1.0 (core, creation, expiration, checksum with sha256,
 //! termination), media items, and the bytes of media messages with range requests.
 
-use std::ops::Range;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -14,6 +13,8 @@ use peyvand_api::{ApiError, ErrorBody, ErrorCode, MediaItem, MediaKind, MediaLin
 use peyvand_service::media::{Appended, Download, UploadMeta, UploadState, Variant};
 use serde::Deserialize;
 use utoipa::IntoParams;
+
+use peyvand_http::range::requested_range;
 
 use crate::AppState;
 use crate::extract::{ApiResult, Authed, Failure, Json, Path, Query};
@@ -394,38 +395,6 @@ pub async fn get_linked_file(
     }
 }
 
-/// What a `Range` header asks of a file of `size` bytes: `None` for the whole file (no
-/// header, or one this server does not honour, such as several ranges), or a range, or
-/// `Err` when it lies outside the file.
-pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, ()> {
-    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
-    let Some(spec) = raw.trim().strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
-    let range = match (first.trim().is_empty(), last.trim().is_empty()) {
-        // The last N bytes.
-        (true, false) => match parse(last) {
-            Some(0) | None => return Err(()),
-            Some(n) => size.saturating_sub(n)..size,
-        },
-        (false, true) => match parse(first) {
-            Some(start) if start < size => start..size,
-            Some(_) => return Err(()),
-            None => return Ok(None),
-        },
-        (false, false) => match (parse(first), parse(last)) {
-            (Some(start), Some(end)) if start <= end && start < size => start..(end + 1).min(size),
-            (Some(start), Some(end)) if start <= end => return Err(()),
-            _ => return Ok(None),
-        },
-        (true, true) => return Ok(None),
-    };
-    if range.is_empty() { Err(()) } else { Ok(Some(range)) }
-}
-
 /// A file name for `Content-Disposition` (RFC 6266): an ASCII fallback in `filename`, and the
 /// name as it is (Persian kept) in `filename*` (RFC 5987, UTF-8, percent-encoded).
 pub(crate) fn content_disposition(disposition: &str, name: &str) -> String {
@@ -487,7 +456,7 @@ async fn serve(s: &AppState, download: &Download, headers: &HeaderMap) -> Respon
     let size = download.size;
     let range = match requested_range(headers, size) {
         Ok(range) => range,
-        Err(()) => {
+        Err(_) => {
             let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             response.headers_mut().extend(common);
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
@@ -527,29 +496,6 @@ async fn serve(s: &AppState, download: &Download, headers: &HeaderMap) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ranged(value: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::RANGE, HeaderValue::from_str(value).expect("header"));
-        requested_range(&headers, size)
-    }
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(ranged("bytes=0-9", 100), Ok(Some(0..10)));
-        assert_eq!(ranged("bytes=90-", 100), Ok(Some(90..100)));
-        assert_eq!(ranged("bytes=-10", 100), Ok(Some(90..100)));
-        assert_eq!(ranged("bytes=-500", 100), Ok(Some(0..100)));
-        assert_eq!(ranged("bytes=50-500", 100), Ok(Some(50..100)));
-        assert_eq!(ranged("bytes=100-", 100), Err(()));
-        assert_eq!(ranged("bytes=200-300", 100), Err(()));
-        assert_eq!(ranged("bytes=-0", 100), Err(()));
-        // Several ranges, a reversed one or another unit: the whole file.
-        assert_eq!(ranged("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(ranged("bytes=9-1", 100), Ok(None));
-        assert_eq!(ranged("items=0-1", 100), Ok(None));
-        assert_eq!(requested_range(&HeaderMap::new(), 100), Ok(None));
-    }
 
     #[test]
     fn dispositions_keep_persian_names_safely() {
