@@ -40,6 +40,7 @@ const SUBMIT_PATH: &str = "/interconnect/v1/submit";
 const TRANSACTIONS_PATH: &str = "/interconnect/v1/transactions";
 const TYPING_PATH: &str = "/interconnect/v1/typing";
 const REPORTS_PATH: &str = "/interconnect/v1/reports";
+const MEDIA_PATH: &str = "/interconnect/v1/media";
 /// The size limit every receiver has for a request body (transport.md, [TRANSPORT-12]).
 const SIZE_LIMIT: usize = 64 * 1024;
 /// How often the kit asks again while it waits for the target's directory to change.
@@ -93,7 +94,7 @@ struct Caller {
 #[derive(Debug, Clone)]
 struct Request {
     method: Method,
-    path: &'static str,
+    path: std::borrow::Cow<'static, str>,
     from: String,
     to: String,
     timestamp: i64,
@@ -112,10 +113,10 @@ struct Answer {
 }
 
 impl Caller {
-    fn request(&self, method: Method, path: &'static str, body: Option<Value>) -> Request {
+    fn request(&self, method: Method, path: impl Into<std::borrow::Cow<'static, str>>, body: Option<Value>) -> Request {
         Request {
             method,
-            path,
+            path: path.into(),
             from: self.id.clone(),
             to: self.target.id.clone(),
             timestamp: peyvand_service::now_millis(),
@@ -128,7 +129,7 @@ impl Caller {
     fn sign(&self, request: &Request, key: &Ed25519KeyPair) -> String {
         Signed {
             method: request.method.as_str(),
-            path_and_query: &self.target_of(request.path).1,
+            path_and_query: &self.target_of(&request.path).1,
             from: &request.from,
             to: &request.to,
             timestamp: request.timestamp,
@@ -158,7 +159,7 @@ impl Caller {
     ) -> Result<Answer, String> {
         let mut builder = http
             .unwrap_or(&self.http)
-            .request(request.method.clone(), self.target_of(request.path).0)
+            .request(request.method.clone(), self.target_of(&request.path).0)
             .header(HEADER_PROVIDER, &request.from)
             .header(HEADER_TARGET, &request.to)
             .header(HEADER_TIMESTAMP, request.timestamp.to_string())
@@ -257,7 +258,7 @@ impl KitProvider {
     }
 
     /// `GET path`, signed now with a fresh nonce.
-    pub fn sign_get(&self, path: &'static str) -> SignedRequest {
+    pub fn sign_get(&self, path: impl Into<std::borrow::Cow<'static, str>>) -> SignedRequest {
         let request = self.caller.request(Method::GET, path, None);
         let signature = self.caller.sign(&request, &self.caller.signing);
         SignedRequest { request, signature }
@@ -580,6 +581,7 @@ async fn checks(registry: &RegistryClient, listing: &Directory, caller: &Caller,
 
     // Direct chats: what a provider with no people on the target can see of them.
     out.extend(delivery_checks(caller).await);
+    out.extend(media_checks(caller).await);
 
     // Licences: a suspended caller is refused within one refresh.
     let suspended = match registry.suspend(&caller.id, "conformance: suspension").await {
@@ -771,6 +773,32 @@ fn refused_with(answer: &Result<Answer, String>, indexes: &[u64], code: &str) ->
         }
     }
     Ok(())
+}
+
+/// The checks of the media endpoint (media.md) that a provider with no room on the target can
+/// make: every fetch is one the target must refuse, and how it refuses is what is checked.
+async fn media_checks(caller: &Caller) -> Vec<Outcome> {
+    let target = caller.target.id.as_str();
+    let get = |query: String| async move {
+        caller.signed(&caller.request(Method::GET, format!("{MEDIA_PATH}?{query}"), None)).await
+    };
+    let hosted = get(format!("hub={target}&room={}&seq=1&variant=content", unused_room_id())).await;
+    let followed = get(format!("hub={}&room={}&seq=1&variant=thumbnail", caller.id, unused_room_id())).await;
+    let variant = get(format!("hub={target}&room={}&seq=1&variant=poster", unused_room_id())).await;
+    let missing = get(format!("hub={target}&room={}", unused_room_id())).await;
+    vec![
+        outcome(
+            "MEDIA-5",
+            "a media file of a room the caller takes no part in (hosted by the target, or by the caller and not \
+             followed by the target) is refused with forbidden",
+            expect(&hosted, 403, "forbidden").and_then(|()| expect(&followed, 403, "forbidden")),
+        ),
+        outcome(
+            "MEDIA-5",
+            "a media request with an unknown variant, or without its seq, is refused with bad_request",
+            expect(&variant, 400, "bad_request").and_then(|()| expect(&missing, 400, "bad_request")),
+        ),
+    ]
 }
 
 /// The checks of the direct-chat endpoints (endpoints.md, delivery.md) that a provider with

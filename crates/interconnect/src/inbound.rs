@@ -282,7 +282,7 @@ async fn report(
 async fn media(
     State(interconnect): State<Interconnect>,
     axum::Extension(Peer(peer)): axum::Extension<Peer>,
-    axum::extract::Query(request): axum::extract::Query<wire::MediaRequest>,
+    peyvand_http::Query(request): peyvand_http::Query<wire::MediaRequest>,
     headers: HeaderMap,
 ) -> Response {
     match serve_media(&interconnect, &peer.id, &request, &headers).await {

@@ -1491,6 +1491,40 @@ mod tests {
     }
 
     #[test]
+    fn media_contents_sign_their_whole_description() {
+        let room = RoomId { hub: "alborz".into(), id: 7 };
+        let media = peyvand_api::Media {
+            kind: peyvand_api::MediaKind::Voice,
+            mime: "audio/ogg".into(),
+            size: 1997,
+            sha256: "ab".repeat(32),
+            name: None,
+            width: None,
+            height: None,
+            duration_ms: Some(1000),
+            waveform: Some(vec![0, 31]),
+            preview: None,
+            thumbnail: None,
+        };
+        let content = peyvand_api::Content::Media { media: Box::new(media.clone()), caption: None };
+        let edit = RoomEvent::Edit { seq: 3, content, edited_at: 1 };
+        let empty = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b""));
+        let expected = format!(
+            "peyvand-event/1\nalborz\n7\nedit\n3\nmedia\nvoice\naudio/ogg\n1997\n{}\n{empty}\n\n\n1000\n001f\n\n\n{empty}",
+            "ab".repeat(32)
+        );
+        assert_eq!(String::from_utf8(wire::event_form(&room, &edit)).unwrap(), expected);
+        // Any field changed changes the form: a hub cannot alter a description it relays.
+        let renamed = peyvand_api::Media { name: Some("x.ogg".into()), ..media };
+        let other = RoomEvent::Edit {
+            seq: 3,
+            content: peyvand_api::Content::Media { media: Box::new(renamed), caption: None },
+            edited_at: 1,
+        };
+        assert_ne!(wire::event_form(&room, &edit), wire::event_form(&room, &other));
+    }
+
+    #[test]
     fn room_events_read_as_the_protocol_writes_them() {
         let json = r#"{"room":{"hub":"alborz","id":7},"event":{"type":"reaction","seq":3,"user":"+989121234567@alborz","emoji":"👍"}}"#;
         let envelope: Envelope = serde_json::from_str(json).unwrap();
