@@ -390,3 +390,55 @@ fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_takes_its_thumbnail_from_a_photo_upload() {
+    let server = Server::start();
+    let (ali, sara, chat) = pair(&server, "+989121700081", "+989121700082").await;
+    let thumb =
+        upload(&ali, MediaKind::Photo, "frame.jpg", &read_fixture("exif-orientation6-gps.jpg")).await.expect("photo");
+    let video = read_fixture("video.webm");
+    let new = NewUpload { name: Some("clip.webm".into()), thumbnail: Some(thumb.id.clone()), ..Default::default() };
+    let mut reader = std::io::Cursor::new(video.clone());
+    let item = ali
+        .client
+        .upload(MediaKind::Video, video.len() as u64, &new, &mut reader, &mut |_, _| {})
+        .await
+        .expect("video");
+    assert_eq!(item.media.thumbnail, thumb.media.thumbnail, "the photo's thumbnail is the video's");
+    assert_eq!(item.media.preview, thumb.media.preview);
+    let sent = ali.client.send_media(chat.id, &item.id, None).await.expect("send").message;
+    let mut got = Vec::new();
+    sara.client.download_media(chat.id, sent.seq, true, None, &mut got, &mut |_, _| {}).await.expect("thumbnail");
+    assert_eq!(sha256_hex(&got), thumb.media.thumbnail.as_ref().expect("thumbnail").sha256);
+    // Only a photo upload of one's own is a thumbnail.
+    let other =
+        upload(&sara, MediaKind::Photo, "x.jpg", &read_fixture("exif-orientation6-gps.jpg")).await.expect("photo");
+    let theirs = NewUpload { thumbnail: Some(other.id.clone()), ..Default::default() };
+    assert_eq!(code_of(ali.client.create_upload(MediaKind::Video, 10, &theirs).await), ErrorCode::BadRequest);
+    let voice = upload(&ali, MediaKind::Voice, "v.ogg", &read_fixture("voice.ogg")).await.expect("voice");
+    let not_photo = NewUpload { thumbnail: Some(voice.id), ..Default::default() };
+    assert_eq!(code_of(ali.client.create_upload(MediaKind::Video, 10, &not_photo).await), ErrorCode::BadRequest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_account_releases_its_uploads() {
+    let data = temp_dir("data");
+    let server = Server::start_with(
+        &data,
+        &[("PEYVAND_SERVICE__MEDIA__BLOB_GRACE_SECS", "0"), ("PEYVAND_SERVICE__MEDIA__SWEEP_SECS", "1")],
+    );
+    let ali = person(&server, "+989121700091").await;
+    upload(&ali, MediaKind::Voice, "v.ogg", &read_fixture("voice.ogg")).await.expect("a finished upload");
+    let id =
+        ali.client.create_upload(MediaKind::File, 100_000, &NewUpload::default()).await.expect("an unfinished one");
+    ali.client.upload_chunk(&id, 0, vec![1; 50_000]).await.expect("half of it");
+    let media = data.join("media");
+    assert_eq!(count_files(&media.join("blobs")), 1);
+    assert_eq!(count_files(&media.join("uploads")), 1);
+    ali.client.delete_account().await.expect("delete the account");
+    eventually("the account's bytes to be removed", || async {
+        count_files(&media.join("blobs")) == 0 && count_files(&media.join("uploads")) == 0
+    })
+    .await;
+}
