@@ -145,7 +145,13 @@ async fn media_crosses_messengers_both_ways_checked_against_the_message() {
     // (same size, other bytes); damavand refuses what it gets, and the file is unavailable.
     let item = upload(&ali, MediaKind::File, "report.bin", &vec![7u8; 5000]).await;
     let sent = ali.send_media(hub_chat.id, &item.id, None).await.expect("send").message;
-    let stored = demo.data.join("alborz").join("media").join("blobs").join(&item.id);
+    let blobs = demo.data.join("alborz").join("media").join("blobs");
+    let stored = std::fs::read_dir(&blobs)
+        .expect("alborz's blobs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&item.id)))
+        .expect("the file's blob");
     std::fs::write(&stored, vec![8u8; 5000]).expect("damage alborz's copy");
     message_at(&babak, copy.id, sent.seq).await;
     let refused = download(&babak, copy.id, sent.seq, false).await.expect_err("a mismatch is refused");

@@ -5,8 +5,8 @@
 //! `uploads/ID/OFFSET-NONCE`; the store records each piece and moves the offset only from
 //! where it is, so a dropped connection loses nothing that arrived and two requests cannot
 //! both advance one upload. The last piece finishes it: the file is checked against its
-//! declared kind, inspected, and stored once as a blob (`blobs/ID`, with `blobs/ID-t` for a
-//! photo's thumbnail), keyed in the store by its SHA-256.
+//! declared kind, inspected, and stored once as a blob (`blobs/ID-ATTEMPT`, with
+//! `blobs/ID-ATTEMPT-t` for a photo's thumbnail), keyed in the store by its SHA-256.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -589,7 +589,10 @@ impl Service {
         let head = self.read_pieces(pieces, 0..length.min(HEAD_BYTES)).await?;
         let detected = inspect::detect(&head);
         let mime = inspect::check_kind(kind, detected.as_ref()).map_err(inspect_error)?;
-        let key = format!("blobs/{}", upload.id);
+        // Unique to this attempt: should two requests finish the same upload at once, the one
+        // whose item is not stored removes only its own bytes.
+        let attempt = &random_id()[..8];
+        let key = format!("blobs/{}-{attempt}", upload.id);
         let base = Media {
             kind,
             mime: mime.to_owned(),
@@ -612,7 +615,7 @@ impl Service {
                 .map_err(inspect_error)?;
             let sha = hex::encode(Sha256::digest(&photo.bytes));
             let thumb_sha = hex::encode(Sha256::digest(&photo.thumbnail));
-            let thumb_key = format!("blobs/{}-t", upload.id);
+            let thumb_key = format!("blobs/{}-{attempt}-t", upload.id);
             let (size, thumb_size) = (photo.bytes.len() as u64, photo.thumbnail.len() as u64);
             blobs.put(&key, Bytes::from(photo.bytes)).await.map_err(storage_error)?;
             if let Err(e) = blobs.put(&thumb_key, Bytes::from(photo.thumbnail)).await {
