@@ -89,6 +89,19 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// `jpeg` with `segments` APP1 (EXIF) segments of 64 KiB each after its start marker.
+fn jpeg_with_exif(jpeg: &[u8], segments: usize) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    for _ in 0..segments {
+        out.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xFF]);
+        let mut payload = b"Exif\0\0".to_vec();
+        payload.resize(65533, 0);
+        out.extend_from_slice(&payload);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 fn media_of(message: &peyvand_api::Message) -> &Media {
     message.content.media().unwrap_or_else(|| panic!("not a media message: {:?}", message.content))
 }
@@ -286,6 +299,7 @@ async fn bad_files_and_bad_requests_get_their_codes() {
         ("SVG as a photo", MediaKind::Photo, svg, ErrorCode::MediaTypeMismatch),
         ("a PNG bomb", MediaKind::Photo, png_claiming(30_000, 30_000), ErrorCode::MediaTooLarge),
         ("a truncated JPEG", MediaKind::Photo, jpeg[..jpeg.len() / 2].to_vec(), ErrorCode::MediaInvalid),
+        ("a JPEG with 320 KiB of EXIF", MediaKind::Photo, jpeg_with_exif(&jpeg, 5), ErrorCode::MediaTooLarge),
         ("a photo sent as a voice message", MediaKind::Voice, jpeg.clone(), ErrorCode::MediaTypeMismatch),
         ("a video sent as a voice message", MediaKind::Voice, read_fixture("video.mp4"), ErrorCode::MediaTypeMismatch),
         ("a truncated video", MediaKind::Video, read_fixture("video.mp4")[..2000].to_vec(), ErrorCode::MediaInvalid),
