@@ -4,6 +4,8 @@
 #   scripts/bench.sh            all scenarios
 #   scripts/bench.sh messages   only the message scenarios (10k/s, then a rate sweep from 15k/s)
 #   scripts/bench.sh idle       only the idle-connections scenario
+#   scripts/bench.sh media      only the media scenario (uploads, downloads, a 2 GB upload's
+#                               memory, photos per second)
 #   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
 #                               PostgreSQL and NATS, then IDLE_CONNECTIONS idle streams on as
 #                               many nodes as the open-file limit needs (not part of "all": it
@@ -121,4 +123,9 @@ if [ "$what" = all ] || [ "$what" = idle ]; then
     fi
     run idle idle --connections "$want"
     jq -r '"idle: \(.connected) connected, \(.still_open_after_hold) open after \(.hold_s) s; server memory per connection \(.server_bytes_per_connection | floor) B on average, \(.server_bytes_per_connection_marginal | floor) B marginal (second half); \(.connect.per_second | floor) connects/s; \(.sign_up.per_second | floor) sign-ups/s"' "$out/idle.json"
+fi
+
+if [ "$what" = all ] || [ "$what" = media ]; then
+    run media media
+    jq -r '"media: upload \(.uploads.mb_per_second | floor) MB/s, download \(.downloads.mb_per_second | floor) MB/s; \(.concurrent_downloads.downloads) downloads at once \(.concurrent_downloads.mb_per_second | floor) MB/s, p99 \(.concurrent_downloads.p99_seconds * 100 | round / 100) s; \(.large_upload.bytes / 1e6 | floor) MB upload peak RSS \(.large_upload.server_rss_peak_above_idle / 1048576 | floor) MiB above idle; \(.photos.per_second * 100 | round / 100) photos/s"' "$out/media.json"
 fi

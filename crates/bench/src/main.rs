@@ -1,7 +1,8 @@
 //! `peyvand-bench`: a load generator for the Peyvand server. It starts a server of its own
 //! (fresh data, generous limits), or several nodes sharing a PostgreSQL and a NATS, signs
 //! people up, opens their update streams over WebSockets, and either sends direct messages at
-//! a fixed rate (`messages`) or just holds the streams open (`idle`). A summary for people goes
+//! a fixed rate (`messages`) or just holds the streams open (`idle`), or sends and fetches
+//! files (`media`). A summary for people goes
 //! to standard error and one JSON object with every figure to standard output.
 
 /// The generator's CPU is taken from the cores the server is measured on, so it allocates with
@@ -14,6 +15,7 @@ mod connect;
 mod hold;
 mod idle;
 mod latency;
+mod media;
 mod messages;
 mod metrics;
 mod perf;
@@ -73,6 +75,9 @@ enum Scenario {
     Messages(messages::MessagesArgs),
     /// Many idle update streams: how many the server holds and at what memory cost.
     Idle(idle::IdleArgs),
+    /// Files through one node on the embedded store: upload and download throughput, many
+    /// downloads of one video, a large upload's memory, photos per second.
+    Media(media::MediaArgs),
     /// Holds update streams for an `idle` run that started this process (not for people).
     #[command(hide = true)]
     Hold,
@@ -111,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let result = match &cli.scenario {
         Scenario::Messages(args) => messages::run(&mut servers, args).await?,
         Scenario::Idle(args) => idle::run(&mut servers, args).await?,
+        Scenario::Media(args) => media::run(&mut servers, args).await?,
         Scenario::Hold => unreachable!("a holder starts no servers"),
     };
     let mut out = std::io::stdout().lock();

@@ -1,8 +1,9 @@
 //! The README's commands, run as written against `peyvand demo`, so that the walkthrough
 //! cannot drift from the program: every `peyvand` line of its ```sh blocks runs in order and
 //! must succeed, with the demo's real ports for the README's 8090-8093, a folder of the test's
-//! for each `PEYVAND_HOME`, codes typed from the demo's OTP lines, and `listen` stopped once it
-//! has printed an update. The lines below that cannot run here are skipped, each for a reason;
+//! for each `PEYVAND_HOME`, codes typed from the demo's OTP lines, the repository's root as the
+//! working directory (so that `send --file` finds the files the README names), and `listen`
+//! stopped once it has printed an update. The lines below that cannot run here are skipped, each for a reason;
 //! the binary's unit tests check that every documented command line (docs/ too) parses.
 
 mod common;
@@ -20,13 +21,14 @@ use common::demo::Demo;
 use common::{DEADLINE, finish, temp_dir};
 
 /// Documented commands this test does not run, by their first words, and why.
-const SKIPPED: [(&str, &str); 6] = [
+const SKIPPED: [(&str, &str); 7] = [
     ("peyvand demo", "the test runs the demo itself, on free ports"),
     ("peyvand serve", "it listens on fixed ports; the demo's alborz stands in for it"),
     ("peyvand migrate", "it needs the PostgreSQL host it names"),
     ("peyvand registry serve", "the demo's registry stands in for it"),
     ("peyvand registry enrol", "it needs a fresh enrolment token; tests/registry.rs enrols"),
     ("peyvand conformance", "the kit waits for directory refreshes; tests/interconnect.rs runs it"),
+    ("peyvand download", "it writes into the working directory and never overwrites; tests/cli.rs downloads"),
 ];
 
 fn skip_reason(words: &[String]) -> Option<&'static str> {
@@ -61,6 +63,7 @@ fn the_readme_walkthrough_runs_as_written() {
         let mut process = Command::new(env!("CARGO_BIN_EXE_peyvand"));
         process
             .args(&words[1..])
+            .current_dir(&root)
             // The README's `peyvand serve` on 127.0.0.1:8080: alborz here.
             .env("PEYVAND_SERVER", demo.url("alborz"))
             .env("PEYVAND_REGISTRY", &demo.registry)
