@@ -7,7 +7,7 @@
 //! sent in parts of [`PART_SIZE`] ([`BlobStore::put_stream`]) and a download comes as a
 //! stream of chunks ([`BlobStore::get`]), so memory stays bounded whatever the size of a file.
 //!
-//! Keys are what the service chooses (`blobs/ab/abcdef…-1`, `uploads/<id>/<offset>-<nonce>`):
+//! Keys are what the service chooses (`blobs/<upload id>-<attempt>`, `uploads/<id>/<offset>-<nonce>`):
 //! ASCII letters, digits, `.`, `_`, `-` and `/` between non-empty segments, none of them `.`
 //! or `..`, at most [`MAX_KEY_LEN`] bytes and [`MAX_SEGMENT_LEN`] between two `/`. Anything else is refused with
 //! [`StorageError::InvalidLocation`] before any request is made.

@@ -259,7 +259,14 @@ impl Server {
 /// Where media is kept: under the data directory, or in the configured S3 bucket.
 fn open_media(config: &Config) -> anyhow::Result<peyvand_media::storage::BlobStore> {
     let location = config.media.trim();
-    let blobs = if location == "embedded" || location.is_empty() {
+    let embedded = location == "embedded" || location.is_empty();
+    if embedded && matches!(config.storage_kind(), Ok(StorageKind::Postgres(_))) {
+        tracing::warn!(
+            "media is kept on this node's disk while the storage is PostgreSQL: in a cluster, every node \
+             must share one S3 bucket (media = \"s3://...\"), or each serves only its own files"
+        );
+    }
+    let blobs = if embedded {
         peyvand_media::storage::BlobStore::local(&config.data.join("media"))
     } else {
         peyvand_media::storage::BlobStore::open(location, &config.s3)

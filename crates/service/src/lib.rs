@@ -61,6 +61,8 @@ pub struct Service {
 pub struct Readiness {
     pub store: Result<(), String>,
     pub bus: peyvand_bus::BusHealth,
+    /// Whether the media storage answers (absent when this server keeps no media).
+    pub media: Option<Result<(), String>>,
 }
 
 impl Readiness {
@@ -72,9 +74,10 @@ impl Readiness {
         self.store.is_ok()
     }
 
-    /// Whether everything works: storage and the link to the other nodes.
+    /// Whether everything works: storage, the link to the other nodes, and the media storage.
+    /// (Without the media storage a node still serves everything but files: it stays ready.)
     pub fn healthy(&self) -> bool {
-        self.store.is_ok() && self.bus.connected
+        self.store.is_ok() && self.bus.connected && self.media.as_ref().is_none_or(Result::is_ok)
     }
 }
 
@@ -149,7 +152,14 @@ impl Service {
             }
             Err(_) => Err("the storage did not answer within 2 s".to_owned()),
         };
-        Readiness { store, bus: self.bus.health() }
+        let media = match &self.blobs {
+            None => None,
+            Some(blobs) => Some(blobs.ping().await.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: the media storage does not answer");
+                "the media storage does not answer".to_owned()
+            })),
+        };
+        Readiness { store, bus: self.bus.health(), media }
     }
 
     /// Drops updates older than the configured retention; run periodically.

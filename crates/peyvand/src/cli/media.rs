@@ -162,7 +162,7 @@ pub async fn download(cx: &Context, args: DownloadArgs) -> Result<()> {
         bail!("message {} of chat:{} has no file", args.seq, chat.id);
     };
     let name = if args.thumbnail {
-        "thumbnail.jpg".to_owned()
+        format!("thumbnail-{}-{}.jpg", chat.id, args.seq)
     } else {
         media.name.as_deref().and_then(safe_name).unwrap_or_else(|| {
             let ext = peyvand_media::inspect::extension(&media.mime).unwrap_or("bin");
@@ -171,6 +171,11 @@ pub async fn download(cx: &Context, args: DownloadArgs) -> Result<()> {
     };
     let out = match args.out {
         Some(out) if out.is_dir() => out.join(&name),
+        // `DIR/`: a directory, made if it is not there yet.
+        Some(out) if out.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) => {
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            out.join(&name)
+        }
         Some(out) => out,
         None => PathBuf::from(&name),
     };

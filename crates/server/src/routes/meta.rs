@@ -104,8 +104,8 @@ async fn metrics_page(s: &AppState) -> impl IntoResponse + use<> {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-/// `GET /healthz`: the process is up (liveness). Says also whether the storage and the
-/// cluster link work, but answers 200 either way: a node riding out an outage must not be
+/// `GET /healthz`: the process is up (liveness). Says also whether the storage, the
+/// cluster link and the media storage work, but answers 200 either way: a node riding out an outage must not be
 /// restarted for it.
 pub async fn health(State(s): State<AppState>) -> impl IntoResponse {
     axum::Json(readiness_json(&s.service.readiness().await))
@@ -128,6 +128,11 @@ fn readiness_json(r: &peyvand_service::Readiness) -> serde_json::Value {
             "kind": r.bus.kind,
             "ok": r.bus.connected,
             "reconnects": r.bus.reconnects,
+        },
+        "media": match &r.media {
+            None => serde_json::Value::Null,
+            Some(Ok(())) => serde_json::json!({ "ok": true }),
+            Some(Err(e)) => serde_json::json!({ "ok": false, "error": e }),
         },
     })
 }
