@@ -350,7 +350,25 @@ impl BlobStore {
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         let path = key_path(key, false)?;
         self.inner.store.put(&path, PutPayload::from_bytes(bytes)).await?;
-        Ok(())
+        self.durable(key).await
+    }
+
+    /// On local disk, waits until the file under `key` and its directory entry are on the
+    /// disk (object_store's local store does not sync), so that a blob the store records
+    /// survives a power loss as the record does. S3 answers a put only once it is durable.
+    async fn durable(&self, key: &str) -> Result<(), StorageError> {
+        let Backend::Local { dir } = &self.inner.backend else { return Ok(()) };
+        let file = dir.join(key);
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(parent) = file.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("syncing a blob: {e}")))?
+        .map_err(|e| StorageError::Unavailable(format!("syncing a blob to disk: {e}")))
     }
 
     /// Stores what `stream` yields under `key`, replacing what was there, and says how many
@@ -371,6 +389,7 @@ impl BlobStore {
         // The first part: a small blob needs no multipart upload.
         if filling.fill(&mut stream).await? {
             self.inner.store.put(&path, filling.part.into()).await?;
+            self.durable(key).await?;
             return Ok(filling.written);
         }
 
@@ -416,7 +435,7 @@ impl BlobStore {
         };
         let mut upload = upload.take()?;
         match outcome {
-            Ok(()) => Ok(filling.written),
+            Ok(()) => self.durable(key).await.map(|()| filling.written),
             Err(e) => {
                 // Best effort: the upload's own error is the one that matters.
                 let _ = upload.abort().await;
