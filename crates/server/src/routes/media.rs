@@ -175,9 +175,11 @@ pub async fn create_upload(State(s): State<AppState>, Authed(session): Authed, h
 
 /// `HEAD /v1/uploads/{id}`: where an upload stands: `Upload-Offset`, `Upload-Length`,
 /// `Upload-Expires`. 410 once it expired, was cancelled or finished.
-#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
     responses((status = 200, description = "Upload-Offset and Upload-Length headers"),
-               (status = 410, description = "upload_gone")))]
+               (status = 410, description = "upload_gone"),
+               (status = 412, description = "Tus-Resumable is not 1.0.0 (Tus-Version says what is)")))]
 pub async fn upload_head(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -200,6 +202,12 @@ pub async fn upload_head(
     tus(response)
 }
 
+/// The body of a tus `PATCH`: bytes, as they are.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct OffsetBytes(Vec<u8>);
+
 /// `PATCH /v1/uploads/{id}`: the upload's next bytes at `Upload-Offset` (where it stands),
 /// with `Content-Type: application/offset+octet-stream` and optionally `Upload-Checksum:
 /// sha256 BASE64` of the body. Answers 204 with the new `Upload-Offset`; the request that
@@ -209,7 +217,7 @@ pub async fn upload_head(
 #[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path), ("Tus-Resumable" = String, Header), ("Upload-Offset" = u64, Header),
            ("Upload-Checksum" = Option<String>, Header)),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content = OffsetBytes, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "stored: Upload-Offset"),
                (status = 409, description = "upload_offset_mismatch", body = ErrorBody),
                (status = 410, description = "upload_gone", body = ErrorBody),
