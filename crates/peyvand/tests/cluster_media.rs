@@ -106,13 +106,15 @@ impl Drop for Bucket {
     }
 }
 
-/// Two nodes on a fresh schema, bus prefix and bucket, with extra configuration `env`.
-async fn cluster(label: &str, env: &[(&str, &str)]) -> (Cluster, Bucket) {
+/// Two nodes on a fresh schema, bus prefix and bucket, with extra configuration `env`. The
+/// bucket comes first, so that a test binding both drops the nodes before it cleans the bucket.
+async fn cluster(label: &str, env: &[(&str, &str)]) -> (Bucket, Cluster) {
     let bucket = Bucket::new(label).await;
     let mut all = bucket.env();
     all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    (Cluster::start(label, 2, &all), bucket)
+    let cluster = Cluster::start(label, 2, &all);
+    (bucket, cluster)
 }
 
 /// The same person's session, used through another node.
@@ -170,7 +172,7 @@ async fn get(url: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_begun_on_one_node_finishes_on_the_other_and_is_served_by_both() {
     // Small pieces, so that the first chunk is stored as pieces of its own in the bucket.
-    let (cluster, bucket) = cluster("resume", &[("PEYVAND_SERVICE__MEDIA__PIECE_BYTES", "65536")]).await;
+    let (bucket, cluster) = cluster("resume", &[("PEYVAND_SERVICE__MEDIA__PIECE_BYTES", "65536")]).await;
     let [n1, n2] = [&cluster.nodes[0], &cluster.nodes[1]];
     let ali = person(n1, "+989121800001").await;
     let sara = person(n1, "+989121800002").await;
@@ -227,7 +229,7 @@ async fn an_upload_begun_on_one_node_finishes_on_the_other_and_is_served_by_both
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_uploaded_on_one_node_has_its_thumbnail_served_by_the_other() {
-    let (cluster, bucket) = cluster("photo", &[]).await;
+    let (bucket, cluster) = cluster("photo", &[]).await;
     let [n1, n2] = [&cluster.nodes[0], &cluster.nodes[1]];
     let ali = person(n2, "+989121800011").await;
     let sara = person(n1, "+989121800012").await;
@@ -248,7 +250,7 @@ async fn a_photo_uploaded_on_one_node_has_its_thumbnail_served_by_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_for_everyone_on_one_node_removes_the_blob_from_the_bucket_and_the_store() {
-    let (cluster, bucket) = cluster(
+    let (bucket, cluster) = cluster(
         "release",
         &[
             ("PEYVAND_SERVICE__MEDIA__BLOB_GRACE_SECS", "0"),
@@ -292,7 +294,7 @@ async fn deleting_for_everyone_on_one_node_removes_the_blob_from_the_bucket_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_links_made_on_one_node_work_on_the_other() {
-    let (cluster, _bucket) = cluster("links", &[]).await;
+    let (_bucket, cluster) = cluster("links", &[]).await;
     let [n1, n2] = [&cluster.nodes[0], &cluster.nodes[1]];
     let ali = person(n1, "+989121800031").await;
     let sara = person(n1, "+989121800032").await;
