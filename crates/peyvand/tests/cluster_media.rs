@@ -325,3 +325,40 @@ async fn media_links_made_on_one_node_work_on_the_other() {
         assert_eq!(get(&format!("{}{forged}", node.url)).await.status(), 403);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_chunk_sent_to_both_nodes_at_once_counts_once_and_leaves_no_bytes_behind() {
+    // A client that gives up on a slow node and sends the chunk again to another, while the
+    // first request still runs. Small pieces, so that each request writes several.
+    let (bucket, cluster) = cluster("race", &[("PEYVAND_SERVICE__MEDIA__PIECE_BYTES", "65536")]).await;
+    let [n1, n2] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let ali = person(n1, "+989121800041").await;
+    let ali_on_2 = via(&ali, n2);
+    let bytes = pattern(400_000);
+    for round in 0..3 {
+        let id =
+            ali.client.create_upload(MediaKind::File, bytes.len() as u64, &NewUpload::default()).await.expect("create");
+        let chunk = bytes[..300_000].to_vec();
+        let (on_1, on_2) =
+            tokio::join!(ali.client.upload_chunk(&id, 0, chunk.clone()), ali_on_2.upload_chunk(&id, 0, chunk));
+        let won: Vec<u64> = [&on_1, &on_2].iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(won, [300_000], "round {round}: exactly one counts: {on_1:?} {on_2:?}");
+        for lost in [on_1, on_2].into_iter().filter_map(Result::err) {
+            assert_eq!(lost.code(), Some(peyvand_api::ErrorCode::UploadOffsetMismatch), "round {round}: {lost}");
+        }
+        assert_eq!(ali_on_2.upload_offset(&id).await.expect("head").offset, 300_000);
+        let item = ali_on_2.upload_chunk(&id, 300_000, bytes[300_000..].to_vec()).await.expect("the rest");
+        assert_eq!(item, bytes.len() as u64);
+        assert_eq!(ali.client.media_item(&id).await.expect("finished").media.sha256, sha256_hex(&bytes));
+        // The loser's pieces are gone with the winner's: nothing is left under uploads/.
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        loop {
+            let left = bucket.keys("uploads").await;
+            if left.is_empty() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "round {round}: upload pieces left behind: {left:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
