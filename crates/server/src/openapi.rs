@@ -47,29 +47,38 @@ impl Modify for BearerAuth {
 /// The answers every operation can give besides its own, added where an operation does not
 /// list them already: 400 when it takes parameters or a body (a malformed one is refused
 /// before the handler runs), 401 when it needs a session, 404 when its path names something,
-/// and 503 when the storage cannot be reached.
+/// and 503 when the storage cannot be reached. A `HEAD` answer has no body, so there they are
+/// statuses only.
 struct CommonResponses;
 
 impl CommonResponses {
-    fn add(operation: &mut Operation, status: &str, description: &str) {
-        let error = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-        let response = ResponseBuilder::new().description(description).content("application/json", error).build();
-        operation.responses.responses.entry(status.to_owned()).or_insert(RefOr::T(response));
+    fn add(operation: &mut Operation, status: &str, description: &str, bodiless: bool) {
+        let mut response = ResponseBuilder::new().description(description);
+        if !bodiless {
+            let error = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            response = response.content("application/json", error);
+        }
+        operation.responses.responses.entry(status.to_owned()).or_insert(RefOr::T(response.build()));
     }
 
-    fn complete(operation: &mut Operation) {
+    fn complete(operation: &mut Operation, bodiless: bool) {
         let parameters = operation.parameters.as_deref().unwrap_or_default();
         let in_path = parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
         if !parameters.is_empty() || operation.request_body.is_some() {
-            Self::add(operation, "400", "bad_request: a parameter or the body is malformed");
+            Self::add(operation, "400", "bad_request: a parameter or the body is malformed", bodiless);
         }
         if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-            Self::add(operation, "401", "unauthorized: no session token, or an unknown, revoked or expired one");
+            Self::add(
+                operation,
+                "401",
+                "unauthorized: no session token, or an unknown, revoked or expired one",
+                bodiless,
+            );
         }
         if in_path {
-            Self::add(operation, "404", "not_found: what the path names does not exist or is not yours");
+            Self::add(operation, "404", "not_found: what the path names does not exist or is not yours", bodiless);
         }
-        Self::add(operation, "503", "unavailable: the storage cannot be reached; try again");
+        Self::add(operation, "503", "unavailable: the storage cannot be reached; try again", bodiless);
     }
 }
 
@@ -78,7 +87,10 @@ impl Modify for CommonResponses {
         for item in openapi.paths.paths.values_mut() {
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
-                Self::complete(operation);
+                Self::complete(operation, false);
+            }
+            for operation in [&mut item.head, &mut item.options].into_iter().flatten() {
+                Self::complete(operation, true);
             }
         }
     }
@@ -101,9 +113,17 @@ mod tests {
 
     /// The operations of a path, each with its method.
     fn operations(item: &utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
-        [("get", &item.get), ("post", &item.post), ("patch", &item.patch), ("put", &item.put), ("delete", &item.delete)]
-            .into_iter()
-            .filter_map(|(method, operation)| operation.as_ref().map(|operation| (method, operation)))
+        [
+            ("get", &item.get),
+            ("post", &item.post),
+            ("patch", &item.patch),
+            ("put", &item.put),
+            ("delete", &item.delete),
+            ("head", &item.head),
+            ("options", &item.options),
+        ]
+        .into_iter()
+        .filter_map(|(method, operation)| operation.as_ref().map(|operation| (method, operation)))
     }
 
     #[test]
@@ -137,6 +157,7 @@ mod tests {
             ("/v1/me/pin", "put"),
             ("/v1/me/pin", "delete"),
             ("/v1/users/resolve", "get"),
+            ("/v1/uploads", "post"),
         ];
         for (path, method) in limited {
             let item = document.paths.paths.get(path).unwrap_or_else(|| panic!("{path} is missing"));

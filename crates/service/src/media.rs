@@ -442,16 +442,20 @@ impl Service {
                 self.drop_pieces(&blobs, &pending).await;
                 return Err(err(ErrorCode::ChecksumMismatch, "the bytes do not match Upload-Checksum; none were kept"));
             }
-            for (start, len, key) in std::mem::take(&mut pending) {
-                let recorded = self
-                    .store
-                    .add_upload_piece(&upload.id, start as i64, len as i64, &key)
-                    .await
-                    .map_err(store_error)?;
-                if !recorded {
-                    let _ = blobs.delete(&key).await;
-                    return Err(err(ErrorCode::UploadOffsetMismatch, "another request moved the upload on"));
-                }
+            let mut unrecorded = std::mem::take(&mut pending).into_iter();
+            while let Some((start, len, key)) = unrecorded.next() {
+                let recorded = self.store.add_upload_piece(&upload.id, start as i64, len as i64, &key).await;
+                // The pieces after one that is not recorded never will be: nothing refers to
+                // them, so they go now (else they would stay in the storage for good).
+                let rest: Vec<(u64, u64, String)> = match &recorded {
+                    Ok(true) => continue,
+                    Ok(false) => unrecorded.chain([(start, len, key)]).collect(),
+                    // Whether this one was recorded is not known; the rest were not.
+                    Err(_) => unrecorded.collect(),
+                };
+                self.drop_pieces(&blobs, &rest).await;
+                recorded.map_err(store_error)?;
+                return Err(err(ErrorCode::UploadOffsetMismatch, "another request moved the upload on"));
             }
         }
         if let Some(why) = broken {
@@ -480,7 +484,11 @@ impl Service {
     ) -> Result<u64, ApiError> {
         let len = piece.len() as u64;
         let key = format!("uploads/{}/{at:020}-{}", upload.id, random_id());
-        blobs.put(&key, piece).await.map_err(storage_error)?;
+        if let Err(e) = blobs.put(&key, piece).await {
+            // The pieces before it, waiting for the checksum, will not be recorded either.
+            self.drop_pieces(blobs, pending).await;
+            return Err(storage_error(e));
+        }
         if record {
             let recorded =
                 self.store.add_upload_piece(&upload.id, at as i64, len as i64, &key).await.map_err(store_error)?;

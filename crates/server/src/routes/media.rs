@@ -140,7 +140,7 @@ pub async fn upload_options(State(s): State<AppState>) -> Response {
 /// and `thumbnail` (for a video: the id of a finished photo upload). Answers 201 with the
 /// upload's address in `Location`; its id is the media item's once finished.
 #[utoipa::path(post, path = "/v1/uploads", tag = "media", security(("bearer" = [])),
-    params(("Tus-Resumable" = String, Header), ("Upload-Length" = u64, Header), ("Upload-Metadata" = String, Header)),
+    params(("Tus-Resumable" = inline(TusResumable), Header), ("Upload-Length" = u64, Header), ("Upload-Metadata" = String, Header)),
     responses((status = 201, description = "created: Location, Upload-Offset, Upload-Expires"),
                (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody),
                (status = 413, description = "media_too_large", body = ErrorBody),
@@ -176,9 +176,11 @@ pub async fn create_upload(State(s): State<AppState>, Authed(session): Authed, h
 
 /// `HEAD /v1/uploads/{id}`: where an upload stands: `Upload-Offset`, `Upload-Length`,
 /// `Upload-Expires`. 410 once it expired, was cancelled or finished.
-#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])), params(("id" = String, Path)),
+#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
     responses((status = 200, description = "Upload-Offset and Upload-Length headers"),
-               (status = 410, description = "upload_gone")))]
+               (status = 410, description = "upload_gone"),
+               (status = 412, description = "Tus-Resumable is not 1.0.0 (Tus-Version says what is)")))]
 pub async fn upload_head(
     State(s): State<AppState>,
     Authed(session): Authed,
@@ -201,6 +203,20 @@ pub async fn upload_head(
     tus(response)
 }
 
+/// The only tus version this server speaks (`Tus-Resumable`); any other is refused with 412.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+enum TusResumable {
+    #[schema(rename = "1.0.0")]
+    V1,
+}
+
+/// The body of a tus `PATCH`: bytes, as they are.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct OffsetBytes(Vec<u8>);
+
 /// `PATCH /v1/uploads/{id}`: the upload's next bytes at `Upload-Offset` (where it stands),
 /// with `Content-Type: application/offset+octet-stream` and optionally `Upload-Checksum:
 /// sha256 BASE64` of the body. Answers 204 with the new `Upload-Offset`; the request that
@@ -208,9 +224,9 @@ pub async fn upload_head(
 /// `GET /v1/media/{id}`). Bytes that arrived before a request broke off are kept (without a
 /// checksum), so a client resumes from the offset `HEAD` gives.
 #[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])),
-    params(("id" = String, Path), ("Tus-Resumable" = String, Header), ("Upload-Offset" = u64, Header),
+    params(("id" = String, Path), ("Tus-Resumable" = inline(TusResumable), Header), ("Upload-Offset" = u64, Header),
            ("Upload-Checksum" = Option<String>, Header)),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content = OffsetBytes, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "stored: Upload-Offset"),
                (status = 409, description = "upload_offset_mismatch", body = ErrorBody),
                (status = 410, description = "upload_gone", body = ErrorBody),
@@ -253,7 +269,7 @@ pub async fn upload_patch(
 }
 
 /// `DELETE /v1/uploads/{id}`: cancels an upload (tus termination); its bytes are removed.
-#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])), params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "media", security(("bearer" = [])), params(("id" = String, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
     responses((status = 204, description = "cancelled"), (status = 410, description = "upload_gone", body = ErrorBody),
                (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorBody)))]
 pub async fn upload_delete(
