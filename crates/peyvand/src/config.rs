@@ -222,6 +222,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "storage_writer_nice",
     "bus",
     "bus_prefix",
+    "media",
+    "s3",
     "log_format",
     "trusted_proxies",
     "stream_write_timeout_secs",
@@ -466,6 +468,54 @@ mod tests {
         assert!(load_from("[metrics]\nlisten = \"\"", &[]).is_err());
         assert!(load_from("", &[]).expect("valid").metrics.token().expect("none").is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The names of a struct's fields, as serde knows them.
+    struct FieldNames<'a>(&'a mut Vec<&'static str>);
+
+    impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only a struct's field names are read"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend_from_slice(fields);
+            Err(serde::de::Error::custom("field names read"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let mut fields = Vec::new();
+        let _ = <Config as serde::Deserialize>::deserialize(FieldNames(&mut fields));
+        fields.sort_unstable();
+        let mut keys = TOP_LEVEL_KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(keys, fields, "TOP_LEVEL_KEYS lists every top-level setting");
+        let config = load_from(
+            "",
+            &[
+                ("PEYVAND_MEDIA", "s3://peyvand-media/node"),
+                ("PEYVAND_S3__ENDPOINT", "http://127.0.0.1:9000"),
+                ("PEYVAND_S3__ALLOW_HTTP", "true"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.media, "s3://peyvand-media/node");
+        assert_eq!(config.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(config.s3.allow_http);
     }
 
     #[test]
