@@ -114,6 +114,21 @@ async fn media_crosses_messengers_both_ways_checked_against_the_message() {
     assert_eq!(at_hub.content.media().map(|m| m.duration_ms), Some(item.media.duration_ms));
     assert_eq!(download(&ali, hub_chat.id, sent.seq, false).await.expect("Ali downloads the voice"), voice);
 
+    // Every other kind, from the follower too, byte for byte at the hub.
+    for (kind, name) in
+        [(MediaKind::Video, "video.mp4"), (MediaKind::Audio, "audio.mp3"), (MediaKind::File, "README.md")]
+    {
+        let bytes = fixture(name);
+        let item = upload(&babak, kind, name, &bytes).await;
+        let other = babak.send_media(copy.id, &item.id, None).await.expect("send").message;
+        message_at(&ali, hub_chat.id, other.seq).await;
+        assert_eq!(
+            download(&ali, hub_chat.id, other.seq, false).await.expect("downloaded at the hub"),
+            bytes,
+            "{name}"
+        );
+    }
+
     // A forward of a file from another messenger into a chat here: alborz keeps it first.
     let cyrus = demo.sign_in("alborz", "+989122100003").await;
     let cyrus_id = cyrus.me().await.expect("me").id;
