@@ -456,3 +456,23 @@ async fn deleting_an_account_releases_its_uploads() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_with_every_byte_but_no_item_is_finished_by_its_head() {
+    let data = temp_dir("data");
+    let server = Server::start_with(&data, &[]);
+    let ali = person(&server, "+989121700101").await;
+    let id = ali.client.create_upload(MediaKind::File, 200, &NewUpload::default()).await.expect("create");
+    ali.client.upload_chunk(&id, 0, vec![5; 100]).await.expect("half");
+    // As if the request that brought the last byte had failed after storing it: the upload's
+    // bytes are all there, and no item was made of them.
+    let sql = format!("UPDATE uploads SET length = 100 WHERE id = '{id}'");
+    let out = std::process::Command::new("sqlite3").arg(data.join("peyvand.db")).arg(&sql).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(code_of(ali.client.media_item(&id).await), ErrorCode::NotFound);
+    // A client that asks where it stands finds it complete, and its item made.
+    let state = ali.client.upload_offset(&id).await.expect("head");
+    assert_eq!((state.offset, state.length), (100, 100));
+    let item = ali.client.media_item(&id).await.expect("the item");
+    assert_eq!(item.media.sha256, sha256_hex(&[5; 100]));
+}

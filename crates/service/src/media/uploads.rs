@@ -109,9 +109,17 @@ impl Service {
         }
     }
 
-    /// `HEAD /v1/uploads/{id}`: where the upload stands.
+    /// `HEAD /v1/uploads/{id}`: where the upload stands; one with every byte stored is
+    /// finished first.
     pub async fn upload_state(&self, session: Session, id: &str) -> Result<UploadState, ApiError> {
-        Ok(UploadState::of(&self.own_upload(session, id).await?))
+        let upload = self.own_upload(session, id).await?;
+        if upload.offset == upload.length {
+            // Every byte is here but the upload was not finished (the request that brought the
+            // last ones failed afterwards): finish it now, so that a client that takes it as
+            // complete finds its media item.
+            self.finish_upload(upload.clone()).await?;
+        }
+        Ok(UploadState::of(&upload))
     }
 
     /// `DELETE /v1/uploads/{id}`: cancels the upload and removes its bytes.
