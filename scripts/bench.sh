@@ -6,6 +6,8 @@
 #   scripts/bench.sh idle       only the idle-connections scenario
 #   scripts/bench.sh media      only the media scenario (uploads, downloads, a 2 GB upload's
 #                               memory, photos per second)
+#   scripts/bench.sh media-across  photos from alborz to damavand on `peyvand demo`: send to
+#                               downloaded on the other messenger
 #   scripts/bench.sh cluster    the rate sweep on one node on PostgreSQL, then on two nodes on
 #                               PostgreSQL and NATS, then IDLE_CONNECTIONS idle streams on as
 #                               many nodes as the open-file limit needs (not part of "all": it
@@ -128,4 +130,9 @@ fi
 if [ "$what" = all ] || [ "$what" = media ]; then
     run media media
     jq -r '"media: upload \(.uploads.mb_per_second | floor) MB/s, download \(.downloads.mb_per_second | floor) MB/s; \(.concurrent_downloads.downloads) downloads at once \(.concurrent_downloads.mb_per_second | floor) MB/s, p99 \(.concurrent_downloads.p99_seconds * 100 | round / 100) s; \(.large_upload.bytes / 1e6 | floor) MB upload peak RSS \(.large_upload.server_rss_peak_above_idle / 1048576 | floor) MiB above idle; \(.photos.per_second * 100 | round / 100) photos/s"' "$out/media.json"
+fi
+
+if [ "$what" = all ] || [ "$what" = media-across ]; then
+    run media-across media-across
+    jq -r '"media-across: send to downloaded on damavand p50 \(.send_to_downloaded.p50_ms | round) ms, p99 \(.send_to_downloaded.p99_ms | round) ms; visible p50 \(.send_to_visible.p50_ms | round) ms; first download p50 \(.first_download.p50_ms | round) ms; second p50 \(.second_download.p50_ms | round) ms"' "$out/media-across.json"
 fi

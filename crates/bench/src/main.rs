@@ -2,7 +2,8 @@
 //! (fresh data, generous limits), or several nodes sharing a PostgreSQL and a NATS, signs
 //! people up, opens their update streams over WebSockets, and either sends direct messages at
 //! a fixed rate (`messages`) or just holds the streams open (`idle`), or sends and fetches
-//! files (`media`). A summary for people goes
+//! files (`media`), or photos from one messenger to another on `peyvand demo`
+//! (`media-across`). A summary for people goes
 //! to standard error and one JSON object with every figure to standard output.
 
 /// The generator's CPU is taken from the cores the server is measured on, so it allocates with
@@ -16,6 +17,7 @@ mod hold;
 mod idle;
 mod latency;
 mod media;
+mod media_across;
 mod messages;
 mod metrics;
 mod perf;
@@ -78,6 +80,9 @@ enum Scenario {
     /// Files through one node on the embedded store: upload and download throughput, many
     /// downloads of one video, a large upload's memory, photos per second.
     Media(media::MediaArgs),
+    /// Photos from one messenger to another on `peyvand demo` (which it starts): the time from
+    /// the send on alborz until the person on damavand has downloaded the photo.
+    MediaAcross(media_across::MediaAcrossArgs),
     /// Holds update streams for an `idle` run that started this process (not for people).
     #[command(hide = true)]
     Hold,
@@ -94,8 +99,17 @@ async fn main() -> anyhow::Result<()> {
     if let Scenario::Hold = cli.scenario {
         return hold::serve().await;
     }
+    let peyvand = cli.peyvand.unwrap_or_else(default_peyvand);
+    if let Scenario::MediaAcross(args) = &cli.scenario {
+        if cli.nodes != 1 || !matches!(cli.storage, Storage::Embedded) || !matches!(cli.bus, Bus::InProcess) {
+            anyhow::bail!("media-across runs on `peyvand demo`, which has no --nodes, --storage or --bus");
+        }
+        let result = media_across::run(&peyvand, cli.data, cli.keep_data, args).await?;
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&result)?)?;
+        return Ok(());
+    }
     let options = ServerOptions {
-        peyvand: cli.peyvand.unwrap_or_else(default_peyvand),
+        peyvand,
         data: cli.data,
         keep_data: cli.keep_data,
         storage: cli.storage,
@@ -117,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Messages(args) => messages::run(&mut servers, args).await?,
         Scenario::Idle(args) => idle::run(&mut servers, args).await?,
         Scenario::Media(args) => media::run(&mut servers, args).await?,
-        Scenario::Hold => unreachable!("a holder starts no servers"),
+        Scenario::Hold | Scenario::MediaAcross(_) => unreachable!("handled before the servers start"),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;

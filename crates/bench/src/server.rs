@@ -19,7 +19,7 @@ use crate::backends::{Bus, Schema, Storage, bus_prefix, check_nodes, run_label};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every limit of `[service.limits]`: a load test from one address would trip them all.
-const LIMITS: &[&str] = &[
+pub(crate) const LIMITS: &[&str] = &[
     "CODES_PER_NUMBER_PER_HOUR",
     "CODES_PER_BLOCK_PER_HOUR",
     "CODES_PER_ADDRESS_PER_HOUR",
@@ -29,11 +29,11 @@ const LIMITS: &[&str] = &[
     "MESSAGES_PER_MINUTE",
     "CONTACT_LOOKUPS_PER_DAY",
 ];
-const GENEROUS: &str = "1000000000";
+pub(crate) const GENEROUS: &str = "1000000000";
 /// The caps of `[connections]`: the bench opens its many clients from loopback addresses,
 /// many streams per address, and would trip them too. (The open-file limit, less
 /// `reserved_descriptors`, still caps the connections of a node.)
-const CONNECTION_CAPS: &[&str] = &["MAX", "MAX_PER_ADDRESS", "STREAMS_PER_ACCOUNT", "STREAMS_PER_DEVICE"];
+pub(crate) const CONNECTION_CAPS: &[&str] = &["MAX", "MAX_PER_ADDRESS", "STREAMS_PER_ACCOUNT", "STREAMS_PER_DEVICE"];
 
 /// A line of the server's standard output.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Codes {
 }
 
 impl Codes {
-    fn arrived(&self, phone: &str, code: &str) {
+    pub(crate) fn arrived(&self, phone: &str, code: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         match slots.remove(phone) {
             Some(Slot::Awaited(waiter)) => {
@@ -274,7 +274,7 @@ impl Setup {
     }
 }
 
-fn fresh_dir() -> PathBuf {
+pub(crate) fn fresh_dir() -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("peyvand-bench-{}-{nanos}", std::process::id()))
 }
