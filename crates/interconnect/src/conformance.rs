@@ -582,6 +582,7 @@ async fn checks(registry: &RegistryClient, listing: &Directory, caller: &Caller,
     // Direct chats: what a provider with no people on the target can see of them.
     out.extend(delivery_checks(caller).await);
     out.extend(media_checks(caller).await);
+    out.extend(version_checks(caller).await);
 
     // Licences: a suspended caller is refused within one refresh.
     let suspended = match registry.suspend(&caller.id, "conformance: suspension").await {
@@ -773,6 +774,25 @@ fn refused_with(answer: &Result<Answer, String>, indexes: &[u64], code: &str) ->
         }
     }
     Ok(())
+}
+
+/// A version of the protocol the target does not speak, and a version-1 path it does not define.
+async fn version_checks(caller: &Caller) -> Vec<Outcome> {
+    let v2 = caller.signed(&caller.request(Method::GET, "/interconnect/v2/provider", None)).await;
+    let unknown = caller.signed(&caller.request(Method::GET, "/interconnect/v1/conformance-unknown", None)).await;
+    vec![
+        outcome(
+            "EP-21",
+            "a request for a protocol version the target does not speak (/interconnect/v2/provider) is refused \
+             with unsupported_version",
+            expect(&v2, 400, "unsupported_version"),
+        ),
+        outcome(
+            "EP-21",
+            "a version-1 path that the protocol does not define is refused with not_found",
+            expect(&unknown, 404, "not_found"),
+        ),
+    ]
 }
 
 /// The checks of the media endpoint (media.md) that a provider with no room on the target can

@@ -51,6 +51,7 @@ pub fn router(interconnect: Interconnect) -> Router {
         .route("/interconnect/v1/typing", post(typing))
         .route("/interconnect/v1/reports", post(report))
         .route("/interconnect/v1/media", get(media))
+        .route("/interconnect/{version}/{*rest}", axum::routing::any(other_path))
         .route_layer(axum::middleware::from_fn_with_state(interconnect.clone(), authenticate))
         .with_state(interconnect)
 }
@@ -125,14 +126,7 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
         return Err(refuse(ErrorCode::InvalidSignature, "the nonce must be 32 lowercase hex digits"));
     }
     let signature = header(&parts.headers, HEADER_SIGNATURE)?;
-    let body: Bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            refuse(ErrorCode::PayloadTooLarge, format!("at most {MAX_REQUEST_BYTES} bytes"))
-        } else {
-            refuse(ErrorCode::BadRequest, format!("the request body could not be read: {e}"))
-        }
-    })?;
+    let body = read_body(body).await?;
     let path_and_query = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
     let signed = Signed { method: parts.method.as_str(), path_and_query, from, to, timestamp, nonce, body: &body };
     if !signed.verify(signature, &provider.signing_keys) {
@@ -154,6 +148,33 @@ async fn check(interconnect: &Interconnect, request: Request) -> PeerResult<Requ
     let mut request = Request::from_parts(parts, Body::from(body));
     request.extensions_mut().insert(Peer(provider));
     Ok(request)
+}
+
+/// How much of a body over [`MAX_REQUEST_BYTES`] is read (and dropped) before it is refused.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// A request's body, at most [`MAX_REQUEST_BYTES`]. A larger one is refused with
+/// `payload_too_large` once up to [`DRAIN_BYTES`] more of it were read: a connection closed
+/// with unread bytes is reset, and the reset can reach the caller before the refusal does.
+async fn read_body(body: Body) -> PeerResult<Bytes> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| refuse(ErrorCode::BadRequest, format!("the request body could not be read: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_REQUEST_BYTES {
+            kept.extend_from_slice(&chunk);
+        } else if total > MAX_REQUEST_BYTES + DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > MAX_REQUEST_BYTES {
+        return Err(refuse(ErrorCode::PayloadTooLarge, format!("at most {MAX_REQUEST_BYTES} bytes")));
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// `GET /interconnect/v1/provider`: who this provider is and which protocol it speaks.
@@ -335,4 +356,17 @@ async fn serve_media(
         }
     }
     Ok(response)
+}
+
+/// Any other path under `/interconnect/`: of version 1, an endpoint it does not define
+/// (`not_found`); of another version, one this provider does not speak (`unsupported_version`,
+/// endpoints.md, EP-21). After the transport checks, like every endpoint.
+async fn other_path(axum::extract::Path((version, _)): axum::extract::Path<(String, String)>) -> Failure {
+    if version == "v1" {
+        return refuse(ErrorCode::NotFound, format!("{PROTOCOL} has no such endpoint"));
+    }
+    refuse(
+        ErrorCode::UnsupportedVersion,
+        format!("this provider speaks {PROTOCOL} only (/interconnect/v1/), not `{version}`"),
+    )
 }
