@@ -15,6 +15,7 @@
 //!   from its container (Ogg, WebM/Matroska, MP4, WAV, FLAC, MP3), parsed by hand with
 //!   bounded reads, and [`check_timed`] says whether they fit the declared kind.
 
+mod container;
 mod detect;
 mod ebml;
 mod mp3;
@@ -24,9 +25,10 @@ mod photo;
 mod strip;
 mod timed;
 
+pub use container::Timed;
 pub use detect::{DETECT_HEAD_BYTES, check_kind, detect, extension, may_serve};
 pub use photo::{Photo, photo, video_thumbnail};
-pub use timed::{Timed, check_timed, timed};
+pub use timed::{check_timed, timed};
 
 use peyvand_api::{ErrorCode, MediaKind};
 

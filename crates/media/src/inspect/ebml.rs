@@ -7,7 +7,7 @@
 //! [`MAX_BLOCKS`] blocks; past that it is `None`.
 
 use super::InspectError;
-use super::timed::{Input, Timed};
+use super::container::{Input, Timed};
 use std::io::{Read, Seek};
 
 const EBML: u32 = 0x1A45_DFA3;

@@ -2,7 +2,7 @@
 //! over the bit rate of a constant-rate file. ID3v2 tags before the first frame are skipped.
 
 use super::InspectError;
-use super::timed::{Input, Timed, to_ms, u32_be};
+use super::container::{Input, Timed, to_ms, u32_be};
 use std::io::{Read, Seek};
 
 /// How far past the tags the first frame is looked for.

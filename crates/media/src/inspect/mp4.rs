@@ -7,7 +7,7 @@
 //! one, else where the last fragment (`moof`) ends.
 
 use super::InspectError;
-use super::timed::{Input, Timed, to_ms, u32_be, u64_be};
+use super::container::{Input, Timed, to_ms, u32_be, u64_be};
 use std::io::{Read, Seek};
 
 /// The most boxes looked at on one level: real files have a handful.

@@ -2,7 +2,7 @@
 //! the stream's last page, in samples.
 
 use super::InspectError;
-use super::timed::{Input, Timed, to_ms, u16_le, u32_le};
+use super::container::{Input, Timed, to_ms, u16_le, u32_le};
 use std::io::{Read, Seek};
 
 /// An Ogg page is at most 27 + 255 + 255 × 255 bytes.
