@@ -4,19 +4,11 @@
 //! The server is the `peyvand` binary beside this package's `peyvand-bench`, which
 //! `cargo test --workspace` builds.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn peyvand() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_peyvand-bench"));
-    let server = bench.with_file_name("peyvand");
-    assert!(
-        server.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        server.display()
-    );
-    server
-}
+mod common;
+
+use common::peyvand;
 
 #[test]
 fn idle_streams_are_held_by_several_holders() {

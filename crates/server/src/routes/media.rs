@@ -317,10 +317,7 @@ pub async fn get_media_bytes(
         Ok::<_, Failure>(s.service.item_download(session, &id, variant).await?)
     }
     .await;
-    match download {
-        Ok(download) => serve(&s, &download, &headers).await,
-        Err(failure) => failure.into_response(),
-    }
+    answer(&s, download, &headers).await
 }
 
 fn parse_variant(raw: &str) -> Result<Variant, Failure> {
@@ -340,10 +337,8 @@ pub async fn get_message_media(
     Path((chat_id, seq)): Path<(i64, i64)>,
     headers: HeaderMap,
 ) -> Response {
-    match s.service.message_download(session, chat_id, seq, Variant::Content).await {
-        Ok(download) => serve(&s, &download, &headers).await,
-        Err(e) => Failure(e).into_response(),
-    }
+    let download = s.service.message_download(session, chat_id, seq, Variant::Content).await;
+    answer(&s, download.map_err(Failure), &headers).await
 }
 
 /// `GET /v1/chats/{chat_id}/messages/{seq}/media/thumbnail`: a photo's or video's thumbnail.
@@ -358,10 +353,8 @@ pub async fn get_message_thumbnail(
     Path((chat_id, seq)): Path<(i64, i64)>,
     headers: HeaderMap,
 ) -> Response {
-    match s.service.message_download(session, chat_id, seq, Variant::Thumbnail).await {
-        Ok(download) => serve(&s, &download, &headers).await,
-        Err(e) => Failure(e).into_response(),
-    }
+    let download = s.service.message_download(session, chat_id, seq, Variant::Thumbnail).await;
+    answer(&s, download.map_err(Failure), &headers).await
 }
 
 /// `GET /v1/chats/{chat_id}/messages/{seq}/media/links`: short-lived addresses of a media
@@ -405,10 +398,7 @@ pub async fn get_linked_file(
         Ok::<_, Failure>(s.service.link_download(chat_id, seq, variant, link.expires, &link.sig).await?)
     }
     .await;
-    match download {
-        Ok(download) => serve(&s, &download, &headers).await,
-        Err(failure) => failure.into_response(),
-    }
+    answer(&s, download, &headers).await
 }
 
 /// A file name for `Content-Disposition` (RFC 6266): an ASCII fallback in `filename`, and the
@@ -443,6 +433,14 @@ fn download_name(download: &Download) -> String {
         let ext = peyvand_media::inspect::extension(&download.mime).unwrap_or("bin");
         format!("{}.{ext}", download.media.kind.as_str())
     })
+}
+
+/// A download's answer: its bytes ([`serve`]), or why there are none.
+async fn answer(s: &AppState, download: Result<Download, Failure>, headers: &HeaderMap) -> Response {
+    match download {
+        Ok(download) => serve(s, &download, headers).await,
+        Err(failure) => failure.into_response(),
+    }
 }
 
 /// Serves a download: the detected type (never one a browser runs as a page), `nosniff`, a

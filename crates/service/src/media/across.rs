@@ -138,11 +138,7 @@ impl Service {
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let writer = {
             let (blobs, key) = (blobs.clone(), key.clone());
-            tokio::spawn(async move {
-                let stream =
-                    futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) });
-                blobs.put_stream(&key, Box::pin(stream)).await
-            })
+            tokio::spawn(async move { blobs.put_stream(&key, channel_stream(receiver)).await })
         };
         let mut hasher = Sha256::new();
         let mut received = 0u64;

@@ -174,6 +174,13 @@ fn no_media() -> ApiError {
     err(ErrorCode::NotFound, "no such media")
 }
 
+/// The chunks sent on a channel, as the stream a streamed write takes.
+fn channel_stream(
+    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
+    Box::pin(futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) }))
+}
+
 /// A random id of 128 bits, as 32 lowercase hex digits.
 fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())

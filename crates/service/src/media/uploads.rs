@@ -488,9 +488,7 @@ impl Service {
                 Some(hex::encode(hasher.finalize()))
             })
         };
-        let stream =
-            futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) });
-        let written = blobs.put_stream(key, Box::pin(stream)).await.map_err(storage_error);
+        let written = blobs.put_stream(key, channel_stream(receiver)).await.map_err(storage_error);
         let sha = reader.await.map_err(|e| err(ErrorCode::Internal, format!("reading the upload failed: {e}")))?;
         written?;
         sha.ok_or_else(|| {
